@@ -1,0 +1,1 @@
+"""Shared kernel of the CRM case-history system: errors, envelope, ports and adapters."""

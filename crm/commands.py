@@ -1,0 +1,210 @@
+"""Command handling shared by every service: load a stream, decide, append with its revision.
+
+No business rules live here. What it adds to a service's pure `decide`:
+- idempotency: event ids derive from the request id, and a request id already recorded on the
+  stream returns the original result without deciding again (a request id reused for a different
+  command is refused);
+- optimistic concurrency: the append names the revision the decision was based on; on a conflict
+  the stream is reloaded and the command decided again, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from crm.envelope import EventMetadata, NewEvent, RecordedEvent, canonical_json
+from crm.errors import ConcurrencyConflict, InvalidInput, NotFound
+from crm.eventcodec import EventCodec, to_plain
+from crm.eventstore.port import EventStore, ExpectedRevision, StreamState
+from crm.validation import MAX_ID, optional_id, require_id
+from crm.vocabulary import Actor
+
+S = TypeVar("S")
+E = TypeVar("E")
+
+Clock = Callable[[], datetime]
+
+_NAMESPACE = uuid.UUID("6f1c1d1e-3a52-4c4f-9a8e-5d0c2b7e9a10")
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who asks, when it happened, and the request id that makes retries harmless."""
+
+    request_id: str
+    actor: Actor
+    occurred_at: datetime
+    correlation_id: str = ""
+    causation_id: str = ""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What a command recorded (or had recorded, for a repeated request)."""
+
+    aggregate_id: str
+    stream: str
+    revision: int
+    global_position: int
+    event_ids: tuple[str, ...]
+    duplicate_request: bool = False
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[S]):
+    """An aggregate's state and the stream it was folded from."""
+
+    state: S | None
+    records: list[RecordedEvent]
+
+    @property
+    def expected_revision(self) -> ExpectedRevision:
+        return self.records[-1].revision if self.records else StreamState.NO_STREAM
+
+    @property
+    def revision(self) -> int:
+        return self.records[-1].revision if self.records else -1
+
+
+def derived_id(kind: str, request_id: str) -> str:
+    """A stable id for something a request creates, so a retry names the same thing."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}|{request_id}"))
+
+
+def _event_id(request_id: str, stream: str, index: int) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{request_id}|{stream}|{index}"))
+
+
+def command_digest(command: Any) -> str:
+    """A fingerprint of a command's content, to tell a retry from a reused request id."""
+    return hashlib.sha256(canonical_json([type(command).__name__, to_plain(command)])).hexdigest()
+
+
+class StreamHandler(Generic[S, E]):
+    """Loads, decides and appends for one category of streams (`<category>-<id>`)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        codec: EventCodec,
+        category: str,
+        evolve: Callable[[S | None, E, datetime], S],
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._codec = codec
+        self._category = category
+        self._evolve = evolve
+        self._clock = clock
+
+    def stream(self, aggregate_id: str) -> str:
+        return f"{self._category}-{aggregate_id}"
+
+    def load(self, aggregate_id: str) -> Loaded[S]:
+        records = self._store.read_stream(self.stream(aggregate_id))
+        state: S | None = None
+        for record in records:
+            state = self._evolve(state, self._codec.decode(record.type, record.data), _at(record))
+        return Loaded(state, records)
+
+    def load_existing(self, aggregate_id: str, field: str) -> Loaded[S]:
+        """Load an aggregate a command refers to; NOT_FOUND names the field that pointed at it."""
+        require_id(field, aggregate_id)
+        loaded = self.load(aggregate_id)
+        if loaded.state is None:
+            raise NotFound(f"{self._category} {aggregate_id} does not exist ({field})")
+        return loaded
+
+    def execute(
+        self,
+        aggregate_id: str,
+        context: CommandContext,
+        command: Any,
+        decide: Callable[[S | None], Sequence[E]],
+        customer_id: Callable[[S | None, Sequence[E]], str],
+        *,
+        must_exist: bool = True,
+    ) -> CommandOutcome:
+        """Decide `command` against the current stream and append the result, retrying conflicts."""
+        check_context(context, self._clock())
+        stream = self.stream(aggregate_id)
+        digest = command_digest(command)
+        for _attempt in range(MAX_ATTEMPTS):
+            loaded = self.load(aggregate_id)
+            earlier = [r for r in loaded.records if r.metadata.request_id == context.request_id]
+            if earlier:
+                return _repeat(aggregate_id, earlier, digest)
+            if must_exist and loaded.state is None:
+                raise NotFound(f"{self._category} {aggregate_id} does not exist")
+            events = decide(loaded.state)
+            metadata = EventMetadata(
+                customer_id=customer_id(loaded.state, events),
+                occurred_at=context.occurred_at,
+                actor=context.actor,
+                correlation_id=context.correlation_id or context.request_id,
+                causation_id=context.causation_id,
+                request_id=context.request_id,
+                command_digest=digest,
+            )
+            new_events = []
+            for index, event in enumerate(events):
+                type_name, data = self._codec.encode(event)
+                event_id = _event_id(context.request_id, stream, index)
+                new_events.append(NewEvent(event_id, type_name, data, metadata))
+            try:
+                result = self._store.append(stream, new_events, loaded.expected_revision)
+            except ConcurrencyConflict:
+                continue
+            return CommandOutcome(
+                aggregate_id,
+                stream,
+                result.revision,
+                result.global_position,
+                tuple(e.event_id for e in new_events),
+            )
+        raise ConcurrencyConflict(
+            f"{stream} kept changing under this command ({MAX_ATTEMPTS} attempts); retry it"
+        )
+
+
+def check_context(context: CommandContext, now: datetime) -> None:
+    """Refuse a command whose context cannot be recorded faithfully."""
+    require_id("context.request_id", context.request_id)
+    require_id("context.actor.id", context.actor.id)
+    optional_id("context.correlation_id", context.correlation_id)
+    if len(context.causation_id) > MAX_ID:
+        raise InvalidInput("context.causation_id", f"must be at most {MAX_ID} characters")
+    if context.occurred_at.tzinfo is None:
+        raise InvalidInput("context.occurred_at", "must carry a time zone")
+    if context.occurred_at > now + MAX_CLOCK_SKEW:
+        raise InvalidInput(
+            "context.occurred_at", f"{context.occurred_at.isoformat()} lies in the future"
+        )
+
+
+def _repeat(aggregate_id: str, earlier: list[RecordedEvent], digest: str) -> CommandOutcome:
+    if earlier[0].metadata.command_digest != digest:
+        raise InvalidInput(
+            "context.request_id",
+            "was already used for a different command; send a new request id",
+        )
+    last = earlier[-1]
+    return CommandOutcome(
+        aggregate_id,
+        last.stream,
+        last.revision,
+        last.global_position,
+        tuple(r.event_id for r in earlier),
+        duplicate_request=True,
+    )
+
+
+def _at(record: RecordedEvent) -> datetime:
+    return record.metadata.occurred_at

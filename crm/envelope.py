@@ -1,0 +1,134 @@
+"""The event envelope: what every stored event carries besides its payload, and its hash chain.
+
+Each recorded event hashes its own content together with the hash of the previous event of its
+stream, so an auditor can recompute the chain and prove nothing was altered after the fact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crm.errors import IntegrityError
+from crm.vocabulary import Actor, ActorKind
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class EventMetadata:
+    """Who did what for whom, when, and as a consequence of what request."""
+
+    customer_id: str
+    occurred_at: datetime
+    actor: Actor
+    correlation_id: str
+    causation_id: str
+    request_id: str
+    command_digest: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "customer_id": self.customer_id,
+            "occurred_at": self.occurred_at.isoformat(),
+            "actor_kind": self.actor.kind.value,
+            "actor_id": self.actor.id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "request_id": self.request_id,
+            "command_digest": self.command_digest,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, str]) -> EventMetadata:
+        return cls(
+            customer_id=raw["customer_id"],
+            occurred_at=datetime.fromisoformat(raw["occurred_at"]),
+            actor=Actor(ActorKind(raw["actor_kind"]), raw["actor_id"]),
+            correlation_id=raw["correlation_id"],
+            causation_id=raw["causation_id"],
+            request_id=raw["request_id"],
+            command_digest=raw.get("command_digest", ""),
+        )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended: its id is derived from the request, so retries collide."""
+
+    event_id: str
+    type: str
+    data: bytes
+    metadata: EventMetadata
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as the store holds it, with its place in the stream and in the global order."""
+
+    stream: str
+    revision: int
+    global_position: int
+    event_id: str
+    type: str
+    data: bytes
+    metadata: EventMetadata
+    recorded_at: datetime
+    previous_hash: str
+    content_hash: str
+
+    def payload(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.data)
+        return decoded
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte form per value, so hashes do not depend on key order or spacing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(
+    previous_hash: str,
+    stream: str,
+    revision: int,
+    event: NewEvent,
+    recorded_at: datetime,
+) -> str:
+    """The content hash of an event, linked to the previous event of its stream."""
+    content = {
+        "previous_hash": previous_hash,
+        "stream": stream,
+        "revision": revision,
+        "event_id": event.event_id,
+        "type": event.type,
+        "data": hashlib.sha256(event.data).hexdigest(),
+        "metadata": event.metadata.to_dict(),
+        "recorded_at": recorded_at.isoformat(),
+    }
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def verify_chain(events: Iterable[RecordedEvent]) -> int:
+    """Recompute the hash chain of one stream's events; returns how many were verified."""
+    expected_previous = GENESIS_HASH
+    count = 0
+    for expected_revision, event in enumerate(events):
+        if event.revision != expected_revision:
+            raise IntegrityError(
+                f"{event.stream}: revision {event.revision} found where {expected_revision} belongs"
+            )
+        if event.previous_hash != expected_previous:
+            raise IntegrityError(f"{event.stream}@{event.revision}: link to previous event broken")
+        as_new = NewEvent(event.event_id, event.type, event.data, event.metadata)
+        recomputed = chain_hash(
+            event.previous_hash, event.stream, event.revision, as_new, event.recorded_at
+        )
+        if recomputed != event.content_hash:
+            raise IntegrityError(f"{event.stream}@{event.revision}: content altered after recording")
+        expected_previous = event.content_hash
+        count += 1
+    return count

@@ -1,0 +1,89 @@
+"""Turns domain event dataclasses into stored JSON payloads and back, by their versioned type names.
+
+The JSON form is what the event store keeps and hashes: enums as their values, instants as ISO-8601,
+nested value objects as objects. Type names are explicit (`TYPE` on each class), never derived from
+class names, so renaming a class never breaks stored history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from crm.errors import IntegrityError, InvalidInput
+
+
+class EventCodec:
+    """A registry of event classes that encodes and decodes their payloads."""
+
+    def __init__(self, event_types: Iterable[type[Any]]) -> None:
+        self._by_type: dict[str, type[Any]] = {}
+        for cls in event_types:
+            name: str = cls.TYPE
+            if name in self._by_type:
+                raise ValueError(f"event type {name} registered twice")
+            self._by_type[name] = cls
+
+    @property
+    def type_names(self) -> list[str]:
+        return sorted(self._by_type)
+
+    def class_for(self, type_name: str) -> type[Any]:
+        try:
+            return self._by_type[type_name]
+        except KeyError:
+            raise IntegrityError(f"unknown event type {type_name}") from None
+
+    def encode(self, event: Any) -> tuple[str, bytes]:
+        """(type name, JSON bytes) of a registered event."""
+        type_name: str = type(event).TYPE
+        if self._by_type.get(type_name) is not type(event):
+            raise InvalidInput("event", f"{type(event).__name__} is not a registered event")
+        return type_name, json.dumps(to_plain(event), sort_keys=True).encode()
+
+    def decode(self, type_name: str, data: bytes) -> Any:
+        """The event object for stored JSON bytes."""
+        return from_plain(self.class_for(type_name), json.loads(data))
+
+
+def to_plain(value: Any) -> Any:
+    """A JSON-ready form of a dataclass, enum, instant, tuple or scalar."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def from_plain(hint: Any, raw: Any) -> Any:
+    """Rebuild a value of type `hint` from its JSON-ready form."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        if raw is None:
+            return None
+        (inner,) = [a for a in get_args(hint) if a is not type(None)]
+        return from_plain(inner, raw)
+    if origin is tuple:
+        inner = get_args(hint)[0]
+        return tuple(from_plain(inner, r) for r in raw)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = get_type_hints(hint)
+        kwargs = {f.name: from_plain(hints[f.name], raw[f.name]) for f in dataclasses.fields(hint)}
+        return hint(**kwargs)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(raw)
+    if hint is datetime:
+        return datetime.fromisoformat(raw)
+    return raw
+
+
+__all__ = ["EventCodec", "from_plain", "to_plain"]

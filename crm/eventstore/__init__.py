@@ -1,0 +1,1 @@
+"""The event store port and its adapters: the source of truth of the whole system."""

@@ -1,0 +1,270 @@
+"""The embedded event store: one SQLite file in WAL mode, safe for many threads and processes.
+
+Writers take the database's write lock up front (BEGIN IMMEDIATE), so appends are serialized and
+global positions are handed out in commit order: a reader following positions never skips an event.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent, chain_hash
+from crm.errors import (
+    ConcurrencyConflict,
+    IntegrityError,
+    InvalidInput,
+    OperationalError,
+    PersistenceError,
+)
+from crm.eventstore.port import AppendResult, EventStore, ExpectedRevision, StreamState
+
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        global_position INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        data BLOB NOT NULL,
+        metadata TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        previous_hash TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        UNIQUE (stream, revision)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, global_position)",
+)
+
+_COLUMNS = (
+    "stream, revision, global_position, event_id, type, data, metadata, recorded_at,"
+    " previous_hash, content_hash"
+)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3's exceptions into the system's error tree."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        # Only reachable if another writer slipped past the write lock; treat it as a lost race.
+        if "events.event_id" in str(exc) or "events.stream, events.revision" in str(exc):
+            raise ConcurrencyConflict(f"another writer appended first: {exc}") from exc
+        raise IntegrityError(f"sqlite event store: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        raise OperationalError(f"sqlite event store: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise PersistenceError(f"sqlite event store: {exc}") from exc
+
+
+def _describe(revision: ExpectedRevision) -> str:
+    if isinstance(revision, StreamState):
+        return revision.value
+    return "no_stream" if revision < 0 else str(revision)
+
+
+class SqliteEventStore(EventStore):
+    """Event store in one SQLite file; one connection per thread, as gRPC serves from a pool."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self._path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        conn = self._connection()
+        with _translated():
+            # WAL is a property of the file; setting it once per open is enough.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise OperationalError(f"sqlite event store {self._path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if conn is None:
+            with self._lock, _translated():
+                conn = sqlite3.connect(
+                    self._path,
+                    timeout=_BUSY_TIMEOUT_SECONDS,
+                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                    check_same_thread=False,  # so close() may close every thread's connection
+                )
+                # FULL: the WAL is synced at every commit, so no acknowledged event is lost.
+                conn.execute("PRAGMA synchronous=FULL")
+                self._connections.append(conn)
+            self._local.connection = conn
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection; the store is unusable afterwards."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected: ExpectedRevision
+    ) -> AppendResult:
+        """Append if the stream is at `expected`; re-appending recorded events is a no-op."""
+        if not events:
+            raise InvalidInput("events", "an append needs at least one event")
+        ids = [event.event_id for event in events]
+        if len(set(ids)) != len(ids):
+            raise InvalidInput("events", "event ids must be distinct within one append")
+        if isinstance(expected, int) and expected < 0:
+            raise InvalidInput("expected", f"revision must be >= 0, got {expected}")
+        conn = self._connection()
+        with _translated():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                replayed = self._replayed(conn, stream, ids)
+                if replayed is not None:
+                    conn.rollback()
+                    return replayed
+                result = self._write(conn, stream, events, expected)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        self.notify_appended()
+        return result
+
+    def _replayed(
+        self, conn: sqlite3.Connection, stream: str, ids: list[str]
+    ) -> AppendResult | None:
+        """The original result if these exact events were appended before; None if all are new."""
+        first = conn.execute("SELECT stream, revision FROM events WHERE event_id = ?", (ids[0],))
+        found = first.fetchone()
+        if found is None:
+            for event_id in ids[1:]:
+                if conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
+                    raise ConcurrencyConflict(
+                        f"stream {stream}: event {event_id} is already recorded but {ids[0]} is"
+                        " not; a retry must resend the original append unchanged"
+                    )
+            return None
+        recorded_stream, first_revision = found
+        rows = conn.execute(
+            "SELECT event_id, revision, global_position FROM events"
+            " WHERE stream = ? AND revision >= ? ORDER BY revision LIMIT ?",
+            (stream, first_revision, len(ids)),
+        ).fetchall()
+        # Revisions of a stream have no gaps, so matching ids in order means consecutive events.
+        if recorded_stream != stream or [row[0] for row in rows] != ids:
+            raise ConcurrencyConflict(
+                f"stream {stream}: event {ids[0]} is already recorded (in stream"
+                f" {recorded_stream}) but the other events do not match that append"
+            )
+        _, last_revision, last_position = rows[-1]
+        return AppendResult(stream, last_revision, last_position)
+
+    def _write(
+        self,
+        conn: sqlite3.Connection,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected: ExpectedRevision,
+    ) -> AppendResult:
+        last = conn.execute(
+            "SELECT revision, content_hash FROM events WHERE stream = ?"
+            " ORDER BY revision DESC LIMIT 1",
+            (stream,),
+        ).fetchone()
+        actual, previous_hash = (-1, GENESIS_HASH) if last is None else (last[0], last[1])
+        if expected is StreamState.NO_STREAM:
+            ok = last is None
+        else:
+            ok = expected is StreamState.ANY or expected == actual
+        if not ok:
+            raise ConcurrencyConflict(
+                f"stream {stream}: expected revision {_describe(expected)},"
+                f" actual {_describe(actual)}"
+            )
+        recorded_at = datetime.now(UTC)
+        revision, position = actual, 0
+        for event in events:
+            revision += 1
+            content_hash = chain_hash(previous_hash, stream, revision, event, recorded_at)
+            cursor = conn.execute(
+                "INSERT INTO events (stream, revision, event_id, type, data, metadata,"
+                " customer_id, recorded_at, previous_hash, content_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stream,
+                    revision,
+                    event.event_id,
+                    event.type,
+                    event.data,
+                    json.dumps(event.metadata.to_dict()),
+                    event.metadata.customer_id,
+                    recorded_at.isoformat(),
+                    previous_hash,
+                    content_hash,
+                ),
+            )
+            position = cursor.lastrowid or 0
+            previous_hash = content_hash
+        return AppendResult(stream, revision, position)
+
+    def read_stream(
+        self, stream: str, from_revision: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The stream's events from `from_revision` on; an empty list for an unknown stream."""
+        where = "stream = ? AND revision >= ? ORDER BY revision"
+        return self._select(where, stream, from_revision, -1 if limit is None else max(limit, 0))
+
+    def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events with a global position greater than `after`, in global order."""
+        return self._select("global_position > ? ORDER BY global_position", after, max(limit, 0))
+
+    def _select(self, where: str, *params: object) -> list[RecordedEvent]:
+        with _translated():
+            sql = f"SELECT {_COLUMNS} FROM events WHERE {where} LIMIT ?"
+            rows = self._connection().execute(sql, params).fetchall()
+        return [_recorded(row) for row in rows]
+
+    def last_position(self) -> int:
+        """The global position of the newest event, 0 for an empty store."""
+        with _translated():
+            row = self._connection().execute("SELECT MAX(global_position) FROM events").fetchone()
+        return int(row[0] or 0)
+
+
+def _recorded(row: tuple[Any, ...]) -> RecordedEvent:
+    stream, revision, position, event_id, type_, data, metadata, recorded_at, *hashes = row
+    return RecordedEvent(
+        stream=stream,
+        revision=revision,
+        global_position=position,
+        event_id=event_id,
+        type=type_,
+        data=bytes(data),
+        metadata=EventMetadata.from_dict(json.loads(metadata)),
+        recorded_at=datetime.fromisoformat(recorded_at),
+        previous_hash=hashes[0],
+        content_hash=hashes[1],
+    )

@@ -1,0 +1,81 @@
+"""Conversions every servicer shares: command context in, command result out, required fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import TypeVar
+
+from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from crm.commands import CommandContext, CommandOutcome
+from crm.errors import InvalidInput
+from crm.protocodec import enum_from_proto, instant
+from crm.v1 import common_pb2
+from crm.vocabulary import Actor, ActorKind
+
+E = TypeVar("E", bound=Enum)
+
+
+def command_context(request: Message) -> CommandContext:
+    """The CommandContext of a request; a missing context, request id, time or actor is refused."""
+    if not request.HasField("context"):
+        raise InvalidInput("context", "is required (request_id, occurred_at, actor)")
+    context: common_pb2.CommandContext = getattr(request, "context")  # noqa: B009
+    if not context.request_id:
+        raise InvalidInput("context.request_id", "is required; it makes retries safe")
+    return CommandContext(
+        request_id=context.request_id,
+        actor=actor(context, "context.actor"),
+        occurred_at=required_instant(context, "occurred_at", "context.occurred_at"),
+        correlation_id=context.correlation_id,
+        causation_id=context.causation_id,
+    )
+
+
+def actor(holder: Message, field: str) -> Actor:
+    """The Actor in `holder.<last part of field>`; kind and id are required."""
+    name = field.rsplit(".", 1)[-1]
+    if not holder.HasField(name):
+        raise InvalidInput(field, "is required (kind and id)")
+    message: common_pb2.Actor = getattr(holder, name)
+    kind = enum_from_proto(
+        ActorKind, message.kind, common_pb2.ActorKind.DESCRIPTOR, f"{field}.kind"
+    )
+    if not message.id:
+        raise InvalidInput(f"{field}.id", "is required")
+    return Actor(kind, message.id)
+
+
+def required_instant(holder: Message, name: str, field: str) -> datetime:
+    if not holder.HasField(name):
+        raise InvalidInput(field, "is required")
+    stamp: Timestamp = getattr(holder, name)
+    return instant(stamp)
+
+
+def optional_instant(holder: Message, name: str) -> datetime | None:
+    return instant(getattr(holder, name)) if holder.HasField(name) else None
+
+
+def required_enum(domain_enum: type[E], number: int, descriptor: EnumDescriptor, field: str) -> E:
+    return enum_from_proto(domain_enum, number, descriptor, field)
+
+
+def optional_enum(
+    domain_enum: type[E], number: int, descriptor: EnumDescriptor, field: str, default: E
+) -> E:
+    return default if number == 0 else enum_from_proto(domain_enum, number, descriptor, field)
+
+
+def command_result(outcome: CommandOutcome) -> common_pb2.CommandResult:
+    return common_pb2.CommandResult(
+        aggregate_id=outcome.aggregate_id,
+        stream=outcome.stream,
+        revision=outcome.revision,
+        global_position=outcome.global_position,
+        event_ids=list(outcome.event_ids),
+        duplicate_request=outcome.duplicate_request,
+    )
