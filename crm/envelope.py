@@ -128,7 +128,9 @@ def verify_chain(events: Iterable[RecordedEvent]) -> int:
             event.previous_hash, event.stream, event.revision, as_new, event.recorded_at
         )
         if recomputed != event.content_hash:
-            raise IntegrityError(f"{event.stream}@{event.revision}: content altered after recording")
+            raise IntegrityError(
+                f"{event.stream}@{event.revision}: content altered after recording"
+            )
         expected_previous = event.content_hash
         count += 1
     return count

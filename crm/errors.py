@@ -1,4 +1,4 @@
-"""One error tree for the whole system, mapped to gRPC status codes in one place (crm.grpc_errors)."""
+"""One error tree for the whole system, mapped to gRPC status codes in crm.grpc_errors."""
 
 from __future__ import annotations
 

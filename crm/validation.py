@@ -23,7 +23,8 @@ def require_id(field: str, value: str) -> str:
         raise InvalidInput(field, f"must be at most {MAX_ID} characters")
     if not _ID.fullmatch(value):  # match() would let "$" accept a trailing newline
         raise InvalidInput(
-            field, "may hold only letters, digits and . _ : @ - and must start with one of the first two"
+            field,
+            "may hold only letters, digits and . _ : @ - and must start with a letter or digit",
         )
     return value
 

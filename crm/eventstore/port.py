@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from crm.envelope import NewEvent, RecordedEvent
+from crm.notify import ChangeSignal
 
 
 class StreamState(Enum):
@@ -38,7 +39,7 @@ class EventStore(ABC):
     """Port every event store adapter implements; the shared conformance suite checks each one."""
 
     def __init__(self) -> None:
-        self._appended = threading.Condition()
+        self.appended = ChangeSignal()
 
     @abstractmethod
     def append(
@@ -64,7 +65,7 @@ class EventStore(ABC):
     def last_position(self) -> int:
         """The global position of the newest event, 0 for an empty store."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: adapters without connections keep it
         """Release connections; the default holds none."""
 
     def subscribe(self, after: int = 0, poll_interval: float = 0.5) -> Subscription:
@@ -73,13 +74,7 @@ class EventStore(ABC):
 
     def notify_appended(self) -> None:
         """Wake subscribers in this process; adapters call it after each commit."""
-        with self._appended:
-            self._appended.notify_all()
-
-    def wait_for_append(self, timeout: float) -> None:
-        """Block until an append in this process or the timeout (appends by others are polled)."""
-        with self._appended:
-            self._appended.wait(timeout)
+        self.appended.notify()
 
 
 class Subscription:
@@ -97,7 +92,10 @@ class Subscription:
         return self._position
 
     def __iter__(self) -> Iterator[RecordedEvent]:
+        signal = self._store.appended
         while not self._stopped.is_set():
+            # Taken before reading, so an append committed during the read is not waited for.
+            seen = signal.generation
             batch = self._store.read_all(after=self._position, limit=500)
             for event in batch:
                 if self._stopped.is_set():
@@ -105,7 +103,8 @@ class Subscription:
                 self._position = event.global_position
                 yield event
             if not batch:
-                self._store.wait_for_append(self._poll_interval)
+                # Appends by other processes are not signalled: the timeout makes them polled.
+                signal.wait(self._poll_interval, seen)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -365,7 +365,7 @@ class EventStoreContract(ABC):
                     if not page and finished:
                         return
                     if not page:
-                        store.wait_for_append(0.05)
+                        store.appended.wait(0.05)
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
