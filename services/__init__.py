@@ -1,0 +1,1 @@
+"""The command services (customer, case, feedback) and the timeline query service."""

@@ -1,0 +1,195 @@
+"""The feedback aggregate: surveys, reviews and free-text voice of the customer (pure).
+
+Each piece of feedback is its own stream and is recorded once; corrections would be new events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import ClassVar
+
+from crm.errors import AlreadyExists, InvalidInput, InvariantViolated
+from crm.validation import (
+    MAX_LONG_TEXT,
+    MAX_NAME,
+    optional_id,
+    optional_text,
+    require_id,
+    require_range,
+    require_text,
+)
+from crm.vocabulary import Channel
+
+CSAT_RANGE = (1, 5)
+NPS_RANGE = (0, 10)
+CES_RANGE = (1, 7)
+RATING_RANGE = (1, 5)
+
+
+class FeedbackKind(Enum):
+    SURVEY = "survey"
+    REVIEW = "review"
+    VOICE_OF_CUSTOMER = "voice_of_customer"
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class SurveySubmitted:
+    TYPE: ClassVar[str] = "crm.feedback.SurveySubmitted.v1"
+    feedback_id: str
+    customer_id: str
+    case_id: str
+    channel: Channel
+    csat: int | None
+    nps: int | None
+    ces: int | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class ReviewSubmitted:
+    TYPE: ClassVar[str] = "crm.feedback.ReviewSubmitted.v1"
+    feedback_id: str
+    customer_id: str
+    case_id: str
+    rating: int
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class VoiceOfCustomerRecorded:
+    TYPE: ClassVar[str] = "crm.feedback.VoiceOfCustomerRecorded.v1"
+    feedback_id: str
+    customer_id: str
+    case_id: str
+    channel: Channel
+    text: str
+
+
+FeedbackEvent = SurveySubmitted | ReviewSubmitted | VoiceOfCustomerRecorded
+EVENT_TYPES: tuple[type[FeedbackEvent], ...] = (
+    SurveySubmitted,
+    ReviewSubmitted,
+    VoiceOfCustomerRecorded,
+)
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class SubmitSurvey:
+    feedback_id: str
+    customer_id: str
+    channel: Channel
+    case_id: str = ""
+    csat: int | None = None
+    nps: int | None = None
+    ces: int | None = None
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class SubmitReview:
+    feedback_id: str
+    customer_id: str
+    rating: int
+    text: str
+    source: str
+    case_id: str = ""
+
+
+@dataclass(frozen=True)
+class RecordVoiceOfCustomer:
+    feedback_id: str
+    customer_id: str
+    channel: Channel
+    text: str
+    case_id: str = ""
+
+
+FeedbackCommand = SubmitSurvey | SubmitReview | RecordVoiceOfCustomer
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class Feedback:
+    feedback_id: str
+    customer_id: str
+    case_id: str
+    kind: FeedbackKind
+    received_at: datetime
+    event: FeedbackEvent
+
+
+def evolve(state: Feedback | None, event: FeedbackEvent, at: datetime) -> Feedback:
+    """Feedback is recorded once; its state is the event that recorded it."""
+    if state is not None:
+        raise InvariantViolated(f"feedback {state.feedback_id} is recorded already")
+    kind = {
+        SurveySubmitted: FeedbackKind.SURVEY,
+        ReviewSubmitted: FeedbackKind.REVIEW,
+        VoiceOfCustomerRecorded: FeedbackKind.VOICE_OF_CUSTOMER,
+    }[type(event)]
+    return Feedback(event.feedback_id, event.customer_id, event.case_id, kind, at, event)
+
+
+def decide(command: FeedbackCommand, state: Feedback | None) -> list[FeedbackEvent]:
+    """Validate the feedback and record it, once."""
+    require_id("feedback_id", command.feedback_id)
+    require_id("customer_id", command.customer_id)
+    case_id = optional_id("case_id", command.case_id)
+    if state is not None:
+        raise AlreadyExists(f"feedback {command.feedback_id} is recorded already")
+    match command:
+        case SubmitSurvey():
+            if command.csat is None and command.nps is None and command.ces is None:
+                raise InvalidInput("scores", "a survey needs at least one of csat, nps, ces")
+            _optional_score("csat", command.csat, CSAT_RANGE)
+            _optional_score("nps", command.nps, NPS_RANGE)
+            _optional_score("ces", command.ces, CES_RANGE)
+            return [
+                SurveySubmitted(
+                    command.feedback_id,
+                    command.customer_id,
+                    case_id,
+                    command.channel,
+                    command.csat,
+                    command.nps,
+                    command.ces,
+                    optional_text("comment", command.comment, MAX_LONG_TEXT),
+                )
+            ]
+        case SubmitReview():
+            require_range("rating", command.rating, *RATING_RANGE)
+            return [
+                ReviewSubmitted(
+                    command.feedback_id,
+                    command.customer_id,
+                    case_id,
+                    command.rating,
+                    optional_text("text", command.text, MAX_LONG_TEXT),
+                    require_text("source", command.source, MAX_NAME),
+                )
+            ]
+        case RecordVoiceOfCustomer():
+            return [
+                VoiceOfCustomerRecorded(
+                    command.feedback_id,
+                    command.customer_id,
+                    case_id,
+                    command.channel,
+                    require_text("text", command.text, MAX_LONG_TEXT),
+                )
+            ]
+    raise InvalidInput("command", f"unknown feedback command {type(command).__name__}")
+
+
+def _optional_score(field: str, value: int | None, bounds: tuple[int, int]) -> None:
+    if value is not None:
+        require_range(field, value, *bounds)

@@ -1,0 +1,600 @@
+"""Properties of the pure core: random command sequences keep every invariant, replay equals live.
+
+Commands are drawn from small pools (three departments, two agents, two teams, a few customers) so
+that collisions, repeats and illegal transitions happen often; refused commands must be refused with
+a DomainError and nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm.errors import DomainError, InvariantViolated
+from crm.validation import MAX_SECONDS
+from crm.vocabulary import ActorKind, Channel, Direction, Priority
+from services.case import domain as case
+from services.customer import domain as customer
+from services.events import CODEC
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CASE_ID = "case-1"
+DEPARTMENTS = ["support", "billing", "technical"]
+AGENTS = ["agent-1", "agent-2"]
+TEAMS = ["team-a", "team-b"]
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)
+
+
+def instant(index: int) -> datetime:
+    """The fixed instant at which the index-th event of a stream occurred."""
+    return T0 + timedelta(seconds=index)
+
+
+def assert_round_trips(event: Any) -> None:
+    """The stored JSON form decodes to an equal event of the same type."""
+    type_name, data = CODEC.encode(event)
+    assert type_name == type(event).TYPE
+    decoded = CODEC.decode(type_name, data)
+    assert type(decoded) is type(event)
+    assert decoded == event
+
+
+# ---------------------------------------------------------------- case commands
+
+T = TypeVar("T")
+
+
+def mostly(valid: Sequence[T], invalid: Sequence[T] = ()) -> st.SearchStrategy[T]:
+    """Valid values four times as often as invalid ones, shrinking towards the first valid one."""
+    return st.sampled_from([*valid, *valid, *valid, *valid, *invalid])
+
+
+reasons = mostly(["because", "customer asked"], ["", "   ", "r" * 501])
+optional_reasons = mostly(["", "because"], ["r" * 501])
+valid_open = case.OpenCase(
+    CASE_ID,
+    "cust-1",
+    Channel.PHONE,
+    case.Category.TECHNICAL_TROUBLE,
+    Priority.NORMAL,
+    "Router keeps rebooting",
+    "",
+)
+open_cases = st.builds(
+    case.OpenCase,
+    case_id=mostly([CASE_ID], [""]),
+    customer_id=mostly(["cust-1"], ["bad id"]),
+    channel=st.sampled_from(Channel),
+    category=st.sampled_from(case.Category),
+    priority=st.sampled_from(Priority),
+    subject=mostly(["Subject"], ["", "s" * 201]),
+    description=mostly(["", "details"], ["d" * 10_001]),
+    department=mostly(DEPARTMENTS, [""]),
+)
+seconds = st.one_of(st.integers(0, 3_600), mostly([0, MAX_SECONDS], [-1, MAX_SECONDS + 1]))
+
+
+@st.composite
+def contacts(draw: st.DrawFn) -> case.RecordContact:
+    """Mostly coherent contacts (a hand-over target only on a hand-over), sometimes not."""
+    outcome = draw(st.sampled_from(case.ContactOutcome))
+    bot_only = outcome in (case.ContactOutcome.BOT_RESOLVED, case.ContactOutcome.HANDED_TO_HUMAN)
+    kinds = [ActorKind.BOT] if bot_only else [ActorKind.AGENT, ActorKind.SUPERVISOR, ActorKind.BOT]
+    others = [k for k in ActorKind if k not in kinds]
+    kind = draw(mostly(kinds, others))
+    agent, team = "", ""
+    if outcome is case.ContactOutcome.HANDED_TO_HUMAN or draw(mostly([False], [True])):
+        agent = draw(mostly(["", *AGENTS], ["bad id"]))
+        team = draw(st.sampled_from(["", *TEAMS]))
+    return case.RecordContact(
+        case_id=CASE_ID,
+        contact_id=draw(mostly(["contact-1", "contact-2"], [""])),
+        channel=draw(st.sampled_from(Channel)),
+        direction=draw(st.sampled_from(Direction)),
+        handler_kind=kind,
+        handler_id=draw(mostly(["agent-1", "bot-1"], ["bad id"])),
+        outcome=outcome,
+        started_at=draw(
+            st.datetimes(
+                min_value=datetime(2026, 1, 1),
+                max_value=datetime(2026, 12, 31),
+                timezones=st.just(UTC),
+            )
+        ),
+        talk_seconds=draw(seconds),
+        hold_seconds=draw(seconds),
+        after_work_seconds=draw(seconds),
+        handover_to_agent_id=agent,
+        handover_to_team=team,
+    )
+
+
+case_commands: st.SearchStrategy[case.CaseCommand] = st.one_of(
+    open_cases,
+    contacts(),
+    contacts(),
+    contacts(),
+    st.builds(case.AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
+    st.builds(case.AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
+    st.builds(case.TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
+    st.builds(case.TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
+    st.builds(case.ChangePriority, st.just(CASE_ID), st.sampled_from(Priority), optional_reasons),
+    st.builds(
+        case.AddNote,
+        st.just(CASE_ID),
+        mostly(["note-1", "note-2"], [""]),
+        mostly(["a note"], ["", "n" * 10_001]),
+    ),
+    st.builds(case.SetPendingOnCustomer, st.just(CASE_ID), reasons),
+    st.builds(case.ResumeCase, st.just(CASE_ID), optional_reasons),
+    st.builds(case.ResumeCase, st.just(CASE_ID), optional_reasons),
+    st.builds(
+        case.ResolveCase,
+        st.just(CASE_ID),
+        mostly(["fixed", "refunded"], ["", "bad code"]),
+        mostly(["", "note"], ["n" * 10_001]),
+    ),
+    st.builds(
+        case.ResolveCase,
+        st.just(CASE_ID),
+        mostly(["fixed", "refunded"], ["", "bad code"]),
+        mostly(["", "note"], ["n" * 10_001]),
+    ),
+    st.builds(case.ReopenCase, st.just(CASE_ID), reasons),
+    st.builds(case.ReopenCase, st.just(CASE_ID), reasons),
+    st.builds(case.CloseCase, mostly([CASE_ID], ["bad/case"]), optional_reasons),
+)
+
+# Which statuses each event may be decided from; None means "before the case exists".
+ALLOWED_BEFORE: dict[type[Any], set[case.CaseStatus | None]] = {
+    case.CaseOpened: {None},
+    case.ContactRecorded: {
+        case.CaseStatus.OPEN,
+        case.CaseStatus.PENDING_CUSTOMER,
+        case.CaseStatus.RESOLVED,
+    },
+    case.ContactHandedOver: {
+        case.CaseStatus.OPEN,
+        case.CaseStatus.PENDING_CUSTOMER,
+        case.CaseStatus.RESOLVED,
+    },
+    case.CasePriorityChanged: {
+        case.CaseStatus.OPEN,
+        case.CaseStatus.PENDING_CUSTOMER,
+        case.CaseStatus.RESOLVED,
+    },
+    case.CaseAssigned: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
+    case.CaseTransferred: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
+    case.CasePendingOnCustomer: {case.CaseStatus.OPEN},
+    case.CaseResumed: {case.CaseStatus.PENDING_CUSTOMER},
+    case.CaseResolved: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
+    case.CaseReopened: {case.CaseStatus.RESOLVED},
+    case.CaseClosed: {
+        case.CaseStatus.OPEN,
+        case.CaseStatus.PENDING_CUSTOMER,
+        case.CaseStatus.RESOLVED,
+    },
+    case.CaseNoteAdded: set(case.CaseStatus),
+}
+
+
+def fold_case(events: Sequence[case.CaseEvent]) -> case.Case | None:
+    """Replay a whole stream, with the same instants the live run used."""
+    state: case.Case | None = None
+    for index, event in enumerate(events):
+        state = case.evolve(state, event, instant(index))
+    return state
+
+
+def expected_first_response(events: Sequence[case.CaseEvent]) -> datetime | None:
+    """Start of the first contact where a human agent reached the customer."""
+    for event in events:
+        if (
+            isinstance(event, case.ContactRecorded)
+            and event.handler_kind in (ActorKind.AGENT, ActorKind.SUPERVISOR)
+            and event.outcome is not case.ContactOutcome.ABANDONED
+            and (
+                event.outcome is case.ContactOutcome.ANSWERED
+                or event.direction is Direction.OUTBOUND
+            )
+        ):
+            return event.started_at
+    return None
+
+
+def check_decision(
+    before: case.Case | None, command: case.CaseCommand, decided: list[case.CaseEvent]
+) -> None:
+    """Each decided batch is well formed with respect to the state it was decided from."""
+    assert decided, "an accepted command records at least one event"
+    assert all(e.case_id == CASE_ID for e in decided)
+    status = before.status if before else None
+    for event in decided:
+        assert status in ALLOWED_BEFORE[type(event)], (type(event).__name__, status)
+    first = decided[0]
+    if isinstance(first, case.ContactRecorded):
+        assert isinstance(command, case.RecordContact)
+        handed = [e for e in decided if isinstance(e, case.ContactHandedOver)]
+        if first.outcome is case.ContactOutcome.HANDED_TO_HUMAN:
+            assert first.handler_kind is ActorKind.BOT
+            assert len(handed) == 1
+            assert handed[0].contact_id == first.contact_id
+            assert handed[0].from_bot_id == first.handler_id
+        else:
+            assert handed == []
+        customer_answered = (
+            first.direction is Direction.INBOUND
+            and first.outcome is not case.ContactOutcome.ABANDONED
+        )
+        resumed = before is not None and before.status is case.CaseStatus.PENDING_CUSTOMER
+        assert isinstance(decided[-1], case.CaseResumed) == (resumed and customer_answered)
+        if first.outcome is case.ContactOutcome.BOT_RESOLVED:
+            assert first.handler_kind is ActorKind.BOT
+    else:
+        assert len(decided) == 1
+    for event in decided:
+        match event:
+            case case.CaseTransferred():
+                assert before is not None
+                assert event.from_department == before.department
+                assert event.to_department != event.from_department
+            case case.CaseAssigned():
+                assert before is not None
+                assert (event.previous_agent_id, event.previous_team) == (
+                    before.assignee,
+                    before.team,
+                )
+                assert (event.agent_id, event.team) != (
+                    event.previous_agent_id,
+                    event.previous_team,
+                )
+            case case.CasePriorityChanged():
+                assert before is not None
+                assert event.from_priority is before.priority
+                assert event.to_priority is not event.from_priority
+            case case.CaseClosed():
+                assert before is not None
+                if before.status is not case.CaseStatus.RESOLVED:
+                    assert event.reason.strip()
+            case _:
+                pass
+
+
+def check_case_invariants(state: case.Case, events: Sequence[case.CaseEvent]) -> None:
+    """What must hold of the folded case after any accepted prefix of history."""
+    assert isinstance(events[0], case.CaseOpened)
+    assert not any(isinstance(e, case.CaseOpened) for e in events[1:])
+    assert state.contact_count == sum(isinstance(e, case.ContactRecorded) for e in events)
+    assert state.transfer_count == sum(isinstance(e, case.CaseTransferred) for e in events)
+    assert state.reopen_count == sum(isinstance(e, case.CaseReopened) for e in events)
+    assert state.note_count == sum(isinstance(e, case.CaseNoteAdded) for e in events)
+
+    transfers = [e for e in events if isinstance(e, case.CaseTransferred)]
+    assert state.department == (transfers[-1].to_department if transfers else events[0].department)
+    assert state.department in DEPARTMENTS
+
+    closes = [i for i, e in enumerate(events) if isinstance(e, case.CaseClosed)]
+    assert len(closes) <= 1
+    if closes:
+        assert state.status is case.CaseStatus.CLOSED
+        assert state.closed_at == instant(closes[0])
+        assert all(isinstance(e, case.CaseNoteAdded) for e in events[closes[0] + 1 :])
+    else:
+        assert state.status is not case.CaseStatus.CLOSED
+        assert state.closed_at is None
+
+    outcomes = [e for e in events if isinstance(e, case.CaseResolved | case.CaseReopened)]
+    for previous, current in itertools.pairwise(outcomes):
+        assert type(previous) is not type(current), "resolved twice or reopened twice in a row"
+    resolved_now = bool(outcomes) and isinstance(outcomes[-1], case.CaseResolved)
+    assert (state.resolved_at is not None) == resolved_now
+    assert bool(state.resolution_code) == resolved_now
+    if state.status is case.CaseStatus.RESOLVED:
+        assert resolved_now
+    if resolved_now:
+        assert state.status in (case.CaseStatus.RESOLVED, case.CaseStatus.CLOSED)
+        last_resolve = max(i for i, e in enumerate(events) if isinstance(e, case.CaseResolved))
+        assert state.resolved_at == instant(last_resolve)
+
+    assert state.first_response_at == expected_first_response(events)
+    if state.first_response_at is not None:
+        assert state.contact_count >= 1
+    if state.transfer_count == 0:
+        assert state.department == events[0].department
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(case_commands, min_size=10, max_size=40))
+def test_random_case_histories_keep_every_invariant(commands: list[case.CaseCommand]) -> None:
+    state: case.Case | None = None
+    history: list[case.CaseEvent] = []
+    for command in [valid_open, *commands]:
+        try:
+            decided = case.decide(command, state)
+        except DomainError:
+            # Refused: nothing recorded. Any other exception escapes and fails the test.
+            continue
+        assert case.decide(command, state) == decided, "decide is deterministic"
+        check_decision(state, command, decided)
+        for event in decided:
+            assert_round_trips(event)
+            state = case.evolve(state, event, instant(len(history)))
+            history.append(event)
+        assert state is not None
+        check_case_invariants(state, history)
+        assert fold_case(history) == state, "replay equals the live state"
+    assert fold_case(history) == fold_case(list(history)), "folding is deterministic"
+
+
+# ---------------------------------------------------------------- customer commands
+
+CUSTOMER_ID = "cust-1"
+POINTS = [
+    customer.ContactPoint(Channel.EMAIL, "hana@example.com"),
+    customer.ContactPoint(Channel.PHONE, "+81-3-1234-5678"),
+    customer.ContactPoint(Channel.SOCIAL, "@hana"),
+    customer.ContactPoint(Channel.EMAIL, " "),
+]
+point_lists = st.lists(mostly(POINTS[:3], POINTS[3:]), max_size=4).map(tuple)
+registrations = st.builds(
+    customer.RegisterCustomer,
+    customer_id=mostly([CUSTOMER_ID], ["bad id"]),
+    name=mostly(["Hana Sato"], ["", "n" * 201]),
+    contact_points=point_lists,
+    language=mostly(["ja", "pt-BR"], ["", "en_US", "日本"]),
+    segment=st.sampled_from(customer.Segment),
+    company=st.sampled_from(["", "Sato KK"]),
+    tier=st.sampled_from(customer.Tier),
+)
+customer_commands: st.SearchStrategy[customer.CustomerCommand] = st.one_of(
+    registrations,
+    st.builds(customer.UpdateContactPoints, st.just(CUSTOMER_ID), point_lists),
+    st.builds(
+        customer.ChangeTier,
+        st.just(CUSTOMER_ID),
+        st.sampled_from(customer.Tier),
+        mostly(["", "loyal for years"], ["r" * 501]),
+    ),
+    st.builds(
+        customer.RecordPurchase,
+        st.just(CUSTOMER_ID),
+        mostly(["order-1", "order-2"], [""]),
+        mostly(["Fibre 1G"], [""]),
+        st.one_of(
+            st.integers(0, 100_000),
+            mostly([0, customer.MAX_AMOUNT_MINOR], [-1, customer.MAX_AMOUNT_MINOR + 1]),
+        ),
+        mostly(["EUR", "JPY"], ["eur", "EU", "ÉUR"]),
+    ),
+    st.builds(
+        customer.RecordRenewal,
+        st.just(CUSTOMER_ID),
+        mostly(["contract-1"], ["bad id"]),
+        mostly(["Fibre 1G"], [""]),
+    ),
+    st.builds(
+        customer.RecordCancellation,
+        st.just(CUSTOMER_ID),
+        mostly(["contract-1"], [""]),
+        mostly(["", "moving"], ["r" * 501]),
+    ),
+)
+
+
+def fold_customer(events: Sequence[customer.CustomerEvent]) -> customer.Customer | None:
+    """Replay a whole customer stream with the instants the live run used."""
+    state: customer.Customer | None = None
+    for index, event in enumerate(events):
+        state = customer.evolve(state, event, instant(index))
+    return state
+
+
+def check_customer_invariants(
+    state: customer.Customer, events: Sequence[customer.CustomerEvent]
+) -> None:
+    """What must hold of a (never merged) customer after any accepted prefix of history."""
+    registered = events[0]
+    assert isinstance(registered, customer.CustomerRegistered)
+    assert not any(isinstance(e, customer.CustomerRegistered) for e in events[1:])
+    assert state.registered_at == instant(0)
+    if registered.segment is customer.Segment.B2B:
+        assert registered.company.strip()
+
+    facts = [
+        e
+        for e in events
+        if isinstance(
+            e,
+            customer.PurchaseRecorded | customer.RenewalRecorded | customer.CancellationRecorded,
+        )
+    ]
+    if not facts:
+        assert state.lifecycle is customer.Lifecycle.PRE_PURCHASE
+    elif isinstance(facts[-1], customer.CancellationRecorded):
+        assert state.lifecycle is customer.Lifecycle.CHURNED
+    else:
+        assert state.lifecycle is customer.Lifecycle.CUSTOMER
+
+    tiers = [e for e in events if isinstance(e, customer.TierChanged)]
+    assert state.tier is (tiers[-1].to_tier if tiers else registered.tier)
+    previous_tier = registered.tier
+    for change in tiers:
+        assert change.from_tier is previous_tier
+        assert change.to_tier is not change.from_tier
+        previous_tier = change.to_tier
+
+    updates = [e for e in events if isinstance(e, customer.ContactPointsUpdated)]
+    assert state.contact_points == (
+        updates[-1].contact_points if updates else registered.contact_points
+    )
+    assert len(set(state.contact_points)) == len(state.contact_points)
+    assert all(p.address.strip() for p in state.contact_points)
+
+    for purchase in (e for e in events if isinstance(e, customer.PurchaseRecorded)):
+        assert 0 <= purchase.amount_minor <= customer.MAX_AMOUNT_MINOR
+        assert len(purchase.currency) == 3
+        assert purchase.currency.isascii() and purchase.currency.isupper()
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(customer_commands, min_size=5, max_size=30))
+def test_random_customer_histories_keep_every_invariant(
+    commands: list[customer.CustomerCommand],
+) -> None:
+    state: customer.Customer | None = None
+    history: list[customer.CustomerEvent] = []
+    for command in commands:
+        try:
+            decided = customer.decide(command, state)
+        except DomainError:
+            continue
+        assert len(decided) == 1
+        assert customer.decide(command, state) == decided, "decide is deterministic"
+        for event in decided:
+            assert event.customer_id == CUSTOMER_ID
+            assert_round_trips(event)
+            state = customer.evolve(state, event, instant(len(history)))
+            history.append(event)
+        assert state is not None
+        check_customer_invariants(state, history)
+        assert fold_customer(history) == state, "replay equals the live state"
+
+
+# ---------------------------------------------------------------- merges
+
+POOL = ["cust-a", "cust-b", "cust-c", "cust-d"]
+
+
+@dataclass(frozen=True)
+class Merge:
+    duplicate: str
+    survivor: str
+
+
+@dataclass(frozen=True)
+class Undo:
+    duplicate: str
+    survivor: str | None  # who the caller claims it was merged into; None: the right one
+    reason: str
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A profile command on one pool member: refused while it is merged away."""
+
+    customer_id: str
+    tier: customer.Tier
+
+
+pool_ids = st.sampled_from(POOL)
+merge_steps: st.SearchStrategy[Merge | Undo | Touch] = st.one_of(
+    st.builds(Merge, pool_ids, pool_ids),
+    st.builds(Undo, pool_ids, mostly([None], POOL), mostly(["mistake", "different people"], [""])),
+    st.builds(Touch, pool_ids, st.sampled_from(customer.Tier)),
+)
+
+
+class Pool:
+    """A few customers, each with its own stream, as the application would keep them."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, list[customer.CustomerEvent]] = {}
+        self.states: dict[str, customer.Customer] = {}
+        for customer_id in POOL:
+            registered = customer.CustomerRegistered(
+                customer_id,
+                "Same Person",
+                (),
+                "en",
+                customer.Segment.B2C,
+                "",
+                customer.Tier.STANDARD,
+            )
+            self.streams[customer_id] = []
+            self.append(registered)
+
+    def append(self, event: customer.CustomerEvent) -> None:
+        stream = self.streams[event.customer_id]
+        previous = self.states.get(event.customer_id)
+        self.states[event.customer_id] = customer.evolve(previous, event, instant(len(stream)))
+        stream.append(event)
+        assert_round_trips(event)
+
+    def check(self) -> None:
+        """Merges form a forest of depth one that both sides of every pair agree on."""
+        for customer_id, state in self.states.items():
+            assert state.merged_into != customer_id
+            assert not (state.merged_into and state.duplicates), "merged away yet absorbing"
+            assert bool(state.merged_into) == bool(state.merge_id)
+            assert len(set(state.duplicates)) == len(state.duplicates)
+            absorbed = {d for d, other in self.states.items() if other.merged_into == customer_id}
+            assert set(state.duplicates) == absorbed
+            seen = {customer_id}
+            current = state
+            while current.merged_into:
+                assert current.merged_into not in seen, "merge cycle"
+                seen.add(current.merged_into)
+                current = self.states[current.merged_into]
+            assert len(seen) <= 2, "merge chains are never longer than one hop"
+            assert fold_customer(self.streams[customer_id]) == state
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(merge_steps, min_size=5, max_size=30))
+def test_random_merges_and_undos_keep_the_pool_consistent(
+    steps: list[Merge | Undo | Touch],
+) -> None:
+    pool = Pool()
+    for number, step in enumerate(steps):
+        match step:
+            case Merge(duplicate, survivor):
+                command = customer.MergeCustomers(duplicate, survivor, f"merge-{number}", "same")
+                try:
+                    merged, absorbed = customer.decide_merge(
+                        command, pool.states[duplicate], pool.states[survivor]
+                    )
+                except DomainError:
+                    continue
+                assert duplicate != survivor
+                assert (merged.customer_id, merged.into_customer_id) == (duplicate, survivor)
+                assert (absorbed.customer_id, absorbed.duplicate_customer_id) == (
+                    survivor,
+                    duplicate,
+                )
+                assert merged.merge_id == absorbed.merge_id == f"merge-{number}"
+                pool.append(merged)
+                pool.append(absorbed)
+            case Undo(duplicate, claimed, reason):
+                survivor = claimed or pool.states[duplicate].merged_into or duplicate
+                try:
+                    undone, released = customer.decide_unmerge(
+                        customer.UndoMerge(duplicate, reason),
+                        pool.states[duplicate],
+                        pool.states[survivor],
+                    )
+                except DomainError:
+                    continue
+                assert pool.states[duplicate].merged_into == survivor
+                assert undone.merge_id == released.merge_id == pool.states[duplicate].merge_id
+                pool.append(undone)
+                pool.append(released)
+            case Touch(customer_id, tier):
+                state = pool.states[customer_id]
+                try:
+                    decided = customer.decide(customer.ChangeTier(customer_id, tier), state)
+                except InvariantViolated as refused:
+                    if state.merged_into:
+                        assert state.merged_into in str(refused), "the refusal names the survivor"
+                    else:
+                        assert tier is state.tier
+                    continue
+                assert not state.merged_into
+                for event in decided:
+                    pool.append(event)
+        pool.check()
