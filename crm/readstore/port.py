@@ -1,0 +1,194 @@
+"""The read store port: views plus each projection's checkpoint, changed together or not at all.
+
+A projection's checkpoint is the global position of the last event it applied. `apply` writes the
+views and moves the checkpoint in one transaction and skips events at or below it, so a crash
+cannot separate the two and redelivery (at-least-once, from the store or Kafka) changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from crm.envelope import RecordedEvent
+from crm.errors import InvalidInput
+from crm.notify import ChangeSignal
+from crm.vocabulary import Channel
+from projections.case_view import CaseView, apply_case_event
+from projections.lineage import MergeLink, merge_link
+from projections.timeline import EntryKind, TimelineEntry, timeline_entry
+from services.case.domain import EVENT_TYPES as CASE_EVENT_TYPES
+from services.events import DomainEvent
+
+VIEWS = "views"
+"""The projection that maintains the timeline, the case views and the merge links together."""
+
+PROJECTIONS = frozenset({VIEWS})
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+Batch = Sequence[tuple[RecordedEvent, DomainEvent]]
+
+
+@dataclass(frozen=True)
+class TimelineQuery:
+    """One page of a customer's timeline, including profiles merged into that customer.
+
+    `since` is inclusive and `until` exclusive, both on `occurred_at`; empty filters match all.
+    """
+
+    customer_id: str
+    page_size: int = DEFAULT_PAGE_SIZE
+    page_token: str = ""
+    newest_first: bool = False
+    channels: frozenset[str] = field(default_factory=frozenset)
+    kinds: frozenset[str] = field(default_factory=frozenset)
+    case_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.customer_id:
+            raise InvalidInput("customer_id", "is required")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+        unknown = self.channels - {channel.value for channel in Channel}
+        if unknown:
+            raise InvalidInput("channels", f"unknown channels {sorted(unknown)}")
+        unknown = self.kinds - {kind.value for kind in EntryKind}
+        if unknown:
+            raise InvalidInput("kinds", f"unknown kinds {sorted(unknown)}")
+        if (
+            self.since is not None
+            and self.until is not None
+            and sortable_instant(self.since) >= sortable_instant(self.until)
+        ):
+            raise InvalidInput("until", "must be later than since")
+        decode_page_token(self.page_token)
+
+    @property
+    def after_position(self) -> int:
+        """The global position the page token points past (0: from the start)."""
+        return decode_page_token(self.page_token)
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """Entries in global order (descending if asked newest first); "" as token: no more pages."""
+
+    entries: list[TimelineEntry]
+    next_page_token: str = ""
+
+
+def sortable_instant(instant: datetime) -> str:
+    """Fixed-width UTC text that sorts like the instant (naive instants are taken as UTC).
+
+    Adapters store it beside the original ISO text so time-range filters compare correctly
+    whatever offset each event was recorded with.
+    """
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def encode_page_token(position: int) -> str:
+    """An opaque token for the page after `position`; versioned so its form can change."""
+    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    """The position a token encodes, 0 for ""; InvalidInput("page_token") for anything else."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidInput("page_token", "is not a token this service issued") from None
+    version, _, position = text.partition(":")
+    if version != "v1" or not position.isdigit() or int(position) <= 0:
+        raise InvalidInput("page_token", "is not a token this service issued")
+    return int(position)
+
+
+@dataclass
+class ViewChanges:
+    """What one batch changes, computed before the adapter writes it in one transaction."""
+
+    entries: list[TimelineEntry] = field(default_factory=list)
+    case_views: dict[str, CaseView] = field(default_factory=dict)
+    merge_links: dict[str, MergeLink] = field(default_factory=dict)
+    position: int = 0
+
+
+def fold_views(
+    batch: Batch, checkpoint: int, load_case_view: Callable[[str], CaseView | None]
+) -> ViewChanges:
+    """Apply the pure projections to the events after `checkpoint`; adapters persist the result.
+
+    Shared by every adapter so they cannot disagree on what a batch means.
+    """
+    changes = ViewChanges(position=checkpoint)
+    for recorded, event in sorted(batch, key=lambda item: item[0].global_position):
+        if recorded.global_position <= changes.position:
+            continue
+        changes.position = recorded.global_position
+        changes.entries.append(timeline_entry(recorded, event))
+        if isinstance(event, CASE_EVENT_TYPES):
+            view = changes.case_views.get(event.case_id) or load_case_view(event.case_id)
+            changes.case_views[event.case_id] = apply_case_event(view, event, recorded)
+        link = merge_link(recorded, event)
+        if link is not None:
+            changes.merge_links[link.duplicate_id] = link
+    return changes
+
+
+def require_projection(projection: str) -> None:
+    """Refuse projection names no adapter knows, rather than silently tracking a typo."""
+    if projection not in PROJECTIONS:
+        raise InvalidInput("projection", f"unknown projection {projection!r}")
+
+
+class ReadStore(ABC):
+    """Port every read store adapter implements; one conformance suite runs against each."""
+
+    def __init__(self) -> None:
+        self._changed = ChangeSignal()
+
+    @abstractmethod
+    def checkpoint(self, projection: str) -> int:
+        """The global position of the last event `projection` applied, 0 if none."""
+
+    @abstractmethod
+    def apply(self, projection: str, batch: Batch) -> None:
+        """Apply the projection to the batch and move its checkpoint, in one transaction.
+
+        Events at or below the checkpoint are ignored, so applying a batch twice changes nothing.
+        """
+
+    @abstractmethod
+    def timeline(self, query: TimelineQuery) -> TimelinePage:
+        """One page of a customer's timeline, merged duplicates included."""
+
+    @abstractmethod
+    def case_view(self, case_id: str) -> CaseView | None:
+        """The case's current view, None if no event of it was applied."""
+
+    @abstractmethod
+    def entries_after(
+        self, customer_id: str, after_position: int, limit: int
+    ) -> list[TimelineEntry]:
+        """Entries of the customer (merged duplicates included) after a position, oldest first."""
+
+    def close(self) -> None:  # noqa: B027 - an optional hook, not every adapter holds resources
+        """Release connections; the default holds none."""
+
+    def notify_changed(self) -> None:
+        """Wake watchers in this process; runners call it after each applied batch."""
+        self._changed.notify()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block until a change in this process or the timeout (changes by others are polled)."""
+        self._changed.wait(timeout)

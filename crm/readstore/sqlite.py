@@ -1,0 +1,391 @@
+"""The embedded read store: one SQLite file in WAL mode, views and checkpoints side by side.
+
+Each batch is written under the database's write lock (BEGIN IMMEDIATE) together with its
+projection's checkpoint, so a reader never sees views ahead of or behind the recorded position.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from crm.errors import IntegrityError, OperationalError, PersistenceError
+from crm.readstore.port import (
+    Batch,
+    ReadStore,
+    TimelinePage,
+    TimelineQuery,
+    encode_page_token,
+    fold_views,
+    require_projection,
+    sortable_instant,
+)
+from crm.vocabulary import Channel, Priority
+from projections.case_view import CaseView
+from projections.timeline import EntryKind, TimelineEntry
+from services.case.domain import CaseStatus, Category
+
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS timeline (
+        event_id TEXT PRIMARY KEY,
+        global_position INTEGER NOT NULL,
+        customer_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        occurred_utc TEXT NOT NULL,
+        summary TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS timeline_by_customer ON timeline (customer_id, global_position)",
+    """
+    CREATE TABLE IF NOT EXISTS case_views (
+        case_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        category TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        assignee TEXT NOT NULL,
+        team TEXT NOT NULL,
+        department TEXT NOT NULL,
+        contact_count INTEGER NOT NULL,
+        transfer_count INTEGER NOT NULL,
+        reopen_count INTEGER NOT NULL,
+        opened_at TEXT NOT NULL,
+        first_response_at TEXT,
+        resolved_at TEXT,
+        closed_at TEXT,
+        last_event_at TEXT NOT NULL,
+        last_position INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_views_by_customer ON case_views (customer_id)",
+    """
+    CREATE TABLE IF NOT EXISTS customer_merges (
+        duplicate_id TEXT PRIMARY KEY,
+        survivor_id TEXT NOT NULL,
+        merge_id TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        position INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS merges_by_survivor ON customer_merges (survivor_id, active)",
+    """
+    CREATE TABLE IF NOT EXISTS checkpoints (
+        projection TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    )
+    """,
+)
+
+# The customer and, recursively, every profile currently merged into it. UNION (not UNION ALL)
+# drops rows already seen, so even a cycle of links terminates.
+_MEMBERS = """
+    WITH RECURSIVE members(id) AS (
+        SELECT ?
+        UNION
+        SELECT m.duplicate_id FROM customer_merges m JOIN members ON m.survivor_id = members.id
+        WHERE m.active = 1
+    )
+"""
+
+_ENTRY_COLUMNS = (
+    "event_id, global_position, customer_id, case_id, kind, event_type, channel, direction,"
+    " actor, occurred_at, summary"
+)
+_CASE_COLUMNS = (
+    "case_id, customer_id, status, priority, category, channel, assignee, team, department,"
+    " contact_count, transfer_count, reopen_count, opened_at, first_response_at, resolved_at,"
+    " closed_at, last_event_at, last_position"
+)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3's exceptions into the system's error tree."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError(f"sqlite read store: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        raise OperationalError(f"sqlite read store: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise PersistenceError(f"sqlite read store: {exc}") from exc
+
+
+class SqliteReadStore(ReadStore):
+    """Read store in one SQLite file; one connection per thread, as gRPC serves from a pool."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self._path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        conn = self._connection()
+        with _translated():
+            conn.execute("PRAGMA journal_mode=WAL")
+            with self._transaction(conn):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise OperationalError(f"sqlite read store {self._path} is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if conn is None:
+            with self._lock, _translated():
+                conn = sqlite3.connect(
+                    self._path,
+                    timeout=_BUSY_TIMEOUT_SECONDS,
+                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                    check_same_thread=False,  # so close() may close every thread's connection
+                )
+                # FULL: a checkpoint that was reported applied survives a power cut with its views.
+                conn.execute("PRAGMA synchronous=FULL")
+                self._connections.append(conn)
+            self._local.connection = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    def close(self) -> None:
+        """Close every thread's connection; the store is unusable afterwards."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def checkpoint(self, projection: str) -> int:
+        """The global position of the last event `projection` applied, 0 if none."""
+        with _translated():
+            return _checkpoint(self._connection(), projection)
+
+    def apply(self, projection: str, batch: Batch) -> None:
+        """Write the batch's view changes and the new checkpoint in one transaction."""
+        require_projection(projection)
+        if not batch:
+            return
+        conn = self._connection()
+        with _translated(), self._transaction(conn):
+            checkpoint = _checkpoint(conn, projection)
+            changes = fold_views(batch, checkpoint, lambda case_id: _case_view(conn, case_id))
+            if changes.position == checkpoint:
+                return  # everything was applied before
+            conn.executemany(
+                f"INSERT INTO timeline ({_ENTRY_COLUMNS}, occurred_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                [
+                    (*_entry_row(entry), sortable_instant(entry.occurred_at))
+                    for entry in changes.entries
+                ],
+            )
+            conn.executemany(
+                f"INSERT OR REPLACE INTO case_views ({_CASE_COLUMNS})"
+                f" VALUES ({', '.join('?' * 18)})",
+                [_case_row(view) for view in changes.case_views.values()],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO customer_merges"
+                " (duplicate_id, survivor_id, merge_id, active, position) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        link.duplicate_id,
+                        link.survivor_id,
+                        link.merge_id,
+                        int(link.active),
+                        link.position,
+                    )
+                    for link in changes.merge_links.values()
+                ],
+            )
+            conn.execute(
+                "INSERT INTO checkpoints (projection, position) VALUES (?, ?)"
+                " ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+                (projection, changes.position),
+            )
+
+    def timeline(self, query: TimelineQuery) -> TimelinePage:
+        """One page of the timeline; the token carries the last position handed out."""
+        conditions: list[str] = []
+        params: list[Any] = [query.customer_id]
+        after = query.after_position
+        if after:
+            conditions.append(
+                "global_position < ?" if query.newest_first else "global_position > ?"
+            )
+            params.append(after)
+        for column, values in (("channel", query.channels), ("kind", query.kinds)):
+            if values:
+                conditions.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(sorted(values))
+        if query.case_id:
+            conditions.append("case_id = ?")
+            params.append(query.case_id)
+        if query.since is not None:
+            conditions.append("occurred_utc >= ?")
+            params.append(sortable_instant(query.since))
+        if query.until is not None:
+            conditions.append("occurred_utc < ?")
+            params.append(sortable_instant(query.until))
+        order = "DESC" if query.newest_first else "ASC"
+        params.append(query.page_size + 1)
+        rows = self._entries(
+            " ".join(f"AND {condition}" for condition in conditions),
+            f"ORDER BY global_position {order} LIMIT ?",
+            params,
+        )
+        entries = [_entry(row) for row in rows[: query.page_size]]
+        more = len(rows) > query.page_size
+        return TimelinePage(entries, encode_page_token(entries[-1].global_position) if more else "")
+
+    def entries_after(
+        self, customer_id: str, after_position: int, limit: int
+    ) -> list[TimelineEntry]:
+        """Entries of the customer (merged duplicates included) after a position, oldest first."""
+        rows = self._entries(
+            "AND global_position > ?",
+            "ORDER BY global_position ASC LIMIT ?",
+            [customer_id, after_position, max(limit, 0)],
+        )
+        return [_entry(row) for row in rows]
+
+    def _entries(self, conditions: str, order: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        sql = (
+            f"{_MEMBERS} SELECT {_ENTRY_COLUMNS} FROM timeline"
+            f" WHERE customer_id IN (SELECT id FROM members) {conditions} {order}"
+        )
+        with _translated():
+            return self._connection().execute(sql, params).fetchall()
+
+    def case_view(self, case_id: str) -> CaseView | None:
+        """The case's current view, None if no event of it was applied."""
+        with _translated():
+            return _case_view(self._connection(), case_id)
+
+
+def _checkpoint(conn: sqlite3.Connection, projection: str) -> int:
+    row = conn.execute("SELECT position FROM checkpoints WHERE projection = ?", (projection,))
+    found = row.fetchone()
+    return 0 if found is None else int(found[0])
+
+
+def _case_view(conn: sqlite3.Connection, case_id: str) -> CaseView | None:
+    row = conn.execute(f"SELECT {_CASE_COLUMNS} FROM case_views WHERE case_id = ?", (case_id,))
+    found = row.fetchone()
+    return None if found is None else _case(found)
+
+
+def _entry_row(entry: TimelineEntry) -> tuple[Any, ...]:
+    return (
+        entry.event_id,
+        entry.global_position,
+        entry.customer_id,
+        entry.case_id,
+        entry.kind.value,
+        entry.event_type,
+        entry.channel,
+        entry.direction,
+        entry.actor,
+        entry.occurred_at.isoformat(),
+        entry.summary,
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> TimelineEntry:
+    event_id, position, customer_id, case_id, kind, event_type = row[:6]
+    channel, direction, actor, occurred_at, summary = row[6:]
+    return TimelineEntry(
+        event_id=event_id,
+        global_position=position,
+        customer_id=customer_id,
+        case_id=case_id,
+        kind=EntryKind(kind),
+        event_type=event_type,
+        channel=channel,
+        direction=direction,
+        actor=actor,
+        occurred_at=datetime.fromisoformat(occurred_at),
+        summary=summary,
+    )
+
+
+def _case_row(view: CaseView) -> tuple[Any, ...]:
+    return (
+        view.case_id,
+        view.customer_id,
+        view.status.value,
+        view.priority.value,
+        view.category.value,
+        view.channel.value,
+        view.assignee,
+        view.team,
+        view.department,
+        view.contact_count,
+        view.transfer_count,
+        view.reopen_count,
+        view.opened_at.isoformat(),
+        _iso(view.first_response_at),
+        _iso(view.resolved_at),
+        _iso(view.closed_at),
+        view.last_event_at.isoformat(),
+        view.last_position,
+    )
+
+
+def _case(row: tuple[Any, ...]) -> CaseView:
+    case_id, customer_id, status, priority, category, channel, assignee, team = row[:8]
+    department, contacts, transfers, reopens, opened_at, first_response_at = row[8:14]
+    resolved_at, closed_at, last_event_at, last_position = row[14:]
+    return CaseView(
+        case_id=case_id,
+        customer_id=customer_id,
+        status=CaseStatus(status),
+        priority=Priority(priority),
+        category=Category(category),
+        channel=Channel(channel),
+        assignee=assignee,
+        team=team,
+        department=department,
+        contact_count=contacts,
+        transfer_count=transfers,
+        reopen_count=reopens,
+        opened_at=datetime.fromisoformat(opened_at),
+        first_response_at=_instant(first_response_at),
+        resolved_at=_instant(resolved_at),
+        closed_at=_instant(closed_at),
+        last_event_at=datetime.fromisoformat(last_event_at),
+        last_position=last_position,
+    )
+
+
+def _iso(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.isoformat()
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

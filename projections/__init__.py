@@ -1,0 +1,1 @@
+"""Pure projections (events to the views people read) and the runners that feed them."""

@@ -1,0 +1,127 @@
+"""The case view: where a case stands, folded from its events for lists, dashboards and KPIs (pure).
+
+Unlike the aggregate's state it holds no personal data (no subject, description or notes), so it can
+be read without the customer's key; it also records when and at which global position it last
+changed, so redelivered events are recognised and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from crm.envelope import RecordedEvent
+from crm.errors import InvariantViolated
+from crm.vocabulary import Channel, Priority
+from services.case.domain import (
+    CaseAssigned,
+    CaseClosed,
+    CaseEvent,
+    CaseNoteAdded,
+    CaseOpened,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseStatus,
+    CaseTransferred,
+    Category,
+    ContactHandedOver,
+    ContactRecorded,
+    is_response,
+)
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A case as agents and supervisors list it; `channel` is the channel it was opened on."""
+
+    case_id: str
+    customer_id: str
+    status: CaseStatus
+    priority: Priority
+    category: Category
+    channel: Channel
+    assignee: str
+    team: str
+    department: str
+    contact_count: int
+    transfer_count: int
+    reopen_count: int
+    opened_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    last_event_at: datetime
+    last_position: int
+
+
+def apply_case_event(view: CaseView | None, event: CaseEvent, recorded: RecordedEvent) -> CaseView:
+    """Fold one case event into the view; an event at or before `last_position` changes nothing."""
+    at = recorded.metadata.occurred_at
+    if isinstance(event, CaseOpened):
+        if view is not None:
+            return view  # the case's first event, delivered again
+        return CaseView(
+            case_id=event.case_id,
+            customer_id=event.customer_id,
+            status=CaseStatus.OPEN,
+            priority=event.priority,
+            category=event.category,
+            channel=event.channel,
+            assignee="",
+            team="",
+            department=event.department,
+            contact_count=0,
+            transfer_count=0,
+            reopen_count=0,
+            opened_at=at,
+            first_response_at=None,
+            resolved_at=None,
+            closed_at=None,
+            last_event_at=at,
+            last_position=recorded.global_position,
+        )
+    if view is None:
+        raise InvariantViolated(f"{event.TYPE} of case {event.case_id} precedes its CaseOpened")
+    if recorded.global_position <= view.last_position:
+        return view
+    touched = replace(view, last_event_at=at, last_position=recorded.global_position)
+    match event:
+        case ContactRecorded():
+            first = view.first_response_at
+            if first is None and is_response(event):
+                first = event.started_at
+            return replace(touched, contact_count=view.contact_count + 1, first_response_at=first)
+        case ContactHandedOver():
+            return replace(touched, assignee=event.to_agent_id or view.assignee)
+        case CaseAssigned():
+            return replace(touched, assignee=event.agent_id, team=event.team)
+        case CaseTransferred():
+            return replace(
+                touched,
+                department=event.to_department,
+                assignee="",
+                transfer_count=view.transfer_count + 1,
+            )
+        case CasePriorityChanged():
+            return replace(touched, priority=event.to_priority)
+        case CaseNoteAdded():
+            return touched
+        case CasePendingOnCustomer():
+            return replace(touched, status=CaseStatus.PENDING_CUSTOMER)
+        case CaseResumed():
+            return replace(touched, status=CaseStatus.OPEN)
+        case CaseResolved():
+            return replace(touched, status=CaseStatus.RESOLVED, resolved_at=at)
+        case CaseReopened():
+            return replace(
+                touched,
+                status=CaseStatus.OPEN,
+                resolved_at=None,
+                reopen_count=view.reopen_count + 1,
+            )
+        case CaseClosed():
+            return replace(touched, status=CaseStatus.CLOSED, closed_at=at)
+    raise InvariantViolated(f"unknown case event {event!r}")

@@ -1,0 +1,243 @@
+"""The unified timeline: one readable entry per fact about a customer, on every channel (pure).
+
+Summaries are written for an agent skimming the history and carry no personal data (names,
+addresses, subjects, descriptions, free text of notes, reasons or feedback): those fields are
+encrypted per customer and shredded when a customer is forgotten, while the timeline must stay
+readable for audit. Summaries therefore use only ids, enum values, counts, scores and timings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum, StrEnum
+
+from crm.envelope import RecordedEvent
+from crm.errors import InvariantViolated
+from services.case import domain as cases
+from services.customer import domain as customers
+from services.events import DomainEvent
+from services.feedback import domain as feedbacks
+
+
+class EntryKind(StrEnum):
+    """What kind of fact an entry shows, so a reader can filter the timeline by it."""
+
+    CUSTOMER = "customer"
+    CASE = "case"
+    CONTACT = "contact"
+    FEEDBACK = "feedback"
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One fact on a customer's timeline, in the store's global order."""
+
+    event_id: str
+    global_position: int
+    customer_id: str
+    case_id: str
+    kind: EntryKind
+    event_type: str
+    channel: str
+    direction: str
+    actor: str
+    occurred_at: datetime
+    summary: str
+
+
+def timeline_entry(recorded: RecordedEvent, event: DomainEvent) -> TimelineEntry:
+    """The timeline entry of one recorded event (ids and time from the envelope)."""
+    customer_id, case_id, kind, channel, direction, summary = _describe(event)
+    return TimelineEntry(
+        event_id=recorded.event_id,
+        global_position=recorded.global_position,
+        customer_id=customer_id or recorded.metadata.customer_id,
+        case_id=case_id,
+        kind=kind,
+        event_type=recorded.type,
+        channel=channel,
+        direction=direction,
+        actor=str(recorded.metadata.actor),
+        occurred_at=recorded.metadata.occurred_at,
+        summary=summary,
+    )
+
+
+# (customer id or "" to take the envelope's, case id, kind, channel, direction, summary)
+_Description = tuple[str, str, EntryKind, str, str, str]
+
+
+def _describe(event: DomainEvent) -> _Description:
+    if isinstance(event, cases.ContactRecorded | cases.ContactHandedOver):
+        return _describe_contact(event)
+    if isinstance(event, cases.CaseOpened):
+        summary = (
+            f"Case opened on {_words(event.channel)}: {_words(event.category)},"
+            f" priority {event.priority.value}"
+        )
+        return event.customer_id, event.case_id, EntryKind.CASE, event.channel.value, "", summary
+    if isinstance(event, _CASE_EVENTS):
+        return "", event.case_id, EntryKind.CASE, "", "", _case_summary(event)
+    if isinstance(event, _FEEDBACK_EVENTS):
+        channel = "" if isinstance(event, feedbacks.ReviewSubmitted) else event.channel.value
+        summary = _feedback_summary(event)
+        return event.customer_id, event.case_id, EntryKind.FEEDBACK, channel, "", summary
+    if isinstance(event, _CUSTOMER_EVENTS):
+        return event.customer_id, "", EntryKind.CUSTOMER, "", "", _customer_summary(event)
+    raise InvariantViolated(f"no timeline entry for {type(event).__name__}")
+
+
+def _describe_contact(event: cases.ContactRecorded | cases.ContactHandedOver) -> _Description:
+    if isinstance(event, cases.ContactHandedOver):
+        to = ", ".join(
+            part
+            for part in (
+                f"agent {event.to_agent_id}" if event.to_agent_id else "",
+                f"team {event.to_team}" if event.to_team else "",
+            )
+            if part
+        )
+        summary = f"Contact {event.contact_id} handed over from bot {event.from_bot_id} to a human"
+        summary += f" ({to})" if to else ""
+        return "", event.case_id, EntryKind.CONTACT, "", "", summary
+    summary = (
+        f"{event.direction.value.capitalize()} {_words(event.channel)} contact handled by"
+        f" {event.handler_kind.value} {event.handler_id}: {_words(event.outcome)}"
+        f" (talk {duration(event.talk_seconds)}, hold {duration(event.hold_seconds)},"
+        f" wrap-up {duration(event.after_work_seconds)})"
+    )
+    channel, direction = event.channel.value, event.direction.value
+    return "", event.case_id, EntryKind.CONTACT, channel, direction, summary
+
+
+_CASE_EVENTS = (
+    cases.CaseAssigned,
+    cases.CaseTransferred,
+    cases.CasePriorityChanged,
+    cases.CaseNoteAdded,
+    cases.CasePendingOnCustomer,
+    cases.CaseResumed,
+    cases.CaseResolved,
+    cases.CaseReopened,
+    cases.CaseClosed,
+)
+_FEEDBACK_EVENTS = (
+    feedbacks.SurveySubmitted,
+    feedbacks.ReviewSubmitted,
+    feedbacks.VoiceOfCustomerRecorded,
+)
+_CUSTOMER_EVENTS = (
+    customers.CustomerRegistered,
+    customers.ContactPointsUpdated,
+    customers.TierChanged,
+    customers.PurchaseRecorded,
+    customers.RenewalRecorded,
+    customers.CancellationRecorded,
+    customers.CustomerMerged,
+    customers.DuplicateAbsorbed,
+    customers.CustomerMergeUndone,
+    customers.DuplicateReleased,
+)
+
+
+def _case_summary(event: DomainEvent) -> str:
+    match event:
+        case cases.CaseAssigned():
+            summary = f"Case assigned to agent {event.agent_id} in team {event.team}"
+            if event.previous_agent_id:
+                summary += f" (was agent {event.previous_agent_id}"
+                summary += f" in team {event.previous_team})" if event.previous_team else ")"
+            return summary
+        case cases.CaseTransferred():
+            return f"Case transferred from {event.from_department} to {event.to_department}"
+        case cases.CasePriorityChanged():
+            return f"Priority changed from {event.from_priority.value} to {event.to_priority.value}"
+        case cases.CaseNoteAdded():
+            return f"Internal note {event.note_id} added"
+        case cases.CasePendingOnCustomer():
+            return "Case pending on the customer (SLA clock paused)"
+        case cases.CaseResumed():
+            return "Case resumed (SLA clock running)"
+        case cases.CaseResolved():
+            return f"Case resolved with code {event.resolution_code}"
+        case cases.CaseReopened():
+            return "Case reopened"
+        case cases.CaseClosed():
+            return "Case closed"
+    raise InvariantViolated(f"not a case event: {type(event).__name__}")
+
+
+def _feedback_summary(event: DomainEvent) -> str:
+    match event:
+        case feedbacks.SurveySubmitted():
+            scores = ", ".join(
+                f"{name} {value}/{bounds[1]}"
+                for name, value, bounds in (
+                    ("CSAT", event.csat, feedbacks.CSAT_RANGE),
+                    ("NPS", event.nps, feedbacks.NPS_RANGE),
+                    ("CES", event.ces, feedbacks.CES_RANGE),
+                )
+                if value is not None
+            )
+            return f"{scores or 'Empty'} survey received by {_words(event.channel)}"
+        case feedbacks.ReviewSubmitted():
+            # The source is free text typed by a caller; kept out in case it names a person.
+            return f"Review rated {event.rating}/{feedbacks.RATING_RANGE[1]} received"
+        case feedbacks.VoiceOfCustomerRecorded():
+            return f"Voice of the customer recorded on {_words(event.channel)}"
+    raise InvariantViolated(f"not a feedback event: {type(event).__name__}")
+
+
+def _customer_summary(event: DomainEvent) -> str:
+    match event:
+        case customers.CustomerRegistered():
+            return (
+                f"Customer registered: {event.segment.value.upper()}, tier {event.tier.value},"
+                f" language {event.language}, {_points(event.contact_points)}"
+            )
+        case customers.ContactPointsUpdated():
+            return f"Contact points updated: {_points(event.contact_points)}"
+        case customers.TierChanged():
+            return f"Tier changed from {event.from_tier.value} to {event.to_tier.value}"
+        case customers.PurchaseRecorded():
+            return (
+                f"Purchase recorded: order {event.order_id},"
+                f" {event.amount_minor} {event.currency} (minor units)"
+            )
+        case customers.RenewalRecorded():
+            return f"Renewal recorded: contract {event.contract_id}"
+        case customers.CancellationRecorded():
+            return f"Cancellation recorded: contract {event.contract_id}"
+        case customers.CustomerMerged():
+            return f"Merged into customer {event.into_customer_id}"
+        case customers.DuplicateAbsorbed():
+            return f"Absorbed duplicate customer {event.duplicate_customer_id}"
+        case customers.CustomerMergeUndone():
+            return f"Merge into customer {event.from_customer_id} undone"
+        case customers.DuplicateReleased():
+            return f"Released duplicate customer {event.duplicate_customer_id}"
+    raise InvariantViolated(f"not a customer event: {type(event).__name__}")
+
+
+def _points(points: tuple[customers.ContactPoint, ...]) -> str:
+    """How many contact points on which channels, never the addresses themselves."""
+    if not points:
+        return "no contact points"
+    channels = sorted({_words(point.channel) for point in points})
+    noun = "contact point" if len(points) == 1 else "contact points"
+    return f"{len(points)} {noun} ({', '.join(channels)})"
+
+
+def _words(value: Enum) -> str:
+    """An enum value as words: `billing_payment` reads `billing payment`."""
+    return str(value.value).replace("_", " ")
+
+
+def duration(seconds: int) -> str:
+    """A compact human duration: 0s, 45s, 5m 20s, 1h 2m 3s."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    parts.append(f"{secs}s" if secs or not (hours or minutes) else "")
+    return " ".join(part for part in parts if part)

@@ -1,0 +1,1 @@
+"""Integration tests: real adapters (SQLite files, and later PostgreSQL and Kafka servers)."""
