@@ -83,9 +83,9 @@ def to_message(obj: Any, message: Message) -> Message:
             setattr(message, field.name, enum_to_proto(value, enum_type))
         elif isinstance(value, datetime):
             getattr(message, field.name).CopyFrom(timestamp(value))
-        elif isinstance(value, tuple):
+        elif isinstance(value, tuple | frozenset):
             repeated = getattr(message, field.name)
-            for item in value:
+            for item in sorted(value) if isinstance(value, frozenset) else value:
                 if dataclasses.is_dataclass(item):
                     to_message(item, repeated.add())
                 else:

@@ -1,0 +1,76 @@
+"""Composition root: picks the adapters named by configuration and wires the services to them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from crm.commands import Clock
+from crm.eventstore.factory import open_event_store
+from crm.eventstore.port import EventStore
+from crm.readstore.factory import open_read_store
+from crm.readstore.port import ReadStore
+from projections.runner import InProcessProjector
+from services.case.application import CaseApplication
+from services.customer.application import CustomerApplication
+from services.feedback.application import FeedbackApplication
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the system keeps its data and listens; every field has a working default."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = Path("var")
+    event_store_url: str = ""
+    read_store_url: str = ""
+    grace_seconds: float = 5.0
+
+    @property
+    def events_url(self) -> str:
+        return self.event_store_url or f"sqlite:///{self.data_dir / 'events.db'}"
+
+    @property
+    def views_url(self) -> str:
+        return self.read_store_url or f"sqlite:///{self.data_dir / 'views.db'}"
+
+
+@dataclass
+class System:
+    """Everything one embedded process runs, ready to serve."""
+
+    store: EventStore
+    read_store: ReadStore
+    customers: CustomerApplication
+    cases: CaseApplication
+    feedback: FeedbackApplication
+    projector: InProcessProjector
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.projector.stop()
+        self.read_store.close()
+        self.store.close()
+
+
+def build_system(config: Config, clock: Clock | None = None) -> System:
+    """Open the stores and build the applications and the in-process projector (not started)."""
+    now: Callable[[], datetime] = clock or system_clock
+    store = open_event_store(config.events_url)
+    read_store = open_read_store(config.views_url)
+    return System(
+        store=store,
+        read_store=read_store,
+        customers=CustomerApplication(store, now),
+        cases=CaseApplication(store, now),
+        feedback=FeedbackApplication(store, now),
+        projector=InProcessProjector(store, read_store),
+    )

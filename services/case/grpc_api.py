@@ -1,0 +1,139 @@
+"""CaseService servicer: proto request -> domain command -> application -> proto reply."""
+
+from __future__ import annotations
+
+import grpc
+
+from crm.commands import derived_id
+from crm.grpc_convert import (
+    actor,
+    command_context,
+    command_result,
+    optional_enum,
+    required_enum,
+    required_instant,
+)
+from crm.protocodec import to_message
+from crm.v1 import case_events_pb2, case_service_pb2, case_service_pb2_grpc, common_pb2
+from crm.v1.common_pb2 import CommandResult
+from crm.vocabulary import Channel, Direction, Priority
+from services.case import domain
+from services.case.application import CaseApplication
+from services.case.domain import CaseCommand, Category, ContactOutcome
+
+CHANNEL = common_pb2.Channel.DESCRIPTOR
+PRIORITY = common_pb2.Priority.DESCRIPTOR
+DIRECTION = common_pb2.Direction.DESCRIPTOR
+CATEGORY = case_events_pb2.Category.DESCRIPTOR
+OUTCOME = case_events_pb2.ContactOutcome.DESCRIPTOR
+
+
+class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
+    def __init__(self, application: CaseApplication) -> None:
+        self._app = application
+
+    def _run(self, request: object, command: CaseCommand) -> CommandResult:
+        context = command_context(request)  # type: ignore[arg-type]
+        return command_result(self._app.handle(command, context))
+
+    def OpenCase(
+        self, request: case_service_pb2.OpenCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.OpenCase(
+            case_id=request.case_id or derived_id("case", ctx.request_id),
+            customer_id=request.customer_id,
+            channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
+            category=required_enum(Category, request.category, CATEGORY, "category"),
+            priority=optional_enum(
+                Priority, request.priority, PRIORITY, "priority", Priority.NORMAL
+            ),
+            subject=request.subject,
+            description=request.description,
+            department=request.department or domain.DEFAULT_DEPARTMENT,
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def RecordContact(
+        self, request: case_service_pb2.RecordContactRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        handler = actor(request, "handled_by")
+        command = domain.RecordContact(
+            case_id=request.case_id,
+            contact_id=request.contact_id or derived_id("contact", ctx.request_id),
+            channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
+            direction=required_enum(Direction, request.direction, DIRECTION, "direction"),
+            handler_kind=handler.kind,
+            handler_id=handler.id,
+            outcome=required_enum(ContactOutcome, request.outcome, OUTCOME, "outcome"),
+            started_at=required_instant(request, "started_at", "started_at"),
+            talk_seconds=request.talk_seconds,
+            hold_seconds=request.hold_seconds,
+            after_work_seconds=request.after_work_seconds,
+            handover_to_agent_id=request.handover_to_agent_id,
+            handover_to_team=request.handover_to_team,
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def AssignCase(
+        self, request: case_service_pb2.AssignCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        return self._run(
+            request, domain.AssignCase(request.case_id, request.agent_id, request.team)
+        )
+
+    def TransferCase(
+        self, request: case_service_pb2.TransferCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        command = domain.TransferCase(request.case_id, request.to_department, request.reason)
+        return self._run(request, command)
+
+    def ChangePriority(
+        self, request: case_service_pb2.ChangePriorityRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        priority = required_enum(Priority, request.priority, PRIORITY, "priority")
+        return self._run(request, domain.ChangePriority(request.case_id, priority, request.reason))
+
+    def AddNote(
+        self, request: case_service_pb2.AddNoteRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        note_id = request.note_id or derived_id("note", ctx.request_id)
+        command = domain.AddNote(request.case_id, note_id, request.text)
+        return command_result(self._app.handle(command, ctx))
+
+    def SetPendingOnCustomer(
+        self, request: case_service_pb2.SetPendingOnCustomerRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        return self._run(request, domain.SetPendingOnCustomer(request.case_id, request.reason))
+
+    def ResumeCase(
+        self, request: case_service_pb2.ResumeCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        return self._run(request, domain.ResumeCase(request.case_id, request.reason))
+
+    def ResolveCase(
+        self, request: case_service_pb2.ResolveCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        command = domain.ResolveCase(request.case_id, request.resolution_code, request.note)
+        return self._run(request, command)
+
+    def ReopenCase(
+        self, request: case_service_pb2.ReopenCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        return self._run(request, domain.ReopenCase(request.case_id, request.reason))
+
+    def CloseCase(
+        self, request: case_service_pb2.CloseCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        return self._run(request, domain.CloseCase(request.case_id, request.reason))
+
+    def GetCase(
+        self, request: case_service_pb2.GetCaseRequest, context: grpc.ServicerContext
+    ) -> case_service_pb2.Case:
+        loaded = self._app.get(request.case_id)
+        reply = to_message(loaded.state, case_service_pb2.Case())
+        assert isinstance(reply, case_service_pb2.Case)
+        reply.revision = loaded.revision
+        return reply

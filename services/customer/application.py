@@ -1,0 +1,133 @@
+"""Customer command handling, including merges, which append to two streams one after the other.
+
+A merge first records CustomerMerged on the duplicate (its revision guards against a concurrent
+merge of the same duplicate), then DuplicateAbsorbed on the survivor. If the process dies between
+the two, retrying the same request id finds the first half recorded and completes the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from crm.commands import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler, derived_id
+from crm.errors import InvalidInput, InvariantViolated
+from crm.eventstore.port import EventStore
+from services.customer import domain
+from services.customer.domain import Customer, CustomerCommand, CustomerEvent
+from services.events import CODEC
+
+
+class CustomerApplication:
+    """The customer service's use cases, free of gRPC."""
+
+    def __init__(self, store: EventStore, clock: Clock) -> None:
+        self.customers: StreamHandler[Customer, CustomerEvent] = StreamHandler(
+            store, CODEC, "customer", domain.evolve, clock
+        )
+
+    def handle(self, command: CustomerCommand, context: CommandContext) -> CommandOutcome:
+        def decide(state: Customer | None) -> Sequence[CustomerEvent]:
+            return domain.decide(command, state)
+
+        return self.customers.execute(
+            command.customer_id,
+            context,
+            command,
+            decide,
+            _own_id(command.customer_id),
+            must_exist=not isinstance(command, domain.RegisterCustomer),
+        )
+
+    def merge(self, command: domain.MergeCustomers, context: CommandContext) -> CommandOutcome:
+        """Merge a duplicate into a survivor; the outcome is the survivor's side."""
+        if command.duplicate_customer_id == command.survivor_customer_id:
+            raise InvalidInput("survivor_customer_id", "a customer cannot be merged into itself")
+        survivor = self.customers.load_existing(
+            command.survivor_customer_id, "survivor_customer_id"
+        )
+        self.customers.load_existing(command.duplicate_customer_id, "duplicate_customer_id")
+
+        def duplicate_side(duplicate: Customer | None) -> Sequence[CustomerEvent]:
+            assert duplicate is not None and survivor.state is not None
+            return [domain.decide_merge(command, duplicate, survivor.state)[0]]
+
+        self.customers.execute(
+            command.duplicate_customer_id,
+            context,
+            command,
+            duplicate_side,
+            _own_id(command.duplicate_customer_id),
+        )
+        absorbed = domain.DuplicateAbsorbed(
+            command.survivor_customer_id,
+            command.duplicate_customer_id,
+            command.merge_id,
+            command.reason,
+        )
+        return self.customers.execute(
+            command.survivor_customer_id,
+            context,
+            command,
+            lambda _survivor: [absorbed],
+            _own_id(command.survivor_customer_id),
+        )
+
+    def undo_merge(self, command: domain.UndoMerge, context: CommandContext) -> CommandOutcome:
+        """Separate a merged duplicate from its survivor again; returns the survivor's side."""
+        duplicate = self.customers.load_existing(
+            command.duplicate_customer_id, "duplicate_customer_id"
+        )
+        assert duplicate.state is not None
+        undone = _undo_recorded_by(duplicate, context.request_id)
+        if undone is not None:  # a retry whose first half is recorded already
+            survivor_id, merge_id = undone.from_customer_id, undone.merge_id
+        elif duplicate.state.merged_into:
+            survivor_id, merge_id = duplicate.state.merged_into, duplicate.state.merge_id
+        else:
+            raise InvariantViolated(
+                f"customer {command.duplicate_customer_id} is not merged into another"
+            )
+        survivor = self.customers.load_existing(survivor_id, "survivor_customer_id")
+        assert survivor.state is not None
+        survivor_state = survivor.state
+
+        def duplicate_side(state: Customer | None) -> Sequence[CustomerEvent]:
+            assert state is not None
+            return [domain.decide_unmerge(command, state, survivor_state)[0]]
+
+        self.customers.execute(
+            command.duplicate_customer_id,
+            context,
+            command,
+            duplicate_side,
+            _own_id(command.duplicate_customer_id),
+        )
+        released = domain.DuplicateReleased(
+            survivor_id, command.duplicate_customer_id, merge_id, command.reason
+        )
+        return self.customers.execute(
+            survivor_id, context, command, lambda _s: [released], _own_id(survivor_id)
+        )
+
+    def get(self, customer_id: str) -> Loaded[Customer]:
+        return self.customers.load_existing(customer_id, "customer_id")
+
+
+def new_merge_id(context: CommandContext) -> str:
+    return derived_id("merge", context.request_id)
+
+
+def _undo_recorded_by(
+    duplicate: Loaded[Customer], request_id: str
+) -> domain.CustomerMergeUndone | None:
+    for record in duplicate.records:
+        if record.metadata.request_id == request_id:
+            event = CODEC.decode(record.type, record.data)
+            if isinstance(event, domain.CustomerMergeUndone):
+                return event
+    return None
+
+
+def _own_id(customer_id: str) -> Callable[[Customer | None, Sequence[CustomerEvent]], str]:
+    """Customer streams belong to the customer they are named after."""
+    return lambda _state, _events: customer_id

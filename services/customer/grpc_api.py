@@ -1,0 +1,127 @@
+"""CustomerService servicer: proto request -> domain command -> application -> proto reply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+
+from crm.commands import derived_id
+from crm.grpc_convert import command_context, command_result, optional_enum, required_enum
+from crm.protocodec import to_message
+from crm.v1 import common_pb2, customer_events_pb2, customer_service_pb2, customer_service_pb2_grpc
+from crm.v1.common_pb2 import CommandResult
+from crm.vocabulary import Channel
+from services.customer import domain
+from services.customer.application import CustomerApplication, new_merge_id
+from services.customer.domain import ContactPoint, CustomerCommand, Segment, Tier
+
+CHANNEL = common_pb2.Channel.DESCRIPTOR
+SEGMENT = customer_events_pb2.Segment.DESCRIPTOR
+TIER = customer_events_pb2.Tier.DESCRIPTOR
+
+
+class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
+    def __init__(self, application: CustomerApplication) -> None:
+        self._app = application
+
+    def _run(self, request: object, command: CustomerCommand) -> CommandResult:
+        context = command_context(request)  # type: ignore[arg-type]
+        return command_result(self._app.handle(command, context))
+
+    def RegisterCustomer(
+        self, request: customer_service_pb2.RegisterCustomerRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.RegisterCustomer(
+            customer_id=request.customer_id or derived_id("customer", ctx.request_id),
+            name=request.name,
+            contact_points=_contact_points(request.contact_points),
+            language=request.language,
+            segment=required_enum(Segment, request.segment, SEGMENT, "segment"),
+            company=request.company,
+            tier=optional_enum(Tier, request.tier, TIER, "tier", Tier.STANDARD),
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def UpdateContactPoints(
+        self,
+        request: customer_service_pb2.UpdateContactPointsRequest,
+        context: grpc.ServicerContext,
+    ) -> CommandResult:
+        points = _contact_points(request.contact_points)
+        return self._run(request, domain.UpdateContactPoints(request.customer_id, points))
+
+    def ChangeTier(
+        self, request: customer_service_pb2.ChangeTierRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        tier = required_enum(Tier, request.tier, TIER, "tier")
+        return self._run(request, domain.ChangeTier(request.customer_id, tier, request.reason))
+
+    def RecordPurchase(
+        self, request: customer_service_pb2.RecordPurchaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        command = domain.RecordPurchase(
+            request.customer_id,
+            request.order_id,
+            request.product,
+            request.amount_minor,
+            request.currency,
+        )
+        return self._run(request, command)
+
+    def RecordRenewal(
+        self, request: customer_service_pb2.RecordRenewalRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        command = domain.RecordRenewal(request.customer_id, request.contract_id, request.product)
+        return self._run(request, command)
+
+    def RecordCancellation(
+        self,
+        request: customer_service_pb2.RecordCancellationRequest,
+        context: grpc.ServicerContext,
+    ) -> CommandResult:
+        command = domain.RecordCancellation(
+            request.customer_id, request.contract_id, request.reason
+        )
+        return self._run(request, command)
+
+    def MergeCustomers(
+        self, request: customer_service_pb2.MergeCustomersRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.MergeCustomers(
+            duplicate_customer_id=request.duplicate_customer_id,
+            survivor_customer_id=request.survivor_customer_id,
+            merge_id=new_merge_id(ctx),
+            reason=request.reason,
+        )
+        return command_result(self._app.merge(command, ctx))
+
+    def UndoMerge(
+        self, request: customer_service_pb2.UndoMergeRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.UndoMerge(request.duplicate_customer_id, request.reason)
+        return command_result(self._app.undo_merge(command, ctx))
+
+    def GetCustomer(
+        self, request: customer_service_pb2.GetCustomerRequest, context: grpc.ServicerContext
+    ) -> customer_service_pb2.Customer:
+        loaded = self._app.get(request.customer_id)
+        reply = to_message(loaded.state, customer_service_pb2.Customer())
+        assert isinstance(reply, customer_service_pb2.Customer)
+        reply.revision = loaded.revision
+        return reply
+
+
+def _contact_points(
+    points: Iterable[customer_events_pb2.ContactPoint],
+) -> tuple[ContactPoint, ...]:
+    return tuple(
+        ContactPoint(
+            required_enum(Channel, point.channel, CHANNEL, f"contact_points[{index}].channel"),
+            point.address,
+        )
+        for index, point in enumerate(points)
+    )

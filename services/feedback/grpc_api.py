@@ -1,0 +1,87 @@
+"""FeedbackService servicer: proto request -> domain command -> application -> proto reply."""
+
+from __future__ import annotations
+
+import grpc
+
+from crm.commands import derived_id
+from crm.grpc_convert import command_context, command_result, required_enum
+from crm.protocodec import timestamp, to_message
+from crm.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
+from crm.v1.common_pb2 import CommandResult
+from crm.vocabulary import Channel
+from services.feedback import domain
+from services.feedback.application import FeedbackApplication
+
+CHANNEL = common_pb2.Channel.DESCRIPTOR
+DETAIL_FIELD = {
+    domain.SurveySubmitted: "survey",
+    domain.ReviewSubmitted: "review",
+    domain.VoiceOfCustomerRecorded: "voice_of_customer",
+}
+
+
+class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
+    def __init__(self, application: FeedbackApplication) -> None:
+        self._app = application
+
+    def SubmitSurvey(
+        self, request: feedback_service_pb2.SubmitSurveyRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.SubmitSurvey(
+            feedback_id=request.feedback_id or derived_id("feedback", ctx.request_id),
+            customer_id=request.customer_id,
+            channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
+            case_id=request.case_id,
+            csat=request.csat if request.HasField("csat") else None,
+            nps=request.nps if request.HasField("nps") else None,
+            ces=request.ces if request.HasField("ces") else None,
+            comment=request.comment,
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def SubmitReview(
+        self, request: feedback_service_pb2.SubmitReviewRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.SubmitReview(
+            feedback_id=request.feedback_id or derived_id("feedback", ctx.request_id),
+            customer_id=request.customer_id,
+            rating=request.rating,
+            text=request.text,
+            source=request.source,
+            case_id=request.case_id,
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def RecordVoiceOfCustomer(
+        self,
+        request: feedback_service_pb2.RecordVoiceOfCustomerRequest,
+        context: grpc.ServicerContext,
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = domain.RecordVoiceOfCustomer(
+            feedback_id=request.feedback_id or derived_id("feedback", ctx.request_id),
+            customer_id=request.customer_id,
+            channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
+            text=request.text,
+            case_id=request.case_id,
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def GetFeedback(
+        self, request: feedback_service_pb2.GetFeedbackRequest, context: grpc.ServicerContext
+    ) -> feedback_service_pb2.Feedback:
+        loaded = self._app.get(request.feedback_id)
+        feedback = loaded.state
+        assert feedback is not None
+        reply = feedback_service_pb2.Feedback(
+            feedback_id=feedback.feedback_id,
+            customer_id=feedback.customer_id,
+            case_id=feedback.case_id,
+            received_at=timestamp(feedback.received_at),
+            revision=loaded.revision,
+        )
+        to_message(feedback.event, getattr(reply, DETAIL_FIELD[type(feedback.event)]))
+        return reply

@@ -1,0 +1,103 @@
+"""TimelineService servicer: what agents read, from the read store the projections maintain."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from enum import Enum
+
+import grpc
+
+from crm.errors import InvalidInput, NotFound
+from crm.grpc_convert import optional_instant
+from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
+from crm.readstore.port import ReadStore, TimelineQuery
+from crm.v1 import common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
+from crm.validation import require_id
+from crm.vocabulary import Channel, Direction
+from projections.timeline import EntryKind, TimelineEntry
+
+CHANNEL = common_pb2.Channel.DESCRIPTOR
+DIRECTION = common_pb2.Direction.DESCRIPTOR
+KIND = timeline_service_pb2.EntryKind.DESCRIPTOR
+WATCH_BATCH = 200
+WATCH_POLL_SECONDS = 0.5
+
+
+class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
+    def __init__(self, read_store: ReadStore, stopping: threading.Event) -> None:
+        self._views = read_store
+        self._stopping = stopping
+
+    def GetTimeline(
+        self, request: timeline_service_pb2.GetTimelineRequest, context: grpc.ServicerContext
+    ) -> timeline_service_pb2.TimelinePage:
+        query = TimelineQuery(
+            customer_id=require_id("customer_id", request.customer_id),
+            page_size=request.page_size or 50,
+            page_token=request.page_token,
+            newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
+            channels=frozenset(
+                _enum_value(Channel, c, CHANNEL, "channels") for c in request.channels
+            ),
+            kinds=frozenset(_enum_value(EntryKind, k, KIND, "kinds") for k in request.kinds),
+            case_id=request.case_id,
+            since=optional_instant(request, "since"),
+            until=optional_instant(request, "until"),
+        )
+        page = self._views.timeline(query)
+        return timeline_service_pb2.TimelinePage(
+            entries=[entry_to_proto(e) for e in page.entries],
+            next_page_token=page.next_page_token,
+        )
+
+    def WatchTimeline(
+        self, request: timeline_service_pb2.WatchTimelineRequest, context: grpc.ServicerContext
+    ) -> Iterator[timeline_service_pb2.TimelineEntry]:
+        customer_id = require_id("customer_id", request.customer_id)
+        position = request.after_position
+        while context.is_active() and not self._stopping.is_set():
+            entries = self._views.entries_after(customer_id, position, WATCH_BATCH)
+            for entry in entries:
+                position = entry.global_position
+                yield entry_to_proto(entry)
+            if len(entries) < WATCH_BATCH:
+                self._views.wait_for_change(WATCH_POLL_SECONDS)
+
+    def GetCaseView(
+        self, request: timeline_service_pb2.GetCaseViewRequest, context: grpc.ServicerContext
+    ) -> timeline_service_pb2.CaseView:
+        case_id = require_id("case_id", request.case_id)
+        view = self._views.case_view(case_id)
+        if view is None:
+            raise NotFound(f"case {case_id} has no view (unknown, or not projected yet)")
+        reply = to_message(view, timeline_service_pb2.CaseView())
+        assert isinstance(reply, timeline_service_pb2.CaseView)
+        return reply
+
+
+def entry_to_proto(entry: TimelineEntry) -> timeline_service_pb2.TimelineEntry:
+    reply = timeline_service_pb2.TimelineEntry(
+        event_id=entry.event_id,
+        global_position=entry.global_position,
+        customer_id=entry.customer_id,
+        case_id=entry.case_id,
+        event_type=entry.event_type,
+        actor=entry.actor,
+        occurred_at=timestamp(entry.occurred_at),
+        summary=entry.summary,
+    )
+    reply.kind = enum_to_proto(entry.kind, KIND)  # type: ignore[assignment]
+    if entry.channel:
+        reply.channel = enum_to_proto(Channel(entry.channel), CHANNEL)  # type: ignore[assignment]
+    if entry.direction:
+        direction = Direction(entry.direction)
+        reply.direction = enum_to_proto(direction, DIRECTION)  # type: ignore[assignment]
+    return reply
+
+
+def _enum_value(domain_enum: type[Enum], number: int, descriptor: object, field: str) -> str:
+    member = enum_from_proto(domain_enum, number, descriptor, field)  # type: ignore[arg-type]
+    if not isinstance(member.value, str):
+        raise InvalidInput(field, "unexpected value")
+    return member.value

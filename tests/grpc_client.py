@@ -1,0 +1,90 @@
+"""A small typed client over the four services, for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from crm.v1 import (
+    case_service_pb2_grpc,
+    common_pb2,
+    customer_service_pb2_grpc,
+    feedback_service_pb2_grpc,
+    timeline_service_pb2,
+    timeline_service_pb2_grpc,
+)
+
+T = TypeVar("T")
+_counter = itertools.count(1)
+
+
+def stamp(instant: datetime) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(instant)
+    return result
+
+
+class Client:
+    """Stubs plus a context maker: every call gets a fresh request id unless one is given."""
+
+    def __init__(self, target: str, prefix: str = "req") -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.customers = customer_service_pb2_grpc.CustomerServiceStub(self.channel)
+        self.cases = case_service_pb2_grpc.CaseServiceStub(self.channel)
+        self.feedback = feedback_service_pb2_grpc.FeedbackServiceStub(self.channel)
+        self.timeline = timeline_service_pb2_grpc.TimelineServiceStub(self.channel)
+        self._prefix = prefix
+        self.clock = datetime.now(UTC) - timedelta(hours=2)
+
+    def context(
+        self,
+        request_id: str = "",
+        actor_id: str = "agent-1",
+        kind: common_pb2.ActorKind.ValueType = common_pb2.ACTOR_KIND_AGENT,
+    ) -> common_pb2.CommandContext:
+        """A command context whose time moves a minute forward on every call."""
+        self.clock += timedelta(minutes=1)
+        return common_pb2.CommandContext(
+            request_id=request_id or f"{self._prefix}-{next(_counter)}",
+            occurred_at=stamp(self.clock),
+            actor=common_pb2.Actor(kind=kind, id=actor_id),
+        )
+
+    def whole_timeline(self, customer_id: str) -> list[timeline_service_pb2.TimelineEntry]:
+        """Every entry, oldest first, following page tokens."""
+        entries: list[timeline_service_pb2.TimelineEntry] = []
+        token = ""
+        while True:
+            page = self.timeline.GetTimeline(
+                timeline_service_pb2.GetTimelineRequest(
+                    customer_id=customer_id,
+                    order=timeline_service_pb2.ORDER_OLDEST_FIRST,
+                    page_size=100,
+                    page_token=token,
+                )
+            )
+            entries.extend(page.entries)
+            token = page.next_page_token
+            if not token:
+                return entries
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def poll(check: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Call `check` until it returns something truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
