@@ -16,7 +16,7 @@ from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hin
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.any_pb2 import Any as AnyMessage
-from google.protobuf.descriptor import Descriptor, EnumDescriptor
+from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -142,7 +142,7 @@ def event_to_message(type_name: str, event: Any) -> Message:
     return to_message(event, event_message_class(type_name)())
 
 
-def personal_fields(descriptor: Descriptor) -> list[str]:
+def personal_fields(descriptor: Any) -> list[str]:
     """Names of the fields of a message marked `(crm.v1.personal_data) = true`."""
     return [
         field.name

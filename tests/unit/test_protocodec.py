@@ -1,0 +1,76 @@
+"""The protos mirror the domain events: every event round-trips, personal fields are marked."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm.protocodec import event_message_class, event_to_message, from_message, personal_fields
+from services.events import CODEC
+
+EVENT_CLASSES = [CODEC.class_for(name) for name in CODEC.type_names]
+
+# Fields that hold what a person wrote or who a person is; they must be marked in the protos.
+PERSONAL = {"name", "address", "subject", "description", "text", "comment", "note", "reason"}
+
+
+def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
+    if get_origin(hint) in (Union, types.UnionType):
+        (inner,) = [a for a in get_args(hint) if a is not type(None)]
+        return st.none() | strategy_for(inner)
+    if get_origin(hint) is tuple:
+        return st.lists(strategy_for(get_args(hint)[0]), max_size=3).map(tuple)
+    if dataclasses.is_dataclass(hint):
+        return instance_of(hint)  # type: ignore[arg-type]
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return st.sampled_from(list(hint))
+    if hint is datetime:
+        return st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+        )
+    if hint is int:
+        return st.integers(min_value=0, max_value=2**31 - 1)
+    if hint is str:
+        return st.text(max_size=30)
+    raise AssertionError(f"no strategy for {hint}")
+
+
+def instance_of(cls: type[Any]) -> st.SearchStrategy[Any]:
+    hints = get_type_hints(cls)
+    fields = {f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)}
+    return st.builds(cls, **fields)
+
+
+@pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_event_has_a_message_with_the_same_fields(cls: type[Any]) -> None:
+    message_fields = set(event_message_class(cls.TYPE).DESCRIPTOR.fields_by_name)
+    assert {f.name for f in dataclasses.fields(cls)} == message_fields
+
+
+@pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda cls: cls.__name__)
+def test_personal_fields_are_marked_in_the_protos(cls: type[Any]) -> None:
+    descriptor = event_message_class(cls.TYPE).DESCRIPTOR
+    expected = {f.name for f in dataclasses.fields(cls)} & PERSONAL
+    assert set(personal_fields(descriptor)) == expected
+
+
+def test_contact_point_addresses_are_personal() -> None:
+    from crm.v1 import customer_events_pb2
+
+    assert personal_fields(customer_events_pb2.ContactPoint.DESCRIPTOR) == ["address"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(EVENT_CLASSES).flatmap(instance_of))
+def test_every_event_round_trips_through_its_message(event: Any) -> None:
+    message = event_to_message(event.TYPE, event)
+    assert from_message(message, type(event)) == event
+    decoded = event_message_class(event.TYPE).FromString(message.SerializeToString())
+    assert from_message(decoded, type(event)) == event
