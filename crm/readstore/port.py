@@ -151,6 +151,18 @@ def require_projection(projection: str) -> None:
         raise InvalidInput("projection", f"unknown projection {projection!r}")
 
 
+def checkpoint_key(projection: str, source: str) -> str:
+    """Where a projection keeps the position it has applied from one source of events.
+
+    The in-process projector reads the store's global order: one source, "". A Kafka worker reads
+    topic partitions: each carries its events in global order, but partitions interleave freely,
+    so each partition (source "topic#partition") keeps its own checkpoint. Every view row depends
+    on the events of one partition only (all keyed by customer), which keeps this exact.
+    """
+    require_projection(projection)
+    return f"{projection}@{source}" if source else projection
+
+
 class ReadStore(ABC):
     """Port every read store adapter implements; one conformance suite runs against each."""
 
@@ -158,14 +170,15 @@ class ReadStore(ABC):
         self._changed = ChangeSignal()
 
     @abstractmethod
-    def checkpoint(self, projection: str) -> int:
-        """The global position of the last event `projection` applied, 0 if none."""
+    def checkpoint(self, projection: str, source: str = "") -> int:
+        """The global position of the last event `projection` applied from `source`, 0 if none."""
 
     @abstractmethod
-    def apply(self, projection: str, batch: Batch) -> None:
+    def apply(self, projection: str, batch: Batch, source: str = "") -> None:
         """Apply the projection to the batch and move its checkpoint, in one transaction.
 
-        Events at or below the checkpoint are ignored, so applying a batch twice changes nothing.
+        Events at or below the checkpoint of `source` are ignored, so applying a batch twice
+        changes nothing (see checkpoint_key for what a source is).
         """
 
     @abstractmethod

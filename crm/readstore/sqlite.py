@@ -20,9 +20,9 @@ from crm.readstore.port import (
     ReadStore,
     TimelinePage,
     TimelineQuery,
+    checkpoint_key,
     encode_page_token,
     fold_views,
-    require_projection,
     sortable_instant,
 )
 from crm.vocabulary import Channel, Priority
@@ -180,19 +180,20 @@ class SqliteReadStore(ReadStore):
         for conn in connections:
             conn.close()
 
-    def checkpoint(self, projection: str) -> int:
-        """The global position of the last event `projection` applied, 0 if none."""
+    def checkpoint(self, projection: str, source: str = "") -> int:
+        """The global position of the last event `projection` applied from `source`, 0 if none."""
+        key = checkpoint_key(projection, source)
         with _translated():
-            return _checkpoint(self._connection(), projection)
+            return _checkpoint(self._connection(), key)
 
-    def apply(self, projection: str, batch: Batch) -> None:
+    def apply(self, projection: str, batch: Batch, source: str = "") -> None:
         """Write the batch's view changes and the new checkpoint in one transaction."""
-        require_projection(projection)
+        key = checkpoint_key(projection, source)
         if not batch:
             return
         conn = self._connection()
         with _translated(), self._transaction(conn):
-            checkpoint = _checkpoint(conn, projection)
+            checkpoint = _checkpoint(conn, key)
             changes = fold_views(batch, checkpoint, lambda case_id: _case_view(conn, case_id))
             if changes.position == checkpoint:
                 return  # everything was applied before
@@ -226,7 +227,7 @@ class SqliteReadStore(ReadStore):
             conn.execute(
                 "INSERT INTO checkpoints (projection, position) VALUES (?, ?)"
                 " ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
-                (projection, changes.position),
+                (key, changes.position),
             )
 
     def timeline(self, query: TimelineQuery) -> TimelinePage:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from enum import Enum
 
 import grpc
 
-from crm.errors import InvalidInput, NotFound
+from crm.errors import NotFound
 from crm.grpc_convert import optional_instant
 from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.readstore.port import ReadStore, TimelineQuery
@@ -38,9 +37,9 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             page_token=request.page_token,
             newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
             channels=frozenset(
-                _enum_value(Channel, c, CHANNEL, "channels") for c in request.channels
+                enum_from_proto(Channel, c, CHANNEL, "channels").value for c in request.channels
             ),
-            kinds=frozenset(_enum_value(EntryKind, k, KIND, "kinds") for k in request.kinds),
+            kinds=frozenset(enum_from_proto(EntryKind, k, KIND, "kinds") for k in request.kinds),
             case_id=request.case_id,
             since=optional_instant(request, "since"),
             until=optional_instant(request, "until"),
@@ -94,10 +93,3 @@ def entry_to_proto(entry: TimelineEntry) -> timeline_service_pb2.TimelineEntry:
         direction = Direction(entry.direction)
         reply.direction = enum_to_proto(direction, DIRECTION)  # type: ignore[assignment]
     return reply
-
-
-def _enum_value(domain_enum: type[Enum], number: int, descriptor: object, field: str) -> str:
-    member = enum_from_proto(domain_enum, number, descriptor, field)  # type: ignore[arg-type]
-    if not isinstance(member.value, str):
-        raise InvalidInput(field, "unexpected value")
-    return member.value

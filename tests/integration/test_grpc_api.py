@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -45,6 +46,7 @@ class Running:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir: Path = tmp_path_factory.mktemp("grpc-api")
     system = build_system(Config(data_dir=data_dir))
+    assert system.projector is not None
     system.projector.start()
     server, port = create_server(system, "127.0.0.1:0")
     server.start()
@@ -637,3 +639,31 @@ def test_watch_streams_new_entries_as_they_are_projected(running: Running) -> No
     reader.join(timeout=10)
     stream.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave it untyped
     assert received == ["crm.customer.CustomerRegistered.v1", "crm.case.CaseOpened.v1"]
+
+
+def test_timeline_filters_and_order_reach_the_read_store(running: Running) -> None:
+    client = running.client
+    customer_id = _register(client, "Eri Abe")
+    case_id = _open_case(client, customer_id)  # opened on email
+    client.cases.AddNote(
+        case_service_pb2.AddNoteRequest(context=client.context(), case_id=case_id, text="hi")
+    )
+    poll(lambda: len(client.whole_timeline(customer_id)) == 3)
+
+    def types(**fields: Any) -> list[str]:
+        request = timeline_service_pb2.GetTimelineRequest(customer_id=customer_id, **fields)
+        return [e.event_type for e in client.timeline.GetTimeline(request).entries]
+
+    assert types() == [
+        "crm.case.CaseNoteAdded.v1",
+        "crm.case.CaseOpened.v1",
+        "crm.customer.CustomerRegistered.v1",
+    ]
+    assert types(order=timeline_service_pb2.ORDER_OLDEST_FIRST)[0] == (
+        "crm.customer.CustomerRegistered.v1"
+    )
+    assert types(kinds=[timeline_service_pb2.ENTRY_KIND_CUSTOMER]) == [
+        "crm.customer.CustomerRegistered.v1"
+    ]
+    assert types(channels=[common_pb2.CHANNEL_EMAIL]) == ["crm.case.CaseOpened.v1"]
+    assert types(case_id=case_id, page_size=1) == ["crm.case.CaseNoteAdded.v1"]

@@ -387,11 +387,11 @@ class FlakyReadStore(SqliteReadStore):
         self.failures = failures
         self.attempts = 0
 
-    def apply(self, projection: str, batch: Batch) -> None:
+    def apply(self, projection: str, batch: Batch, source: str = "") -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise RuntimeError("database is locked")
-        super().apply(projection, batch)
+        super().apply(projection, batch, source)
 
 
 def test_a_failing_apply_is_logged_and_retried_not_skipped(
