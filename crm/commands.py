@@ -11,6 +11,8 @@ No business rules live here. What it adds to a service's pure `decide`:
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +33,8 @@ Clock = Callable[[], datetime]
 
 _NAMESPACE = uuid.UUID("6f1c1d1e-3a52-4c4f-9a8e-5d0c2b7e9a10")
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 8
+_FIRST_BACKOFF_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ class StreamHandler(Generic[S, E]):
         check_context(context, self._clock())
         stream = self.stream(aggregate_id)
         digest = command_digest(command)
-        for _attempt in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             loaded = self.load(aggregate_id)
             earlier = [r for r in loaded.records if r.metadata.request_id == context.request_id]
             if earlier:
@@ -161,6 +164,8 @@ class StreamHandler(Generic[S, E]):
             try:
                 result = self._store.append(stream, new_events, loaded.expected_revision)
             except ConcurrencyConflict:
+                # Jittered backoff, so writers racing for one stream stop colliding in lockstep.
+                time.sleep(random.uniform(0, _FIRST_BACKOFF_SECONDS * 2**attempt))
                 continue
             return CommandOutcome(
                 aggregate_id,
