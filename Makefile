@@ -9,13 +9,15 @@ GENERATED := crm/v1/.generated-stamp
 CRM_LISTEN ?= 127.0.0.1:50051
 CRM_DATA_DIR ?= var
 
-.PHONY: run test lint unit proto bench clean help
+.PHONY: run run-distributed test lint unit proto bench clean help kafka
 
 help:
 	@echo "make run    - start the whole system (embedded mode) on $(CRM_LISTEN)"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make proto  - regenerate Python code from protos/"
 	@echo "make lint   - ruff and mypy only"
+	@echo "make run-distributed - broker, gRPC server, relay and projection worker on one machine"
+	@echo "make kafka  - a local single-node Kafka broker (KRaft, needs Java 17 and Maven) on 127.0.0.1:9092"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +41,16 @@ proto: $(GENERATED)
 run: $(GENERATED)
 	$(VENV)/bin/crm-server --listen $(CRM_LISTEN) --data-dir $(CRM_DATA_DIR)
 
+run-distributed: $(GENERATED)
+	$(PY) deploy/run_distributed.py --listen $(CRM_LISTEN) --data-dir $(CRM_DATA_DIR)
+
+kafka:
+	$(PYTHON) deploy/kafka/local_kafka.py --port 9092 --controller-port 9093 --data-dir $(CRM_DATA_DIR)/kafka
+
 lint: $(GENERATED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy crm services projections tests
+	$(VENV)/bin/mypy crm services projections relay deploy tests
 
 unit: $(GENERATED)
 	$(VENV)/bin/pytest -q tests/unit

@@ -32,6 +32,8 @@ class Config:
     event_store_url: str = ""
     read_store_url: str = ""
     grace_seconds: float = 5.0
+    # Off in the distributed shape, where Kafka workers maintain the read store instead.
+    in_process_projector: bool = True
 
     @property
     def events_url(self) -> str:
@@ -51,12 +53,13 @@ class System:
     customers: CustomerApplication
     cases: CaseApplication
     feedback: FeedbackApplication
-    projector: InProcessProjector
+    projector: InProcessProjector | None
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
         self.stopping.set()
-        self.projector.stop()
+        if self.projector is not None:
+            self.projector.stop()
         self.read_store.close()
         self.store.close()
 
@@ -72,5 +75,5 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
         customers=CustomerApplication(store, now),
         cases=CaseApplication(store, now),
         feedback=FeedbackApplication(store, now),
-        projector=InProcessProjector(store, read_store),
+        projector=InProcessProjector(store, read_store) if config.in_process_projector else None,
     )

@@ -80,7 +80,8 @@ def create_server(system: System, listen: str, workers: int = 16) -> tuple[grpc.
 def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down in order."""
     system = build_system(config)
-    system.projector.start()
+    if system.projector is not None:
+        system.projector.start()
     server, port = create_server(system, config.listen)
     server.start()
     host = config.listen.rsplit(":", 1)[0]
@@ -112,6 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--event-store-url", default=os.environ.get("CRM_EVENT_STORE_URL", ""))
     parser.add_argument("--read-store-url", default=os.environ.get("CRM_READ_STORE_URL", ""))
     parser.add_argument(
+        "--projector",
+        choices=("in-process", "off"),
+        default=os.environ.get("CRM_PROJECTOR", "in-process"),
+        help="off when Kafka workers maintain the read store (the distributed shape)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "json", "text"),
         default=os.environ.get("CRM_LOG_FORMAT", "auto"),
@@ -124,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             data_dir=Path(args.data_dir),
             event_store_url=args.event_store_url,
             read_store_url=args.read_store_url,
+            in_process_projector=args.projector == "in-process",
         )
     )
 

@@ -1,0 +1,67 @@
+"""Creates the event topics explicitly, all with the same partition count, once Kafka answers.
+
+Relying on auto-creation would give each topic the broker's default partition count; keying by
+customer only keeps a customer's facts together if every topic is partitioned alike. Relay and
+workers both call this before they start, so either may come up first, and both wait for a
+broker that is still starting instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from crm.errors import InvariantViolated
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: str, names: list[str], partitions: int, patience: float = 120.0
+) -> None:
+    """Create the missing topics; refuse to run on topics partitioned differently."""
+    admin = await _connected_admin(bootstrap, patience)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(name, num_partitions=partitions, replication_factor=1)
+                        for name in missing
+                    ]
+                )
+                log.info("created topics %s with %d partitions", missing, partitions)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+        for description in await admin.describe_topics(names):
+            count = len(description["partitions"])
+            if count != partitions:
+                raise InvariantViolated(
+                    f"topic {description['topic']} has {count} partitions, expected {partitions}"
+                )
+    finally:
+        await admin.close()
+
+
+async def _connected_admin(bootstrap: str, patience: float) -> AIOKafkaAdminClient:
+    """An admin client once the broker answers, retrying for up to `patience` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.2
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            return admin
+        except Exception as error:
+            await admin.close()
+            if loop.time() > deadline:
+                raise
+            log.warning("Kafka at %s not reachable yet (%s); retrying", bootstrap, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

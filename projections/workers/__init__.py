@@ -1,0 +1,1 @@
+"""Projection workers on faust-streaming: the Kafka side of the same pure projections."""

@@ -1,0 +1,229 @@
+"""Generates a realistic multi-customer history through the real command path (not hand-picked).
+
+Customers register, open cases on every channel, get contacts, transfers, assignments, notes,
+pending periods, resolutions and reopenings, leave feedback, and some profiles are merged and
+unmerged, all interleaved at random (seeded) and decided by the domain's own rules. Refused
+commands are part of the mix: they must leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from crm.commands import CommandContext
+from crm.errors import DomainError
+from crm.eventstore.port import EventStore
+from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
+from services.case import domain as cases
+from services.case.application import CaseApplication
+from services.customer import domain as customers
+from services.customer.application import CustomerApplication
+from services.feedback import domain as feedback
+from services.feedback.application import FeedbackApplication
+
+START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+DEPARTMENTS = ("support", "billing", "technical", "sales", "development")
+AGENTS = ("agent-1", "agent-2", "agent-3", "agent-4")
+
+
+@dataclass
+class HistoryWriter:
+    """Issues random commands against the applications over one event store."""
+
+    store: EventStore
+    seed: int
+    now: datetime = START
+    customers: list[str] = field(default_factory=list)
+    cases: list[tuple[str, str]] = field(default_factory=list)
+    accepted: int = 0
+    refused: int = 0
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)
+        clock: Callable[[], datetime] = lambda: self.now + timedelta(days=1)  # noqa: E731
+        self.customer_app = CustomerApplication(self.store, clock)
+        self.case_app = CaseApplication(self.store, clock)
+        self.feedback_app = FeedbackApplication(self.store, clock)
+        self._requests = 0
+
+    def write(self, commands: int) -> None:
+        """Issue `commands` random commands (accepted or refused)."""
+        for _ in range(commands):
+            self.step()
+
+    def step(self) -> None:
+        self.now += timedelta(seconds=self.random.randint(5, 900))
+        action = self._pick_action()
+        try:
+            action()
+            self.accepted += 1
+        except DomainError:
+            self.refused += 1
+
+    def _context(self, kind: ActorKind = ActorKind.AGENT) -> CommandContext:
+        self._requests += 1
+        actor_id = self.random.choice(AGENTS) if kind is ActorKind.AGENT else "system"
+        return CommandContext(
+            request_id=f"h{self.seed}-{self._requests}",
+            actor=Actor(kind, actor_id),
+            occurred_at=self.now,
+        )
+
+    def _pick_action(self) -> Callable[[], object]:
+        if len(self.customers) < 3 or self.random.random() < 0.08:
+            return self._register
+        if not self.cases or self.random.random() < 0.12:
+            return self._open_case
+        return self.random.choice(
+            [
+                self._contact,
+                self._contact,
+                self._contact,
+                self._transfer,
+                self._assign,
+                self._note,
+                self._pending,
+                self._resolve,
+                self._reopen,
+                self._close,
+                self._survey,
+                self._voice,
+                self._tier,
+                self._purchase,
+                self._merge,
+                self._unmerge,
+            ]
+        )
+
+    def _customer(self) -> str:
+        return self.random.choice(self.customers)
+
+    def _case(self) -> tuple[str, str]:
+        return self.random.choice(self.cases)
+
+    def _register(self) -> object:
+        command = customers.RegisterCustomer(
+            customer_id=f"cust-{self.seed}-{len(self.customers)}",
+            name=f"Customer {len(self.customers)}",
+            contact_points=(customers.ContactPoint(Channel.EMAIL, f"c{len(self.customers)}@ex"),),
+            language=self.random.choice(("en", "ja")),
+            segment=customers.Segment.B2C,
+        )
+        outcome = self.customer_app.handle(command, self._context(ActorKind.SYSTEM))
+        self.customers.append(command.customer_id)
+        return outcome
+
+    def _open_case(self) -> object:
+        customer_id = self._customer()
+        command = cases.OpenCase(
+            case_id=f"case-{self.seed}-{len(self.cases)}",
+            customer_id=customer_id,
+            channel=self.random.choice(list(Channel)),
+            category=self.random.choice(list(cases.Category)),
+            priority=self.random.choice(list(Priority)),
+            subject="Something went wrong",
+            description="",
+        )
+        outcome = self.case_app.handle(command, self._context())
+        self.cases.append((command.case_id, customer_id))
+        return outcome
+
+    def _contact(self) -> object:
+        case_id, _ = self._case()
+        bot = self.random.random() < 0.2
+        outcome = (
+            self.random.choice(list(cases.ContactOutcome))
+            if bot
+            else self.random.choice((cases.ContactOutcome.ANSWERED, cases.ContactOutcome.ABANDONED))
+        )
+        command = cases.RecordContact(
+            case_id=case_id,
+            contact_id=f"contact-{self._requests + 1}",
+            channel=self.random.choice(list(Channel)),
+            direction=self.random.choice(list(Direction)),
+            handler_kind=ActorKind.BOT if bot else ActorKind.AGENT,
+            handler_id="bot-1" if bot else self.random.choice(AGENTS),
+            outcome=outcome,
+            started_at=self.now,
+            talk_seconds=self.random.randint(0, 1200),
+            hold_seconds=self.random.randint(0, 120),
+            after_work_seconds=self.random.randint(0, 300),
+            handover_to_agent_id=(
+                self.random.choice(AGENTS)
+                if outcome is cases.ContactOutcome.HANDED_TO_HUMAN
+                else ""
+            ),
+        )
+        return self.case_app.handle(command, self._context())
+
+    def _transfer(self) -> object:
+        command = cases.TransferCase(
+            self._case()[0], self.random.choice(DEPARTMENTS), "needs another team"
+        )
+        return self.case_app.handle(command, self._context())
+
+    def _assign(self) -> object:
+        command = cases.AssignCase(self._case()[0], self.random.choice(AGENTS), "team-a")
+        return self.case_app.handle(command, self._context())
+
+    def _note(self) -> object:
+        command = cases.AddNote(self._case()[0], f"note-{self._requests + 1}", "called back")
+        return self.case_app.handle(command, self._context())
+
+    def _pending(self) -> object:
+        command = cases.SetPendingOnCustomer(self._case()[0], "waiting for a photo")
+        return self.case_app.handle(command, self._context())
+
+    def _resolve(self) -> object:
+        command = cases.ResolveCase(self._case()[0], self.random.choice(("fixed", "refund")))
+        return self.case_app.handle(command, self._context())
+
+    def _reopen(self) -> object:
+        command = cases.ReopenCase(self._case()[0], "customer came back")
+        return self.case_app.handle(command, self._context())
+
+    def _close(self) -> object:
+        return self.case_app.handle(cases.CloseCase(self._case()[0]), self._context())
+
+    def _survey(self) -> object:
+        case_id, customer_id = self._case()
+        command = feedback.SubmitSurvey(
+            feedback_id=f"fb-{self.seed}-{self._requests + 1}",
+            customer_id=customer_id,
+            channel=Channel.EMAIL,
+            case_id=case_id,
+            csat=self.random.randint(1, 5),
+            nps=self.random.choice((None, self.random.randint(0, 10))),
+        )
+        return self.feedback_app.handle(command, self._context(ActorKind.SYSTEM))
+
+    def _voice(self) -> object:
+        command = feedback.RecordVoiceOfCustomer(
+            feedback_id=f"fb-{self.seed}-{self._requests + 1}",
+            customer_id=self._customer(),
+            channel=self.random.choice(list(Channel)),
+            text="The app keeps logging me out",
+        )
+        return self.feedback_app.handle(command, self._context(ActorKind.SYSTEM))
+
+    def _tier(self) -> object:
+        command = customers.ChangeTier(self._customer(), self.random.choice(list(customers.Tier)))
+        return self.customer_app.handle(command, self._context())
+
+    def _purchase(self) -> object:
+        command = customers.RecordPurchase(
+            self._customer(), f"order-{self._requests + 1}", "Plan", 1200, "JPY"
+        )
+        return self.customer_app.handle(command, self._context(ActorKind.SYSTEM))
+
+    def _merge(self) -> object:
+        duplicate, survivor = self.random.sample(self.customers, 2)
+        command = customers.MergeCustomers(duplicate, survivor, f"merge-{self._requests + 1}")
+        return self.customer_app.merge(command, self._context())
+
+    def _unmerge(self) -> object:
+        command = customers.UndoMerge(self._customer(), "not the same person")
+        return self.customer_app.undo_merge(command, self._context())
