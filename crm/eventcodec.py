@@ -2,7 +2,8 @@
 
 The JSON form is what the event store keeps and hashes: enums as their values, instants as ISO-8601,
 nested value objects as objects. Type names are explicit (`TYPE` on each class), never derived from
-class names, so renaming a class never breaks stored history.
+class names, so renaming a class never breaks stored history. A field added to an event later
+needs a default: payloads stored before it existed decode with that default.
 """
 
 from __future__ import annotations
@@ -77,7 +78,13 @@ def from_plain(hint: Any, raw: Any) -> Any:
         return tuple(from_plain(inner, r) for r in raw)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = get_type_hints(hint)
-        kwargs = {f.name: from_plain(hints[f.name], raw[f.name]) for f in dataclasses.fields(hint)}
+        kwargs = {}
+        for f in dataclasses.fields(hint):
+            if f.name in raw:
+                kwargs[f.name] = from_plain(hints[f.name], raw[f.name])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise IntegrityError(f"{hint.__name__} payload lacks the field {f.name}")
+            # else: a field added after the payload was stored takes its default
         return hint(**kwargs)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(raw)

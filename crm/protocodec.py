@@ -3,7 +3,8 @@
 Domain events and their messages in protos/crm/v1/*_events.proto share field names, so one generic
 converter serves them all: enums map `Channel.PHONE` <-> `CHANNEL_PHONE`, instants map to
 `google.protobuf.Timestamp`, tuples of value objects to repeated messages, `None` to an absent
-optional field. It also reads the `personal_data` field option the schemas carry.
+optional field. It also reads the `personal_data` field option the schemas carry. An enum left
+unspecified by a message written before the field existed takes the dataclass field's default.
 """
 
 from __future__ import annotations
@@ -83,11 +84,18 @@ def to_message(obj: Any, message: Message) -> Message:
             setattr(message, field.name, enum_to_proto(value, enum_type))
         elif isinstance(value, datetime):
             getattr(message, field.name).CopyFrom(timestamp(value))
+        elif dataclasses.is_dataclass(value):
+            to_message(value, getattr(message, field.name))
         elif isinstance(value, tuple | frozenset):
             repeated = getattr(message, field.name)
-            for item in sorted(value) if isinstance(value, frozenset) else value:
+            items = sorted(value, key=_sort_key) if isinstance(value, frozenset) else value
+            for item in items:
                 if dataclasses.is_dataclass(item):
                     to_message(item, repeated.add())
+                elif isinstance(item, datetime):
+                    repeated.add().CopyFrom(timestamp(item))
+                elif isinstance(item, Enum):
+                    repeated.append(enum_to_proto(item, cast(EnumDescriptor, descriptor.enum_type)))
                 else:
                     repeated.append(item)
         else:
@@ -98,14 +106,26 @@ def to_message(obj: Any, message: Message) -> Message:
 T = TypeVar("T")
 
 
+def _sort_key(item: Any) -> Any:
+    """Sets go out in a stable order; enums sort by their value."""
+    return item.value if isinstance(item, Enum) else item
+
+
 def from_message(message: Message, cls: type[T]) -> T:
     """Build the dataclass `cls` from `message`, field by field."""
     hints = get_type_hints(cls)
     fields = message.DESCRIPTOR.fields_by_name
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        kwargs[field.name] = _read(message, fields[field.name], hints[field.name])
+        descriptor = fields[field.name]
+        if field.default is not dataclasses.MISSING and _unspecified_enum(message, descriptor):
+            continue  # written before the field existed: the dataclass default applies
+        kwargs[field.name] = _read(message, descriptor, hints[field.name])
     return cls(**kwargs)
+
+
+def _unspecified_enum(message: Message, descriptor: Any) -> bool:
+    return descriptor.enum_type is not None and getattr(message, descriptor.name) == 0
 
 
 def _read(message: Message, descriptor: Any, hint: Any) -> Any:
@@ -119,6 +139,8 @@ def _read(message: Message, descriptor: Any, hint: Any) -> Any:
         inner = get_args(hint)[0]
         if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             return tuple(from_message(item, inner) for item in value)
+        if isinstance(inner, type) and issubclass(inner, Enum):
+            return tuple(enum_from_proto(inner, n, descriptor.enum_type, name) for n in value)
         return tuple(value)
     if isinstance(hint, type) and issubclass(hint, Enum):
         enum_type: EnumDescriptor = descriptor.enum_type

@@ -1,8 +1,9 @@
 """`make run-distributed`: the distributed shape on one machine, stopped together on Ctrl-C.
 
-Starts a local Kafka broker (KRaft), the gRPC server with its in-process projector off, the relay
-(event store -> Kafka) and one projection worker (Kafka -> read store); the query API reads the
-read store the worker writes. On Ctrl-C or SIGTERM it stops them in reverse order.
+Starts a local Kafka broker (KRaft), the gRPC server with its in-process projector and deadline
+process off, the relay (event store -> Kafka), one projection worker (Kafka -> read store) and
+the deadline worker; the query API reads the read store the projection worker writes. On Ctrl-C
+or SIGTERM it stops them in reverse order.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def main() -> int:
     commands = {
         "relay": [sys.executable, "-m", "relay"],
         "worker": [sys.executable, "-m", "projections.workers"],
+        "deadlines": [sys.executable, "-m", "services.sla"],
         "server": [
-            *(sys.executable, "-m", "services.server", "--projector", "off"),
+            *(sys.executable, "-m", "services.server", "--projector", "off", "--deadlines", "off"),
             *("--listen", args.listen, "--data-dir", str(data)),
         ],
     }
@@ -73,12 +75,12 @@ def main() -> int:
         if children["server"].poll() is not None:
             print("the gRPC server exited; stopping the rest", file=sys.stderr, flush=True)
             break
-        for name in ("relay", "worker"):
+        for name in ("relay", "worker", "deadlines"):
             # Both resume from their checkpoints, so a restart loses and doubles nothing.
             if children[name].poll() is not None:
                 print(f"{name} exited; starting it again", file=sys.stderr, flush=True)
                 children[name] = subprocess.Popen(commands[name], env=shared)
-    for name in ("server", "worker", "relay"):
+    for name in ("server", "deadlines", "worker", "relay"):
         child = children[name]
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -31,6 +31,16 @@ from services.case.domain import (
     ContactRecorded,
     is_response,
 )
+from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.sla_facts import (
+    SlaApplied,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDue,
+    SlaFulfilled,
+    SlaPaused,
+    SlaResumed,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,18 @@ class CaseView:
     closed_at: datetime | None
     last_event_at: datetime
     last_position: int
+    escalation_level: int = 0
+    escalation_reasons: tuple[EscalationReason, ...] = ()
+    escalated_since: datetime | None = None
+    sla_dues: tuple[SlaDue, ...] = ()
+    sla_paused: bool = False
+
+    @property
+    def next_due_at(self) -> datetime | None:
+        """The earliest open SLA due instant, None while paused or with no open target."""
+        if self.sla_paused or not self.sla_dues:
+            return None
+        return min(due.due_at for due in self.sla_dues)
 
 
 def apply_case_event(view: CaseView | None, event: CaseEvent, recorded: RecordedEvent) -> CaseView:
@@ -124,4 +146,21 @@ def apply_case_event(view: CaseView | None, event: CaseEvent, recorded: Recorded
             )
         case CaseClosed():
             return replace(touched, status=CaseStatus.CLOSED, closed_at=at)
+        case CaseEscalationChanged():
+            since = view.escalated_since if event.from_level > 0 else at
+            return replace(
+                touched,
+                escalation_level=event.to_level,
+                escalation_reasons=event.reasons,
+                escalated_since=since if event.to_level > 0 else None,
+            )
+        case SlaApplied() | SlaResumed():
+            return replace(touched, sla_dues=event.dues, sla_paused=False)
+        case SlaPaused():
+            return replace(touched, sla_paused=True)
+        case SlaFulfilled():
+            dues = tuple(d for d in view.sla_dues if d.target is not event.target)
+            return replace(touched, sla_dues=dues)
+        case SlaAtRisk() | SlaBreached():
+            return touched
     raise InvariantViolated(f"unknown case event {event!r}")

@@ -15,6 +15,16 @@ from enum import Enum, StrEnum
 from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
 from services.case import domain as cases
+from services.case.escalation import CaseEscalationChanged
+from services.case.sla_facts import (
+    SLA_EVENT_TYPES,
+    SlaApplied,
+    SlaAtRisk,
+    SlaBreached,
+    SlaFulfilled,
+    SlaPaused,
+    SlaResumed,
+)
 from services.customer import domain as customers
 from services.events import DomainEvent
 from services.feedback import domain as feedbacks
@@ -27,6 +37,8 @@ class EntryKind(StrEnum):
     CASE = "case"
     CONTACT = "contact"
     FEEDBACK = "feedback"
+    SLA = "sla"
+    ESCALATION = "escalation"
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,10 @@ def _describe(event: DomainEvent) -> _Description:
         return event.customer_id, event.case_id, EntryKind.CASE, event.channel.value, "", summary
     if isinstance(event, _CASE_EVENTS):
         return "", event.case_id, EntryKind.CASE, "", "", _case_summary(event)
+    if isinstance(event, SLA_EVENT_TYPES):
+        return "", event.case_id, EntryKind.SLA, "", "", _sla_summary(event)
+    if isinstance(event, CaseEscalationChanged):
+        return "", event.case_id, EntryKind.ESCALATION, "", "", _escalation_summary(event)
     if isinstance(event, _FEEDBACK_EVENTS):
         channel = "" if isinstance(event, feedbacks.ReviewSubmitted) else event.channel.value
         summary = _feedback_summary(event)
@@ -141,6 +157,31 @@ _CUSTOMER_EVENTS = (
 )
 
 
+def _sla_summary(event: DomainEvent) -> str:
+    match event:
+        case SlaApplied():
+            dues = ", ".join(f"{_words(d.target)} due {_minutes(d.due_at)}" for d in event.dues)
+            vip = " (VIP targets)" if event.vip else ""
+            return f"SLA policy {event.policy_version} applied{vip}: {dues or 'no open target'}"
+        case SlaPaused():
+            return "SLA clock paused"
+        case SlaResumed():
+            dues = ", ".join(f"{_words(d.target)} due {_minutes(d.due_at)}" for d in event.dues)
+            return f"SLA clock resumed: {dues or 'no open target'}"
+        case SlaAtRisk():
+            return f"SLA {_words(event.target)} at risk, due {_minutes(event.due_at)}"
+        case SlaBreached():
+            return f"SLA {_words(event.target)} breached, was due {_minutes(event.due_at)}"
+        case SlaFulfilled():
+            return f"SLA {_words(event.target)} {'met' if event.met else 'fulfilled late'}"
+    raise InvariantViolated(f"not an SLA event: {type(event).__name__}")
+
+
+def _escalation_summary(event: CaseEscalationChanged) -> str:
+    changes = [f"+{_words(r)}" for r in event.added] + [f"-{_words(r)}" for r in event.removed]
+    return f"Escalation level {event.from_level} -> {event.to_level} ({', '.join(changes)})"
+
+
 def _case_summary(event: DomainEvent) -> str:
     match event:
         case cases.CaseAssigned():
@@ -180,13 +221,26 @@ def _feedback_summary(event: DomainEvent) -> str:
                 )
                 if value is not None
             )
-            return f"{scores or 'Empty'} survey received by {_words(event.channel)}"
+            summary = f"{scores or 'Empty'} survey received by {_words(event.channel)}"
+            return _with_sentiment(summary, event)
         case feedbacks.ReviewSubmitted():
             # The source is free text typed by a caller; kept out in case it names a person.
-            return f"Review rated {event.rating}/{feedbacks.RATING_RANGE[1]} received"
+            summary = f"Review rated {event.rating}/{feedbacks.RATING_RANGE[1]} received"
+            return _with_sentiment(summary, event)
         case feedbacks.VoiceOfCustomerRecorded():
-            return f"Voice of the customer recorded on {_words(event.channel)}"
+            summary = f"Voice of the customer recorded on {_words(event.channel)}"
+            return _with_sentiment(summary, event)
     raise InvariantViolated(f"not a feedback event: {type(event).__name__}")
+
+
+def _with_sentiment(summary: str, event: feedbacks.FeedbackEvent) -> str:
+    """The sentiment label (not personal data; the text it was read from stays out).
+
+    Feedback without an analyzed text (no comment, or recorded before sentiment existed) has none.
+    """
+    if not event.sentiment_analyzer:
+        return summary
+    return f"{summary}, {event.sentiment_label.value} sentiment"
 
 
 def _customer_summary(event: DomainEvent) -> str:
@@ -227,6 +281,10 @@ def _points(points: tuple[customers.ContactPoint, ...]) -> str:
     channels = sorted({_words(point.channel) for point in points})
     noun = "contact point" if len(points) == 1 else "contact points"
     return f"{len(points)} {noun} ({', '.join(channels)})"
+
+
+def _minutes(instant: datetime) -> str:
+    return instant.isoformat(timespec="minutes")
 
 
 def _words(value: Enum) -> str:

@@ -17,6 +17,8 @@ from projections.runner import InProcessProjector
 from services.case.application import CaseApplication
 from services.customer.application import CustomerApplication
 from services.feedback.application import FeedbackApplication
+from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
+from services.sla.process import DeadlineProcess
 
 
 def system_clock() -> datetime:
@@ -34,6 +36,9 @@ class Config:
     grace_seconds: float = 5.0
     # Off in the distributed shape, where Kafka workers maintain the read store instead.
     in_process_projector: bool = True
+    # Off in the distributed shape, where the deadline process runs as a worker of its own.
+    deadline_process: bool = True
+    sla_policy_file: Path | None = None
 
     @property
     def events_url(self) -> str:
@@ -54,10 +59,14 @@ class System:
     cases: CaseApplication
     feedback: FeedbackApplication
     projector: InProcessProjector | None
+    deadlines: DeadlineProcess | None = None
+    clock: Clock = system_clock
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
         self.stopping.set()
+        if self.deadlines is not None:
+            self.deadlines.stop()
         if self.projector is not None:
             self.projector.stop()
         self.read_store.close()
@@ -69,11 +78,20 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
     now: Callable[[], datetime] = clock or system_clock
     store = open_event_store(config.events_url)
     read_store = open_read_store(config.views_url)
+    cases = CaseApplication(store, now)
+    policy = read_policy(config.sla_policy_file)
     return System(
         store=store,
         read_store=read_store,
         customers=CustomerApplication(store, now),
-        cases=CaseApplication(store, now),
+        cases=cases,
         feedback=FeedbackApplication(store, now),
         projector=InProcessProjector(store, read_store) if config.in_process_projector else None,
+        deadlines=DeadlineProcess(store, cases, policy, now) if config.deadline_process else None,
+        clock=now,
     )
+
+
+def read_policy(path: Path | None) -> SlaPolicy:
+    """The SLA policy from a JSON file (deploy/sla-policy.example.json shows the shape)."""
+    return DEFAULT_POLICY if path is None else load_policy(path.read_text())

@@ -62,7 +62,7 @@ def create_server(system: System, listen: str, workers: int = 16) -> tuple[grpc.
         FeedbackServicer(system.feedback), server
     )
     timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(system.read_store, system.stopping), server
+        TimelineServicer(system.read_store, system.stopping, system.clock), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -82,6 +82,8 @@ def serve(config: Config) -> None:
     system = build_system(config)
     if system.projector is not None:
         system.projector.start()
+    if system.deadlines is not None:
+        system.deadlines.start()
     server, port = create_server(system, config.listen)
     server.start()
     host = config.listen.rsplit(":", 1)[0]
@@ -119,6 +121,18 @@ def main(argv: list[str] | None = None) -> None:
         help="off when Kafka workers maintain the read store (the distributed shape)",
     )
     parser.add_argument(
+        "--deadlines",
+        choices=("in-process", "off"),
+        default=os.environ.get("CRM_DEADLINES", "in-process"),
+        help="off when the deadline process runs as a worker of its own (crm-deadline-worker)",
+    )
+    parser.add_argument(
+        "--sla-policy-file",
+        type=Path,
+        default=os.environ.get("CRM_SLA_POLICY_FILE") or None,
+        help="JSON SLA policy (see deploy/sla-policy.example.json); built-in defaults otherwise",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "json", "text"),
         default=os.environ.get("CRM_LOG_FORMAT", "auto"),
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
             event_store_url=args.event_store_url,
             read_store_url=args.read_store_url,
             in_process_projector=args.projector == "in-process",
+            deadline_process=args.deadlines == "in-process",
+            sla_policy_file=args.sla_policy_file,
         )
     )
 

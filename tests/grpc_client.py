@@ -33,14 +33,17 @@ def stamp(instant: datetime) -> Timestamp:
 class Client:
     """Stubs plus a context maker: every call gets a fresh request id unless one is given."""
 
-    def __init__(self, target: str, prefix: str = "req") -> None:
+    def __init__(
+        self, target: str, prefix: str = "req", history: timedelta = timedelta(hours=2)
+    ) -> None:
         self.channel = grpc.insecure_channel(target)
         self.customers = customer_service_pb2_grpc.CustomerServiceStub(self.channel)
         self.cases = case_service_pb2_grpc.CaseServiceStub(self.channel)
         self.feedback = feedback_service_pb2_grpc.FeedbackServiceStub(self.channel)
         self.timeline = timeline_service_pb2_grpc.TimelineServiceStub(self.channel)
         self._prefix = prefix
-        self.clock = datetime.now(UTC) - timedelta(hours=2)
+        # Commands are dated from `history` ago, a minute apart, so they never lie in the future.
+        self.clock = datetime.now(UTC) - history
 
     def context(
         self,
@@ -56,8 +59,10 @@ class Client:
             actor=common_pb2.Actor(kind=kind, id=actor_id),
         )
 
-    def whole_timeline(self, customer_id: str) -> list[timeline_service_pb2.TimelineEntry]:
-        """Every entry, oldest first, following page tokens."""
+    def whole_timeline(
+        self, customer_id: str, kinds: tuple[timeline_service_pb2.EntryKind.ValueType, ...] = ()
+    ) -> list[timeline_service_pb2.TimelineEntry]:
+        """Every entry (of the given kinds, or all), oldest first, following page tokens."""
         entries: list[timeline_service_pb2.TimelineEntry] = []
         token = ""
         while True:
@@ -67,6 +72,7 @@ class Client:
                     order=timeline_service_pb2.ORDER_OLDEST_FIRST,
                     page_size=100,
                     page_token=token,
+                    kinds=kinds,
                 )
             )
             entries.extend(page.entries)

@@ -20,8 +20,10 @@ from crm.notify import ChangeSignal
 from crm.vocabulary import Channel
 from projections.case_view import CaseView, apply_case_event
 from projections.lineage import MergeLink, merge_link
+from projections.risk import CustomerRisk, FeedbackSignal, feedback_signal
 from projections.timeline import EntryKind, TimelineEntry, timeline_entry
 from services.case.domain import EVENT_TYPES as CASE_EVENT_TYPES
+from services.case.escalation import EscalationReason
 from services.events import DomainEvent
 
 VIEWS = "views"
@@ -77,6 +79,25 @@ class TimelineQuery:
 
 
 @dataclass(frozen=True)
+class EscalationQuery:
+    """Filters for the list supervisors work from; empty filters match all."""
+
+    min_level: int = 1
+    team: str = ""
+    reason: str = ""
+    escalated_before: datetime | None = None  # only cases escalated at least this long ago
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_level <= 3:
+            raise InvalidInput("min_level", "must be between 1 and 3")
+        if not 1 <= self.limit <= MAX_PAGE_SIZE:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+        if self.reason and self.reason not in {r.value for r in EscalationReason}:
+            raise InvalidInput("reason", f"unknown escalation reason {self.reason!r}")
+
+
+@dataclass(frozen=True)
 class TimelinePage:
     """Entries in global order (descending if asked newest first); "" as token: no more pages."""
 
@@ -120,6 +141,7 @@ class ViewChanges:
     entries: list[TimelineEntry] = field(default_factory=list)
     case_views: dict[str, CaseView] = field(default_factory=dict)
     merge_links: dict[str, MergeLink] = field(default_factory=dict)
+    feedback_signals: list[FeedbackSignal] = field(default_factory=list)
     position: int = 0
 
 
@@ -142,6 +164,9 @@ def fold_views(
         link = merge_link(recorded, event)
         if link is not None:
             changes.merge_links[link.duplicate_id] = link
+        signal = feedback_signal(recorded, event)
+        if signal is not None:
+            changes.feedback_signals.append(signal)
     return changes
 
 
@@ -188,6 +213,14 @@ class ReadStore(ABC):
     @abstractmethod
     def case_view(self, case_id: str) -> CaseView | None:
         """The case's current view, None if no event of it was applied."""
+
+    @abstractmethod
+    def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
+        """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
+
+    @abstractmethod
+    def customer_risk(self, customer_id: str) -> CustomerRisk:
+        """Whether the customer is at risk now, and why."""
 
     @abstractmethod
     def entries_after(

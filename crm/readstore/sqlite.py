@@ -6,6 +6,8 @@ projection's checkpoint, so a reader never sees views ahead of or behind the rec
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from crm.errors import IntegrityError, OperationalError, PersistenceError
+from crm.eventcodec import from_plain, to_plain
 from crm.readstore.port import (
     Batch,
+    EscalationQuery,
     ReadStore,
     TimelinePage,
     TimelineQuery,
@@ -25,12 +29,13 @@ from crm.readstore.port import (
     fold_views,
     sortable_instant,
 )
-from crm.vocabulary import Channel, Priority
 from projections.case_view import CaseView
+from projections.risk import CustomerRisk
 from projections.timeline import EntryKind, TimelineEntry
-from services.case.domain import CaseStatus, Category
 
 _BUSY_TIMEOUT_SECONDS = 30.0
+SCHEMA_VERSION = 2
+log = logging.getLogger(__name__)
 
 _SCHEMA = (
     """
@@ -50,28 +55,31 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS timeline_by_customer ON timeline (customer_id, global_position)",
+    # The whole view as JSON, plus the columns lists filter and order by.
     """
     CREATE TABLE IF NOT EXISTS case_views (
         case_id TEXT PRIMARY KEY,
         customer_id TEXT NOT NULL,
         status TEXT NOT NULL,
-        priority TEXT NOT NULL,
-        category TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        assignee TEXT NOT NULL,
         team TEXT NOT NULL,
-        department TEXT NOT NULL,
-        contact_count INTEGER NOT NULL,
-        transfer_count INTEGER NOT NULL,
-        reopen_count INTEGER NOT NULL,
-        opened_at TEXT NOT NULL,
-        first_response_at TEXT,
-        resolved_at TEXT,
-        closed_at TEXT,
-        last_event_at TEXT NOT NULL,
-        last_position INTEGER NOT NULL
+        escalation_level INTEGER NOT NULL,
+        escalated_since TEXT,
+        next_due_utc TEXT,
+        view TEXT NOT NULL
     )
     """,
+    "CREATE INDEX IF NOT EXISTS case_views_by_level ON case_views (escalation_level)",
+    """
+    CREATE TABLE IF NOT EXISTS feedback_signals (
+        feedback_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        global_position INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS signals_by_customer"
+    " ON feedback_signals (customer_id, global_position)",
     "CREATE INDEX IF NOT EXISTS case_views_by_customer ON case_views (customer_id)",
     """
     CREATE TABLE IF NOT EXISTS customer_merges (
@@ -106,11 +114,6 @@ _ENTRY_COLUMNS = (
     "event_id, global_position, customer_id, case_id, kind, event_type, channel, direction,"
     " actor, occurred_at, summary"
 )
-_CASE_COLUMNS = (
-    "case_id, customer_id, status, priority, category, channel, assignee, team, department,"
-    " contact_count, transfer_count, reopen_count, opened_at, first_response_at, resolved_at,"
-    " closed_at, last_event_at, last_position"
-)
 
 
 @contextmanager
@@ -140,8 +143,7 @@ class SqliteReadStore(ReadStore):
         with _translated():
             conn.execute("PRAGMA journal_mode=WAL")
             with self._transaction(conn):
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                _migrate(conn)
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -206,9 +208,19 @@ class SqliteReadStore(ReadStore):
                 ],
             )
             conn.executemany(
-                f"INSERT OR REPLACE INTO case_views ({_CASE_COLUMNS})"
-                f" VALUES ({', '.join('?' * 18)})",
+                "INSERT OR REPLACE INTO case_views (case_id, customer_id, status, team,"
+                " escalation_level, escalated_since, next_due_utc, view)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [_case_row(view) for view in changes.case_views.values()],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO feedback_signals"
+                " (feedback_id, customer_id, case_id, reason, global_position)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (s.feedback_id, s.customer_id, s.case_id, s.reason, s.position)
+                    for s in changes.feedback_signals
+                ],
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO customer_merges"
@@ -288,6 +300,51 @@ class SqliteReadStore(ReadStore):
         with _translated():
             return _case_view(self._connection(), case_id)
 
+    def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
+        """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
+        conditions = ["escalation_level >= ?"]
+        params: list[Any] = [query.min_level]
+        if query.team:
+            conditions.append("team = ?")
+            params.append(query.team)
+        if query.reason:
+            conditions.append(
+                "EXISTS (SELECT 1 FROM json_each(view, '$.escalation_reasons') WHERE value = ?)"
+            )
+            params.append(query.reason)
+        if query.escalated_before is not None:
+            conditions.append("escalated_since <= ?")
+            params.append(sortable_instant(query.escalated_before))
+        sql = (
+            f"SELECT view FROM case_views WHERE {' AND '.join(conditions)}"
+            " ORDER BY escalation_level DESC, next_due_utc IS NULL, next_due_utc,"
+            " escalated_since, case_id LIMIT ?"
+        )
+        with _translated():
+            rows = self._connection().execute(sql, [*params, query.limit]).fetchall()
+        return [_case(row[0]) for row in rows]
+
+    def customer_risk(self, customer_id: str) -> CustomerRisk:
+        """At risk while a case is escalated or the latest feedback is negative."""
+        conn = self._connection()
+        with _translated():
+            cases = conn.execute(
+                "SELECT case_id, escalation_level FROM case_views"
+                " WHERE customer_id = ? AND escalation_level > 0"
+                " ORDER BY escalation_level DESC, escalated_since, case_id",
+                (customer_id,),
+            ).fetchall()
+            latest = conn.execute(
+                "SELECT reason FROM feedback_signals WHERE customer_id = ?"
+                " ORDER BY global_position DESC LIMIT 1",
+                (customer_id,),
+            ).fetchone()
+        return CustomerRisk(
+            customer_id,
+            tuple((case_id, int(level)) for case_id, level in cases),
+            "" if latest is None else str(latest[0]),
+        )
+
 
 def _checkpoint(conn: sqlite3.Connection, projection: str) -> int:
     row = conn.execute("SELECT position FROM checkpoints WHERE projection = ?", (projection,))
@@ -296,9 +353,9 @@ def _checkpoint(conn: sqlite3.Connection, projection: str) -> int:
 
 
 def _case_view(conn: sqlite3.Connection, case_id: str) -> CaseView | None:
-    row = conn.execute(f"SELECT {_CASE_COLUMNS} FROM case_views WHERE case_id = ?", (case_id,))
+    row = conn.execute("SELECT view FROM case_views WHERE case_id = ?", (case_id,))
     found = row.fetchone()
-    return None if found is None else _case(found)
+    return None if found is None else _case(found[0])
 
 
 def _entry_row(entry: TimelineEntry) -> tuple[Any, ...]:
@@ -336,52 +393,40 @@ def _entry(row: tuple[Any, ...]) -> TimelineEntry:
 
 
 def _case_row(view: CaseView) -> tuple[Any, ...]:
+    next_due = view.next_due_at
     return (
         view.case_id,
         view.customer_id,
         view.status.value,
-        view.priority.value,
-        view.category.value,
-        view.channel.value,
-        view.assignee,
         view.team,
-        view.department,
-        view.contact_count,
-        view.transfer_count,
-        view.reopen_count,
-        view.opened_at.isoformat(),
-        _iso(view.first_response_at),
-        _iso(view.resolved_at),
-        _iso(view.closed_at),
-        view.last_event_at.isoformat(),
-        view.last_position,
+        view.escalation_level,
+        None if view.escalated_since is None else sortable_instant(view.escalated_since),
+        None if next_due is None else sortable_instant(next_due),
+        json.dumps(to_plain(view), sort_keys=True),
     )
 
 
-def _case(row: tuple[Any, ...]) -> CaseView:
-    case_id, customer_id, status, priority, category, channel, assignee, team = row[:8]
-    department, contacts, transfers, reopens, opened_at, first_response_at = row[8:14]
-    resolved_at, closed_at, last_event_at, last_position = row[14:]
-    return CaseView(
-        case_id=case_id,
-        customer_id=customer_id,
-        status=CaseStatus(status),
-        priority=Priority(priority),
-        category=Category(category),
-        channel=Channel(channel),
-        assignee=assignee,
-        team=team,
-        department=department,
-        contact_count=contacts,
-        transfer_count=transfers,
-        reopen_count=reopens,
-        opened_at=datetime.fromisoformat(opened_at),
-        first_response_at=_instant(first_response_at),
-        resolved_at=_instant(resolved_at),
-        closed_at=_instant(closed_at),
-        last_event_at=datetime.fromisoformat(last_event_at),
-        last_position=last_position,
-    )
+def _case(text: str) -> CaseView:
+    view: CaseView = from_plain(CaseView, json.loads(text))
+    return view
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema; a read store of another schema version is dropped and rebuilt.
+
+    Views are derived data: the projector refills them from event 0 of the event store, since
+    dropping the tables also drops the checkpoints.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, SCHEMA_VERSION):
+        log.warning("read store schema %d is not %d; rebuilding views", version, SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _iso(instant: datetime | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from crm.commands import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler
 from crm.errors import InvariantViolated
@@ -10,7 +11,7 @@ from crm.eventstore.port import EventStore
 from services.case import domain
 from services.case.domain import Case, CaseCommand, CaseEvent
 from services.customer import domain as customer_domain
-from services.customer.domain import Customer
+from services.customer.domain import Customer, Tier
 from services.events import CODEC
 
 
@@ -26,11 +27,13 @@ class CaseApplication:
         )
 
     def handle(self, command: CaseCommand, context: CommandContext) -> CommandOutcome:
+        decided = command
         if isinstance(command, domain.OpenCase):
-            self._require_active_customer(command.customer_id)
+            customer = self._require_active_customer(command.customer_id)
+            decided = replace(command, vip=customer.tier is Tier.VIP)
 
         def decide(state: Case | None) -> Sequence[CaseEvent]:
-            return domain.decide(command, state)
+            return domain.decide(decided, state)
 
         return self.cases.execute(
             command.case_id,
@@ -44,7 +47,7 @@ class CaseApplication:
     def get(self, case_id: str) -> Loaded[Case]:
         return self.cases.load_existing(case_id, "case_id")
 
-    def _require_active_customer(self, customer_id: str) -> None:
+    def _require_active_customer(self, customer_id: str) -> Customer:
         customer = self._customers.load_existing(customer_id, "customer_id").state
         assert customer is not None
         if customer.merged_into:
@@ -52,6 +55,7 @@ class CaseApplication:
                 f"customer {customer_id} was merged into {customer.merged_into}; "
                 "open the case for that customer"
             )
+        return customer
 
 
 def _customer_of(state: Case | None, events: Sequence[CaseEvent]) -> str:

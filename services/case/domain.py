@@ -7,7 +7,7 @@ until it is resolved, possibly reopened, and finally closed. Time never comes fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import ClassVar
@@ -25,6 +25,25 @@ from crm.validation import (
     require_text,
 )
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
+from services.case import escalation
+from services.case.escalation import (
+    CaseEscalationChanged,
+    DeEscalateCase,
+    EscalateCase,
+    EscalationReason,
+    RaiseEscalation,
+)
+from services.case.sla_facts import (
+    SLA_EVENT_TYPES,
+    RecordSlaFact,
+    SlaAtRisk,
+    SlaBreached,
+    SlaClock,
+    SlaEvent,
+    SlaFulfilled,
+    decide_fact,
+    evolve_clock,
+)
 
 DEFAULT_DEPARTMENT = "support"
 
@@ -188,6 +207,8 @@ CaseEvent = (
     | CaseResolved
     | CaseReopened
     | CaseClosed
+    | CaseEscalationChanged
+    | SlaEvent
 )
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
@@ -202,6 +223,8 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseResolved,
     CaseReopened,
     CaseClosed,
+    CaseEscalationChanged,
+    *SLA_EVENT_TYPES,
 )
 
 # ---------------------------------------------------------------- commands
@@ -217,6 +240,7 @@ class OpenCase:
     subject: str
     description: str
     department: str = DEFAULT_DEPARTMENT
+    vip: bool = False  # the customer's tier when the case is opened, looked up by the application
 
 
 @dataclass(frozen=True)
@@ -307,6 +331,10 @@ CaseCommand = (
     | ResolveCase
     | ReopenCase
     | CloseCase
+    | EscalateCase
+    | DeEscalateCase
+    | RaiseEscalation
+    | RecordSlaFact
 )
 
 # ---------------------------------------------------------------- state
@@ -337,6 +365,13 @@ class Case:
     transfer_count: int = 0
     reopen_count: int = 0
     note_count: int = 0
+    inbound_contacts: tuple[datetime, ...] = ()
+    escalation: tuple[EscalationReason, ...] = ()
+    sla: SlaClock = field(default_factory=SlaClock)
+
+    @property
+    def escalation_level(self) -> int:
+        return escalation.level_of(self.escalation)
 
 
 def evolve(state: Case | None, event: CaseEvent, at: datetime) -> Case:
@@ -359,8 +394,10 @@ def evolve(state: Case | None, event: CaseEvent, at: datetime) -> Case:
     match event:
         case ContactRecorded():
             responded = is_response(event)
+            inbound = event.direction is Direction.INBOUND
             return replace(
                 state,
+                inbound_contacts=state.inbound_contacts + ((event.started_at,) if inbound else ()),
                 contact_count=state.contact_count + 1,
                 contact_ids=state.contact_ids | {event.contact_id},
                 first_response_at=state.first_response_at
@@ -406,6 +443,10 @@ def evolve(state: Case | None, event: CaseEvent, at: datetime) -> Case:
             )
         case CaseClosed():
             return replace(state, status=CaseStatus.CLOSED, closed_at=at)
+        case CaseEscalationChanged():
+            return replace(state, escalation=event.reasons)
+        case _ if isinstance(event, SLA_EVENT_TYPES):
+            return replace(state, sla=evolve_clock(state.sla, event))
     raise InvariantViolated(f"unknown case event {event!r}")
 
 
@@ -423,7 +464,15 @@ def is_response(event: ContactRecorded) -> bool:
 
 
 def decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
-    """Check a command against the case and say what happened, or raise why it cannot."""
+    """Check a command against the case and say what happened, or raise why it cannot.
+
+    What happened includes the escalation it triggers, decided with it in one append.
+    """
+    events = _decide(command, state)
+    return [*events, *_escalation_triggered(command, state, events)]
+
+
+def _decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
     require_id("case_id", command.case_id)
     if isinstance(command, OpenCase):
         return [_open(command, state)]
@@ -478,7 +527,70 @@ def decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
                     " closing an unresolved case needs a reason"
                 )
             return [CaseClosed(state.case_id, reason)]
+        case EscalateCase():
+            _require_status(state, "escalate", CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
+            return list(escalation.decide_escalate(command, state.escalation))
+        case DeEscalateCase():
+            return list(escalation.decide_de_escalate(command, state.escalation))
+        case RaiseEscalation():
+            _require_status(state, "escalate", CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
+            return list(escalation.decide_raise(command, state.escalation))
+        case RecordSlaFact():
+            if isinstance(command.fact, SlaAtRisk | SlaBreached):
+                _require_status(state, "put at risk", CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
+            return [decide_fact(command, state.sla)]
     raise InvalidInput("command", f"unknown case command {type(command).__name__}")
+
+
+def _escalation_triggered(
+    command: CaseCommand, state: Case | None, events: list[CaseEvent]
+) -> list[CaseEvent]:
+    """Reasons the case's own history adds or clears; none for explicit escalation commands."""
+    if isinstance(command, EscalateCase | DeEscalateCase | RaiseEscalation):
+        return []
+    add: list[EscalationReason] = []
+    remove: list[EscalationReason] = []
+    active = state.escalation if state else ()
+    for event in events:
+        match event:
+            case CaseOpened() if command_is_vip_complaint(command):
+                add.append(EscalationReason.VIP_COMPLAINT)
+            case CaseTransferred() if state is not None:
+                if state.transfer_count + 1 >= escalation.BOUNCED_TRANSFERS:
+                    add.append(EscalationReason.BOUNCED)
+                if event.to_department in escalation.CRITICAL_DEPARTMENTS:
+                    add.append(EscalationReason.CRITICAL_DEPARTMENT)
+            case CaseReopened() if state is not None:
+                if state.reopen_count + 1 >= escalation.REOPENED_TIMES:
+                    add.append(EscalationReason.REOPENED)
+            case ContactRecorded() if _is_active(state) and event.direction is Direction.INBOUND:
+                assert state is not None
+                if escalation.repeat_contact((*state.inbound_contacts, event.started_at)):
+                    add.append(EscalationReason.REPEAT_CONTACT)
+            case SlaAtRisk():
+                add.append(EscalationReason.SLA_AT_RISK)
+            case SlaBreached():
+                add.append(EscalationReason.SLA_BREACHED)
+            case SlaFulfilled() if state is not None and state.sla.at_risk <= {event.target}:
+                remove.append(EscalationReason.SLA_AT_RISK)
+            case CaseResolved() | CaseClosed():
+                # Resolving clears the escalation; whatever made it is history now.
+                add.clear()
+                remove.extend(active)
+    case_id = command.case_id
+    return list(escalation.change(case_id, active, add, remove, note=_trigger_note(events)))
+
+
+def _is_active(state: Case | None) -> bool:
+    return state is not None and state.status in (CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
+
+
+def command_is_vip_complaint(command: CaseCommand) -> bool:
+    return isinstance(command, OpenCase) and command.vip and command.category is Category.COMPLAINT
+
+
+def _trigger_note(events: list[CaseEvent]) -> str:
+    return f"triggered by {type(events[0]).__name__}" if events else ""
 
 
 def _open(command: OpenCase, state: Case | None) -> CaseOpened:
@@ -505,8 +617,8 @@ def _record_contact(command: RecordContact, state: Case) -> list[CaseEvent]:
         raise InvalidInput("started_at", "must carry a time zone")
     if command.handler_kind not in (ActorKind.AGENT, ActorKind.SUPERVISOR, ActorKind.BOT):
         raise InvalidInput("handled_by", "a contact is handled by an agent, a supervisor or a bot")
-    for field in ("talk_seconds", "hold_seconds", "after_work_seconds"):
-        require_range(field, getattr(command, field), 0, MAX_SECONDS)
+    for name in ("talk_seconds", "hold_seconds", "after_work_seconds"):
+        require_range(name, getattr(command, name), 0, MAX_SECONDS)
     handing_over = command.outcome is ContactOutcome.HANDED_TO_HUMAN
     if handing_over and command.handler_kind is not ActorKind.BOT:
         raise InvalidInput("outcome", "only a bot-handled contact can be handed to a human")

@@ -20,6 +20,7 @@ from crm.vocabulary import Channel, Direction, Priority
 from services.case import domain
 from services.case.application import CaseApplication
 from services.case.domain import CaseCommand, Category, ContactOutcome
+from services.case.escalation import DeEscalateCase, EscalateCase
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 PRIORITY = common_pb2.Priority.DESCRIPTOR
@@ -129,6 +130,17 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     ) -> CommandResult:
         return self._run(request, domain.CloseCase(request.case_id, request.reason))
 
+    def EscalateCase(
+        self, request: case_service_pb2.EscalateCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        command = EscalateCase(request.case_id, request.level, request.note)
+        return self._run(request, command)
+
+    def DeEscalateCase(
+        self, request: case_service_pb2.DeEscalateCaseRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        return self._run(request, DeEscalateCase(request.case_id, request.note))
+
     def GetCase(
         self, request: case_service_pb2.GetCaseRequest, context: grpc.ServicerContext
     ) -> case_service_pb2.Case:
@@ -136,4 +148,6 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
         reply = to_message(loaded.state, case_service_pb2.Case())
         assert isinstance(reply, case_service_pb2.Case)
         reply.revision = loaded.revision
+        assert loaded.state is not None
+        reply.escalation_level = loaded.state.escalation_level
         return reply

@@ -1,6 +1,8 @@
 """The feedback aggregate: surveys, reviews and free-text voice of the customer (pure).
 
 Each piece of feedback is its own stream and is recorded once; corrections would be new events.
+The sentiment of its text is computed by the application on arrival (services/feedback/sentiment.py)
+and comes in with the command; the events keep it, so a replay never runs an analyzer again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,25 @@ class FeedbackKind(Enum):
     VOICE_OF_CUSTOMER = "voice_of_customer"
 
 
+class SentimentLabel(Enum):
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    """How a feedback text reads: label, score in -1..1, language, and the analyzer that said so."""
+
+    label: SentimentLabel
+    score: float
+    language: str
+    analyzer: str  # name and version, e.g. "vader-3.3.2"; "" when there was no text to analyze
+
+
+NOT_ANALYZED = Sentiment(SentimentLabel.NEUTRAL, 0.0, "", "")
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -48,6 +69,10 @@ class SurveySubmitted:
     nps: int | None
     ces: int | None
     comment: str
+    # Defaults: events recorded before sentiment existed read as not analyzed.
+    sentiment_label: SentimentLabel = SentimentLabel.NEUTRAL
+    sentiment_score: float = 0.0
+    sentiment_analyzer: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,9 @@ class ReviewSubmitted:
     rating: int
     text: str
     source: str
+    sentiment_label: SentimentLabel = SentimentLabel.NEUTRAL
+    sentiment_score: float = 0.0
+    sentiment_analyzer: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,9 @@ class VoiceOfCustomerRecorded:
     case_id: str
     channel: Channel
     text: str
+    sentiment_label: SentimentLabel = SentimentLabel.NEUTRAL
+    sentiment_score: float = 0.0
+    sentiment_analyzer: str = ""
 
 
 FeedbackEvent = SurveySubmitted | ReviewSubmitted | VoiceOfCustomerRecorded
@@ -91,6 +122,7 @@ class SubmitSurvey:
     nps: int | None = None
     ces: int | None = None
     comment: str = ""
+    sentiment: Sentiment = NOT_ANALYZED  # of the comment
 
 
 @dataclass(frozen=True)
@@ -101,6 +133,7 @@ class SubmitReview:
     text: str
     source: str
     case_id: str = ""
+    sentiment: Sentiment = NOT_ANALYZED  # of the text
 
 
 @dataclass(frozen=True)
@@ -110,6 +143,7 @@ class RecordVoiceOfCustomer:
     channel: Channel
     text: str
     case_id: str = ""
+    sentiment: Sentiment = NOT_ANALYZED  # of the text
 
 
 FeedbackCommand = SubmitSurvey | SubmitReview | RecordVoiceOfCustomer
@@ -146,6 +180,7 @@ def decide(command: FeedbackCommand, state: Feedback | None) -> list[FeedbackEve
     case_id = optional_id("case_id", command.case_id)
     if state is not None:
         raise AlreadyExists(f"feedback {command.feedback_id} is recorded already")
+    sentiment = _sentiment(command.sentiment)
     match command:
         case SubmitSurvey():
             if command.csat is None and command.nps is None and command.ces is None:
@@ -163,6 +198,7 @@ def decide(command: FeedbackCommand, state: Feedback | None) -> list[FeedbackEve
                     command.nps,
                     command.ces,
                     optional_text("comment", command.comment, MAX_LONG_TEXT),
+                    *sentiment,
                 )
             ]
         case SubmitReview():
@@ -175,6 +211,7 @@ def decide(command: FeedbackCommand, state: Feedback | None) -> list[FeedbackEve
                     command.rating,
                     optional_text("text", command.text, MAX_LONG_TEXT),
                     require_text("source", command.source, MAX_NAME),
+                    *sentiment,
                 )
             ]
         case RecordVoiceOfCustomer():
@@ -185,9 +222,17 @@ def decide(command: FeedbackCommand, state: Feedback | None) -> list[FeedbackEve
                     case_id,
                     command.channel,
                     require_text("text", command.text, MAX_LONG_TEXT),
+                    *sentiment,
                 )
             ]
     raise InvalidInput("command", f"unknown feedback command {type(command).__name__}")
+
+
+def _sentiment(sentiment: Sentiment) -> tuple[SentimentLabel, float, str]:
+    """The event fields of a sentiment: label, score and the analyzer that produced them."""
+    if not -1.0 <= sentiment.score <= 1.0:
+        raise InvalidInput("sentiment.score", f"must be within -1..1, not {sentiment.score}")
+    return sentiment.label, sentiment.score, sentiment.analyzer
 
 
 def _optional_score(field: str, value: int | None, bounds: tuple[int, int]) -> None:

@@ -7,26 +7,31 @@ from collections.abc import Iterator
 
 import grpc
 
+from crm.commands import Clock
 from crm.errors import NotFound
 from crm.grpc_convert import optional_instant
 from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
-from crm.readstore.port import ReadStore, TimelineQuery
-from crm.v1 import common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
+from crm.readstore.port import EscalationQuery, ReadStore, TimelineQuery
+from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
 from crm.validation import require_id
 from crm.vocabulary import Channel, Direction
+from projections.case_view import CaseView
 from projections.timeline import EntryKind, TimelineEntry
+from services.case.escalation import EscalationReason
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
 KIND = timeline_service_pb2.EntryKind.DESCRIPTOR
+REASON = case_events_pb2.EscalationReason.DESCRIPTOR
 WATCH_BATCH = 200
 WATCH_POLL_SECONDS = 0.5
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
-    def __init__(self, read_store: ReadStore, stopping: threading.Event) -> None:
+    def __init__(self, read_store: ReadStore, stopping: threading.Event, clock: Clock) -> None:
         self._views = read_store
         self._stopping = stopping
+        self._clock = clock
 
     def GetTimeline(
         self, request: timeline_service_pb2.GetTimelineRequest, context: grpc.ServicerContext
@@ -70,9 +75,51 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         view = self._views.case_view(case_id)
         if view is None:
             raise NotFound(f"case {case_id} has no view (unknown, or not projected yet)")
-        reply = to_message(view, timeline_service_pb2.CaseView())
-        assert isinstance(reply, timeline_service_pb2.CaseView)
+        return case_view_to_proto(view)
+
+    def ListEscalatedCases(
+        self, request: timeline_service_pb2.ListEscalatedCasesRequest, context: grpc.ServicerContext
+    ) -> timeline_service_pb2.EscalatedCases:
+        reason = (
+            enum_from_proto(EscalationReason, request.reason, REASON, "reason").value
+            if request.reason
+            else ""
+        )
+        min_age = request.min_age.ToTimedelta() if request.HasField("min_age") else None
+        query = EscalationQuery(
+            min_level=request.min_level or 1,
+            team=request.team,
+            reason=reason,
+            escalated_before=None if min_age is None else self._clock() - min_age,
+            limit=request.limit or 100,
+        )
+        views = self._views.escalated_cases(query)
+        return timeline_service_pb2.EscalatedCases(cases=[case_view_to_proto(v) for v in views])
+
+    def GetCustomerRisk(
+        self, request: timeline_service_pb2.GetCustomerRiskRequest, context: grpc.ServicerContext
+    ) -> timeline_service_pb2.CustomerRisk:
+        risk = self._views.customer_risk(require_id("customer_id", request.customer_id))
+        reply = timeline_service_pb2.CustomerRisk(
+            customer_id=risk.customer_id,
+            at_risk=risk.at_risk,
+            escalated_cases=[
+                timeline_service_pb2.CustomerRisk.EscalatedCase(case_id=case_id, level=level)
+                for case_id, level in risk.escalated_cases
+            ],
+        )
+        if risk.latest_feedback_reason:
+            reason = EscalationReason(risk.latest_feedback_reason)
+            reply.latest_feedback_reason = enum_to_proto(reason, REASON)  # type: ignore[assignment]
         return reply
+
+
+def case_view_to_proto(view: CaseView) -> timeline_service_pb2.CaseView:
+    reply = to_message(view, timeline_service_pb2.CaseView())
+    assert isinstance(reply, timeline_service_pb2.CaseView)
+    if view.next_due_at is not None:
+        reply.next_due_at.CopyFrom(timestamp(view.next_due_at))
+    return reply
 
 
 def entry_to_proto(entry: TimelineEntry) -> timeline_service_pb2.TimelineEntry:

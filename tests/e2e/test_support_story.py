@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -86,7 +87,8 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
     server = ServerProcess(data_dir, tmp_path / "first.log")
-    client = Client(server.target, prefix="story")
+    # Recent enough that no SLA timer of the high-priority case fires during the test.
+    client = Client(server.target, prefix="story", history=timedelta(minutes=20))
     try:
         customer_id, case_id, retried = _tell_story(client)
         expected = _expected_story()
@@ -101,12 +103,26 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
         assert summaries[5].startswith("Inbound chat contact handled by agent agent-7")
         assert "CSAT 2/5" in summaries[6]
         assert "Hanako" not in " ".join(summaries), "personal data leaked into summaries"
-        assert all(e.case_id == case_id for e in entries[1:7])
+        assert all(e.case_id == case_id for e in entries[1:])
         view = client.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
         assert (view.transfer_count, view.reopen_count, view.contact_count) == (2, 1, 2)
         assert view.status == case_events_pb2.CASE_STATUS_OPEN
         assert view.department == "technical"
-        before = [(e.event_id, e.global_position, e.summary) for e in entries]
+        supervision = poll(lambda: _supervision_settled(client, customer_id))
+        assert supervision[0].startswith("SLA policy default-1 applied: first response due")
+        assert "SLA first response met" in supervision
+        assert "SLA resolution met" in supervision
+        assert "Escalation level 0 -> 1 (+bounced)" in supervision
+        assert "Escalation level 1 -> 2 (+negative feedback)" in supervision
+        assert "Escalation level 2 -> 2 (+negative sentiment)" in supervision
+        assert (
+            "Escalation level 2 -> 0 (-bounced, -negative feedback, -negative sentiment)"
+            in supervision
+        )
+        assert supervision[-1].startswith("SLA policy default-1 applied: resolution due")
+        everything = client.whole_timeline(customer_id)
+        assert len({e.event_id for e in everything}) == len(everything)
+        before = [(e.event_id, e.global_position, e.summary) for e in everything]
     finally:
         client.close()
         server.kill()
@@ -114,9 +130,9 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
     server = ServerProcess(data_dir, tmp_path / "second.log")
     client = Client(server.target, prefix="after-restart")
     try:
+        _complete_or_fail(client, customer_id, len(expected))
         after = [
-            (e.event_id, e.global_position, e.summary)
-            for e in _complete_or_fail(client, customer_id, len(before))
+            (e.event_id, e.global_position, e.summary) for e in client.whole_timeline(customer_id)
         ]
         assert after == before
         repeat = client.cases.ResolveCase(retried)
@@ -126,9 +142,10 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
                 context=client.context(), case_id=case_id, text="Customer called back, calmer now"
             )
         )
-        grown = poll(lambda: _complete(client, customer_id, len(before) + 1))
-        assert [(e.event_id, e.global_position, e.summary) for e in grown[:-1]] == before
+        grown = poll(lambda: _complete(client, customer_id, len(expected) + 1))
         assert grown[-1].event_type == "crm.case.CaseNoteAdded.v1"
+        everything = client.whole_timeline(customer_id)
+        assert [(e.event_id, e.global_position, e.summary) for e in everything[:-1]] == before
         assert server.terminate() == 0
         assert '"message": "stopped"' in server.log_path.read_text()
     finally:
@@ -238,6 +255,14 @@ def _tell_story(client: Client) -> tuple[str, str, case_service_pb2.ResolveCaseR
             text="I was passed around three times and still have no refund.",
         )
     )
+    # The deadline process escalates the case for the poor CSAT and the angry text; wait for both
+    # before resolving, which clears them.
+    expected_reasons = {
+        case_events_pb2.ESCALATION_REASON_BOUNCED,
+        case_events_pb2.ESCALATION_REASON_NEGATIVE_FEEDBACK,
+        case_events_pb2.ESCALATION_REASON_NEGATIVE_SENTIMENT,
+    }
+    poll(lambda: set(_case(client, case_id).escalation) == expected_reasons)
     resolve = case_service_pb2.ResolveCaseRequest(
         context=client.context(), case_id=case_id, resolution_code="refund-issued"
     )
@@ -266,12 +291,34 @@ def _expected_story() -> list[tuple[str, int]]:
     ]
 
 
+# What the story itself records; SLA facts and escalations come from the deadline process too,
+# at moments of its own, and are checked separately.
+STORY_KINDS = (
+    timeline_service_pb2.ENTRY_KIND_CUSTOMER,
+    timeline_service_pb2.ENTRY_KIND_CASE,
+    timeline_service_pb2.ENTRY_KIND_CONTACT,
+    timeline_service_pb2.ENTRY_KIND_FEEDBACK,
+)
+
+
 def _complete(
     client: Client, customer_id: str, count: int
 ) -> list[timeline_service_pb2.TimelineEntry] | None:
-    entries = client.whole_timeline(customer_id)
+    entries = client.whole_timeline(customer_id, STORY_KINDS)
     assert len(entries) <= count, f"more entries than recorded: {len(entries)} > {count}"
     return entries if len(entries) == count else None
+
+
+def _case(client: Client, case_id: str) -> case_service_pb2.Case:
+    return client.cases.GetCase(case_service_pb2.GetCaseRequest(case_id=case_id))
+
+
+def _supervision_settled(client: Client, customer_id: str) -> list[str] | None:
+    """SLA and escalation summaries, once the SLA applied on reopening is there."""
+    kinds = (timeline_service_pb2.ENTRY_KIND_SLA, timeline_service_pb2.ENTRY_KIND_ESCALATION)
+    summaries = [e.summary for e in client.whole_timeline(customer_id, kinds)]
+    reapplied = summaries and summaries[-1].startswith("SLA policy default-1 applied: resolution")
+    return summaries if reapplied else None
 
 
 def _complete_or_fail(

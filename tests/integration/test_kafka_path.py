@@ -31,6 +31,7 @@ VIEW_TABLES = {
     "timeline": "event_id",
     "case_views": "case_id",
     "customer_merges": "duplicate_id",
+    "feedback_signals": "feedback_id",
 }
 _namespaces = itertools.count(1)
 

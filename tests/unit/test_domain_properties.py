@@ -20,6 +20,7 @@ from crm.errors import DomainError, InvariantViolated
 from crm.validation import MAX_SECONDS
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
 from services.case import domain as case
+from services.case import escalation
 from services.customer import domain as customer
 from services.events import CODEC
 
@@ -170,6 +171,12 @@ ALLOWED_BEFORE: dict[type[Any], set[case.CaseStatus | None]] = {
         case.CaseStatus.RESOLVED,
     },
     case.CaseAssigned: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
+    # Escalation follows the command that triggered it, e.g. the second reopening of a case.
+    escalation.CaseEscalationChanged: {
+        case.CaseStatus.OPEN,
+        case.CaseStatus.PENDING_CUSTOMER,
+        case.CaseStatus.RESOLVED,
+    },
     case.CaseTransferred: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
     case.CasePendingOnCustomer: {case.CaseStatus.OPEN},
     case.CaseResumed: {case.CaseStatus.PENDING_CUSTOMER},
@@ -237,7 +244,16 @@ def check_decision(
         if first.outcome is case.ContactOutcome.BOT_RESOLVED:
             assert first.handler_kind is ActorKind.BOT
     else:
-        assert len(decided) == 1
+        own = [e for e in decided if not isinstance(e, escalation.CaseEscalationChanged)]
+        assert len(own) == 1 or isinstance(
+            command, escalation.EscalateCase | escalation.DeEscalateCase
+        )
+    escalations = [e for e in decided if isinstance(e, escalation.CaseEscalationChanged)]
+    assert len(escalations) <= 1
+    for change in escalations:
+        assert change.added or change.removed
+        assert change.from_level == (before.escalation_level if before else 0)
+        assert change.to_level == escalation.level_of(change.reasons)
     for event in decided:
         match event:
             case case.CaseTransferred():
@@ -284,11 +300,22 @@ def check_case_invariants(state: case.Case, events: Sequence[case.CaseEvent]) ->
     if closes:
         assert state.status is case.CaseStatus.CLOSED
         assert state.closed_at == instant(closes[0])
-        assert all(isinstance(e, case.CaseNoteAdded) for e in events[closes[0] + 1 :])
+        after_close = events[closes[0] + 1 :]
+        assert all(
+            isinstance(e, case.CaseNoteAdded | escalation.CaseEscalationChanged)
+            for e in after_close
+        )
     else:
         assert state.status is not case.CaseStatus.CLOSED
         assert state.closed_at is None
 
+    if state.status in (case.CaseStatus.RESOLVED, case.CaseStatus.CLOSED):
+        assert state.escalation == (), "resolving or closing a case clears its escalation"
+    transfers_so_far = sum(isinstance(e, case.CaseTransferred) for e in events)
+    if state.status is case.CaseStatus.OPEN and transfers_so_far >= 2:
+        assert escalation.EscalationReason.BOUNCED in state.escalation or any(
+            isinstance(e, case.CaseResolved | case.CaseClosed) for e in events
+        )
     outcomes = [e for e in events if isinstance(e, case.CaseResolved | case.CaseReopened)]
     for previous, current in itertools.pairwise(outcomes):
         assert type(previous) is not type(current), "resolved twice or reopened twice in a row"

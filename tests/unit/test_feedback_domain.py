@@ -17,6 +17,8 @@ from services.feedback.domain import (
     FeedbackKind,
     RecordVoiceOfCustomer,
     ReviewSubmitted,
+    Sentiment,
+    SentimentLabel,
     SubmitReview,
     SubmitSurvey,
     SurveySubmitted,
@@ -171,3 +173,36 @@ def test_a_second_feedback_event_on_one_stream_is_refused_by_the_fold() -> None:
 
     with pytest.raises(InvariantViolated, match="recorded already"):
         evolve(state, decide(SURVEY, None)[0], T0)
+
+
+NEGATIVE = Sentiment(SentimentLabel.NEGATIVE, -0.743, "en", "vader-3.3.2")
+
+
+@pytest.mark.parametrize("command", [SURVEY, REVIEW, VOICE], ids=lambda c: type(c).__name__)
+def test_the_event_carries_the_sentiment_given_with_the_command(command: FeedbackCommand) -> None:
+    (event,) = decide(replace(command, sentiment=NEGATIVE), None)
+
+    assert (event.sentiment_label, event.sentiment_score, event.sentiment_analyzer) == (
+        SentimentLabel.NEGATIVE,
+        -0.743,
+        "vader-3.3.2",
+    )
+
+
+@pytest.mark.parametrize("command", [SURVEY, REVIEW, VOICE], ids=lambda c: type(c).__name__)
+def test_without_a_sentiment_the_event_reads_as_not_analyzed(command: FeedbackCommand) -> None:
+    (event,) = decide(command, None)
+
+    assert (event.sentiment_label, event.sentiment_score, event.sentiment_analyzer) == (
+        SentimentLabel.NEUTRAL,
+        0.0,
+        "",
+    )
+
+
+@pytest.mark.parametrize("score", [-1.001, 1.001, float("nan")])
+def test_a_sentiment_score_outside_minus_one_to_one_is_refused(score: float) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        decide(replace(VOICE, sentiment=replace(NEGATIVE, score=score)), None)
+
+    assert refused.value.field == "sentiment.score"

@@ -25,6 +25,17 @@ from projections.case_view import CaseView, apply_case_event
 from projections.lineage import MergeLink, merge_link, newer_link, timeline_members
 from projections.timeline import EntryKind, duration, timeline_entry
 from services.case import domain as cases
+from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.sla_facts import (
+    SlaApplied,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDue,
+    SlaFulfilled,
+    SlaPaused,
+    SlaResumed,
+    SlaTarget,
+)
 from services.customer import domain as customers
 from services.events import CODEC, DomainEvent
 from services.feedback import domain as feedbacks
@@ -77,6 +88,10 @@ PERSONAL = [
     *REASONS.values(),
 ]
 
+NEGATIVE = feedbacks.SentimentLabel.NEGATIVE
+NEUTRAL = feedbacks.SentimentLabel.NEUTRAL
+POSITIVE = feedbacks.SentimentLabel.POSITIVE
+VADER = "vader-3.3.2"
 OPENED = replace(opened(CASE, CUSTOMER), subject=SUBJECT, description=DESCRIPTION)
 CONTACT = contact(CASE, "ct-1")
 
@@ -222,22 +237,74 @@ ROWS = [
     Row(cases.CaseReopened(CASE, REASONS["reopen"]), K.CASE, "Case reopened", case_id=CASE),
     Row(cases.CaseClosed(CASE, REASONS["close"]), K.CASE, "Case closed", case_id=CASE),
     Row(
-        feedbacks.SurveySubmitted("f-1", CUSTOMER, CASE, Channel.EMAIL, 2, None, None, COMMENT),
+        feedbacks.SurveySubmitted(
+            "f-1", CUSTOMER, CASE, Channel.EMAIL, 2, None, None, COMMENT, NEGATIVE, -0.5, VADER
+        ),
         K.FEEDBACK,
-        "CSAT 2/5 survey received by email",
+        "CSAT 2/5 survey received by email, negative sentiment",
         "email",
         case_id=CASE,
     ),
     Row(
-        feedbacks.ReviewSubmitted("f-2", CUSTOMER, "", 2, REVIEW, REVIEW_SOURCE),
+        feedbacks.ReviewSubmitted(
+            "f-2", CUSTOMER, "", 2, REVIEW, REVIEW_SOURCE, NEUTRAL, 0.0, VADER
+        ),
         K.FEEDBACK,
-        "Review rated 2/5 received",
+        "Review rated 2/5 received, neutral sentiment",
     ),
     Row(
-        feedbacks.VoiceOfCustomerRecorded("f-3", CUSTOMER, "", Channel.SOCIAL, VOICE),
+        feedbacks.VoiceOfCustomerRecorded(
+            "f-3", CUSTOMER, "", Channel.SOCIAL, VOICE, POSITIVE, 0.318, VADER
+        ),
         K.FEEDBACK,
-        "Voice of the customer recorded on social",
+        "Voice of the customer recorded on social, positive sentiment",
         "social",
+    ),
+    Row(
+        SlaApplied(
+            CASE,
+            "default-1",
+            True,
+            (SlaDue(SlaTarget.FIRST_RESPONSE, T0, T0 + timedelta(minutes=15)),),
+            "opened",
+        ),
+        K.SLA,
+        "SLA policy default-1 applied (VIP targets): first response due 2026-03-02T09:15+00:00",
+        case_id=CASE,
+    ),
+    Row(SlaPaused(CASE), K.SLA, "SLA clock paused", case_id=CASE),
+    Row(SlaResumed(CASE, ()), K.SLA, "SLA clock resumed: no open target", case_id=CASE),
+    Row(
+        SlaAtRisk(CASE, SlaTarget.RESOLUTION, T0),
+        K.SLA,
+        "SLA resolution at risk, due 2026-03-02T09:00+00:00",
+        case_id=CASE,
+    ),
+    Row(
+        SlaBreached(CASE, SlaTarget.FIRST_RESPONSE, T0),
+        K.SLA,
+        "SLA first response breached, was due 2026-03-02T09:00+00:00",
+        case_id=CASE,
+    ),
+    Row(
+        SlaFulfilled(CASE, SlaTarget.RESOLUTION, False),
+        K.SLA,
+        "SLA resolution fulfilled late",
+        case_id=CASE,
+    ),
+    Row(
+        CaseEscalationChanged(
+            CASE,
+            1,
+            2,
+            (EscalationReason.REOPENED,),
+            (EscalationReason.SLA_AT_RISK,),
+            (EscalationReason.BOUNCED, EscalationReason.REOPENED),
+            "the customer asked for a manager",
+        ),
+        K.ESCALATION,
+        "Escalation level 1 -> 2 (+reopened, -sla at risk)",
+        case_id=CASE,
     ),
 ]
 
@@ -326,7 +393,11 @@ def test_no_summary_contains_personal_data() -> None:
         ),
         (
             feedbacks.SurveySubmitted("f-1", CUSTOMER, "", Channel.WEB_FORM, 5, 9, 2, ""),
-            "CSAT 5/5, NPS 9/10, CES 2/7 survey received by web form",
+            "CSAT 5/5, NPS 9/10, CES 2/7 survey received by web form",  # no comment: no sentiment
+        ),
+        (
+            feedbacks.VoiceOfCustomerRecorded("f-3", CUSTOMER, "", Channel.SOCIAL, VOICE),
+            "Voice of the customer recorded on social",  # recorded before sentiment existed
         ),
         (
             customers.ContactPointsUpdated(CUSTOMER, ()),

@@ -35,8 +35,12 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
         return st.datetimes(
             min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
         )
+    if hint is bool:
+        return st.booleans()
     if hint is int:
         return st.integers(min_value=0, max_value=2**31 - 1)
+    if hint is float:
+        return st.floats(min_value=-1.0, max_value=1.0)
     if hint is str:
         return st.text(max_size=30)
     raise AssertionError(f"no strategy for {hint}")
@@ -74,3 +78,20 @@ def test_every_event_round_trips_through_its_message(event: Any) -> None:
     assert from_message(message, type(event)) == event
     decoded = event_message_class(event.TYPE).FromString(message.SerializeToString())
     assert from_message(decoded, type(event)) == event
+
+
+def test_a_message_written_before_a_defaulted_enum_existed_takes_the_default() -> None:
+    from crm.v1 import common_pb2, feedback_events_pb2
+    from services.feedback.domain import SentimentLabel, VoiceOfCustomerRecorded
+
+    old = feedback_events_pb2.VoiceOfCustomerRecorded(
+        feedback_id="fb-1", customer_id="c-1", channel=common_pb2.CHANNEL_SOCIAL, text="hi"
+    )
+
+    event = from_message(old, VoiceOfCustomerRecorded)
+
+    assert (event.sentiment_label, event.sentiment_score, event.sentiment_analyzer) == (
+        SentimentLabel.NEUTRAL,
+        0.0,
+        "",
+    )

@@ -1,0 +1,279 @@
+"""What the deadline process must record, decided from history and the clock (pure).
+
+The planner folds every event in global order into a watch per open case (its SLA clock, pauses,
+tier, first response) and answers two questions: which facts follow from what just happened
+(apply, pause, resume, fulfil; negative feedback on the case), and which timers are due at a
+given instant (at risk, breached). Every planned command carries a request id derived from what
+caused it, so a restarted process, or a second one running beside it, asks for the same command
+and the case records it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from crm.envelope import RecordedEvent
+from crm.vocabulary import Priority
+from services.case import domain as cases
+from services.case.escalation import (
+    CaseEscalationChanged,
+    EscalationReason,
+    RaiseEscalation,
+    feedback_reason,
+)
+from services.case.sla_facts import (
+    RecordSlaFact,
+    SlaApplied,
+    SlaAtRisk,
+    SlaBreached,
+    SlaDue,
+    SlaEvent,
+    SlaFulfilled,
+    SlaPaused,
+    SlaResumed,
+    SlaTarget,
+)
+from services.customer import domain as customers
+from services.events import DomainEvent
+from services.feedback import domain as feedback
+from services.sla.policy import SlaPolicy, Targets
+
+Command = RecordSlaFact | RaiseEscalation
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A command for the case service, with the ids that make it idempotent and traceable."""
+
+    request_id: str
+    causation_id: str
+    command: Command
+
+
+@dataclass
+class CaseWatch:
+    """What the planner knows about one case that is not closed."""
+
+    case_id: str
+    customer_id: str
+    priority: Priority
+    status: cases.CaseStatus
+    starts: dict[SlaTarget, datetime]
+    pauses: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    dues: tuple[SlaDue, ...] = ()
+    paused: bool = False
+    at_risk: set[SlaTarget] = field(default_factory=set)
+    breached: set[SlaTarget] = field(default_factory=set)
+    fulfilled: set[SlaTarget] = field(default_factory=set)
+    escalation: tuple[EscalationReason, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.status in (cases.CaseStatus.OPEN, cases.CaseStatus.PENDING_CUSTOMER)
+
+
+class Planner:
+    """Folds history into case watches and plans the commands that history and time call for."""
+
+    def __init__(self, policy: SlaPolicy) -> None:
+        self.policy = policy
+        self.watches: dict[str, CaseWatch] = {}
+        self._vip: dict[str, bool] = {}
+        self._pending: dict[str, Planned] = {}
+
+    # ------------------------------------------------------------ history
+
+    def observe(self, recorded: RecordedEvent, event: DomainEvent) -> None:
+        """Fold one event; plan what it calls for; forget plans it shows were carried out."""
+        self._pending.pop(recorded.metadata.request_id, None)
+        at = recorded.metadata.occurred_at
+        match event:
+            case customers.CustomerRegistered():
+                self._vip[event.customer_id] = event.tier is customers.Tier.VIP
+            case customers.TierChanged():
+                self._vip[event.customer_id] = event.to_tier is customers.Tier.VIP
+                for watch in self.watches.values():
+                    if watch.customer_id == event.customer_id and watch.active:
+                        self._apply(watch, recorded, at, "tier_changed")
+            case cases.CaseOpened():
+                watch = CaseWatch(
+                    event.case_id,
+                    event.customer_id,
+                    event.priority,
+                    cases.CaseStatus.OPEN,
+                    {SlaTarget.FIRST_RESPONSE: at, SlaTarget.RESOLUTION: at},
+                )
+                self.watches[event.case_id] = watch
+                self._apply(watch, recorded, at, "opened")
+            case (
+                feedback.SurveySubmitted()
+                | feedback.ReviewSubmitted()
+                | (feedback.VoiceOfCustomerRecorded())
+            ):
+                self._feedback(recorded, event)
+            case _ if isinstance(event, cases.EVENT_TYPES):
+                watch_of = self.watches.get(event.case_id)
+                if watch_of is not None:
+                    self._case_event(watch_of, recorded, event, at)
+
+    def _case_event(
+        self, watch: CaseWatch, recorded: RecordedEvent, event: cases.CaseEvent, at: datetime
+    ) -> None:
+        match event:
+            case cases.CasePriorityChanged():
+                watch.priority = event.to_priority
+                if not watch.paused:
+                    self._apply(watch, recorded, at, "priority_changed")
+            case cases.CasePendingOnCustomer():
+                watch.status = cases.CaseStatus.PENDING_CUSTOMER
+                watch.paused = True  # no timer fires while the pause is being recorded
+                watch.pauses.append((at, None))
+                self._plan(recorded, 0, RecordSlaFact(watch.case_id, SlaPaused(watch.case_id)))
+            case cases.CaseResumed():
+                watch.status = cases.CaseStatus.OPEN
+                if watch.pauses and watch.pauses[-1][1] is None:
+                    watch.pauses[-1] = (watch.pauses[-1][0], at)
+                resumed = SlaResumed(watch.case_id, self._dues(watch, at))
+                self._plan(recorded, 0, RecordSlaFact(watch.case_id, resumed))
+            case cases.ContactRecorded() if cases.is_response(event):
+                self._fulfil(watch, recorded, SlaTarget.FIRST_RESPONSE, event.started_at)
+            case cases.CaseResolved():
+                watch.status = cases.CaseStatus.RESOLVED
+                self._fulfil(watch, recorded, SlaTarget.RESOLUTION, at)
+            case cases.CaseReopened():
+                watch.status = cases.CaseStatus.OPEN
+                watch.starts[SlaTarget.RESOLUTION] = at
+                watch.pauses.clear()
+                watch.fulfilled.discard(SlaTarget.RESOLUTION)
+                watch.breached.discard(SlaTarget.RESOLUTION)
+                self._apply(watch, recorded, at, "reopened")
+            case cases.CaseClosed():
+                del self.watches[watch.case_id]
+            case CaseEscalationChanged():
+                watch.escalation = event.reasons
+            case _ if isinstance(event, SlaApplied | SlaResumed):
+                watch.dues, watch.paused, watch.at_risk = event.dues, False, set()
+            case SlaPaused():
+                watch.paused = True
+            case SlaAtRisk():
+                watch.at_risk.add(event.target)
+            case SlaBreached():
+                watch.breached.add(event.target)
+            case SlaFulfilled():
+                watch.fulfilled.add(event.target)
+                watch.dues = tuple(d for d in watch.dues if d.target is not event.target)
+
+    def _feedback(self, recorded: RecordedEvent, event: feedback.FeedbackEvent) -> None:
+        reason = feedback_reason(event)
+        watch = self.watches.get(event.case_id) if event.case_id else None
+        if reason is None or watch is None or not watch.active or reason in watch.escalation:
+            return
+        note = f"feedback {event.feedback_id}"
+        self._plan(recorded, 0, RaiseEscalation(watch.case_id, reason, note))
+
+    def _apply(self, watch: CaseWatch, recorded: RecordedEvent, at: datetime, trigger: str) -> None:
+        vip = self._vip.get(watch.customer_id, False)
+        applied = SlaApplied(
+            watch.case_id, self.policy.version, vip, self._dues(watch, at), trigger
+        )
+        self._plan(recorded, 0, RecordSlaFact(watch.case_id, applied))
+
+    def _fulfil(
+        self, watch: CaseWatch, recorded: RecordedEvent, target: SlaTarget, at: datetime
+    ) -> None:
+        if target in watch.fulfilled:
+            return
+        watch.fulfilled.add(target)  # planned: later events of the same kind are no news
+        due = next((d for d in watch.dues if d.target is target), None)
+        met = due is None or at <= due.due_at
+        self._plan(
+            recorded, 1, RecordSlaFact(watch.case_id, SlaFulfilled(watch.case_id, target, met))
+        )
+
+    def _dues(self, watch: CaseWatch, now: datetime) -> tuple[SlaDue, ...]:
+        """Due instants of the open targets, from business time used so far (pauses excluded)."""
+        targets = self.policy.targets_for(watch.priority, self._vip.get(watch.customer_id, False))
+        dues = []
+        for target in (SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION):
+            if target in watch.fulfilled:
+                continue
+            allowed = _allowed(targets, target)
+            used = self._used(watch, target, now)
+            calendar = self.policy.calendar
+            risk_left = allowed * self.policy.at_risk_fraction - used
+            dues.append(
+                SlaDue(
+                    target,
+                    calendar.add(now, max(risk_left, timedelta(0))),
+                    calendar.add(now, max(allowed - used, timedelta(0))),
+                )
+            )
+        return tuple(dues)
+
+    def _used(self, watch: CaseWatch, target: SlaTarget, now: datetime) -> timedelta:
+        start = watch.starts[target]
+        calendar = self.policy.calendar
+        used = calendar.elapsed(start, now)
+        for begin, end in watch.pauses:
+            used -= calendar.elapsed(max(begin, start), min(end or now, now))
+        return used
+
+    def _plan(self, recorded: RecordedEvent, slot: int, command: Command) -> None:
+        request_id = f"supervise:{recorded.event_id}:{slot}"
+        self._pending[request_id] = Planned(request_id, recorded.event_id, command)
+
+    # ------------------------------------------------------------ actions
+
+    def pending(self) -> list[Planned]:
+        """Commands history calls for that are not recorded yet, oldest first."""
+        return list(self._pending.values())
+
+    def forget(self, request_id: str) -> None:
+        """Drop a plan that was carried out or refused."""
+        self._pending.pop(request_id, None)
+
+    def due_timers(self, now: datetime) -> list[Planned]:
+        """At-risk and breach facts whose instant has come."""
+        planned = []
+        for watch in self.watches.values():
+            if not watch.active or watch.paused:
+                continue
+            for due in watch.dues:
+                if due.target in watch.fulfilled:
+                    continue
+                if due.at_risk_at <= now and due.target not in watch.at_risk | watch.breached:
+                    fact: SlaEvent = SlaAtRisk(watch.case_id, due.target, due.due_at)
+                    planned.append(_timer(watch, due, "at_risk", fact))
+                if due.due_at <= now and due.target not in watch.breached:
+                    fact = SlaBreached(watch.case_id, due.target, due.due_at)
+                    planned.append(_timer(watch, due, "breached", fact))
+        return planned
+
+    def next_timer(self) -> datetime | None:
+        """The earliest instant a timer will be due, None when nothing is running."""
+        instants = [
+            instant
+            for watch in self.watches.values()
+            if watch.active and not watch.paused
+            for due in watch.dues
+            if due.target not in watch.fulfilled
+            for instant, done in (
+                (due.at_risk_at, due.target in watch.at_risk | watch.breached),
+                (due.due_at, due.target in watch.breached),
+            )
+            if not done
+        ]
+        return min(instants, default=None)
+
+
+def _allowed(targets: Targets, target: SlaTarget) -> timedelta:
+    return targets.first_response if target is SlaTarget.FIRST_RESPONSE else targets.resolution
+
+
+def _timer(watch: CaseWatch, due: SlaDue, kind: str, fact: SlaEvent) -> Planned:
+    # Named by what it is about, hashed to stay a short, valid id whatever the case id.
+    about = f"{watch.case_id}|{due.target.value}|{kind}|{due.due_at.isoformat()}"
+    request_id = f"sla-{kind}-{hashlib.sha256(about.encode()).hexdigest()[:32]}"
+    return Planned(request_id, "", RecordSlaFact(watch.case_id, fact))

@@ -1,0 +1,257 @@
+"""The deadline process on a real SQLite store with a controlled clock: SLA facts, timers at the
+due instant, pause arithmetic, escalation, and no double recording by a second process."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from crm.commands import CommandContext
+from crm.eventstore.sqlite import SqliteEventStore
+from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
+from services.case import domain as cases
+from services.case.application import CaseApplication
+from services.case.escalation import EscalationReason
+from services.case.sla_facts import SlaApplied, SlaDue, SlaFulfilled, SlaResumed, SlaTarget
+from services.customer import domain as customers
+from services.customer.application import CustomerApplication
+from services.events import CODEC
+from services.feedback import domain as feedback
+from services.feedback.application import FeedbackApplication
+from services.sla.policy import DEFAULT_POLICY
+from services.sla.process import DeadlineProcess
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
+AGENT = Actor(ActorKind.AGENT, "agent-1")
+_requests = itertools.count(1)
+
+
+class FakeClock:
+    """Time that moves only when a test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class World:
+    store: SqliteEventStore
+    clock: FakeClock
+    customer_app: CustomerApplication
+    case_app: CaseApplication
+    feedback_app: FeedbackApplication
+
+    def context(self) -> CommandContext:
+        return CommandContext(f"req-{next(_requests)}", AGENT, self.clock())
+
+    def process(self) -> DeadlineProcess:
+        return DeadlineProcess(self.store, self.case_app, DEFAULT_POLICY, self.clock)
+
+    def register(self, customer_id: str, tier: customers.Tier = customers.Tier.STANDARD) -> None:
+        command = customers.RegisterCustomer(
+            customer_id, "Kana Ito", (), "ja", customers.Segment.B2C, tier=tier
+        )
+        self.customer_app.handle(command, self.context())
+
+    def open(self, case_id: str, priority: Priority = Priority.NORMAL) -> None:
+        command = cases.OpenCase(
+            case_id, "cust-1", Channel.EMAIL, cases.Category.TECHNICAL_TROUBLE, priority, "App", ""
+        )
+        self.case_app.handle(command, self.context())
+
+    def do(self, command: cases.CaseCommand) -> None:
+        self.case_app.handle(command, self.context())
+
+    def types(self, case_id: str) -> list[str]:
+        return [r.type.split(".")[2] for r in self.store.read_stream(f"case-{case_id}")]
+
+    def events(self, case_id: str, kind: type) -> list[object]:
+        decoded = [CODEC.decode(r.type, r.data) for r in self.store.read_stream(f"case-{case_id}")]
+        return [e for e in decoded if isinstance(e, kind)]
+
+    def case(self, case_id: str) -> cases.Case:
+        state = self.case_app.get(case_id).state
+        assert state is not None
+        return state
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    store = SqliteEventStore(tmp_path / "events.db")
+    clock = FakeClock(T0)
+    built = World(
+        store,
+        clock,
+        CustomerApplication(store, clock),
+        CaseApplication(store, clock),
+        FeedbackApplication(store, clock),
+    )
+    built.register("cust-1")
+    yield built
+    store.close()
+
+
+def test_opening_applies_the_policy_with_due_and_at_risk_instants(world: World) -> None:
+    world.open("c1")
+    assert world.process().run_once() == 1
+    (applied,) = world.events("c1", SlaApplied)
+    assert isinstance(applied, SlaApplied)
+    assert (applied.policy_version, applied.vip, applied.trigger) == ("default-1", False, "opened")
+    # normal priority: 4 h first response, 24 h resolution; at risk at 80 % of each
+    assert applied.dues == (
+        SlaDue(FIRST, T0 + timedelta(hours=3, minutes=12), T0 + timedelta(hours=4)),
+        SlaDue(RESOLUTION, T0 + timedelta(hours=19, minutes=12), T0 + timedelta(hours=24)),
+    )
+
+
+def test_timers_fire_at_the_instant_and_escalate(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    assert process.planner.next_timer() == T0 + timedelta(hours=3, minutes=12)
+    world.clock.advance(hours=3, minutes=11, seconds=59)
+    assert process.run_once() == 0
+    world.clock.advance(seconds=1)
+    assert process.run_once() == 1
+    assert world.types("c1")[-2:] == ["SlaAtRisk", "CaseEscalationChanged"]
+    assert world.case("c1").escalation == (EscalationReason.SLA_AT_RISK,)
+    world.clock.advance(minutes=48)
+    assert process.run_once() == 1
+    assert world.types("c1")[-2:] == ["SlaBreached", "CaseEscalationChanged"]
+    assert world.case("c1").escalation_level == 2
+    assert process.run_once() == 0
+
+
+def test_a_breach_is_recorded_once_with_two_processes(world: World) -> None:
+    world.open("c1")
+    first, second = world.process(), world.process()
+    first.run_once()
+    second.run_once()
+    world.clock.advance(hours=5)
+    recorded = first.run_once() + second.run_once()
+    assert world.types("c1").count("SlaBreached") == 1
+    assert world.types("c1").count("SlaAtRisk") == 1
+    assert recorded == 2  # at risk and breach, each by one of the two
+
+
+def test_a_restarted_process_records_nothing_again(world: World) -> None:
+    world.open("c1")
+    world.process().run_once()
+    world.clock.advance(hours=4)
+    world.process().run_once()
+    before = world.types("c1")
+    assert world.process().run_once() == 0
+    assert world.types("c1") == before
+
+
+def test_time_pending_on_the_customer_does_not_count(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=1)
+    world.do(cases.SetPendingOnCustomer("c1", "waiting for a screenshot"))
+    process.run_once()
+    world.clock.advance(hours=3)  # past the original at-risk instant, but paused
+    assert process.run_once() == 0
+    assert "SlaAtRisk" not in world.types("c1")
+    world.do(cases.ResumeCase("c1", "screenshot received"))
+    process.run_once()
+    resumed = world.events("c1", SlaResumed)[-1]
+    assert isinstance(resumed, SlaResumed)
+    # 1 h of the 4 h used before the pause: 3 h left from the resume at T0 + 4 h
+    first = next(d for d in resumed.dues if d.target is FIRST)
+    assert first.due_at == T0 + timedelta(hours=7)
+    assert first.at_risk_at == T0 + timedelta(hours=6, minutes=12)
+
+
+def test_first_response_in_time_is_fulfilled_and_stops_its_timers(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=1)
+    world.do(
+        cases.RecordContact(
+            "c1",
+            "k1",
+            Channel.EMAIL,
+            Direction.OUTBOUND,
+            ActorKind.AGENT,
+            "agent-1",
+            cases.ContactOutcome.ANSWERED,
+            world.clock(),
+        )
+    )
+    process.run_once()
+    fulfilled = world.events("c1", SlaFulfilled)
+    assert fulfilled == [SlaFulfilled("c1", FIRST, True)]
+    world.clock.advance(hours=4)
+    process.run_once()
+    assert "SlaAtRisk" not in world.types("c1")
+    assert process.planner.next_timer() == T0 + timedelta(hours=19, minutes=12)
+
+
+def test_a_priority_change_recomputes_the_due_instants(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=1)
+    world.do(cases.ChangePriority("c1", Priority.URGENT, "outage"))
+    process.run_once()
+    reapplied = world.events("c1", SlaApplied)[-1]
+    assert isinstance(reapplied, SlaApplied) and reapplied.trigger == "priority_changed"
+    # urgent: 15 min first response is already used up; 4 h resolution minus the 1 h used
+    assert reapplied.dues == (
+        SlaDue(FIRST, T0 + timedelta(hours=1), T0 + timedelta(hours=1)),
+        SlaDue(RESOLUTION, T0 + timedelta(hours=3, minutes=12), T0 + timedelta(hours=4)),
+    )
+    process.run_once()
+    assert world.types("c1").count("SlaBreached") == 1
+
+
+def test_vip_customers_get_the_tighter_targets(world: World) -> None:
+    world.register("vip-1", customers.Tier.VIP)
+    command = cases.OpenCase(
+        "c1", "vip-1", Channel.PHONE, cases.Category.BILLING_PAYMENT, Priority.NORMAL, "x", ""
+    )
+    world.case_app.handle(command, world.context())
+    world.process().run_once()
+    (applied,) = world.events("c1", SlaApplied)
+    assert isinstance(applied, SlaApplied) and applied.vip
+    standard = DEFAULT_POLICY.targets_for(Priority.NORMAL, False).first_response
+    vip = DEFAULT_POLICY.targets_for(Priority.NORMAL, True).first_response
+    assert vip < standard
+    assert applied.dues[0].due_at == T0 + vip
+
+
+def test_negative_feedback_on_a_case_escalates_it(world: World) -> None:
+    world.open("c1")
+    survey = feedback.SubmitSurvey("fb-1", "cust-1", Channel.EMAIL, case_id="c1", csat=1)
+    world.feedback_app.handle(survey, world.context())
+    world.process().run_once()
+    assert world.case("c1").escalation == (EscalationReason.NEGATIVE_FEEDBACK,)
+    assert world.case("c1").escalation_level == 2
+
+
+def test_resolution_fulfils_the_target_and_clears_the_escalation(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=5)
+    process.run_once()
+    world.do(cases.ResolveCase("c1", "fixed"))
+    process.run_once()
+    assert world.events("c1", SlaFulfilled) == [SlaFulfilled("c1", RESOLUTION, True)]
+    assert world.case("c1").escalation == ()
+    assert process.planner.next_timer() is None
