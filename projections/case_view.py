@@ -13,6 +13,7 @@ from datetime import datetime
 from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
 from crm.vocabulary import Channel, Priority
+from services.case.compensation import COMPENSATION_EVENT_TYPES
 from services.case.domain import (
     CaseAssigned,
     CaseClosed,
@@ -162,5 +163,7 @@ def apply_case_event(view: CaseView | None, event: CaseEvent, recorded: Recorded
             dues = tuple(d for d in view.sla_dues if d.target is not event.target)
             return replace(touched, sla_dues=dues)
         case SlaAtRisk() | SlaBreached():
+            return touched
+        case _ if isinstance(event, COMPENSATION_EVENT_TYPES):
             return touched
     raise InvariantViolated(f"unknown case event {event!r}")

@@ -15,6 +15,12 @@ from enum import Enum, StrEnum
 from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
 from services.case import domain as cases
+from services.case.compensation import (
+    COMPENSATION_EVENT_TYPES,
+    CompensationGranted,
+    CompensationRejected,
+    CompensationRequested,
+)
 from services.case.escalation import CaseEscalationChanged
 from services.case.sla_facts import (
     SLA_EVENT_TYPES,
@@ -93,6 +99,8 @@ def _describe(event: DomainEvent) -> _Description:
         return "", event.case_id, EntryKind.CASE, "", "", _case_summary(event)
     if isinstance(event, SLA_EVENT_TYPES):
         return "", event.case_id, EntryKind.SLA, "", "", _sla_summary(event)
+    if isinstance(event, COMPENSATION_EVENT_TYPES):
+        return "", event.case_id, EntryKind.CASE, "", "", _compensation_summary(event)
     if isinstance(event, CaseEscalationChanged):
         return "", event.case_id, EntryKind.ESCALATION, "", "", _escalation_summary(event)
     if isinstance(event, _FEEDBACK_EVENTS):
@@ -175,6 +183,29 @@ def _sla_summary(event: DomainEvent) -> str:
         case SlaFulfilled():
             return f"SLA {_words(event.target)} {'met' if event.met else 'fulfilled late'}"
     raise InvariantViolated(f"not an SLA event: {type(event).__name__}")
+
+
+def _compensation_summary(event: DomainEvent) -> str:
+    match event:
+        case CompensationGranted():
+            how = (
+                "approved by a supervisor"
+                if event.approved_by_supervisor
+                else f"within the agent's limit of {event.limit_minor} {event.currency}"
+            )
+            return (
+                f"Compensation {event.compensation_id} granted: {_words(event.kind)}"
+                f" {event.amount_minor} {event.currency} (minor units), {how}"
+            )
+        case CompensationRequested():
+            return (
+                f"Compensation {event.compensation_id} requested: {_words(event.kind)}"
+                f" {event.amount_minor} {event.currency} (minor units), above the agent's limit"
+                f" of {event.limit_minor}; awaiting a supervisor"
+            )
+        case CompensationRejected():
+            return f"Compensation {event.compensation_id} rejected by a supervisor"
+    raise InvariantViolated(f"not a compensation event: {type(event).__name__}")
 
 
 def _escalation_summary(event: CaseEscalationChanged) -> str:

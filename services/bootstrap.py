@@ -15,6 +15,7 @@ from crm.readstore.factory import open_read_store
 from crm.readstore.port import ReadStore
 from projections.runner import InProcessProjector
 from services.case.application import CaseApplication
+from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
 from services.feedback.application import FeedbackApplication
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
@@ -39,6 +40,7 @@ class Config:
     # Off in the distributed shape, where the deadline process runs as a worker of its own.
     deadline_process: bool = True
     sla_policy_file: Path | None = None
+    compensation_limits_file: Path | None = None
 
     @property
     def events_url(self) -> str:
@@ -78,7 +80,12 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
     now: Callable[[], datetime] = clock or system_clock
     store = open_event_store(config.events_url)
     read_store = open_read_store(config.views_url)
-    cases = CaseApplication(store, now)
+    limits = (
+        CompensationLimits()
+        if config.compensation_limits_file is None
+        else load_limits(config.compensation_limits_file.read_text())
+    )
+    cases = CaseApplication(store, now, limits)
     policy = read_policy(config.sla_policy_file)
     return System(
         store=store,

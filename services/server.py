@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
         help="JSON SLA policy (see deploy/sla-policy.example.json); built-in defaults otherwise",
     )
     parser.add_argument(
+        "--compensation-limits-file",
+        type=Path,
+        default=os.environ.get("CRM_COMPENSATION_LIMITS_FILE") or None,
+        help='JSON {"currency": "JPY", "default_minor": 10000, "agents": {"agent-7": 30000}}',
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "json", "text"),
         default=os.environ.get("CRM_LOG_FORMAT", "auto"),
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             in_process_projector=args.projector == "in-process",
             deadline_process=args.deadlines == "in-process",
             sla_policy_file=args.sla_policy_file,
+            compensation_limits_file=args.compensation_limits_file,
         )
     )
 

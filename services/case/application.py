@@ -8,8 +8,12 @@ from dataclasses import replace
 from crm.commands import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler
 from crm.errors import InvariantViolated
 from crm.eventstore.port import EventStore
+from crm.vocabulary import ActorKind
 from services.case import domain
+from services.case.compensation import DecideCompensation, OfferCompensation
 from services.case.domain import Case, CaseCommand, CaseEvent
+from services.case.limits import CompensationLimits
+from services.case.summary import summarize
 from services.customer import domain as customer_domain
 from services.customer.domain import Customer, Tier
 from services.events import CODEC
@@ -18,7 +22,10 @@ from services.events import CODEC
 class CaseApplication:
     """The case service's use cases, free of gRPC."""
 
-    def __init__(self, store: EventStore, clock: Clock) -> None:
+    def __init__(
+        self, store: EventStore, clock: Clock, limits: CompensationLimits | None = None
+    ) -> None:
+        self._limits = limits or CompensationLimits()
         self.cases: StreamHandler[Case, CaseEvent] = StreamHandler(
             store, CODEC, "case", domain.evolve, clock
         )
@@ -31,6 +38,11 @@ class CaseApplication:
         if isinstance(command, domain.OpenCase):
             customer = self._require_active_customer(command.customer_id)
             decided = replace(command, vip=customer.tier is Tier.VIP)
+        elif isinstance(command, OfferCompensation):
+            limit = self._limits.for_agent(context.actor.id)
+            decided = replace(command, limit_minor=limit, limit_currency=self._limits.currency)
+        elif isinstance(command, DecideCompensation):
+            decided = replace(command, by_supervisor=context.actor.kind is ActorKind.SUPERVISOR)
 
         def decide(state: Case | None) -> Sequence[CaseEvent]:
             return domain.decide(decided, state)
@@ -46,6 +58,12 @@ class CaseApplication:
 
     def get(self, case_id: str) -> Loaded[Case]:
         return self.cases.load_existing(case_id, "case_id")
+
+    def summary(self, case_id: str) -> tuple[str, int]:
+        """The hand-over paragraph and the revision it covers."""
+        loaded = self.get(case_id)
+        history = [(CODEC.decode(r.type, r.data), r.metadata.occurred_at) for r in loaded.records]
+        return summarize(history), loaded.revision
 
     def _require_active_customer(self, customer_id: str) -> Customer:
         customer = self._customers.load_existing(customer_id, "customer_id").state

@@ -26,6 +26,16 @@ from crm.validation import (
 )
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
 from services.case import escalation
+from services.case.compensation import (
+    COMPENSATION_EVENT_TYPES,
+    CompensationCommand,
+    CompensationEvent,
+    Compensations,
+    DecideCompensation,
+    OfferCompensation,
+    decide_compensation,
+    evolve_compensations,
+)
 from services.case.escalation import (
     CaseEscalationChanged,
     DeEscalateCase,
@@ -209,6 +219,7 @@ CaseEvent = (
     | CaseClosed
     | CaseEscalationChanged
     | SlaEvent
+    | CompensationEvent
 )
 EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseOpened,
@@ -225,6 +236,7 @@ EVENT_TYPES: tuple[type[CaseEvent], ...] = (
     CaseClosed,
     CaseEscalationChanged,
     *SLA_EVENT_TYPES,
+    *COMPENSATION_EVENT_TYPES,
 )
 
 # ---------------------------------------------------------------- commands
@@ -335,6 +347,7 @@ CaseCommand = (
     | DeEscalateCase
     | RaiseEscalation
     | RecordSlaFact
+    | CompensationCommand
 )
 
 # ---------------------------------------------------------------- state
@@ -368,6 +381,7 @@ class Case:
     inbound_contacts: tuple[datetime, ...] = ()
     escalation: tuple[EscalationReason, ...] = ()
     sla: SlaClock = field(default_factory=SlaClock)
+    compensations: Compensations = field(default_factory=Compensations)
 
     @property
     def escalation_level(self) -> int:
@@ -447,6 +461,8 @@ def evolve(state: Case | None, event: CaseEvent, at: datetime) -> Case:
             return replace(state, escalation=event.reasons)
         case _ if isinstance(event, SLA_EVENT_TYPES):
             return replace(state, sla=evolve_clock(state.sla, event))
+        case _ if isinstance(event, COMPENSATION_EVENT_TYPES):
+            return replace(state, compensations=evolve_compensations(state.compensations, event))
     raise InvariantViolated(f"unknown case event {event!r}")
 
 
@@ -535,6 +551,15 @@ def _decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
         case RaiseEscalation():
             _require_status(state, "escalate", CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
             return list(escalation.decide_raise(command, state.escalation))
+        case OfferCompensation() | DecideCompensation():
+            _require_status(
+                state,
+                "compensate on",
+                CaseStatus.OPEN,
+                CaseStatus.PENDING_CUSTOMER,
+                CaseStatus.RESOLVED,
+            )
+            return list(decide_compensation(command, state.compensations))
         case RecordSlaFact():
             if isinstance(command.fact, SlaAtRisk | SlaBreached):
                 _require_status(state, "put at risk", CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)

@@ -178,7 +178,7 @@ NEGATIVE_NPS = 6
 NEGATIVE_RATING = 2
 
 
-def feedback_reason(event: object) -> EscalationReason | None:
+def feedback_reason(event: feedback.FeedbackEvent) -> EscalationReason | None:
     """What a piece of feedback says about its case: CSAT <= 2, an NPS detractor or a poor
     review is negative feedback; otherwise text with a negative sentiment is a warning."""
     match event:
@@ -190,10 +190,6 @@ def feedback_reason(event: object) -> EscalationReason | None:
         case feedback.ReviewSubmitted():
             if event.rating <= NEGATIVE_RATING:
                 return EscalationReason.NEGATIVE_FEEDBACK
-        case feedback.VoiceOfCustomerRecorded():
-            pass
-        case _:
-            return None
-    if getattr(getattr(event, "sentiment_label", None), "value", "") == "negative":
+    if event.sentiment_label is feedback.SentimentLabel.NEGATIVE:
         return EscalationReason.NEGATIVE_SENTIMENT
     return None

@@ -19,6 +19,7 @@ from crm.v1.common_pb2 import CommandResult
 from crm.vocabulary import Channel, Direction, Priority
 from services.case import domain
 from services.case.application import CaseApplication
+from services.case.compensation import CompensationKind, DecideCompensation, OfferCompensation
 from services.case.domain import CaseCommand, Category, ContactOutcome
 from services.case.escalation import DeEscalateCase, EscalateCase
 
@@ -27,6 +28,7 @@ PRIORITY = common_pb2.Priority.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
 CATEGORY = case_events_pb2.Category.DESCRIPTOR
 OUTCOME = case_events_pb2.ContactOutcome.DESCRIPTOR
+KIND = case_events_pb2.CompensationKind.DESCRIPTOR
 
 
 class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
@@ -140,6 +142,34 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
         self, request: case_service_pb2.DeEscalateCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         return self._run(request, DeEscalateCase(request.case_id, request.note))
+
+    def OfferCompensation(
+        self, request: case_service_pb2.OfferCompensationRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = OfferCompensation(
+            case_id=request.case_id,
+            compensation_id=request.compensation_id or derived_id("compensation", ctx.request_id),
+            kind=required_enum(CompensationKind, request.kind, KIND, "kind"),
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            note=request.note,
+        )
+        return command_result(self._app.handle(command, ctx))
+
+    def DecideCompensation(
+        self, request: case_service_pb2.DecideCompensationRequest, context: grpc.ServicerContext
+    ) -> CommandResult:
+        command = DecideCompensation(
+            request.case_id, request.compensation_id, request.approve, request.reason
+        )
+        return self._run(request, command)
+
+    def GetCaseSummary(
+        self, request: case_service_pb2.GetCaseSummaryRequest, context: grpc.ServicerContext
+    ) -> case_service_pb2.CaseSummary:
+        text, revision = self._app.summary(request.case_id)
+        return case_service_pb2.CaseSummary(case_id=request.case_id, text=text, revision=revision)
 
     def GetCase(
         self, request: case_service_pb2.GetCaseRequest, context: grpc.ServicerContext

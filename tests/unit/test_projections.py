@@ -25,6 +25,12 @@ from projections.case_view import CaseView, apply_case_event
 from projections.lineage import MergeLink, merge_link, newer_link, timeline_members
 from projections.timeline import EntryKind, duration, timeline_entry
 from services.case import domain as cases
+from services.case.compensation import (
+    CompensationGranted,
+    CompensationKind,
+    CompensationRejected,
+    CompensationRequested,
+)
 from services.case.escalation import CaseEscalationChanged, EscalationReason
 from services.case.sla_facts import (
     SlaApplied,
@@ -70,6 +76,7 @@ REASONS = {
     "resolve": "Refunded 12900 yen to the Visa card",
     "reopen": "The refund never arrived",
     "close": "Customer asked us to stop writing",
+    "compensate": "Her daughter's birthday present arrived broken",
 }
 PERSONAL = [
     NAME,
@@ -304,6 +311,30 @@ ROWS = [
         ),
         K.ESCALATION,
         "Escalation level 1 -> 2 (+reopened, -sla at risk)",
+        case_id=CASE,
+    ),
+    Row(
+        CompensationGranted(
+            CASE, "k1", CompensationKind.REFUND, 3000, "JPY", 5000, False, REASONS["compensate"]
+        ),
+        K.CASE,
+        "Compensation k1 granted: refund 3000 JPY (minor units),"
+        " within the agent's limit of 5000 JPY",
+        case_id=CASE,
+    ),
+    Row(
+        CompensationRequested(
+            CASE, "k2", CompensationKind.UPGRADE, 9000, "JPY", 5000, REASONS["compensate"]
+        ),
+        K.CASE,
+        "Compensation k2 requested: upgrade 9000 JPY (minor units), above the agent's limit"
+        " of 5000; awaiting a supervisor",
+        case_id=CASE,
+    ),
+    Row(
+        CompensationRejected(CASE, "k2", REASONS["compensate"]),
+        K.CASE,
+        "Compensation k2 rejected by a supervisor",
         case_id=CASE,
     ),
 ]
