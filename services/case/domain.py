@@ -1,16 +1,15 @@
-"""The case aggregate: commands, events, state and the rules that connect them (pure).
+"""The case aggregate: state and the rules that connect commands to events (pure).
 
 A case is opened for a customer on a channel and worked through contacts, assignments and transfers
 until it is resolved, possibly reopened, and finally closed. Time never comes from a clock here:
-`evolve` receives the instant each event occurred.
+`evolve` receives the instant each event occurred. The events and commands live in their own
+modules and are re-exported here, so callers speak of `domain.CaseOpened` and `domain.OpenCase`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum
-from typing import ClassVar
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated
 from crm.validation import (
@@ -26,10 +25,22 @@ from crm.validation import (
 )
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
 from services.case import escalation
+from services.case.commands import (
+    AddNote,
+    AssignCase,
+    CaseCommand,
+    ChangePriority,
+    CloseCase,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    ResumeCase,
+    SetPendingOnCustomer,
+    TransferCase,
+)
 from services.case.compensation import (
     COMPENSATION_EVENT_TYPES,
-    CompensationCommand,
-    CompensationEvent,
     Compensations,
     DecideCompensation,
     OfferCompensation,
@@ -43,312 +54,81 @@ from services.case.escalation import (
     EscalationReason,
     RaiseEscalation,
 )
+from services.case.events import (
+    DEFAULT_DEPARTMENT,
+    EVENT_TYPES,
+    CaseAssigned,
+    CaseClosed,
+    CaseEvent,
+    CaseNoteAdded,
+    CaseOpened,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseStatus,
+    CaseTransferred,
+    Category,
+    ContactHandedOver,
+    ContactOutcome,
+    ContactRecorded,
+)
 from services.case.sla_facts import (
     SLA_EVENT_TYPES,
     RecordSlaFact,
     SlaAtRisk,
     SlaBreached,
     SlaClock,
-    SlaEvent,
     SlaFulfilled,
     decide_fact,
     evolve_clock,
 )
 
-DEFAULT_DEPARTMENT = "support"
+__all__ = [
+    "DEFAULT_DEPARTMENT",
+    "EVENT_TYPES",
+    "AddNote",
+    "AssignCase",
+    "Case",
+    "CaseAssigned",
+    "CaseClosed",
+    "CaseCommand",
+    "CaseEscalationChanged",
+    "CaseEvent",
+    "CaseNoteAdded",
+    "CaseOpened",
+    "CasePendingOnCustomer",
+    "CasePriorityChanged",
+    "CaseReopened",
+    "CaseResolved",
+    "CaseResumed",
+    "CaseStatus",
+    "CaseTransferred",
+    "Category",
+    "ChangePriority",
+    "CloseCase",
+    "ContactHandedOver",
+    "ContactOutcome",
+    "ContactRecorded",
+    "DeEscalateCase",
+    "EscalateCase",
+    "EscalationReason",
+    "OpenCase",
+    "RaiseEscalation",
+    "RecordContact",
+    "RecordSlaFact",
+    "ReopenCase",
+    "ResolveCase",
+    "ResumeCase",
+    "SetPendingOnCustomer",
+    "TransferCase",
+    "command_is_vip_complaint",
+    "decide",
+    "evolve",
+    "is_response",
+]
 
-
-class CaseStatus(Enum):
-    OPEN = "open"
-    PENDING_CUSTOMER = "pending_customer"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-
-
-class Category(Enum):
-    USAGE_QUESTION = "usage_question"
-    BILLING_PAYMENT = "billing_payment"
-    SHIPPING_FEES = "shipping_fees"
-    RETURNS_CANCELLATION = "returns_cancellation"
-    CONTRACT = "contract"
-    ACCOUNT_MANAGEMENT = "account_management"
-    TECHNICAL_TROUBLE = "technical_trouble"
-    COMPLAINT = "complaint"
-    PRODUCT_FEEDBACK = "product_feedback"
-    PRE_PURCHASE_INQUIRY = "pre_purchase_inquiry"
-
-
-class ContactOutcome(Enum):
-    ANSWERED = "answered"
-    ABANDONED = "abandoned"
-    VOICEMAIL = "voicemail"
-    BOT_RESOLVED = "bot_resolved"
-    HANDED_TO_HUMAN = "handed_to_human"
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class CaseOpened:
-    TYPE: ClassVar[str] = "crm.case.CaseOpened.v1"
-    case_id: str
-    customer_id: str
-    channel: Channel
-    category: Category
-    priority: Priority
-    subject: str
-    description: str
-    department: str
-
-
-@dataclass(frozen=True)
-class ContactRecorded:
-    TYPE: ClassVar[str] = "crm.case.ContactRecorded.v1"
-    case_id: str
-    contact_id: str
-    channel: Channel
-    direction: Direction
-    handler_kind: ActorKind
-    handler_id: str
-    outcome: ContactOutcome
-    started_at: datetime
-    talk_seconds: int
-    hold_seconds: int
-    after_work_seconds: int
-
-
-@dataclass(frozen=True)
-class ContactHandedOver:
-    """A bot or self-service contact passed to a human: a fact of its own on the timeline."""
-
-    TYPE: ClassVar[str] = "crm.case.ContactHandedOver.v1"
-    case_id: str
-    contact_id: str
-    from_bot_id: str
-    to_agent_id: str
-    to_team: str
-
-
-@dataclass(frozen=True)
-class CaseAssigned:
-    TYPE: ClassVar[str] = "crm.case.CaseAssigned.v1"
-    case_id: str
-    agent_id: str
-    team: str
-    previous_agent_id: str
-    previous_team: str
-
-
-@dataclass(frozen=True)
-class CaseTransferred:
-    TYPE: ClassVar[str] = "crm.case.CaseTransferred.v1"
-    case_id: str
-    from_department: str
-    to_department: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CasePriorityChanged:
-    TYPE: ClassVar[str] = "crm.case.CasePriorityChanged.v1"
-    case_id: str
-    from_priority: Priority
-    to_priority: Priority
-    reason: str
-
-
-@dataclass(frozen=True)
-class CaseNoteAdded:
-    TYPE: ClassVar[str] = "crm.case.CaseNoteAdded.v1"
-    case_id: str
-    note_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class CasePendingOnCustomer:
-    TYPE: ClassVar[str] = "crm.case.CasePendingOnCustomer.v1"
-    case_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CaseResumed:
-    """Pending on the customer ended: the customer answered or an agent took it up again."""
-
-    TYPE: ClassVar[str] = "crm.case.CaseResumed.v1"
-    case_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CaseResolved:
-    TYPE: ClassVar[str] = "crm.case.CaseResolved.v1"
-    case_id: str
-    resolution_code: str
-    note: str
-
-
-@dataclass(frozen=True)
-class CaseReopened:
-    TYPE: ClassVar[str] = "crm.case.CaseReopened.v1"
-    case_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CaseClosed:
-    TYPE: ClassVar[str] = "crm.case.CaseClosed.v1"
-    case_id: str
-    reason: str
-
-
-CaseEvent = (
-    CaseOpened
-    | ContactRecorded
-    | ContactHandedOver
-    | CaseAssigned
-    | CaseTransferred
-    | CasePriorityChanged
-    | CaseNoteAdded
-    | CasePendingOnCustomer
-    | CaseResumed
-    | CaseResolved
-    | CaseReopened
-    | CaseClosed
-    | CaseEscalationChanged
-    | SlaEvent
-    | CompensationEvent
-)
-EVENT_TYPES: tuple[type[CaseEvent], ...] = (
-    CaseOpened,
-    ContactRecorded,
-    ContactHandedOver,
-    CaseAssigned,
-    CaseTransferred,
-    CasePriorityChanged,
-    CaseNoteAdded,
-    CasePendingOnCustomer,
-    CaseResumed,
-    CaseResolved,
-    CaseReopened,
-    CaseClosed,
-    CaseEscalationChanged,
-    *SLA_EVENT_TYPES,
-    *COMPENSATION_EVENT_TYPES,
-)
-
-# ---------------------------------------------------------------- commands
-
-
-@dataclass(frozen=True)
-class OpenCase:
-    case_id: str
-    customer_id: str
-    channel: Channel
-    category: Category
-    priority: Priority
-    subject: str
-    description: str
-    department: str = DEFAULT_DEPARTMENT
-    vip: bool = False  # the customer's tier when the case is opened, looked up by the application
-
-
-@dataclass(frozen=True)
-class RecordContact:
-    case_id: str
-    contact_id: str
-    channel: Channel
-    direction: Direction
-    handler_kind: ActorKind
-    handler_id: str
-    outcome: ContactOutcome
-    started_at: datetime
-    talk_seconds: int = 0
-    hold_seconds: int = 0
-    after_work_seconds: int = 0
-    handover_to_agent_id: str = ""
-    handover_to_team: str = ""
-
-
-@dataclass(frozen=True)
-class AssignCase:
-    case_id: str
-    agent_id: str
-    team: str
-
-
-@dataclass(frozen=True)
-class TransferCase:
-    case_id: str
-    to_department: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ChangePriority:
-    case_id: str
-    priority: Priority
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class AddNote:
-    case_id: str
-    note_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class SetPendingOnCustomer:
-    case_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ResumeCase:
-    case_id: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class ResolveCase:
-    case_id: str
-    resolution_code: str
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class ReopenCase:
-    case_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CloseCase:
-    case_id: str
-    reason: str = ""
-
-
-CaseCommand = (
-    OpenCase
-    | RecordContact
-    | AssignCase
-    | TransferCase
-    | ChangePriority
-    | AddNote
-    | SetPendingOnCustomer
-    | ResumeCase
-    | ResolveCase
-    | ReopenCase
-    | CloseCase
-    | EscalateCase
-    | DeEscalateCase
-    | RaiseEscalation
-    | RecordSlaFact
-    | CompensationCommand
-)
 
 # ---------------------------------------------------------------- state
 

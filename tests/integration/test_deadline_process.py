@@ -255,3 +255,19 @@ def test_resolution_fulfils_the_target_and_clears_the_escalation(world: World) -
     assert world.events("c1", SlaFulfilled) == [SlaFulfilled("c1", RESOLUTION, True)]
     assert world.case("c1").escalation == ()
     assert process.planner.next_timer() is None
+
+
+def test_a_customer_becoming_vip_tightens_the_targets_of_open_cases(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(minutes=30)
+    world.customer_app.handle(
+        customers.ChangeTier("cust-1", customers.Tier.VIP, "enterprise contract"), world.context()
+    )
+    process.run_once()
+    reapplied = world.events("c1", SlaApplied)[-1]
+    assert isinstance(reapplied, SlaApplied)
+    assert (reapplied.trigger, reapplied.vip) == ("tier_changed", True)
+    # VIP normal: 2 h first response, 12 h resolution, counted from the opening at T0
+    assert [d.due_at for d in reapplied.dues] == [T0 + timedelta(hours=2), T0 + timedelta(hours=12)]
