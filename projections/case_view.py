@@ -7,12 +7,13 @@ changed, so redelivered events are recognised and ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
 from crm.vocabulary import Channel, Priority
+from projections.case_kpis import CaseKpis, evolve_case_kpis
 from services.case.compensation import COMPENSATION_EVENT_TYPES
 from services.case.domain import (
     CaseAssigned,
@@ -46,7 +47,10 @@ from services.case.sla_facts import (
 
 @dataclass(frozen=True)
 class CaseView:
-    """A case as agents and supervisors list it; `channel` is the channel it was opened on."""
+    """A case as agents and supervisors list it; `channel` is the channel it was opened on.
+
+    `kpis` carries the per-case measures the KPI report reads (see projections/case_kpis.py).
+    """
 
     case_id: str
     customer_id: str
@@ -71,6 +75,7 @@ class CaseView:
     escalated_since: datetime | None = None
     sla_dues: tuple[SlaDue, ...] = ()
     sla_paused: bool = False
+    kpis: CaseKpis = field(default_factory=CaseKpis)
 
     @property
     def next_due_at(self) -> datetime | None:
@@ -110,7 +115,13 @@ def apply_case_event(view: CaseView | None, event: CaseEvent, recorded: Recorded
         raise InvariantViolated(f"{event.TYPE} of case {event.case_id} precedes its CaseOpened")
     if recorded.global_position <= view.last_position:
         return view
-    touched = replace(view, last_event_at=at, last_position=recorded.global_position)
+    changed = _apply(view, event, at, recorded.global_position)
+    kpis = evolve_case_kpis(view.kpis, event, at, view.opened_at, view.team)
+    return changed if kpis == view.kpis else replace(changed, kpis=kpis)
+
+
+def _apply(view: CaseView, event: CaseEvent, at: datetime, position: int) -> CaseView:
+    touched = replace(view, last_event_at=at, last_position=position)
     match event:
         case ContactRecorded():
             first = view.first_response_at
@@ -118,7 +129,12 @@ def apply_case_event(view: CaseView | None, event: CaseEvent, recorded: Recorded
                 first = event.started_at
             return replace(touched, contact_count=view.contact_count + 1, first_response_at=first)
         case ContactHandedOver():
-            return replace(touched, assignee=event.to_agent_id or view.assignee)
+            # As the aggregate does: the human who took over, and their team when named.
+            return replace(
+                touched,
+                assignee=event.to_agent_id or view.assignee,
+                team=event.to_team or view.team,
+            )
         case CaseAssigned():
             return replace(touched, assignee=event.agent_id, team=event.team)
         case CaseTransferred():

@@ -19,6 +19,15 @@ from crm.errors import InvalidInput
 from crm.notify import ChangeSignal
 from crm.vocabulary import Channel
 from projections.case_view import CaseView, apply_case_event
+from projections.kpi_report import KpiQuery, KpiReport
+from projections.kpis import (
+    ContactFact,
+    PurchaseFact,
+    SurveyFact,
+    contact_fact,
+    purchase_fact,
+    survey_fact,
+)
 from projections.lineage import MergeLink, merge_link
 from projections.risk import CustomerRisk, FeedbackSignal, feedback_signal
 from projections.timeline import EntryKind, TimelineEntry, timeline_entry
@@ -142,6 +151,9 @@ class ViewChanges:
     case_views: dict[str, CaseView] = field(default_factory=dict)
     merge_links: dict[str, MergeLink] = field(default_factory=dict)
     feedback_signals: list[FeedbackSignal] = field(default_factory=list)
+    contacts: list[ContactFact] = field(default_factory=list)
+    surveys: list[SurveyFact] = field(default_factory=list)
+    purchases: list[PurchaseFact] = field(default_factory=list)
     position: int = 0
 
 
@@ -160,6 +172,9 @@ def fold_views(
         changes.entries.append(timeline_entry(recorded, event))
         if isinstance(event, CASE_EVENT_TYPES):
             view = changes.case_views.get(event.case_id) or load_case_view(event.case_id)
+            contact = contact_fact(recorded, event, view)  # with the view as it was before
+            if contact is not None:
+                changes.contacts.append(contact)
             changes.case_views[event.case_id] = apply_case_event(view, event, recorded)
         link = merge_link(recorded, event)
         if link is not None:
@@ -167,6 +182,12 @@ def fold_views(
         signal = feedback_signal(recorded, event)
         if signal is not None:
             changes.feedback_signals.append(signal)
+        survey = survey_fact(recorded, event)
+        if survey is not None:
+            changes.surveys.append(survey)
+        purchase = purchase_fact(recorded, event)
+        if purchase is not None:
+            changes.purchases.append(purchase)
     return changes
 
 
@@ -221,6 +242,10 @@ class ReadStore(ABC):
     @abstractmethod
     def customer_risk(self, customer_id: str) -> CustomerRisk:
         """Whether the customer is at risk now, and why."""
+
+    @abstractmethod
+    def kpis(self, query: KpiQuery) -> KpiReport:
+        """Every KPI of the period per group, with the counts behind each ratio."""
 
     @abstractmethod
     def entries_after(

@@ -29,12 +29,14 @@ from crm.readstore.port import (
     fold_views,
     sortable_instant,
 )
+from crm.readstore.sqlite_kpis import KPI_SCHEMA, read_kpis, write_kpi_facts
 from projections.case_view import CaseView
+from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
 from projections.timeline import EntryKind, TimelineEntry
 
 _BUSY_TIMEOUT_SECONDS = 30.0
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4  # 3: KPI facts and measures; 4: hand-overs set the team in the case view
 log = logging.getLogger(__name__)
 
 _SCHEMA = (
@@ -97,6 +99,7 @@ _SCHEMA = (
         position INTEGER NOT NULL
     )
     """,
+    *KPI_SCHEMA,
 )
 
 # The customer and, recursively, every profile currently merged into it. UNION (not UNION ALL)
@@ -236,6 +239,7 @@ class SqliteReadStore(ReadStore):
                     for link in changes.merge_links.values()
                 ],
             )
+            write_kpi_facts(conn, changes)
             conn.execute(
                 "INSERT INTO checkpoints (projection, position) VALUES (?, ?)"
                 " ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
@@ -323,6 +327,17 @@ class SqliteReadStore(ReadStore):
         with _translated():
             rows = self._connection().execute(sql, [*params, query.limit]).fetchall()
         return [_case(row[0]) for row in rows]
+
+    def kpis(self, query: KpiQuery) -> KpiReport:
+        """Every KPI of the period per group, read from one snapshot of the fact tables."""
+        conn = self._connection()
+        with _translated():
+            conn.execute("BEGIN")  # WAL: every SELECT below sees the same committed state
+            try:
+                return read_kpis(conn, query)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
 
     def customer_risk(self, customer_id: str) -> CustomerRisk:
         """At risk while a case is escalated or the latest feedback is negative."""
@@ -427,11 +442,3 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _iso(instant: datetime | None) -> str | None:
-    return None if instant is None else instant.isoformat()
-
-
-def _instant(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)

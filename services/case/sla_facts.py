@@ -115,12 +115,16 @@ class SlaClock:
 def evolve_clock(clock: SlaClock, event: SlaEvent) -> SlaClock:
     match event:
         case SlaApplied():
+            # A target applied again (after a reopening) starts a fresh outcome.
+            applied = {due.target for due in event.dues}
             return replace(
                 clock,
                 policy_version=event.policy_version,
                 dues=event.dues,
                 paused=False,
                 at_risk=frozenset(),
+                breached=clock.breached - applied,
+                fulfilled=clock.fulfilled - applied,
             )
         case SlaPaused():
             return replace(clock, paused=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
+from datetime import date
 
 import grpc
 
 from crm.commands import Clock
-from crm.errors import NotFound
+from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import optional_instant
 from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.readstore.port import EscalationQuery, ReadStore, TimelineQuery
@@ -16,13 +18,18 @@ from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_s
 from crm.validation import require_id
 from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
+from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.timeline import EntryKind, TimelineEntry
+from services.case.domain import Category
 from services.case.escalation import EscalationReason
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
 KIND = timeline_service_pb2.EntryKind.DESCRIPTOR
 REASON = case_events_pb2.EscalationReason.DESCRIPTOR
+CATEGORY = case_events_pb2.Category.DESCRIPTOR
+DIMENSION = timeline_service_pb2.KpiDimension.DESCRIPTOR
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 WATCH_BATCH = 200
 WATCH_POLL_SECONDS = 0.5
 
@@ -112,6 +119,115 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             reason = EscalationReason(risk.latest_feedback_reason)
             reply.latest_feedback_reason = enum_to_proto(reason, REASON)  # type: ignore[assignment]
         return reply
+
+    def GetKpis(
+        self, request: timeline_service_pb2.GetKpisRequest, context: grpc.ServicerContext
+    ) -> timeline_service_pb2.KpiReport:
+        query = KpiQuery(
+            since=_day("since", request.since),
+            until=_day("until", request.until),
+            group_by=frozenset(_dimension(d) for d in request.group_by),
+            channel=(
+                enum_from_proto(Channel, request.channel, CHANNEL, "channel").value
+                if request.channel
+                else ""
+            ),
+            team=request.team,
+            category=(
+                enum_from_proto(Category, request.category, CATEGORY, "category").value
+                if request.category
+                else ""
+            ),
+        )
+        return kpi_report_to_proto(self._views.kpis(query))
+
+
+def _day(field: str, text: str) -> date:
+    """A UTC day written YYYY-MM-DD; anything else names the field."""
+    if not text:
+        raise InvalidInput(field, "is required (YYYY-MM-DD)")
+    try:
+        if _DAY.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise InvalidInput(field, f"must be a day written YYYY-MM-DD, not {text[:40]!r}")
+
+
+def _dimension(number: int) -> str:
+    """The query's name of a dimension ("day" ...); unspecified or unknown ones are refused."""
+    value = DIMENSION.values_by_number.get(number)
+    if value is None or number == 0:
+        names = ", ".join(v.name for v in DIMENSION.values if v.number != 0)
+        raise InvalidInput("group_by", f"must list dimensions among {names}")
+    return value.name.removeprefix("KPI_DIMENSION_").lower()
+
+
+def kpi_report_to_proto(report: KpiReport) -> timeline_service_pb2.KpiReport:
+    return timeline_service_pb2.KpiReport(
+        since=report.since.isoformat(),
+        until=report.until.isoformat(),
+        group_by=[
+            timeline_service_pb2.KpiDimension.Value(f"KPI_DIMENSION_{d.upper()}")
+            for d in report.group_by
+        ],
+        groups=[_group_to_proto(group) for group in report.groups],
+    )
+
+
+def _group_to_proto(group: KpiGroup) -> timeline_service_pb2.KpiGroup:
+    aht, nps, ces = group.average_handling_time, group.nps, group.ces
+    reply = timeline_service_pb2.KpiGroup(
+        day=group.day,
+        team=group.team,
+        answer_rate=_ratio(group.answer_rate),
+        first_contact_resolution=_ratio(group.first_contact_resolution),
+        retention=_ratio(group.retention),
+        first_response_time=_durations(group.first_response_time),
+        resolution_time=_durations(group.resolution_time),
+        average_handling_time=timeline_service_pb2.KpiHandlingTime(
+            value_seconds=aht.value,
+            handled_contacts=aht.handled,
+            talk_seconds=aht.talk_seconds,
+            hold_seconds=aht.hold_seconds,
+            after_work_seconds=aht.after_work_seconds,
+        ),
+        csat=_ratio(group.csat),
+        nps=timeline_service_pb2.KpiNps(
+            value=nps.value,
+            promoters=nps.promoters,
+            passives=nps.passives,
+            detractors=nps.detractors,
+            responses=nps.responses,
+        ),
+        ces=timeline_service_pb2.KpiMean(value=ces.value, total=ces.total, count=ces.count),
+        sla_attainment=_ratio(group.sla_attainment),
+        transfers_per_case=_ratio(group.transfers_per_case),
+        reopen_rate=_ratio(group.reopen_rate),
+        backlog=group.backlog,
+        escalation_rate=_ratio(group.escalation_rate),
+    )
+    if group.channel:
+        reply.channel = enum_to_proto(Channel(group.channel), CHANNEL)  # type: ignore[assignment]
+    if group.category:
+        category = Category(group.category)
+        reply.category = enum_to_proto(category, CATEGORY)  # type: ignore[assignment]
+    return reply
+
+
+def _ratio(ratio: Ratio) -> timeline_service_pb2.KpiRatio:
+    return timeline_service_pb2.KpiRatio(
+        value=ratio.value, numerator=ratio.numerator, denominator=ratio.denominator
+    )
+
+
+def _durations(durations: Durations) -> timeline_service_pb2.KpiDurations:
+    return timeline_service_pb2.KpiDurations(
+        count=durations.count,
+        median_seconds=durations.median,
+        p90_seconds=durations.p90,
+        total_seconds=durations.total,
+    )
 
 
 def case_view_to_proto(view: CaseView) -> timeline_service_pb2.CaseView:

@@ -271,3 +271,22 @@ def test_a_customer_becoming_vip_tightens_the_targets_of_open_cases(world: World
     assert (reapplied.trigger, reapplied.vip) == ("tier_changed", True)
     # VIP normal: 2 h first response, 12 h resolution, counted from the opening at T0
     assert [d.due_at for d in reapplied.dues] == [T0 + timedelta(hours=2), T0 + timedelta(hours=12)]
+
+
+def test_a_reopened_case_gets_a_fresh_resolution_outcome(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.do(cases.ResolveCase("c1", "fixed"))
+    process.run_once()
+    world.clock.advance(hours=30)
+    world.do(cases.ReopenCase("c1", "broke again"))
+    process.run_once()
+    world.clock.advance(hours=1)
+    world.do(cases.ResolveCase("c1", "fixed-for-good"))
+    process.run_once()
+    fulfilled = world.events("c1", SlaFulfilled)
+    assert fulfilled == [
+        SlaFulfilled("c1", RESOLUTION, True),
+        SlaFulfilled("c1", RESOLUTION, True),  # 1 h of the fresh 24 h after the reopening
+    ]

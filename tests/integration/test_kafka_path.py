@@ -32,6 +32,10 @@ VIEW_TABLES = {
     "case_views": "case_id",
     "customer_merges": "duplicate_id",
     "feedback_signals": "feedback_id",
+    "kpi_contacts": "event_id",
+    "kpi_surveys": "feedback_id",
+    "kpi_purchases": "event_id",
+    "kpi_cases": "case_id",
 }
 _namespaces = itertools.count(1)
 

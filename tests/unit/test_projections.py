@@ -518,7 +518,7 @@ def test_case_view_follows_the_whole_life_of_a_case() -> None:
         cases.CasePendingOnCustomer(CASE, "x"),
     )
     assert (view.status, view.priority) == (cases.CaseStatus.PENDING_CUSTOMER, Priority.URGENT)
-    assert (view.department, view.assignee, view.team) == ("development", "", "billing-1")
+    assert (view.department, view.assignee, view.team) == ("development", "", "tech-1")
     assert view.transfer_count == 2
     assert (view.last_position, view.last_event_at) == (8, T0 + timedelta(minutes=7))
 

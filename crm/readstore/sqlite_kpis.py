@@ -1,0 +1,196 @@
+"""KPI fact tables of the SQLite read store: written with the views, read for the KPI report.
+
+The facts are written in the same transaction as the views and the checkpoint (see
+SqliteReadStore.apply). Fact rows of single events are keyed by event or feedback id and inserted
+once, so redelivery never doubles them; a case's row is replaced as its view changes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import astuple, fields
+from typing import Any, TypeVar
+
+from crm.readstore.port import ViewChanges
+from projections.kpi_report import KpiQuery, KpiReport
+from projections.kpi_tally import build_report
+from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, case_fact
+
+T = TypeVar("T")
+
+KPI_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS kpi_contacts (
+        event_id TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        team TEXT NOT NULL,
+        category TEXT NOT NULL,
+        offered INTEGER NOT NULL,
+        answered INTEGER NOT NULL,
+        handled INTEGER NOT NULL,
+        talk_seconds INTEGER NOT NULL,
+        hold_seconds INTEGER NOT NULL,
+        after_work_seconds INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS kpi_contacts_by_day ON kpi_contacts (day)",
+    """
+    CREATE TABLE IF NOT EXISTS kpi_surveys (
+        feedback_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        csat INTEGER,
+        nps INTEGER,
+        ces INTEGER
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS kpi_surveys_by_day ON kpi_surveys (day)",
+    """
+    CREATE TABLE IF NOT EXISTS kpi_purchases (
+        event_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        kind TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS kpi_purchases_by_day ON kpi_purchases (day)",
+    """
+    CREATE TABLE IF NOT EXISTS kpi_cases (
+        case_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        category TEXT NOT NULL,
+        team TEXT NOT NULL,
+        opened_day TEXT NOT NULL,
+        opened_utc TEXT NOT NULL,
+        first_response_seconds REAL,
+        resolved_day TEXT,
+        resolution_seconds REAL,
+        first_resolved_day TEXT,
+        reopened INTEGER NOT NULL,
+        fcr INTEGER NOT NULL,
+        transfers INTEGER NOT NULL,
+        escalated INTEGER NOT NULL,
+        sla_outcome TEXT NOT NULL,
+        sla_decided_day TEXT,
+        inactive TEXT NOT NULL,
+        done_utc TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS kpi_cases_by_opened ON kpi_cases (opened_utc)",
+)
+
+
+def write_kpi_facts(conn: sqlite3.Connection, changes: ViewChanges) -> None:
+    """Write a batch's KPI facts; the caller holds the transaction."""
+    _insert(conn, "kpi_contacts", ContactFact, changes.contacts, "OR IGNORE")
+    _insert(conn, "kpi_surveys", SurveyFact, changes.surveys, "OR IGNORE")
+    _insert(conn, "kpi_purchases", PurchaseFact, changes.purchases, "OR IGNORE")
+    cases = [case_fact(view) for view in changes.case_views.values()]
+    _insert(conn, "kpi_cases", CaseFact, cases, "OR REPLACE")
+
+
+def _insert(
+    conn: sqlite3.Connection, table: str, cls: type[Any], rows: Iterable[Any], conflict: str
+) -> None:
+    names = [f.name for f in fields(cls)]
+    conn.executemany(
+        f"INSERT {conflict} INTO {table} ({', '.join(names)})"
+        f" VALUES ({', '.join('?' * len(names))})",
+        [astuple(row) for row in rows],
+    )
+
+
+def read_kpis(conn: sqlite3.Connection, query: KpiQuery) -> KpiReport:
+    """Fetch the facts the period can touch and let the shared pure code add them up.
+
+    The SQL only narrows by day (and cheap filters); build_report applies every rule itself.
+    """
+    since, until = query.since.isoformat(), query.until.isoformat()
+    contacts = _select(
+        conn, ContactFact, "kpi_contacts", *_filtered("day >= ? AND day < ?", [since, until], query)
+    )
+    surveys = [
+        (_fact(SurveyFact, row[:-2]), str(row[-2]), str(row[-1]))
+        for row in conn.execute(
+            f"SELECT {_columns(SurveyFact, 's.')}, COALESCE(c.team, ''), COALESCE(c.category, '')"
+            " FROM kpi_surveys s LEFT JOIN kpi_cases c ON c.case_id = s.case_id AND s.case_id != ''"
+            " WHERE s.day >= ? AND s.day < ?",
+            (since, until),
+        )
+    ]
+    # Cases dated in the period one way or another, or possibly open at some day's end in it.
+    touched = " OR ".join(
+        f"({column} >= ? AND {column} < ?)"
+        for column in ("opened_day", "resolved_day", "first_resolved_day", "sla_decided_day")
+    )
+    cases = _select(
+        conn,
+        CaseFact,
+        "kpi_cases",
+        *_filtered(
+            f"({touched} OR (opened_utc < ? AND (done_utc IS NULL OR done_utc >= ?)))",
+            [since, until] * 4 + [until, since],
+            query,
+        ),
+    )
+    purchases = _select(
+        conn,
+        PurchaseFact,
+        "kpi_purchases",
+        "day >= ? AND day < ?",
+        [query.previous_since.isoformat(), until],
+    )
+    merges = {
+        str(duplicate): str(survivor)
+        for duplicate, survivor in conn.execute(
+            "SELECT duplicate_id, survivor_id FROM customer_merges WHERE active = 1"
+        )
+    }
+    return build_report(
+        query,
+        contacts=contacts,
+        surveys=surveys,
+        cases=cases,
+        purchases=purchases,
+        merges=merges,
+    )
+
+
+def _filtered(condition: str, params: list[Any], query: KpiQuery) -> tuple[str, list[Any]]:
+    """Add the query's channel, team and category filters to a condition on a fact table."""
+    for column, wanted in (
+        ("channel", query.channel),
+        ("team", query.team),
+        ("category", query.category),
+    ):
+        if wanted:
+            condition += f" AND {column} = ?"
+            params = [*params, wanted]
+    return condition, params
+
+
+def _columns(cls: type[Any], prefix: str = "") -> str:
+    return ", ".join(prefix + f.name for f in fields(cls))
+
+
+def _select(
+    conn: sqlite3.Connection, cls: type[T], table: str, condition: str, params: list[Any]
+) -> list[T]:
+    sql = f"SELECT {_columns(cls)} FROM {table} WHERE {condition}"
+    return [_fact(cls, row) for row in conn.execute(sql, params)]
+
+
+def _fact(cls: type[T], row: tuple[Any, ...]) -> T:
+    """A fact from its row; SQLite keeps booleans as 0/1, turned back into bools here."""
+    values = [
+        bool(value) if f.type == "bool" else value
+        for f, value in zip(fields(cls), row, strict=True)  # type: ignore[arg-type]
+    ]
+    return cls(*values)
