@@ -46,6 +46,14 @@ from services.case.sla_facts import (
 
 
 @dataclass(frozen=True)
+class ActiveReason:
+    """Why the case is escalated, and since when that reason holds."""
+
+    reason: EscalationReason
+    since: datetime
+
+
+@dataclass(frozen=True)
 class CaseView:
     """A case as agents and supervisors list it; `channel` is the channel it was opened on.
 
@@ -71,7 +79,7 @@ class CaseView:
     last_event_at: datetime
     last_position: int
     escalation_level: int = 0
-    escalation_reasons: tuple[EscalationReason, ...] = ()
+    escalation_reasons: tuple[ActiveReason, ...] = ()
     escalated_since: datetime | None = None
     sla_dues: tuple[SlaDue, ...] = ()
     sla_paused: bool = False
@@ -165,10 +173,12 @@ def _apply(view: CaseView, event: CaseEvent, at: datetime, position: int) -> Cas
             return replace(touched, status=CaseStatus.CLOSED, closed_at=at)
         case CaseEscalationChanged():
             since = view.escalated_since if event.from_level > 0 else at
+            started = {active.reason: active.since for active in view.escalation_reasons}
+            reasons = tuple(ActiveReason(r, started.get(r, at)) for r in event.reasons)
             return replace(
                 touched,
                 escalation_level=event.to_level,
-                escalation_reasons=event.reasons,
+                escalation_reasons=reasons,
                 escalated_since=since if event.to_level > 0 else None,
             )
         case SlaApplied() | SlaResumed():

@@ -36,7 +36,7 @@ from projections.risk import CustomerRisk
 from projections.timeline import EntryKind, TimelineEntry
 
 _BUSY_TIMEOUT_SECONDS = 30.0
-SCHEMA_VERSION = 4  # 3: KPI facts and measures; 4: hand-overs set the team in the case view
+SCHEMA_VERSION = 5  # 3: KPI facts; 4: hand-overs set the team; 5: reasons with their start
 log = logging.getLogger(__name__)
 
 _SCHEMA = (
@@ -313,7 +313,8 @@ class SqliteReadStore(ReadStore):
             params.append(query.team)
         if query.reason:
             conditions.append(
-                "EXISTS (SELECT 1 FROM json_each(view, '$.escalation_reasons') WHERE value = ?)"
+                "EXISTS (SELECT 1 FROM json_each(view, '$.escalation_reasons')"
+                " WHERE json_extract(value, '$.reason') = ?)"
             )
             params.append(query.reason)
         if query.escalated_before is not None:

@@ -140,8 +140,16 @@ def test_sla_timers_escalate_and_the_lists_follow(running: Running) -> None:
     assert escalated(r, min_level=2) == []
     assert escalated(r, min_age=Duration(seconds=600)) == []
 
+    at_risk_since = r.clock.now
     r.tick(minutes=12)  # due
     assert escalated(r) == [(case_id, 2)]
+    view = r.client.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
+    started = {a.reason: a.since.ToDatetime(tzinfo=UTC) for a in view.escalation_reasons}
+    assert started == {
+        R.ESCALATION_REASON_SLA_AT_RISK: at_risk_since,
+        R.ESCALATION_REASON_SLA_BREACHED: r.clock.now,
+    }
+    assert view.escalated_since.ToDatetime(tzinfo=UTC) == at_risk_since
     assert escalated(r, min_age=Duration(seconds=600)) == [(case_id, 2)]
     at_risk = risk(r, customer)
     assert at_risk.at_risk and [c.case_id for c in at_risk.escalated_cases] == [case_id]
