@@ -253,6 +253,21 @@ class ReadStore(ABC):
     ) -> list[TimelineEntry]:
         """Entries of the customer (merged duplicates included) after a position, oldest first."""
 
+    @abstractmethod
+    def timeline_watermark(self) -> int:
+        """The application sequence of the newest timeline entry (0 for none).
+
+        Entries are numbered in the order they were written, which on the Kafka path is not the
+        global order (partitions interleave): a live watch follows this number so an entry that
+        lands behind one already sent is still sent.
+        """
+
+    @abstractmethod
+    def entries_applied_after(
+        self, customer_id: str, after_sequence: int, limit: int
+    ) -> tuple[list[TimelineEntry], int]:
+        """Entries of the customer written after a sequence number, and the last number read."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook, not every adapter holds resources
         """Release connections; the default holds none."""
 

@@ -291,6 +291,25 @@ class SqliteReadStore(ReadStore):
         )
         return [_entry(row) for row in rows]
 
+    def timeline_watermark(self) -> int:
+        """The newest rowid of the timeline: rowids grow in the order entries are written."""
+        with _translated():
+            row = self._connection().execute("SELECT COALESCE(MAX(rowid), 0) FROM timeline")
+            return int(row.fetchone()[0])
+
+    def entries_applied_after(
+        self, customer_id: str, after_sequence: int, limit: int
+    ) -> tuple[list[TimelineEntry], int]:
+        """Entries of the customer (merged duplicates included) written after a rowid."""
+        sql = (
+            f"{_MEMBERS} SELECT rowid, {_ENTRY_COLUMNS} FROM timeline"
+            " WHERE customer_id IN (SELECT id FROM members) AND rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        with _translated():
+            rows = self._connection().execute(sql, [customer_id, after_sequence, limit]).fetchall()
+        last = int(rows[-1][0]) if rows else after_sequence
+        return [_entry(row[1:]) for row in rows], last
+
     def _entries(self, conditions: str, order: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         sql = (
             f"{_MEMBERS} SELECT {_ENTRY_COLUMNS} FROM timeline"

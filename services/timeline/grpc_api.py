@@ -66,13 +66,25 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         self, request: timeline_service_pb2.WatchTimelineRequest, context: grpc.ServicerContext
     ) -> Iterator[timeline_service_pb2.TimelineEntry]:
         customer_id = require_id("customer_id", request.customer_id)
+        # History first, in global order; then whatever is written after, in the order it is
+        # written (on the Kafka path an entry can land behind one already sent).
+        sequence = self._views.timeline_watermark()
+        sent: set[str] = set()
         position = request.after_position
-        while context.is_active() and not self._stopping.is_set():
-            entries = self._views.entries_after(customer_id, position, WATCH_BATCH)
+        while entries := self._views.entries_after(customer_id, position, WATCH_BATCH):
             for entry in entries:
-                position = entry.global_position
+                sent.add(entry.event_id)
                 yield entry_to_proto(entry)
+            position = entries[-1].global_position
+        while context.is_active() and not self._stopping.is_set():
+            entries, sequence = self._views.entries_applied_after(
+                customer_id, sequence, WATCH_BATCH
+            )
+            for entry in entries:
+                if entry.event_id not in sent:
+                    yield entry_to_proto(entry)
             if len(entries) < WATCH_BATCH:
+                sent.clear()  # everything read from here on was written after the history
                 self._views.wait_for_change(WATCH_POLL_SECONDS)
 
     def GetCaseView(
