@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,8 +23,7 @@ from crm.errors import (
     PersistenceError,
 )
 from crm.eventstore.port import AppendResult, EventStore, ExpectedRevision, StreamState
-
-_BUSY_TIMEOUT_SECONDS = 30.0
+from crm.sqlite_connections import ThreadConnections, immediate
 
 _SCHEMA = (
     """
@@ -81,49 +79,22 @@ class SqliteEventStore(EventStore):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self._path = Path(path)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
+        self._connections = ThreadConnections(self._path, "sqlite event store")
         conn = self._connection()
         with _translated():
             # WAL is a property of the file; setting it once per open is enough.
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
 
     def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise OperationalError(f"sqlite event store {self._path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if conn is None:
-            with self._lock, _translated():
-                conn = sqlite3.connect(
-                    self._path,
-                    timeout=_BUSY_TIMEOUT_SECONDS,
-                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                    check_same_thread=False,  # so close() may close every thread's connection
-                )
-                # FULL: the WAL is synced at every commit, so no acknowledged event is lost.
-                conn.execute("PRAGMA synchronous=FULL")
-                self._connections.append(conn)
-            self._local.connection = conn
-        return conn
+        with _translated():
+            return self._connections.get()
 
     def close(self) -> None:
         """Close every thread's connection; the store is unusable afterwards."""
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        self._connections.close()
 
     def append(
         self, stream: str, events: Sequence[NewEvent], expected: ExpectedRevision
@@ -137,19 +108,11 @@ class SqliteEventStore(EventStore):
         if isinstance(expected, int) and expected < 0:
             raise InvalidInput("expected", f"revision must be >= 0, got {expected}")
         conn = self._connection()
-        with _translated():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                replayed = self._replayed(conn, stream, ids)
-                if replayed is not None:
-                    conn.rollback()
-                    return replayed
-                result = self._write(conn, stream, events, expected)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
+        with _translated(), immediate(conn):
+            replayed = self._replayed(conn, stream, ids)
+            if replayed is not None:
+                return replayed  # nothing written: the events are recorded already
+            result = self._write(conn, stream, events, expected)
         self.notify_appended()
         return result
 

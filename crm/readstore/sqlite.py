@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,12 +29,12 @@ from crm.readstore.port import (
     sortable_instant,
 )
 from crm.readstore.sqlite_kpis import KPI_SCHEMA, read_kpis, write_kpi_facts
+from crm.sqlite_connections import ThreadConnections, immediate
 from projections.case_view import CaseView
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
 from projections.timeline import EntryKind, TimelineEntry
 
-_BUSY_TIMEOUT_SECONDS = 30.0
 SCHEMA_VERSION = 5  # 3: KPI facts; 4: hand-overs set the team; 5: reasons with their start
 log = logging.getLogger(__name__)
 
@@ -138,52 +137,20 @@ class SqliteReadStore(ReadStore):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self._path = Path(path)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
+        self._connections = ThreadConnections(self._path, "sqlite read store")
         conn = self._connection()
         with _translated():
             conn.execute("PRAGMA journal_mode=WAL")
-            with self._transaction(conn):
+            with immediate(conn):
                 _migrate(conn)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise OperationalError(f"sqlite read store {self._path} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if conn is None:
-            with self._lock, _translated():
-                conn = sqlite3.connect(
-                    self._path,
-                    timeout=_BUSY_TIMEOUT_SECONDS,
-                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                    check_same_thread=False,  # so close() may close every thread's connection
-                )
-                # FULL: a checkpoint that was reported applied survives a power cut with its views.
-                conn.execute("PRAGMA synchronous=FULL")
-                self._connections.append(conn)
-            self._local.connection = conn
-        return conn
-
-    @contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
+        with _translated():
+            return self._connections.get()
 
     def close(self) -> None:
         """Close every thread's connection; the store is unusable afterwards."""
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        self._connections.close()
 
     def checkpoint(self, projection: str, source: str = "") -> int:
         """The global position of the last event `projection` applied from `source`, 0 if none."""
@@ -197,7 +164,7 @@ class SqliteReadStore(ReadStore):
         if not batch:
             return
         conn = self._connection()
-        with _translated(), self._transaction(conn):
+        with _translated(), immediate(conn):
             checkpoint = _checkpoint(conn, key)
             changes = fold_views(batch, checkpoint, lambda case_id: _case_view(conn, case_id))
             if changes.position == checkpoint:
