@@ -17,11 +17,14 @@ from pathlib import Path
 
 from crm.envelope import EventMetadata, RecordedEvent
 from services.case import domain as cases
+from services.case.escalation import CaseEscalationChanged, EscalationReason
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached, SlaFulfilled, SlaTarget
 from services.events import DomainEvent
 from services.sla.planner import Planned, Planner
 from services.sla.policy import SlaPolicy
 from services.sla.process import ACTOR
+
+SLA_REASONS = {EscalationReason.SLA_AT_RISK, EscalationReason.SLA_BREACHED}
 
 
 @dataclass
@@ -34,6 +37,7 @@ class CaseOutcome:
     met: dict[SlaTarget, bool] = field(default_factory=dict)
     at_risk: set[SlaTarget] = field(default_factory=set)
     breached: set[SlaTarget] = field(default_factory=set)
+    escalated: bool = False
 
     def record(self, fact: object) -> None:
         match fact:
@@ -44,6 +48,8 @@ class CaseOutcome:
                 self.met[fact.target] = False
             case SlaAtRisk():
                 self.at_risk.add(fact.target)
+        if isinstance(fact, SlaAtRisk | SlaBreached):
+            self.escalated = True  # at risk or breached always escalates
 
     @property
     def decided(self) -> bool:
@@ -64,10 +70,15 @@ class Summary:
     attained: int
     at_risk: int
     breached: int
+    escalated: int
 
     @property
     def attainment(self) -> float:
         return self.attained / self.decided if self.decided else 0.0
+
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalated / self.cases if self.cases else 0.0
 
 
 def live_outcomes(history: Iterable[tuple[RecordedEvent, DomainEvent]]) -> dict[str, CaseOutcome]:
@@ -78,10 +89,12 @@ def live_outcomes(history: Iterable[tuple[RecordedEvent, DomainEvent]]) -> dict[
             outcomes[event.case_id] = CaseOutcome(
                 event.case_id, recorded.metadata.occurred_at, event.priority.value
             )
-        elif (
-            isinstance(event, SlaFulfilled | SlaBreached | SlaAtRisk) and event.case_id in outcomes
-        ):
-            outcomes[event.case_id].record(event)
+        elif isinstance(event, SlaFulfilled | SlaBreached | SlaAtRisk | CaseEscalationChanged):
+            outcome = outcomes.get(event.case_id)
+            if outcome is not None and isinstance(event, CaseEscalationChanged):
+                outcome.escalated = outcome.escalated or event.to_level > 0
+            elif outcome is not None:
+                outcome.record(event)
     return outcomes
 
 
@@ -107,6 +120,8 @@ def candidate_outcomes(
                 carry_out(planned, instant)
 
     for recorded, event in history:
+        if isinstance(event, CaseEscalationChanged) and _escalated_beyond_sla(event, outcomes):
+            outcomes[event.case_id].escalated = True
         if recorded.metadata.actor == ACTOR:
             continue  # decided under the live policy: the candidate decides its own
         at = recorded.metadata.occurred_at
@@ -129,6 +144,7 @@ def summarize(outcomes: Iterable[CaseOutcome], since: datetime, until: datetime)
         attained=sum(o.attained for o in chosen),
         at_risk=sum(bool(o.at_risk) for o in chosen),
         breached=sum(bool(o.breached) for o in chosen),
+        escalated=sum(o.escalated for o in chosen),
     )
 
 
@@ -165,12 +181,19 @@ def side_by_side(live: Summary, candidate: Summary, candidate_version: str) -> s
         ("cases meeting both targets", live.attained, candidate.attained),
         ("SLA attainment", f"{live.attainment:.1%}", f"{candidate.attainment:.1%}"),
         ("cases put at risk", live.at_risk, candidate.at_risk),
-        ("cases breached (escalated)", live.breached, candidate.breached),
+        ("cases breached", live.breached, candidate.breached),
+        ("cases escalated (any reason)", live.escalated, candidate.escalated),
+        ("escalation rate", f"{live.escalation_rate:.1%}", f"{candidate.escalation_rate:.1%}"),
     ]
     width = max(len(name) for name, _, _ in rows)
     lines = [f"{'':{width}}  {'live':>12}  {candidate_version:>12}"]
     lines += [f"{name:{width}}  {old!s:>12}  {new!s:>12}" for name, old, new in rows]
     return "\n".join(lines)
+
+
+def _escalated_beyond_sla(event: CaseEscalationChanged, outcomes: dict[str, CaseOutcome]) -> bool:
+    """Escalated for a reason no SLA policy changes (feedback, transfers, a request ...)."""
+    return event.case_id in outcomes and bool(set(event.added) - SLA_REASONS)
 
 
 def _simulated(planned: Planned, at: datetime) -> RecordedEvent:

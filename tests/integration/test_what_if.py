@@ -87,6 +87,18 @@ def build_history(path: Path) -> SqliteEventStore:
     at(MONDAY_10 + timedelta(minutes=15))
     at(MONDAY_10 + timedelta(minutes=30), response("B", MONDAY_10 + timedelta(minutes=30)))
     at(MONDAY_10 + timedelta(hours=1), cases.ResolveCase("B", "rebooted"))
+    # Case C, normal: bounced between two departments (escalated for that), well within its SLA.
+    noon = MONDAY_10 + timedelta(hours=2)
+    at(
+        noon,
+        cases.OpenCase(
+            "C", "c1", Channel.EMAIL, cases.Category.BILLING_PAYMENT, Priority.NORMAL, "z", ""
+        ),
+    )
+    at(noon + timedelta(minutes=5), response("C", noon + timedelta(minutes=5)))
+    at(noon + timedelta(minutes=10), cases.TransferCase("C", "billing", "invoice"))
+    at(noon + timedelta(minutes=20), cases.TransferCase("C", "sales", "contract"))
+    at(noon + timedelta(hours=1), cases.ResolveCase("C", "credited"))
     return store
 
 
@@ -99,7 +111,8 @@ def test_business_hours_would_have_kept_the_weekend_case_within_target(tmp_path:
     history = list(read_history(store))
     live = summarize(live_outcomes(history).values(), SINCE, UNTIL)
     # Live, 24/7: A's resolution took 65 h > 24 h (breached), B's first response 30 min > 15 min.
-    assert live == Summary(cases=2, decided=2, attained=0, at_risk=2, breached=2)
+    # C met both targets under either policy, and was escalated for being bounced.
+    assert live == Summary(cases=3, decided=3, attained=1, at_risk=2, breached=2, escalated=3)
     candidate = summarize(
         candidate_outcomes(history, load_policy(EXAMPLE_POLICY.read_text()), UNTIL).values(),
         SINCE,
@@ -107,8 +120,8 @@ def test_business_hours_would_have_kept_the_weekend_case_within_target(tmp_path:
     )
     # Business hours 09-12 and 13-18 in Tokyo: A used Fri 17-18 and Mon 09-10, 2 h of 24 h;
     # B's first response still took 30 business minutes of 15 (at risk at 12, breached at 15).
-    assert candidate == Summary(cases=2, decided=2, attained=1, at_risk=1, breached=1)
-    assert candidate.attainment == pytest.approx(0.5)
+    assert candidate == Summary(cases=3, decided=3, attained=2, at_risk=1, breached=1, escalated=2)
+    assert candidate.attainment == pytest.approx(2 / 3)
     store.close()
 
 
@@ -128,14 +141,18 @@ def test_the_command_prints_both_and_leaves_the_store_untouched(
     )
     printed = capsys.readouterr().out
     attainment = next(line for line in printed.splitlines() if line.startswith("SLA attainment"))
-    assert attainment.split()[-2:] == ["0.0%", "50.0%"]
+    assert attainment.split()[-2:] == ["33.3%", "66.7%"]
+    escalation = next(line for line in printed.splitlines() if line.startswith("escalation rate"))
+    assert escalation.split()[-2:] == ["100.0%", "66.7%"]
     with sqlite3.connect(scratch) as conn:
         rows = conn.execute("SELECT policy, case_id, attained FROM what_if_cases ORDER BY 1, 2")
         assert rows.fetchall() == [
             ("2026-11", "A", 1),
             ("2026-11", "B", 0),
+            ("2026-11", "C", 1),
             ("live", "A", 0),
             ("live", "B", 0),
+            ("live", "C", 1),
         ]
     reopened = SqliteEventStore(tmp_path / "events.db")
     assert reopened.last_position() == before
