@@ -275,3 +275,49 @@ def _compensation_id(r: Running, case_id: str) -> str:
     case = r.client.cases.GetCase(case_service_pb2.GetCaseRequest(case_id=case_id))
     (pending,) = case.compensations.pending
     return pending.compensation_id
+
+
+def test_triggers_from_the_case_itself_through_grpc(running: Running) -> None:
+    r = running
+    r.client.clock = r.clock.now - timedelta(hours=1)  # room for the many commands below
+    customer = register(r)
+    repeat, reopened, critical = (open_case(r, customer) for _ in range(3))
+    for _ in range(3):  # three inbound calls about the same open case within a week
+        r.client.cases.RecordContact(
+            case_service_pb2.RecordContactRequest(
+                context=r.client.context(),
+                case_id=repeat,
+                channel=common_pb2.CHANNEL_PHONE,
+                direction=common_pb2.DIRECTION_INBOUND,
+                handled_by=common_pb2.Actor(kind=common_pb2.ACTOR_KIND_AGENT, id="agent-3"),
+                outcome=R.CONTACT_OUTCOME_ANSWERED,
+                started_at=r.client.context().occurred_at,
+            )
+        )
+    for _ in range(2):  # resolved and reopened twice
+        r.client.cases.ResolveCase(
+            case_service_pb2.ResolveCaseRequest(
+                context=r.client.context(), case_id=reopened, resolution_code="done"
+            )
+        )
+        r.client.cases.ReopenCase(
+            case_service_pb2.ReopenCaseRequest(
+                context=r.client.context(), case_id=reopened, reason="back again"
+            )
+        )
+    r.client.cases.TransferCase(
+        case_service_pb2.TransferCaseRequest(
+            context=r.client.context(), case_id=critical, to_department="development", reason="bug"
+        )
+    )
+    r.settle()
+    assert escalated(r) == [(critical, 3), (reopened, 2), (repeat, 1)]
+    assert escalated(r, reason=R.ESCALATION_REASON_REPEAT_CONTACT) == [(repeat, 1)]
+    assert escalated(r, reason=R.ESCALATION_REASON_REOPENED) == [(reopened, 2)]
+    assert escalated(r, reason=R.ESCALATION_REASON_CRITICAL_DEPARTMENT) == [(critical, 3)]
+    at_risk = risk(r, customer)
+    assert [(c.case_id, c.level) for c in at_risk.escalated_cases] == [
+        (critical, 3),
+        (reopened, 2),
+        (repeat, 1),
+    ]
