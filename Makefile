@@ -16,6 +16,7 @@ help:
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make proto  - regenerate Python code from protos/"
 	@echo "make lint   - ruff and mypy only"
+	@echo "make bench  - throughput of appends, commands and projections beside their baselines"
 	@echo "make run-distributed - broker, gRPC server, relay and projection worker on one machine"
 	@echo "make kafka  - a local single-node Kafka broker (KRaft, needs Java 17 and Maven) on 127.0.0.1:9092"
 
@@ -50,13 +51,16 @@ kafka:
 lint: $(GENERATED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy crm services projections relay deploy tests
+	$(VENV)/bin/mypy crm services projections relay deploy bench tests
 
 unit: $(GENERATED)
 	$(VENV)/bin/pytest -q tests/unit
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+bench: $(GENERATED)
+	$(PY) -m bench.run
 
 clean:
 	rm -rf crm/v1 $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,139 @@
+"""`make bench`: throughput of the write and projection paths, each beside a baseline in one run.
+
+Absolute numbers depend on the machine; the ratios say what the system adds on top of the bare
+storage it uses: appends against plain SQLite inserts of the same bytes (same durability), command
+handling against bare appends, projection against reading the same events back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from crm.commands import CommandContext
+from crm.envelope import EventMetadata, NewEvent
+from crm.eventstore.port import StreamState
+from crm.eventstore.sqlite import SqliteEventStore
+from crm.readstore.sqlite import SqliteReadStore
+from crm.vocabulary import Actor, ActorKind, Channel, Priority
+from projections.runner import rebuild
+from services.case import domain as cases
+from services.case.application import CaseApplication
+from services.customer import domain as customers
+from services.customer.application import CustomerApplication
+from services.events import CODEC
+from tests.history import HistoryWriter
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+AGENT = Actor(ActorKind.AGENT, "agent-1")
+
+
+def rate(count: int, run: Callable[[], object]) -> float:
+    """Operations per second of `run`, which performs `count` operations."""
+    started = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - started)
+
+
+def bare_inserts(path: Path, payload: bytes, count: int) -> None:
+    """The baseline: one durable SQLite insert per event, no checks, no hashing."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, stream TEXT, data BLOB)")
+    for i in range(count):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?, ?)", (str(uuid.uuid4()), f"s-{i}", payload))
+        conn.execute("COMMIT")
+    conn.close()
+
+
+def appends(store: SqliteEventStore, payload: bytes, count: int) -> None:
+    metadata = EventMetadata("c-1", T0, AGENT, "r", "", "r")
+    for i in range(count):
+        event = NewEvent(str(uuid.uuid4()), "crm.case.CaseNoteAdded.v1", payload, metadata)
+        store.append(f"case-{i}", [event], StreamState.NO_STREAM)
+
+
+def commands(store: SqliteEventStore, count: int) -> None:
+    clock = lambda: T0 + timedelta(days=1)  # noqa: E731
+    customer_app, case_app = CustomerApplication(store, clock), CaseApplication(store, clock)
+    context = CommandContext("register", AGENT, T0)
+    customer_app.handle(
+        customers.RegisterCustomer("c-1", "Bench", (), "en", customers.Segment.B2C), context
+    )
+    case_app.handle(
+        cases.OpenCase("k-1", "c-1", Channel.EMAIL, cases.Category.CONTRACT, Priority.LOW, "s", ""),
+        CommandContext("open", AGENT, T0),
+    )
+    for i in range(count):
+        note = cases.AddNote(f"k-{i % 50 + 2}", f"n-{i}", "called back")
+        if i < 50:
+            case_app.handle(
+                cases.OpenCase(
+                    f"k-{i + 2}",
+                    "c-1",
+                    Channel.EMAIL,
+                    cases.Category.CONTRACT,
+                    Priority.LOW,
+                    "s",
+                    "",
+                ),
+                CommandContext(f"open-{i}", AGENT, T0),
+            )
+        case_app.handle(note, CommandContext(f"note-{i}", AGENT, T0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=2000)
+    args = parser.parse_args()
+    count: int = args.events
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        payload = CODEC.encode(cases.CaseNoteAdded("case-1", "n-1", "called back"))[1]
+        baseline = rate(count, lambda: bare_inserts(root / "bare.db", payload, count))
+        store = SqliteEventStore(root / "events.db")
+        appended = rate(count, lambda: appends(store, payload, count))
+        store.close()
+        command_store = SqliteEventStore(root / "commands.db")
+        handled = rate(count, lambda: commands(command_store, count))
+        command_store.close()
+
+        history = SqliteEventStore(root / "history.db")
+        writer = HistoryWriter(history, seed=1)
+        writer.write(count)
+        total = history.last_position()
+        read_back = rate(total, lambda: _read_all(history))
+        read_store = SqliteReadStore(root / "views.db")
+        projected = rate(total, lambda: rebuild(history, read_store))
+        read_store.close()
+        history.close()
+
+    print(f"{'path':46} {'per second':>12} {'ratio':>8}")
+    rows = [
+        ("plain SQLite insert, one commit each (baseline)", baseline, 1.0),
+        ("event store append, one event each", appended, appended / baseline),
+        ("command handled (load, decide, append)", handled, handled / appended),
+        ("read all events back (baseline)", read_back, 1.0),
+        ("projection rebuild (timeline, views, KPIs)", projected, projected / read_back),
+    ]
+    for name, per_second, ratio in rows:
+        print(f"{name:46} {per_second:12.0f} {ratio:8.2f}")
+    print("ratios: append vs plain insert, command vs append, rebuild vs reading back")
+
+
+def _read_all(store: SqliteEventStore) -> None:
+    position = 0
+    while batch := store.read_all(after=position, limit=1000):
+        position = batch[-1].global_position
+
+
+if __name__ == "__main__":
+    main()
