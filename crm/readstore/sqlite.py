@@ -327,17 +327,19 @@ class SqliteReadStore(ReadStore):
                     conn.execute("ROLLBACK")
 
     def customer_risk(self, customer_id: str) -> CustomerRisk:
-        """At risk while a case is escalated or the latest feedback is negative."""
+        """At risk while a case is escalated or the latest feedback is negative; profiles merged
+        into the customer count, as their histories show on its timeline."""
         conn = self._connection()
         with _translated():
             cases = conn.execute(
-                "SELECT case_id, escalation_level FROM case_views"
-                " WHERE customer_id = ? AND escalation_level > 0"
+                f"{_MEMBERS} SELECT case_id, escalation_level FROM case_views"
+                " WHERE customer_id IN (SELECT id FROM members) AND escalation_level > 0"
                 " ORDER BY escalation_level DESC, escalated_since, case_id",
                 (customer_id,),
             ).fetchall()
             latest = conn.execute(
-                "SELECT reason FROM feedback_signals WHERE customer_id = ?"
+                f"{_MEMBERS} SELECT reason FROM feedback_signals"
+                " WHERE customer_id IN (SELECT id FROM members)"
                 " ORDER BY global_position DESC LIMIT 1",
                 (customer_id,),
             ).fetchone()

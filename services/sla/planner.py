@@ -59,6 +59,7 @@ class CaseWatch:
     case_id: str
     customer_id: str
     priority: Priority
+    category: cases.Category
     status: cases.CaseStatus
     starts: dict[SlaTarget, datetime]
     pauses: list[tuple[datetime, datetime | None]] = field(default_factory=list)
@@ -93,15 +94,22 @@ class Planner:
             case customers.CustomerRegistered():
                 self._vip[event.customer_id] = event.tier is customers.Tier.VIP
             case customers.TierChanged():
-                self._vip[event.customer_id] = event.to_tier is customers.Tier.VIP
+                vip = event.to_tier is customers.Tier.VIP
+                self._vip[event.customer_id] = vip
                 for watch in self.watches.values():
                     if watch.customer_id == event.customer_id and watch.active:
                         self._apply(watch, recorded, at, "tier_changed")
+                        if vip and watch.category is cases.Category.COMPLAINT:
+                            raise_it = RaiseEscalation(
+                                watch.case_id, EscalationReason.VIP_COMPLAINT, "customer is VIP now"
+                            )
+                            self._plan(recorded, 1, raise_it, watch.case_id)
             case cases.CaseOpened():
                 watch = CaseWatch(
                     event.case_id,
                     event.customer_id,
                     event.priority,
+                    event.category,
                     cases.CaseStatus.OPEN,
                     {SlaTarget.FIRST_RESPONSE: at, SlaTarget.RESOLUTION: at},
                 )
@@ -178,7 +186,8 @@ class Planner:
         applied = SlaApplied(
             watch.case_id, self.policy.version, vip, self._dues(watch, at), trigger
         )
-        self._plan(recorded, 0, RecordSlaFact(watch.case_id, applied))
+        about = watch.case_id if trigger == "tier_changed" else ""
+        self._plan(recorded, 0, RecordSlaFact(watch.case_id, applied), about)
 
     def _fulfil(
         self, watch: CaseWatch, recorded: RecordedEvent, target: SlaTarget, at: datetime
@@ -220,8 +229,11 @@ class Planner:
             used -= calendar.elapsed(max(begin, start), min(end or now, now))
         return used
 
-    def _plan(self, recorded: RecordedEvent, slot: int, command: Command) -> None:
-        request_id = f"supervise:{recorded.event_id}:{slot}"
+    def _plan(self, recorded: RecordedEvent, slot: int, command: Command, about: str = "") -> None:
+        # One trigger can call for commands on several cases (a tier change): `about` tells them
+        # apart, hashed so the id stays short whatever the case id.
+        suffix = f":{hashlib.sha256(about.encode()).hexdigest()[:16]}" if about else ""
+        request_id = f"supervise:{recorded.event_id}:{slot}{suffix}"
         self._pending[request_id] = Planned(request_id, recorded.event_id, command)
 
     # ------------------------------------------------------------ actions

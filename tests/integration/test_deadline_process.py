@@ -290,3 +290,23 @@ def test_a_reopened_case_gets_a_fresh_resolution_outcome(world: World) -> None:
         SlaFulfilled("c1", RESOLUTION, True),
         SlaFulfilled("c1", RESOLUTION, True),  # 1 h of the fresh 24 h after the reopening
     ]
+
+
+def test_becoming_vip_reapplies_every_open_case_and_escalates_a_complaint(world: World) -> None:
+    world.open("c1")
+    complaint = cases.OpenCase(
+        "c2", "cust-1", Channel.PHONE, cases.Category.COMPLAINT, Priority.NORMAL, "rude agent", ""
+    )
+    world.case_app.handle(complaint, world.context())
+    process = world.process()
+    process.run_once()
+    world.customer_app.handle(
+        customers.ChangeTier("cust-1", customers.Tier.VIP, "key account"), world.context()
+    )
+    process.run_once()
+    for case_id in ("c1", "c2"):
+        reapplied = world.events(case_id, SlaApplied)[-1]
+        assert isinstance(reapplied, SlaApplied)
+        assert (reapplied.trigger, reapplied.vip) == ("tier_changed", True)
+    assert world.case("c1").escalation == ()
+    assert world.case("c2").escalation == (EscalationReason.VIP_COMPLAINT,)

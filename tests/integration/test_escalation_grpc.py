@@ -321,3 +321,29 @@ def test_triggers_from_the_case_itself_through_grpc(running: Running) -> None:
         (reopened, 2),
         (repeat, 1),
     ]
+
+
+def test_a_survivor_is_at_risk_for_the_cases_of_a_merged_duplicate(running: Running) -> None:
+    r = running
+    survivor, duplicate = register(r), register(r)
+    case_id = open_case(r, duplicate)
+    r.client.cases.EscalateCase(
+        case_service_pb2.EscalateCaseRequest(
+            context=r.client.context(), case_id=case_id, level=2, note="angry on the phone"
+        )
+    )
+    r.settle()
+    assert not risk(r, survivor).at_risk
+    r.client.customers.MergeCustomers(
+        customer_service_pb2.MergeCustomersRequest(
+            context=r.client.context(),
+            duplicate_customer_id=duplicate,
+            survivor_customer_id=survivor,
+            reason="same phone number",
+        )
+    )
+    r.settle()
+    merged = risk(r, survivor)
+    assert merged.at_risk and [(c.case_id, c.level) for c in merged.escalated_cases] == [
+        (case_id, 2)
+    ]
