@@ -196,7 +196,9 @@ class Planner:
             return
         watch.fulfilled.add(target)  # planned: later events of the same kind are no news
         due = next((d for d in watch.dues if d.target is target), None)
-        met = due is None or at <= due.due_at
+        # A recorded breach is final: a response dated before the due instant but recorded
+        # after the breach does not turn it into "met".
+        met = target not in watch.breached and (due is None or at <= due.due_at)
         self._plan(
             recorded, 1, RecordSlaFact(watch.case_id, SlaFulfilled(watch.case_id, target, met))
         )

@@ -310,3 +310,27 @@ def test_becoming_vip_reapplies_every_open_case_and_escalates_a_complaint(world:
         assert (reapplied.trigger, reapplied.vip) == ("tier_changed", True)
     assert world.case("c1").escalation == ()
     assert world.case("c2").escalation == (EscalationReason.VIP_COMPLAINT,)
+
+
+def test_a_response_dated_before_the_due_but_recorded_after_the_breach_is_late(
+    world: World,
+) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=5)
+    process.run_once()  # first response breached at T0 + 4 h
+    world.do(
+        cases.RecordContact(
+            "c1",
+            "k-late",
+            Channel.PHONE,
+            Direction.OUTBOUND,
+            ActorKind.AGENT,
+            "agent-1",
+            cases.ContactOutcome.ANSWERED,
+            T0 + timedelta(hours=1),  # the call happened in time but was logged late
+        )
+    )
+    process.run_once()
+    assert world.events("c1", SlaFulfilled) == [SlaFulfilled("c1", FIRST, False)]
