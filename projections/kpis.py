@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from crm.envelope import RecordedEvent
+from crm.instants import sortable_instant
 from crm.vocabulary import ActorKind, Channel, Direction
 from projections.case_kpis import Span
 from projections.case_view import CaseView
@@ -43,12 +44,6 @@ def utc_day(instant: datetime) -> str:
     """The UTC calendar day of an instant, as YYYY-MM-DD (naive instants are taken as UTC)."""
     aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
     return aware.astimezone(UTC).date().isoformat()
-
-
-def utc_text(instant: datetime) -> str:
-    """Fixed-width UTC text that sorts like the instant (the read store's sortable form)."""
-    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -198,7 +193,7 @@ def case_fact(view: CaseView) -> CaseFact:
         category=view.category.value,
         team=kpis.resolution_team if resolved else view.team,
         opened_day=utc_day(view.opened_at),
-        opened_utc=utc_text(view.opened_at),
+        opened_utc=sortable_instant(view.opened_at),
         first_response_seconds=first_response,
         resolved_day=None if view.resolved_at is None else utc_day(view.resolved_at),
         resolution_seconds=kpis.resolution_seconds if resolved else None,
@@ -217,12 +212,12 @@ def case_fact(view: CaseView) -> CaseFact:
         sla_outcome=kpis.sla_outcome,
         sla_decided_day=None if kpis.sla_decided_at is None else utc_day(kpis.sla_decided_at),
         inactive=json.dumps([_span(span) for span in kpis.inactive]),
-        done_utc=None if running is None else utc_text(running.start),
+        done_utc=None if running is None else sortable_instant(running.start),
     )
 
 
 def _span(span: Span) -> list[str | None]:
-    return [utc_text(span.start), None if span.end is None else utc_text(span.end)]
+    return [sortable_instant(span.start), None if span.end is None else sortable_instant(span.end)]
 
 
 def inactive_spans(text: str) -> list[tuple[datetime, datetime | None]]:

@@ -12,10 +12,11 @@ import binascii
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from crm.envelope import RecordedEvent
 from crm.errors import InvalidInput
+from crm.instants import sortable_instant
 from crm.notify import ChangeSignal
 from crm.vocabulary import Channel
 from projections.case_view import CaseView, apply_case_event
@@ -112,16 +113,6 @@ class TimelinePage:
 
     entries: list[TimelineEntry]
     next_page_token: str = ""
-
-
-def sortable_instant(instant: datetime) -> str:
-    """Fixed-width UTC text that sorts like the instant (naive instants are taken as UTC).
-
-    Adapters store it beside the original ISO text so time-range filters compare correctly
-    whatever offset each event was recorded with.
-    """
-    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def encode_page_token(position: int) -> str:

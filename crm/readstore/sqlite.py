@@ -17,6 +17,7 @@ from typing import Any
 
 from crm.errors import IntegrityError, OperationalError, PersistenceError
 from crm.eventcodec import from_plain, to_plain
+from crm.instants import sortable_instant
 from crm.readstore.port import (
     Batch,
     EscalationQuery,
@@ -26,7 +27,6 @@ from crm.readstore.port import (
     checkpoint_key,
     encode_page_token,
     fold_views,
-    sortable_instant,
 )
 from crm.readstore.sqlite_kpis import KPI_SCHEMA, read_kpis, write_kpi_facts
 from crm.sqlite_connections import ThreadConnections, immediate

@@ -13,12 +13,12 @@ import pytest
 
 from crm.envelope import RecordedEvent
 from crm.errors import InvalidInput, InvariantViolated
+from crm.instants import sortable_instant
 from crm.readstore.port import (
     TimelineQuery,
     decode_page_token,
     encode_page_token,
     fold_views,
-    sortable_instant,
 )
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.case_view import CaseView, apply_case_event
