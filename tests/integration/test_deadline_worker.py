@@ -1,0 +1,64 @@
+"""`crm-deadline-worker` as its own process: records what is due, then stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from crm.commands import CommandContext
+from crm.eventstore.sqlite import SqliteEventStore
+from crm.vocabulary import Actor, ActorKind, Channel, Priority
+from services.bootstrap import system_clock
+from services.case import domain as cases
+from services.case.application import CaseApplication
+from services.customer import domain as customers
+from services.customer.application import CustomerApplication
+from tests.grpc_client import poll
+
+AGENT = Actor(ActorKind.AGENT, "agent-1")
+
+
+def test_the_worker_records_an_overdue_breach_once_and_stops_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    opened_at = datetime.now(UTC) - timedelta(hours=1)  # urgent: 15 min first response, overdue
+    CustomerApplication(store, system_clock).handle(
+        customers.RegisterCustomer("c-1", "Sora", (), "ja", customers.Segment.B2C),
+        CommandContext("register", AGENT, opened_at),
+    )
+    CaseApplication(store, system_clock).handle(
+        cases.OpenCase(
+            "k-1", "c-1", Channel.CHAT, cases.Category.CONTRACT, Priority.URGENT, "s", ""
+        ),
+        CommandContext("open", AGENT, opened_at),
+    )
+
+    def types() -> list[str]:
+        return [r.type.split(".")[2] for r in store.read_stream("case-k-1")]
+
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "services.sla", "--event-store-url", f"sqlite:///{path}"],
+        env={**os.environ, "CRM_LOG_FORMAT": "json"},
+        stderr=log,
+    )
+    try:
+        poll(lambda: "SlaBreached" in types(), timeout=30)
+        assert types() == [
+            "CaseOpened",
+            "SlaApplied",
+            "SlaAtRisk",
+            "CaseEscalationChanged",
+            "SlaBreached",
+            "CaseEscalationChanged",
+        ]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+        log.close()
+    assert types().count("SlaBreached") == 1
+    store.close()
