@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         ensure_topics(settings.bootstrap, topic_names(settings.namespace), settings.partitions)
     )
     app = create_app(settings, read_store)
-    worker = faust.Worker(app, loglevel="info", override_logging=False)
+    worker = faust.Worker(app, loglevel="info", override_logging=False, quiet=True)
+    worker.spinner = None  # logs are structured lines; no terminal spinner on stdout
     try:
         worker.execute_from_commandline()
     finally:
