@@ -453,3 +453,34 @@ def test_open_read_store_from_a_url(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput) as raised:
             open_read_store(url)
         assert raised.value.field == "read_store_url"
+
+
+def test_a_read_store_of_an_older_schema_is_rebuilt_from_the_events(
+    tmp_path: Path, log: EventLog, store: SqliteEventStore
+) -> None:
+    story(log)
+    path = tmp_path / "old-views.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE case_views (case_id TEXT PRIMARY KEY, status TEXT)")
+        old.execute("CREATE TABLE checkpoints (projection TEXT PRIMARY KEY, position INTEGER)")
+        old.execute("INSERT INTO checkpoints VALUES ('views', 999)")
+        old.execute("PRAGMA user_version = 1")
+    views = SqliteReadStore(path)
+    assert views.checkpoint(VIEWS) == 0, "old views and their checkpoint are dropped"
+    projector = InProcessProjector(store, views, CODEC, poll_interval=0.05)
+    projector.start()
+    try:
+        assert projector.wait_until(store.last_position(), timeout=10)
+    finally:
+        projector.stop()
+    fresh = SqliteReadStore(tmp_path / "fresh-views.db")
+    rebuild(store, fresh)
+    for table in ("timeline", "case_views"):
+        assert _rows(path, table) == _rows(tmp_path / "fresh-views.db", table)
+    views.close()
+    fresh.close()
+
+
+def _rows(path: Path, table: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
