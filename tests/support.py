@@ -212,3 +212,16 @@ def unmerged(duplicate: str, survivor: str, merge_id: str = "m-1") -> list[Domai
         customers.CustomerMergeUndone(duplicate, survivor, merge_id, "different people after all"),
         customers.DuplicateReleased(survivor, duplicate, merge_id, "different people after all"),
     ]
+
+
+class FakeClock:
+    """Time that moves only when a test moves it; pass it wherever a Clock is expected."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)

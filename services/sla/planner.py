@@ -11,6 +11,7 @@ and the case records it once.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -251,35 +252,29 @@ class Planner:
     def due_timers(self, now: datetime) -> list[Planned]:
         """At-risk and breach facts whose instant has come."""
         planned = []
+        for instant, watch, due, kind in self._timers():
+            if instant <= now:
+                fact_type = SlaAtRisk if kind == "at_risk" else SlaBreached
+                fact = fact_type(watch.case_id, due.target, due.due_at)
+                planned.append(_timer(watch, due, kind, fact))
+        return planned
+
+    def next_timer(self) -> datetime | None:
+        """The earliest instant a timer will be due, None when nothing is running."""
+        return min((instant for instant, _, _, _ in self._timers()), default=None)
+
+    def _timers(self) -> Iterator[tuple[datetime, CaseWatch, SlaDue, str]]:
+        """Every timer still to fire, with its instant: at risk first, then breached."""
         for watch in self.watches.values():
             if not watch.active or watch.paused:
                 continue
             for due in watch.dues:
                 if due.target in watch.fulfilled:
                     continue
-                if due.at_risk_at <= now and due.target not in watch.at_risk | watch.breached:
-                    fact: SlaEvent = SlaAtRisk(watch.case_id, due.target, due.due_at)
-                    planned.append(_timer(watch, due, "at_risk", fact))
-                if due.due_at <= now and due.target not in watch.breached:
-                    fact = SlaBreached(watch.case_id, due.target, due.due_at)
-                    planned.append(_timer(watch, due, "breached", fact))
-        return planned
-
-    def next_timer(self) -> datetime | None:
-        """The earliest instant a timer will be due, None when nothing is running."""
-        instants = [
-            instant
-            for watch in self.watches.values()
-            if watch.active and not watch.paused
-            for due in watch.dues
-            if due.target not in watch.fulfilled
-            for instant, done in (
-                (due.at_risk_at, due.target in watch.at_risk | watch.breached),
-                (due.due_at, due.target in watch.breached),
-            )
-            if not done
-        ]
-        return min(instants, default=None)
+                if due.target not in watch.at_risk | watch.breached:
+                    yield due.at_risk_at, watch, due, "at_risk"
+                if due.target not in watch.breached:
+                    yield due.due_at, watch, due, "breached"
 
 
 def _allowed(targets: Targets, target: SlaTarget) -> timedelta:

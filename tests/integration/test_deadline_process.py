@@ -25,24 +25,12 @@ from services.feedback import domain as feedback
 from services.feedback.application import FeedbackApplication
 from services.sla.policy import DEFAULT_POLICY
 from services.sla.process import DeadlineProcess
+from tests.support import FakeClock
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
 AGENT = Actor(ActorKind.AGENT, "agent-1")
 _requests = itertools.count(1)
-
-
-class FakeClock:
-    """Time that moves only when a test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass

@@ -28,16 +28,9 @@ from services.bootstrap import Config, System, build_system
 from services.server import create_server
 from services.sla.process import DeadlineProcess
 from tests.grpc_client import Client
+from tests.support import FakeClock
 
 R = case_events_pb2
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

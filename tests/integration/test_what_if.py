@@ -20,6 +20,7 @@ from services.sla.policy import DEFAULT_POLICY, load_policy
 from services.sla.process import DeadlineProcess
 from services.sla.what_if import Summary, candidate_outcomes, live_outcomes, summarize
 from services.sla.what_if_cli import main, read_history
+from tests.support import FakeClock
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"
 TOKYO = timedelta(hours=9)
@@ -29,18 +30,10 @@ AGENT = Actor(ActorKind.AGENT, "agent-1")
 _ids = itertools.count(1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = FRIDAY_17
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def build_history(path: Path) -> SqliteEventStore:
     """Two cases handled under the live 24/7 default policy, the deadline process running."""
     store = SqliteEventStore(path)
-    clock = Clock()
+    clock = FakeClock(FRIDAY_17)
     customer_app, case_app = CustomerApplication(store, clock), CaseApplication(store, clock)
     process = DeadlineProcess(store, case_app, DEFAULT_POLICY, clock)
 
