@@ -16,18 +16,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.envelope import EventMetadata, NewEvent
 from crm.eventstore.port import StreamState
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.readstore.sqlite import SqliteReadStore
 from crm.vocabulary import Actor, ActorKind, Channel, Priority
 from projections.runner import rebuild
-from services.case import domain as cases
-from services.case.application import CaseApplication
-from services.customer import domain as customers
-from services.customer.application import CustomerApplication
-from services.events import CODEC
+from services.bootstrap import CODEC, build_applications
+from services.case.commands import AddNote, OpenCase
+from services.case.events import CaseNoteAdded, Category
+from services.customer.commands import RegisterCustomer
+from services.customer.events import Segment
 from tests.history import HistoryWriter
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -63,24 +63,23 @@ def appends(store: SqliteEventStore, payload: bytes, count: int) -> None:
 
 def commands(store: SqliteEventStore, count: int) -> None:
     clock = lambda: T0 + timedelta(days=1)  # noqa: E731
-    customer_app, case_app = CustomerApplication(store, clock), CaseApplication(store, clock)
+    apps = build_applications(store, clock)
+    customer_app, case_app = apps.customers, apps.cases
     context = CommandContext("register", AGENT, T0)
-    customer_app.handle(
-        customers.RegisterCustomer("c-1", "Bench", (), "en", customers.Segment.B2C), context
-    )
+    customer_app.handle(RegisterCustomer("c-1", "Bench", (), "en", Segment.B2C), context)
     case_app.handle(
-        cases.OpenCase("k-1", "c-1", Channel.EMAIL, cases.Category.CONTRACT, Priority.LOW, "s", ""),
+        OpenCase("k-1", "c-1", Channel.EMAIL, Category.CONTRACT, Priority.LOW, "s", ""),
         CommandContext("open", AGENT, T0),
     )
     for i in range(count):
-        note = cases.AddNote(f"k-{i % 50 + 2}", f"n-{i}", "called back")
+        note = AddNote(f"k-{i % 50 + 2}", f"n-{i}", "called back")
         if i < 50:
             case_app.handle(
-                cases.OpenCase(
+                OpenCase(
                     f"k-{i + 2}",
                     "c-1",
                     Channel.EMAIL,
-                    cases.Category.CONTRACT,
+                    Category.CONTRACT,
                     Priority.LOW,
                     "s",
                     "",
@@ -97,7 +96,7 @@ def main() -> None:
     count: int = args.events
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        payload = CODEC.encode(cases.CaseNoteAdded("case-1", "n-1", "called back"))[1]
+        payload = CODEC.encode(CaseNoteAdded("case-1", "n-1", "called back"))[1]
         baseline = rate(count, lambda: bare_inserts(root / "bare.db", payload, count))
         store = SqliteEventStore(root / "events.db")
         appended = rate(count, lambda: appends(store, payload, count))
@@ -112,7 +111,7 @@ def main() -> None:
         total = history.last_position()
         read_back = rate(total, lambda: _read_all(history))
         read_store = SqliteReadStore(root / "views.db")
-        projected = rate(total, lambda: rebuild(history, read_store))
+        projected = rate(total, lambda: rebuild(history, read_store, CODEC))
         read_store.close()
         history.close()
 

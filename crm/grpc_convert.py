@@ -10,7 +10,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from crm.commands import CommandContext, CommandOutcome
+from crm.command_handling import CommandContext, CommandOutcome
 from crm.errors import InvalidInput
 from crm.protocodec import enum_from_proto, instant
 from crm.v1 import common_pb2

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from crm.vocabulary import Direction
-from services.case.domain import (
+from services.case.escalation import CaseEscalationChanged
+from services.case.events import (
     CaseClosed,
     CaseEvent,
     CasePendingOnCustomer,
@@ -20,7 +21,6 @@ from services.case.domain import (
     CaseResumed,
     ContactRecorded,
 )
-from services.case.escalation import CaseEscalationChanged
 from services.case.sla_facts import SlaBreached, SlaFulfilled, SlaTarget
 
 SLA_MET = "met"

@@ -15,7 +15,9 @@ from crm.errors import InvariantViolated
 from crm.vocabulary import Channel, Priority
 from projections.case_kpis import CaseKpis, evolve_case_kpis
 from services.case.compensation import COMPENSATION_EVENT_TYPES
-from services.case.domain import (
+from services.case.domain import is_response
+from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.events import (
     CaseAssigned,
     CaseClosed,
     CaseEvent,
@@ -31,9 +33,7 @@ from services.case.domain import (
     Category,
     ContactHandedOver,
     ContactRecorded,
-    is_response,
 )
-from services.case.escalation import CaseEscalationChanged, EscalationReason
 from services.case.sla_facts import (
     SlaApplied,
     SlaAtRisk,

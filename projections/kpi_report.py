@@ -12,7 +12,7 @@ from datetime import date
 
 from crm.errors import InvalidInput
 from crm.vocabulary import Channel
-from services.case.domain import Category
+from services.case.events import Category
 
 DIMENSIONS = ("day", "channel", "team", "category")
 MAX_PERIOD_DAYS = 3660

@@ -26,10 +26,10 @@ from crm.instants import sortable_instant
 from crm.vocabulary import ActorKind, Channel, Direction
 from projections.case_kpis import Span
 from projections.case_view import CaseView
-from services.case.domain import ContactOutcome, ContactRecorded
-from services.customer.domain import PurchaseRecorded, RenewalRecorded
+from services.case.events import ContactOutcome, ContactRecorded
+from services.customer.events import PurchaseRecorded, RenewalRecorded
 from services.events import DomainEvent
-from services.feedback.domain import SurveySubmitted
+from services.feedback.events import SurveySubmitted
 
 OFFERED_CHANNELS = frozenset({Channel.PHONE, Channel.CHAT})
 """Where a contact is offered to an agent queue and can be abandoned: the answer-rate channels."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crm.envelope import RecordedEvent
-from services.customer.domain import CustomerMerged, CustomerMergeUndone
+from services.customer.events import CustomerMerged, CustomerMergeUndone
 from services.events import DomainEvent
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crm.envelope import RecordedEvent
-from services.case.escalation import feedback_reason
 from services.events import DomainEvent
-from services.feedback import domain as feedback
+from services.feedback import domain as feedback_domain
+from services.feedback.events import EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ class CustomerRisk:
 
 
 def feedback_signal(recorded: RecordedEvent, event: DomainEvent) -> FeedbackSignal | None:
-    if not isinstance(event, feedback.EVENT_TYPES):
+    if not isinstance(event, EVENT_TYPES):
         return None
-    reason = feedback_reason(event)
+    reason = feedback_domain.negativity(event)
     return FeedbackSignal(
         event.feedback_id,
         event.customer_id,

@@ -18,7 +18,7 @@ from crm.errors import InvalidInput, InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore, Subscription
 from crm.readstore.port import VIEWS, ReadStore
-from services.events import CODEC, DomainEvent
+from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class InProcessProjector:
         self,
         store: EventStore,
         read_store: ReadStore,
-        codec: EventCodec = CODEC,
+        codec: EventCodec,
         *,
         projection: str = VIEWS,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -162,7 +162,7 @@ class InProcessProjector:
 def rebuild(
     store: EventStore,
     read_store: ReadStore,
-    codec: EventCodec = CODEC,
+    codec: EventCodec,
     *,
     projection: str = VIEWS,
     batch_size: int = 500,

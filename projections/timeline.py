@@ -14,7 +14,6 @@ from enum import Enum, StrEnum
 
 from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
-from services.case import domain as cases
 from services.case.compensation import (
     COMPENSATION_EVENT_TYPES,
     CompensationGranted,
@@ -22,6 +21,20 @@ from services.case.compensation import (
     CompensationRequested,
 )
 from services.case.escalation import CaseEscalationChanged
+from services.case.events import (
+    CaseAssigned,
+    CaseClosed,
+    CaseNoteAdded,
+    CaseOpened,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseTransferred,
+    ContactHandedOver,
+    ContactRecorded,
+)
 from services.case.sla_facts import (
     SLA_EVENT_TYPES,
     SlaApplied,
@@ -31,9 +44,30 @@ from services.case.sla_facts import (
     SlaPaused,
     SlaResumed,
 )
-from services.customer import domain as customers
+from services.customer.events import (
+    CancellationRecorded,
+    ContactPoint,
+    ContactPointsUpdated,
+    CustomerMerged,
+    CustomerMergeUndone,
+    CustomerRegistered,
+    DuplicateAbsorbed,
+    DuplicateReleased,
+    PurchaseRecorded,
+    RenewalRecorded,
+    TierChanged,
+)
 from services.events import DomainEvent
-from services.feedback import domain as feedbacks
+from services.feedback.events import (
+    CES_RANGE,
+    CSAT_RANGE,
+    NPS_RANGE,
+    RATING_RANGE,
+    FeedbackEvent,
+    ReviewSubmitted,
+    SurveySubmitted,
+    VoiceOfCustomerRecorded,
+)
 
 
 class EntryKind(StrEnum):
@@ -87,9 +121,9 @@ _Description = tuple[str, str, EntryKind, str, str, str]
 
 
 def _describe(event: DomainEvent) -> _Description:
-    if isinstance(event, cases.ContactRecorded | cases.ContactHandedOver):
+    if isinstance(event, ContactRecorded | ContactHandedOver):
         return _describe_contact(event)
-    if isinstance(event, cases.CaseOpened):
+    if isinstance(event, CaseOpened):
         summary = (
             f"Case opened on {_words(event.channel)}: {_words(event.category)},"
             f" priority {event.priority.value}"
@@ -104,7 +138,7 @@ def _describe(event: DomainEvent) -> _Description:
     if isinstance(event, CaseEscalationChanged):
         return "", event.case_id, EntryKind.ESCALATION, "", "", _escalation_summary(event)
     if isinstance(event, _FEEDBACK_EVENTS):
-        channel = "" if isinstance(event, feedbacks.ReviewSubmitted) else event.channel.value
+        channel = "" if isinstance(event, ReviewSubmitted) else event.channel.value
         summary = _feedback_summary(event)
         return event.customer_id, event.case_id, EntryKind.FEEDBACK, channel, "", summary
     if isinstance(event, _CUSTOMER_EVENTS):
@@ -112,8 +146,8 @@ def _describe(event: DomainEvent) -> _Description:
     raise InvariantViolated(f"no timeline entry for {type(event).__name__}")
 
 
-def _describe_contact(event: cases.ContactRecorded | cases.ContactHandedOver) -> _Description:
-    if isinstance(event, cases.ContactHandedOver):
+def _describe_contact(event: ContactRecorded | ContactHandedOver) -> _Description:
+    if isinstance(event, ContactHandedOver):
         to = ", ".join(
             part
             for part in (
@@ -136,32 +170,32 @@ def _describe_contact(event: cases.ContactRecorded | cases.ContactHandedOver) ->
 
 
 _CASE_EVENTS = (
-    cases.CaseAssigned,
-    cases.CaseTransferred,
-    cases.CasePriorityChanged,
-    cases.CaseNoteAdded,
-    cases.CasePendingOnCustomer,
-    cases.CaseResumed,
-    cases.CaseResolved,
-    cases.CaseReopened,
-    cases.CaseClosed,
+    CaseAssigned,
+    CaseTransferred,
+    CasePriorityChanged,
+    CaseNoteAdded,
+    CasePendingOnCustomer,
+    CaseResumed,
+    CaseResolved,
+    CaseReopened,
+    CaseClosed,
 )
 _FEEDBACK_EVENTS = (
-    feedbacks.SurveySubmitted,
-    feedbacks.ReviewSubmitted,
-    feedbacks.VoiceOfCustomerRecorded,
+    SurveySubmitted,
+    ReviewSubmitted,
+    VoiceOfCustomerRecorded,
 )
 _CUSTOMER_EVENTS = (
-    customers.CustomerRegistered,
-    customers.ContactPointsUpdated,
-    customers.TierChanged,
-    customers.PurchaseRecorded,
-    customers.RenewalRecorded,
-    customers.CancellationRecorded,
-    customers.CustomerMerged,
-    customers.DuplicateAbsorbed,
-    customers.CustomerMergeUndone,
-    customers.DuplicateReleased,
+    CustomerRegistered,
+    ContactPointsUpdated,
+    TierChanged,
+    PurchaseRecorded,
+    RenewalRecorded,
+    CancellationRecorded,
+    CustomerMerged,
+    DuplicateAbsorbed,
+    CustomerMergeUndone,
+    DuplicateReleased,
 )
 
 
@@ -215,56 +249,56 @@ def _escalation_summary(event: CaseEscalationChanged) -> str:
 
 def _case_summary(event: DomainEvent) -> str:
     match event:
-        case cases.CaseAssigned():
+        case CaseAssigned():
             summary = f"Case assigned to agent {event.agent_id} in team {event.team}"
             if event.previous_agent_id:
                 summary += f" (was agent {event.previous_agent_id}"
                 summary += f" in team {event.previous_team})" if event.previous_team else ")"
             return summary
-        case cases.CaseTransferred():
+        case CaseTransferred():
             return f"Case transferred from {event.from_department} to {event.to_department}"
-        case cases.CasePriorityChanged():
+        case CasePriorityChanged():
             return f"Priority changed from {event.from_priority.value} to {event.to_priority.value}"
-        case cases.CaseNoteAdded():
+        case CaseNoteAdded():
             return f"Internal note {event.note_id} added"
-        case cases.CasePendingOnCustomer():
+        case CasePendingOnCustomer():
             return "Case pending on the customer (SLA clock paused)"
-        case cases.CaseResumed():
+        case CaseResumed():
             return "Case resumed (SLA clock running)"
-        case cases.CaseResolved():
+        case CaseResolved():
             return f"Case resolved with code {event.resolution_code}"
-        case cases.CaseReopened():
+        case CaseReopened():
             return "Case reopened"
-        case cases.CaseClosed():
+        case CaseClosed():
             return "Case closed"
     raise InvariantViolated(f"not a case event: {type(event).__name__}")
 
 
 def _feedback_summary(event: DomainEvent) -> str:
     match event:
-        case feedbacks.SurveySubmitted():
+        case SurveySubmitted():
             scores = ", ".join(
                 f"{name} {value}/{bounds[1]}"
                 for name, value, bounds in (
-                    ("CSAT", event.csat, feedbacks.CSAT_RANGE),
-                    ("NPS", event.nps, feedbacks.NPS_RANGE),
-                    ("CES", event.ces, feedbacks.CES_RANGE),
+                    ("CSAT", event.csat, CSAT_RANGE),
+                    ("NPS", event.nps, NPS_RANGE),
+                    ("CES", event.ces, CES_RANGE),
                 )
                 if value is not None
             )
             summary = f"{scores or 'Empty'} survey received by {_words(event.channel)}"
             return _with_sentiment(summary, event)
-        case feedbacks.ReviewSubmitted():
+        case ReviewSubmitted():
             # The source is free text typed by a caller; kept out in case it names a person.
-            summary = f"Review rated {event.rating}/{feedbacks.RATING_RANGE[1]} received"
+            summary = f"Review rated {event.rating}/{RATING_RANGE[1]} received"
             return _with_sentiment(summary, event)
-        case feedbacks.VoiceOfCustomerRecorded():
+        case VoiceOfCustomerRecorded():
             summary = f"Voice of the customer recorded on {_words(event.channel)}"
             return _with_sentiment(summary, event)
     raise InvariantViolated(f"not a feedback event: {type(event).__name__}")
 
 
-def _with_sentiment(summary: str, event: feedbacks.FeedbackEvent) -> str:
+def _with_sentiment(summary: str, event: FeedbackEvent) -> str:
     """The sentiment label (not personal data; the text it was read from stays out).
 
     Feedback without an analyzed text (no comment, or recorded before sentiment existed) has none.
@@ -276,36 +310,36 @@ def _with_sentiment(summary: str, event: feedbacks.FeedbackEvent) -> str:
 
 def _customer_summary(event: DomainEvent) -> str:
     match event:
-        case customers.CustomerRegistered():
+        case CustomerRegistered():
             return (
                 f"Customer registered: {event.segment.value.upper()}, tier {event.tier.value},"
                 f" language {event.language}, {_points(event.contact_points)}"
             )
-        case customers.ContactPointsUpdated():
+        case ContactPointsUpdated():
             return f"Contact points updated: {_points(event.contact_points)}"
-        case customers.TierChanged():
+        case TierChanged():
             return f"Tier changed from {event.from_tier.value} to {event.to_tier.value}"
-        case customers.PurchaseRecorded():
+        case PurchaseRecorded():
             return (
                 f"Purchase recorded: order {event.order_id},"
                 f" {event.amount_minor} {event.currency} (minor units)"
             )
-        case customers.RenewalRecorded():
+        case RenewalRecorded():
             return f"Renewal recorded: contract {event.contract_id}"
-        case customers.CancellationRecorded():
+        case CancellationRecorded():
             return f"Cancellation recorded: contract {event.contract_id}"
-        case customers.CustomerMerged():
+        case CustomerMerged():
             return f"Merged into customer {event.into_customer_id}"
-        case customers.DuplicateAbsorbed():
+        case DuplicateAbsorbed():
             return f"Absorbed duplicate customer {event.duplicate_customer_id}"
-        case customers.CustomerMergeUndone():
+        case CustomerMergeUndone():
             return f"Merge into customer {event.from_customer_id} undone"
-        case customers.DuplicateReleased():
+        case DuplicateReleased():
             return f"Released duplicate customer {event.duplicate_customer_id}"
     raise InvariantViolated(f"not a customer event: {type(event).__name__}")
 
 
-def _points(points: tuple[customers.ContactPoint, ...]) -> str:
+def _points(points: tuple[ContactPoint, ...]) -> str:
     """How many contact points on which channels, never the addresses themselves."""
     if not points:
         return "no contact points"

@@ -13,6 +13,7 @@ from crm.eventstore.factory import open_event_store
 from crm.urls import sqlite_path
 from relay.checkpoint import RelayCheckpoint
 from relay.publisher import Relay
+from services.bootstrap import CODEC
 
 log = logging.getLogger("crm.relay")
 
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     store = open_event_store(args.event_store_url)
     checkpoint = RelayCheckpoint(sqlite_path(args.checkpoint_url, "checkpoint_url"), "relay")
     relay = Relay(
-        store, checkpoint, args.bootstrap, partitions=args.partitions, namespace=args.namespace
+        store,
+        checkpoint,
+        args.bootstrap,
+        partitions=args.partitions,
+        namespace=args.namespace,
+        codec=CODEC,
     )
 
     async def run() -> None:

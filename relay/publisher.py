@@ -20,7 +20,7 @@ from crm.eventstore.port import EventStore
 from crm.kafka_admin import ensure_topics
 from crm.wire import to_kafka, topic_names
 from relay.checkpoint import RelayCheckpoint
-from services.events import CODEC, DomainEvent
+from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Relay:
         *,
         partitions: int,
         namespace: str = "",
-        codec: EventCodec = CODEC,
+        codec: EventCodec,
         batch_size: int = 500,
         poll_interval: float = 0.2,
     ) -> None:

@@ -8,18 +8,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from crm.commands import Clock
+from crm.command_handling import Clock
+from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
 from crm.readstore.factory import open_read_store
 from crm.readstore.port import ReadStore
 from projections.runner import InProcessProjector
-from services.case.application import CaseApplication
+from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
-from services.feedback.application import FeedbackApplication
+from services.customer.events import Tier
+from services.events import EVENT_TYPES
+from services.feedback.application import Analyze, FeedbackApplication
+from services.feedback.sentiment import analyze as analyze_sentiment
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.process import DeadlineProcess
+
+CODEC = EventCodec(EVENT_TYPES)
+"""Every event type the services record, by its versioned name: the codec every process uses."""
 
 
 def system_clock() -> datetime:
@@ -85,18 +92,62 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
         if config.compensation_limits_file is None
         else load_limits(config.compensation_limits_file.read_text())
     )
-    cases = CaseApplication(store, now, limits)
+    apps = build_applications(store, now, limits=limits)
     policy = read_policy(config.sla_policy_file)
     return System(
         store=store,
         read_store=read_store,
-        customers=CustomerApplication(store, now),
-        cases=cases,
-        feedback=FeedbackApplication(store, now),
-        projector=InProcessProjector(store, read_store) if config.in_process_projector else None,
-        deadlines=DeadlineProcess(store, cases, policy, now) if config.deadline_process else None,
+        customers=apps.customers,
+        cases=apps.cases,
+        feedback=apps.feedback,
+        projector=(
+            InProcessProjector(store, read_store, CODEC) if config.in_process_projector else None
+        ),
+        deadlines=(
+            DeadlineProcess(store, apps.cases, policy, now, CODEC)
+            if config.deadline_process
+            else None
+        ),
         clock=now,
     )
+
+
+@dataclass(frozen=True)
+class Applications:
+    """The three services' use cases over one event store, each told what it may ask the others."""
+
+    customers: CustomerApplication
+    cases: CaseApplication
+    feedback: FeedbackApplication
+
+
+def build_applications(
+    store: EventStore,
+    clock: Clock,
+    *,
+    limits: CompensationLimits | None = None,
+    analyze: Analyze = analyze_sentiment,
+) -> Applications:
+    """Wire the services to one another through the narrow questions each asks."""
+    customers = CustomerApplication(store, CODEC, clock)
+
+    def customer_standing(customer_id: str) -> CustomerStanding:
+        customer = customers.get(customer_id).state
+        assert customer is not None
+        return CustomerStanding(vip=customer.tier is Tier.VIP, merged_into=customer.merged_into)
+
+    def require_customer(customer_id: str) -> None:
+        customers.get(customer_id)
+
+    cases = CaseApplication(store, CODEC, clock, customer_standing, limits)
+
+    def case_owner(case_id: str) -> str:
+        case = cases.get(case_id).state
+        assert case is not None
+        return case.customer_id
+
+    feedback = FeedbackApplication(store, CODEC, clock, require_customer, case_owner, analyze)
+    return Applications(customers, cases, feedback)
 
 
 def read_policy(path: Path | None) -> SlaPolicy:

@@ -1,12 +1,19 @@
-"""The catalogue of every event type the services record, for codecs and projections."""
+"""The catalogue of every event type the services record, read by the composition root (to build
+the codec), the projections and the deadline process; no service imports it."""
 
 from __future__ import annotations
 
-from crm.eventcodec import EventCodec
-from services.case import domain as case
-from services.customer import domain as customer
-from services.feedback import domain as feedback
+from services.case import events as case_events
+from services.case.events import CaseEvent
+from services.customer import events as customer_events
+from services.customer.events import CustomerEvent
+from services.feedback import events as feedback_events
+from services.feedback.events import FeedbackEvent
 
-DomainEvent = case.CaseEvent | customer.CustomerEvent | feedback.FeedbackEvent
+DomainEvent = CaseEvent | CustomerEvent | FeedbackEvent
 
-CODEC = EventCodec([*customer.EVENT_TYPES, *case.EVENT_TYPES, *feedback.EVENT_TYPES])
+EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    *customer_events.EVENT_TYPES,
+    *case_events.EVENT_TYPES,
+    *feedback_events.EVENT_TYPES,
+)

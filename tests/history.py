@@ -13,16 +13,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.errors import DomainError
 from crm.eventstore.port import EventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from services.case import domain as cases
-from services.case.application import CaseApplication
-from services.customer import domain as customers
-from services.customer.application import CustomerApplication
-from services.feedback import domain as feedback
-from services.feedback.application import FeedbackApplication
+from services.bootstrap import build_applications
+from services.case.commands import (
+    AddNote,
+    AssignCase,
+    CloseCase,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    SetPendingOnCustomer,
+    TransferCase,
+)
+from services.case.events import Category, ContactOutcome
+from services.customer.commands import (
+    ChangeTier,
+    MergeCustomers,
+    RecordPurchase,
+    RegisterCustomer,
+    UndoMerge,
+)
+from services.customer.events import ContactPoint, Segment, Tier
+from services.feedback.commands import RecordVoiceOfCustomer, SubmitSurvey
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 DEPARTMENTS = ("support", "billing", "technical", "sales", "development")
@@ -44,9 +60,12 @@ class HistoryWriter:
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
         clock: Callable[[], datetime] = lambda: self.now + timedelta(days=1)  # noqa: E731
-        self.customer_app = CustomerApplication(self.store, clock)
-        self.case_app = CaseApplication(self.store, clock)
-        self.feedback_app = FeedbackApplication(self.store, clock)
+        apps = build_applications(self.store, clock)
+        self.customer_app, self.case_app, self.feedback_app = (
+            apps.customers,
+            apps.cases,
+            apps.feedback,
+        )
         self._requests = 0
 
     def write(self, commands: int) -> None:
@@ -105,12 +124,12 @@ class HistoryWriter:
         return self.random.choice(self.cases)
 
     def _register(self) -> object:
-        command = customers.RegisterCustomer(
+        command = RegisterCustomer(
             customer_id=f"cust-{self.seed}-{len(self.customers)}",
             name=f"Customer {len(self.customers)}",
-            contact_points=(customers.ContactPoint(Channel.EMAIL, f"c{len(self.customers)}@ex"),),
+            contact_points=(ContactPoint(Channel.EMAIL, f"c{len(self.customers)}@ex"),),
             language=self.random.choice(("en", "ja")),
-            segment=customers.Segment.B2C,
+            segment=Segment.B2C,
         )
         outcome = self.customer_app.handle(command, self._context(ActorKind.SYSTEM))
         self.customers.append(command.customer_id)
@@ -118,11 +137,11 @@ class HistoryWriter:
 
     def _open_case(self) -> object:
         customer_id = self._customer()
-        command = cases.OpenCase(
+        command = OpenCase(
             case_id=f"case-{self.seed}-{len(self.cases)}",
             customer_id=customer_id,
             channel=self.random.choice(list(Channel)),
-            category=self.random.choice(list(cases.Category)),
+            category=self.random.choice(list(Category)),
             priority=self.random.choice(list(Priority)),
             subject="Something went wrong",
             description="",
@@ -135,11 +154,11 @@ class HistoryWriter:
         case_id, _ = self._case()
         bot = self.random.random() < 0.2
         outcome = (
-            self.random.choice(list(cases.ContactOutcome))
+            self.random.choice(list(ContactOutcome))
             if bot
-            else self.random.choice((cases.ContactOutcome.ANSWERED, cases.ContactOutcome.ABANDONED))
+            else self.random.choice((ContactOutcome.ANSWERED, ContactOutcome.ABANDONED))
         )
-        command = cases.RecordContact(
+        command = RecordContact(
             case_id=case_id,
             contact_id=f"contact-{self._requests + 1}",
             channel=self.random.choice(list(Channel)),
@@ -152,45 +171,43 @@ class HistoryWriter:
             hold_seconds=self.random.randint(0, 120),
             after_work_seconds=self.random.randint(0, 300),
             handover_to_agent_id=(
-                self.random.choice(AGENTS)
-                if outcome is cases.ContactOutcome.HANDED_TO_HUMAN
-                else ""
+                self.random.choice(AGENTS) if outcome is ContactOutcome.HANDED_TO_HUMAN else ""
             ),
         )
         return self.case_app.handle(command, self._context())
 
     def _transfer(self) -> object:
-        command = cases.TransferCase(
+        command = TransferCase(
             self._case()[0], self.random.choice(DEPARTMENTS), "needs another team"
         )
         return self.case_app.handle(command, self._context())
 
     def _assign(self) -> object:
-        command = cases.AssignCase(self._case()[0], self.random.choice(AGENTS), "team-a")
+        command = AssignCase(self._case()[0], self.random.choice(AGENTS), "team-a")
         return self.case_app.handle(command, self._context())
 
     def _note(self) -> object:
-        command = cases.AddNote(self._case()[0], f"note-{self._requests + 1}", "called back")
+        command = AddNote(self._case()[0], f"note-{self._requests + 1}", "called back")
         return self.case_app.handle(command, self._context())
 
     def _pending(self) -> object:
-        command = cases.SetPendingOnCustomer(self._case()[0], "waiting for a photo")
+        command = SetPendingOnCustomer(self._case()[0], "waiting for a photo")
         return self.case_app.handle(command, self._context())
 
     def _resolve(self) -> object:
-        command = cases.ResolveCase(self._case()[0], self.random.choice(("fixed", "refund")))
+        command = ResolveCase(self._case()[0], self.random.choice(("fixed", "refund")))
         return self.case_app.handle(command, self._context())
 
     def _reopen(self) -> object:
-        command = cases.ReopenCase(self._case()[0], "customer came back")
+        command = ReopenCase(self._case()[0], "customer came back")
         return self.case_app.handle(command, self._context())
 
     def _close(self) -> object:
-        return self.case_app.handle(cases.CloseCase(self._case()[0]), self._context())
+        return self.case_app.handle(CloseCase(self._case()[0]), self._context())
 
     def _survey(self) -> object:
         case_id, customer_id = self._case()
-        command = feedback.SubmitSurvey(
+        command = SubmitSurvey(
             feedback_id=f"fb-{self.seed}-{self._requests + 1}",
             customer_id=customer_id,
             channel=Channel.EMAIL,
@@ -201,7 +218,7 @@ class HistoryWriter:
         return self.feedback_app.handle(command, self._context(ActorKind.SYSTEM))
 
     def _voice(self) -> object:
-        command = feedback.RecordVoiceOfCustomer(
+        command = RecordVoiceOfCustomer(
             feedback_id=f"fb-{self.seed}-{self._requests + 1}",
             customer_id=self._customer(),
             channel=self.random.choice(list(Channel)),
@@ -210,20 +227,20 @@ class HistoryWriter:
         return self.feedback_app.handle(command, self._context(ActorKind.SYSTEM))
 
     def _tier(self) -> object:
-        command = customers.ChangeTier(self._customer(), self.random.choice(list(customers.Tier)))
+        command = ChangeTier(self._customer(), self.random.choice(list(Tier)))
         return self.customer_app.handle(command, self._context())
 
     def _purchase(self) -> object:
-        command = customers.RecordPurchase(
+        command = RecordPurchase(
             self._customer(), f"order-{self._requests + 1}", "Plan", 1200, "JPY"
         )
         return self.customer_app.handle(command, self._context(ActorKind.SYSTEM))
 
     def _merge(self) -> object:
         duplicate, survivor = self.random.sample(self.customers, 2)
-        command = customers.MergeCustomers(duplicate, survivor, f"merge-{self._requests + 1}")
+        command = MergeCustomers(duplicate, survivor, f"merge-{self._requests + 1}")
         return self.customer_app.merge(command, self._context())
 
     def _unmerge(self) -> object:
-        command = customers.UndoMerge(self._customer(), "not the same person")
+        command = UndoMerge(self._customer(), "not the same person")
         return self.customer_app.undo_merge(command, self._context())

@@ -13,10 +13,23 @@ from datetime import UTC, datetime, timedelta
 from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent
 from crm.eventstore.port import AppendResult, EventStore, StreamState
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from services.case import domain as cases
-from services.customer import domain as customers
-from services.events import CODEC, DomainEvent
-from services.feedback import domain as feedbacks
+from services.bootstrap import CODEC
+from services.case import events as case_events
+from services.case.events import CaseOpened, Category, ContactOutcome, ContactRecorded
+from services.customer import events as customer_events
+from services.customer.events import (
+    ContactPoint,
+    CustomerMerged,
+    CustomerMergeUndone,
+    CustomerRegistered,
+    DuplicateAbsorbed,
+    DuplicateReleased,
+    Segment,
+    Tier,
+)
+from services.events import DomainEvent
+from services.feedback import events as feedback_events
+from services.feedback.events import SurveySubmitted
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AGENT = Actor(ActorKind.AGENT, "a-17")
@@ -25,20 +38,20 @@ SYSTEM = Actor(ActorKind.SYSTEM, "crm")
 
 def stream_of(event: DomainEvent) -> str:
     """The stream a service appends the event to."""
-    if isinstance(event, cases.EVENT_TYPES):
+    if isinstance(event, case_events.EVENT_TYPES):
         return f"case-{event.case_id}"
-    if isinstance(event, feedbacks.EVENT_TYPES):
+    if isinstance(event, feedback_events.EVENT_TYPES):
         return f"feedback-{event.feedback_id}"
-    if isinstance(event, customers.EVENT_TYPES):
+    if isinstance(event, customer_events.EVENT_TYPES):
         return f"customer-{event.customer_id}"
     raise TypeError(f"not a domain event: {event!r}")
 
 
 def owner_of(event: DomainEvent) -> str:
     """The customer an event names itself, "" for case events after CaseOpened."""
-    if isinstance(event, cases.CaseOpened):
+    if isinstance(event, CaseOpened):
         return event.customer_id
-    if isinstance(event, (customers.EVENT_TYPES, feedbacks.EVENT_TYPES)):
+    if isinstance(event, (customer_events.EVENT_TYPES, feedback_events.EVENT_TYPES)):
         return event.customer_id
     return ""
 
@@ -103,10 +116,10 @@ class EventLog:
         self, event: DomainEvent, *, actor: Actor = AGENT, at: datetime | None = None
     ) -> AppendResult:
         """Append one event to its stream; returns where it landed."""
-        if isinstance(event, cases.CaseOpened):
+        if isinstance(event, CaseOpened):
             self._case_owner[event.case_id] = event.customer_id
         owner = owner_of(event)
-        if not owner and isinstance(event, cases.EVENT_TYPES):
+        if not owner and isinstance(event, case_events.EVENT_TYPES):
             owner = self._case_owner[event.case_id]
         when = at or self.now
         self.now = when + self.step
@@ -125,15 +138,15 @@ class EventLog:
 # ---------------------------------------------------------------- sample events
 
 
-def registered(customer_id: str, name: str = "Hanako Yamada") -> customers.CustomerRegistered:
-    return customers.CustomerRegistered(
+def registered(customer_id: str, name: str = "Hanako Yamada") -> CustomerRegistered:
+    return CustomerRegistered(
         customer_id=customer_id,
         name=name,
-        contact_points=(customers.ContactPoint(Channel.EMAIL, "hanako@example.com"),),
+        contact_points=(ContactPoint(Channel.EMAIL, "hanako@example.com"),),
         language="ja",
-        segment=customers.Segment.B2C,
+        segment=Segment.B2C,
         company="",
-        tier=customers.Tier.STANDARD,
+        tier=Tier.STANDARD,
     )
 
 
@@ -142,12 +155,12 @@ def opened(
     customer_id: str,
     channel: Channel = Channel.PHONE,
     priority: Priority = Priority.HIGH,
-) -> cases.CaseOpened:
-    return cases.CaseOpened(
+) -> CaseOpened:
+    return CaseOpened(
         case_id=case_id,
         customer_id=customer_id,
         channel=channel,
-        category=cases.Category.BILLING_PAYMENT,
+        category=Category.BILLING_PAYMENT,
         priority=priority,
         subject="My card was charged twice",
         description="The May invoice was debited twice from my card ending 4242.",
@@ -160,11 +173,11 @@ def contact(
     contact_id: str,
     channel: Channel = Channel.PHONE,
     direction: Direction = Direction.INBOUND,
-    outcome: cases.ContactOutcome = cases.ContactOutcome.ANSWERED,
+    outcome: ContactOutcome = ContactOutcome.ANSWERED,
     handler: Actor = AGENT,
     started_at: datetime = T0,
-) -> cases.ContactRecorded:
-    return cases.ContactRecorded(
+) -> ContactRecorded:
+    return ContactRecorded(
         case_id=case_id,
         contact_id=contact_id,
         channel=channel,
@@ -185,8 +198,8 @@ def survey(
     case_id: str = "",
     csat: int | None = 2,
     channel: Channel = Channel.EMAIL,
-) -> feedbacks.SurveySubmitted:
-    return feedbacks.SurveySubmitted(
+) -> SurveySubmitted:
+    return SurveySubmitted(
         feedback_id=feedback_id,
         customer_id=customer_id,
         case_id=case_id,
@@ -201,16 +214,16 @@ def survey(
 def merged(duplicate: str, survivor: str, merge_id: str = "m-1") -> list[DomainEvent]:
     """Both sides of a merge, as the customer service appends them."""
     return [
-        customers.CustomerMerged(duplicate, survivor, merge_id, "same person, two sign-ups"),
-        customers.DuplicateAbsorbed(survivor, duplicate, merge_id, "same person, two sign-ups"),
+        CustomerMerged(duplicate, survivor, merge_id, "same person, two sign-ups"),
+        DuplicateAbsorbed(survivor, duplicate, merge_id, "same person, two sign-ups"),
     ]
 
 
 def unmerged(duplicate: str, survivor: str, merge_id: str = "m-1") -> list[DomainEvent]:
     """Both sides of an undone merge."""
     return [
-        customers.CustomerMergeUndone(duplicate, survivor, merge_id, "different people after all"),
-        customers.DuplicateReleased(survivor, duplicate, merge_id, "different people after all"),
+        CustomerMergeUndone(duplicate, survivor, merge_id, "different people after all"),
+        DuplicateReleased(survivor, duplicate, merge_id, "different people after all"),
     ]
 
 

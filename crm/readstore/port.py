@@ -32,8 +32,8 @@ from projections.kpis import (
 from projections.lineage import MergeLink, merge_link
 from projections.risk import CustomerRisk, FeedbackSignal, feedback_signal
 from projections.timeline import EntryKind, TimelineEntry, timeline_entry
-from services.case.domain import EVENT_TYPES as CASE_EVENT_TYPES
 from services.case.escalation import EscalationReason
+from services.case.events import EVENT_TYPES as CASE_EVENT_TYPES
 from services.events import DomainEvent
 
 VIEWS = "views"

@@ -13,6 +13,7 @@ from crm.kafka_admin import ensure_topics
 from crm.readstore.factory import open_read_store
 from crm.wire import topic_names
 from projections.workers.app import WorkerSettings, create_app
+from services.bootstrap import CODEC
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(
         ensure_topics(settings.bootstrap, topic_names(settings.namespace), settings.partitions)
     )
-    app = create_app(settings, read_store)
+    app = create_app(settings, read_store, CODEC)
     worker = faust.Worker(app, loglevel="info", override_logging=False, quiet=True)
     worker.spinner = None  # logs are structured lines; no terminal spinner on stdout
     try:

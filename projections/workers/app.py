@@ -17,9 +17,10 @@ from typing import Any, cast
 
 import faust
 
+from crm.eventcodec import EventCodec
 from crm.readstore.port import VIEWS, ReadStore
 from crm.wire import from_kafka, topic_names
-from services.events import CODEC, DomainEvent
+from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class WorkerSettings:
         return f"crm-projection-{self.projection}{suffix}"
 
 
-def create_app(settings: WorkerSettings, read_store: ReadStore) -> faust.App:
+def create_app(settings: WorkerSettings, read_store: ReadStore, codec: EventCodec) -> faust.App:
     """The faust app for one projection, configured from `settings` (never from import time)."""
     app = faust.App(
         settings.group_id,
@@ -77,7 +78,7 @@ def create_app(settings: WorkerSettings, read_store: ReadStore) -> faust.App:
             for event in events:
                 message = event.message
                 source = f"{message.topic}#{message.partition}"
-                batches[source].append(from_kafka(event.value, CODEC))
+                batches[source].append(from_kafka(event.value, codec))
             for source, batch in batches.items():
                 await asyncio.to_thread(read_store.apply, settings.projection, batch, source)
             read_store.notify_changed()

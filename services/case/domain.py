@@ -3,7 +3,7 @@
 A case is opened for a customer on a channel and worked through contacts, assignments and transfers
 until it is resolved, possibly reopened, and finally closed. Time never comes from a clock here:
 `evolve` receives the instant each event occurred. The events and commands live in their own
-modules and are re-exported here, so callers speak of `domain.CaseOpened` and `domain.OpenCase`.
+modules (events.py, commands.py, and one module per concern: escalation, SLA facts, compensation).
 """
 
 from __future__ import annotations
@@ -55,8 +55,6 @@ from services.case.escalation import (
     RaiseEscalation,
 )
 from services.case.events import (
-    DEFAULT_DEPARTMENT,
-    EVENT_TYPES,
     CaseAssigned,
     CaseClosed,
     CaseEvent,
@@ -84,51 +82,6 @@ from services.case.sla_facts import (
     decide_fact,
     evolve_clock,
 )
-
-__all__ = [
-    "DEFAULT_DEPARTMENT",
-    "EVENT_TYPES",
-    "AddNote",
-    "AssignCase",
-    "Case",
-    "CaseAssigned",
-    "CaseClosed",
-    "CaseCommand",
-    "CaseEscalationChanged",
-    "CaseEvent",
-    "CaseNoteAdded",
-    "CaseOpened",
-    "CasePendingOnCustomer",
-    "CasePriorityChanged",
-    "CaseReopened",
-    "CaseResolved",
-    "CaseResumed",
-    "CaseStatus",
-    "CaseTransferred",
-    "Category",
-    "ChangePriority",
-    "CloseCase",
-    "ContactHandedOver",
-    "ContactOutcome",
-    "ContactRecorded",
-    "DeEscalateCase",
-    "EscalateCase",
-    "EscalationReason",
-    "OpenCase",
-    "RaiseEscalation",
-    "RecordContact",
-    "RecordSlaFact",
-    "ReopenCase",
-    "ResolveCase",
-    "ResumeCase",
-    "SetPendingOnCustomer",
-    "TransferCase",
-    "command_is_vip_complaint",
-    "decide",
-    "evolve",
-    "is_response",
-]
-
 
 # ---------------------------------------------------------------- state
 

@@ -18,7 +18,6 @@ from typing import ClassVar
 
 from crm.errors import InvariantViolated
 from crm.validation import MAX_SHORT_TEXT, require_id, require_range, require_text
-from services.feedback import domain as feedback
 
 REPEAT_CONTACTS = 3
 REPEAT_WINDOW = timedelta(days=7)
@@ -171,25 +170,3 @@ def repeat_contact(inbound_starts: tuple[datetime, ...]) -> bool:
     return any(
         later - starts[i] <= REPEAT_WINDOW for i, later in enumerate(starts[REPEAT_CONTACTS - 1 :])
     )
-
-
-NEGATIVE_CSAT = 2
-NEGATIVE_NPS = 6
-NEGATIVE_RATING = 2
-
-
-def feedback_reason(event: feedback.FeedbackEvent) -> EscalationReason | None:
-    """What a piece of feedback says about its case: CSAT <= 2, an NPS detractor or a poor
-    review is negative feedback; otherwise text with a negative sentiment is a warning."""
-    match event:
-        case feedback.SurveySubmitted():
-            if (event.csat is not None and event.csat <= NEGATIVE_CSAT) or (
-                event.nps is not None and event.nps <= NEGATIVE_NPS
-            ):
-                return EscalationReason.NEGATIVE_FEEDBACK
-        case feedback.ReviewSubmitted():
-            if event.rating <= NEGATIVE_RATING:
-                return EscalationReason.NEGATIVE_FEEDBACK
-    if event.sentiment_label is feedback.SentimentLabel.NEGATIVE:
-        return EscalationReason.NEGATIVE_SENTIMENT
-    return None

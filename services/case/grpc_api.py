@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from crm.commands import derived_id
+from crm.command_handling import derived_id
 from crm.grpc_convert import (
     actor,
     command_context,
@@ -17,11 +17,24 @@ from crm.protocodec import to_message
 from crm.v1 import case_events_pb2, case_service_pb2, case_service_pb2_grpc, common_pb2
 from crm.v1.common_pb2 import CommandResult
 from crm.vocabulary import Channel, Direction, Priority
-from services.case import domain
 from services.case.application import CaseApplication
+from services.case.commands import (
+    AddNote,
+    AssignCase,
+    CaseCommand,
+    ChangePriority,
+    CloseCase,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    ResumeCase,
+    SetPendingOnCustomer,
+    TransferCase,
+)
 from services.case.compensation import CompensationKind, DecideCompensation, OfferCompensation
-from services.case.domain import CaseCommand, Category, ContactOutcome
 from services.case.escalation import DeEscalateCase, EscalateCase
+from services.case.events import DEFAULT_DEPARTMENT, Category, ContactOutcome
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 PRIORITY = common_pb2.Priority.DESCRIPTOR
@@ -43,7 +56,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
         self, request: case_service_pb2.OpenCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.OpenCase(
+        command = OpenCase(
             case_id=request.case_id or derived_id("case", ctx.request_id),
             customer_id=request.customer_id,
             channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
@@ -53,7 +66,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
             ),
             subject=request.subject,
             description=request.description,
-            department=request.department or domain.DEFAULT_DEPARTMENT,
+            department=request.department or DEFAULT_DEPARTMENT,
         )
         return command_result(self._app.handle(command, ctx))
 
@@ -62,7 +75,7 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     ) -> CommandResult:
         ctx = command_context(request)
         handler = actor(request, "handled_by")
-        command = domain.RecordContact(
+        command = RecordContact(
             case_id=request.case_id,
             contact_id=request.contact_id or derived_id("contact", ctx.request_id),
             channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
@@ -82,55 +95,53 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
     def AssignCase(
         self, request: case_service_pb2.AssignCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        return self._run(
-            request, domain.AssignCase(request.case_id, request.agent_id, request.team)
-        )
+        return self._run(request, AssignCase(request.case_id, request.agent_id, request.team))
 
     def TransferCase(
         self, request: case_service_pb2.TransferCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        command = domain.TransferCase(request.case_id, request.to_department, request.reason)
+        command = TransferCase(request.case_id, request.to_department, request.reason)
         return self._run(request, command)
 
     def ChangePriority(
         self, request: case_service_pb2.ChangePriorityRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         priority = required_enum(Priority, request.priority, PRIORITY, "priority")
-        return self._run(request, domain.ChangePriority(request.case_id, priority, request.reason))
+        return self._run(request, ChangePriority(request.case_id, priority, request.reason))
 
     def AddNote(
         self, request: case_service_pb2.AddNoteRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
         note_id = request.note_id or derived_id("note", ctx.request_id)
-        command = domain.AddNote(request.case_id, note_id, request.text)
+        command = AddNote(request.case_id, note_id, request.text)
         return command_result(self._app.handle(command, ctx))
 
     def SetPendingOnCustomer(
         self, request: case_service_pb2.SetPendingOnCustomerRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        return self._run(request, domain.SetPendingOnCustomer(request.case_id, request.reason))
+        return self._run(request, SetPendingOnCustomer(request.case_id, request.reason))
 
     def ResumeCase(
         self, request: case_service_pb2.ResumeCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        return self._run(request, domain.ResumeCase(request.case_id, request.reason))
+        return self._run(request, ResumeCase(request.case_id, request.reason))
 
     def ResolveCase(
         self, request: case_service_pb2.ResolveCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        command = domain.ResolveCase(request.case_id, request.resolution_code, request.note)
+        command = ResolveCase(request.case_id, request.resolution_code, request.note)
         return self._run(request, command)
 
     def ReopenCase(
         self, request: case_service_pb2.ReopenCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        return self._run(request, domain.ReopenCase(request.case_id, request.reason))
+        return self._run(request, ReopenCase(request.case_id, request.reason))
 
     def CloseCase(
         self, request: case_service_pb2.CloseCaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        return self._run(request, domain.CloseCase(request.case_id, request.reason))
+        return self._run(request, CloseCase(request.case_id, request.reason))
 
     def EscalateCase(
         self, request: case_service_pb2.EscalateCaseRequest, context: grpc.ServicerContext

@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from crm.vocabulary import Direction
-from services.case import domain as cases
+from services.case import domain as case_domain
 from services.case.compensation import CompensationGranted, CompensationRequested
+from services.case.events import CaseEvent, CaseOpened, CaseStatus, CaseTransferred, ContactRecorded
 from services.case.sla_facts import SlaBreached, SlaFulfilled, SlaTarget
 
 
-def summarize(history: Sequence[tuple[cases.CaseEvent, datetime]]) -> str:
+def summarize(history: Sequence[tuple[CaseEvent, datetime]]) -> str:
     """The summary of a case from its events and the instants they occurred."""
-    state: cases.Case | None = None
+    state: case_domain.Case | None = None
     departments: list[str] = []
     channels: Counter[str] = Counter()
     directions: Counter[Direction] = Counter()
@@ -28,13 +29,13 @@ def summarize(history: Sequence[tuple[cases.CaseEvent, datetime]]) -> str:
     breached: list[SlaTarget] = []
     late: list[SlaTarget] = []
     for event, at in history:
-        state = cases.evolve(state, event, at)
+        state = case_domain.evolve(state, event, at)
         match event:
-            case cases.CaseOpened():
+            case CaseOpened():
                 departments.append(event.department)
-            case cases.CaseTransferred():
+            case CaseTransferred():
                 departments.append(event.to_department)
-            case cases.ContactRecorded():
+            case ContactRecorded():
                 channels[event.channel.value.replace("_", " ")] += 1
                 directions[event.direction] += 1
                 if event.handler_id not in agents:
@@ -62,7 +63,7 @@ def summarize(history: Sequence[tuple[cases.CaseEvent, datetime]]) -> str:
     )
 
 
-def _opening(case: cases.Case) -> str:
+def _opening(case: case_domain.Case) -> str:
     return (
         f"Case {case.case_id} for customer {case.customer_id} was opened on"
         f" {case.channel.value.replace('_', ' ')} on {case.opened_at.date().isoformat()}:"
@@ -71,7 +72,10 @@ def _opening(case: cases.Case) -> str:
 
 
 def _contacts(
-    case: cases.Case, channels: Counter[str], directions: Counter[Direction], agents: list[str]
+    case: case_domain.Case,
+    channels: Counter[str],
+    directions: Counter[Direction],
+    agents: list[str],
 ) -> str:
     if not case.contact_count:
         return "No contact is recorded yet."
@@ -83,23 +87,21 @@ def _contacts(
     )
 
 
-def _route(case: cases.Case, departments: list[str]) -> str:
+def _route(case: case_domain.Case, departments: list[str]) -> str:
     if not case.transfer_count:
         return f"It stayed in {departments[0]}."
     return f"It was transferred {_count(case.transfer_count, 'time')}: {' -> '.join(departments)}."
 
 
-def _now(case: cases.Case) -> str:
+def _now(case: case_domain.Case) -> str:
     status = case.status.value.replace("_", " ")
     owner = f", assigned to {case.assignee} in team {case.team}" if case.assignee else ""
     reopened = f" It was reopened {_count(case.reopen_count, 'time')}." if case.reopen_count else ""
-    resolution = (
-        f" with code {case.resolution_code}" if case.status is cases.CaseStatus.RESOLVED else ""
-    )
+    resolution = f" with code {case.resolution_code}" if case.status is CaseStatus.RESOLVED else ""
     return f"It is {status}{resolution} in {case.department}{owner}.{reopened}"
 
 
-def _escalation(case: cases.Case) -> str:
+def _escalation(case: case_domain.Case) -> str:
     if not case.escalation:
         return "No escalation is open."
     reasons = ", ".join(r.value.replace("_", " ") for r in case.escalation)
@@ -111,7 +113,7 @@ def _sla(breached: list[SlaTarget], late: list[SlaTarget]) -> str:
     return f"SLA missed for {' and '.join(missed)}." if missed else ""
 
 
-def _compensation(granted: list[CompensationGranted], case: cases.Case) -> str:
+def _compensation(granted: list[CompensationGranted], case: case_domain.Case) -> str:
     parts = [f"{g.kind.value} {g.amount_minor} {g.currency}" for g in granted]
     pending: tuple[CompensationRequested, ...] = case.compensations.pending
     text = f"Compensation granted: {', '.join(parts)}." if parts else ""

@@ -9,25 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from crm.commands import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler, derived_id
+from crm.command_handling import (
+    Clock,
+    CommandContext,
+    CommandOutcome,
+    Loaded,
+    StreamHandler,
+    derived_id,
+)
 from crm.errors import InvalidInput, InvariantViolated
+from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
-from services.customer import domain
-from services.customer.domain import Customer, CustomerCommand, CustomerEvent
-from services.events import CODEC
+from services.customer import domain as customer_domain
+from services.customer.commands import CustomerCommand, MergeCustomers, RegisterCustomer, UndoMerge
+from services.customer.domain import Customer
+from services.customer.events import (
+    CustomerEvent,
+    CustomerMergeUndone,
+    DuplicateAbsorbed,
+    DuplicateReleased,
+)
 
 
 class CustomerApplication:
     """The customer service's use cases, free of gRPC."""
 
-    def __init__(self, store: EventStore, clock: Clock) -> None:
+    def __init__(self, store: EventStore, codec: EventCodec, clock: Clock) -> None:
+        self._codec = codec
         self.customers: StreamHandler[Customer, CustomerEvent] = StreamHandler(
-            store, CODEC, "customer", domain.evolve, clock
+            store, codec, "customer", customer_domain.evolve, clock
         )
 
     def handle(self, command: CustomerCommand, context: CommandContext) -> CommandOutcome:
         def decide(state: Customer | None) -> Sequence[CustomerEvent]:
-            return domain.decide(command, state)
+            return customer_domain.decide(command, state)
 
         return self.customers.execute(
             command.customer_id,
@@ -35,10 +50,10 @@ class CustomerApplication:
             command,
             decide,
             _own_id(command.customer_id),
-            must_exist=not isinstance(command, domain.RegisterCustomer),
+            must_exist=not isinstance(command, RegisterCustomer),
         )
 
-    def merge(self, command: domain.MergeCustomers, context: CommandContext) -> CommandOutcome:
+    def merge(self, command: MergeCustomers, context: CommandContext) -> CommandOutcome:
         """Merge a duplicate into a survivor; the outcome is the survivor's side."""
         if command.duplicate_customer_id == command.survivor_customer_id:
             raise InvalidInput("survivor_customer_id", "a customer cannot be merged into itself")
@@ -49,7 +64,7 @@ class CustomerApplication:
 
         def duplicate_side(duplicate: Customer | None) -> Sequence[CustomerEvent]:
             assert duplicate is not None and survivor.state is not None
-            return [domain.decide_merge(command, duplicate, survivor.state)[0]]
+            return [customer_domain.decide_merge(command, duplicate, survivor.state)[0]]
 
         self.customers.execute(
             command.duplicate_customer_id,
@@ -58,7 +73,7 @@ class CustomerApplication:
             duplicate_side,
             _own_id(command.duplicate_customer_id),
         )
-        absorbed = domain.DuplicateAbsorbed(
+        absorbed = DuplicateAbsorbed(
             command.survivor_customer_id,
             command.duplicate_customer_id,
             command.merge_id,
@@ -72,13 +87,13 @@ class CustomerApplication:
             _own_id(command.survivor_customer_id),
         )
 
-    def undo_merge(self, command: domain.UndoMerge, context: CommandContext) -> CommandOutcome:
+    def undo_merge(self, command: UndoMerge, context: CommandContext) -> CommandOutcome:
         """Separate a merged duplicate from its survivor again; returns the survivor's side."""
         duplicate = self.customers.load_existing(
             command.duplicate_customer_id, "duplicate_customer_id"
         )
         assert duplicate.state is not None
-        undone = _undo_recorded_by(duplicate, context.request_id)
+        undone = _undo_recorded_by(duplicate, context.request_id, self._codec)
         if undone is not None:  # a retry whose first half is recorded already
             survivor_id, merge_id = undone.from_customer_id, undone.merge_id
         elif duplicate.state.merged_into:
@@ -93,7 +108,7 @@ class CustomerApplication:
 
         def duplicate_side(state: Customer | None) -> Sequence[CustomerEvent]:
             assert state is not None
-            return [domain.decide_unmerge(command, state, survivor_state)[0]]
+            return [customer_domain.decide_unmerge(command, state, survivor_state)[0]]
 
         self.customers.execute(
             command.duplicate_customer_id,
@@ -102,7 +117,7 @@ class CustomerApplication:
             duplicate_side,
             _own_id(command.duplicate_customer_id),
         )
-        released = domain.DuplicateReleased(
+        released = DuplicateReleased(
             survivor_id, command.duplicate_customer_id, merge_id, command.reason
         )
         return self.customers.execute(
@@ -118,12 +133,12 @@ def new_merge_id(context: CommandContext) -> str:
 
 
 def _undo_recorded_by(
-    duplicate: Loaded[Customer], request_id: str
-) -> domain.CustomerMergeUndone | None:
+    duplicate: Loaded[Customer], request_id: str, codec: EventCodec
+) -> CustomerMergeUndone | None:
     for record in duplicate.records:
         if record.metadata.request_id == request_id:
-            event = CODEC.decode(record.type, record.data)
-            if isinstance(event, domain.CustomerMergeUndone):
+            event = codec.decode(record.type, record.data)
+            if isinstance(event, CustomerMergeUndone):
                 return event
     return None
 

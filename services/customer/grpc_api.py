@@ -6,15 +6,25 @@ from collections.abc import Iterable
 
 import grpc
 
-from crm.commands import derived_id
+from crm.command_handling import derived_id
 from crm.grpc_convert import command_context, command_result, optional_enum, required_enum
 from crm.protocodec import to_message
 from crm.v1 import common_pb2, customer_events_pb2, customer_service_pb2, customer_service_pb2_grpc
 from crm.v1.common_pb2 import CommandResult
 from crm.vocabulary import Channel
-from services.customer import domain
 from services.customer.application import CustomerApplication, new_merge_id
-from services.customer.domain import ContactPoint, CustomerCommand, Segment, Tier
+from services.customer.commands import (
+    ChangeTier,
+    CustomerCommand,
+    MergeCustomers,
+    RecordCancellation,
+    RecordPurchase,
+    RecordRenewal,
+    RegisterCustomer,
+    UndoMerge,
+    UpdateContactPoints,
+)
+from services.customer.events import ContactPoint, Segment, Tier
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 SEGMENT = customer_events_pb2.Segment.DESCRIPTOR
@@ -33,7 +43,7 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
         self, request: customer_service_pb2.RegisterCustomerRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.RegisterCustomer(
+        command = RegisterCustomer(
             customer_id=request.customer_id or derived_id("customer", ctx.request_id),
             name=request.name,
             contact_points=_contact_points(request.contact_points),
@@ -50,18 +60,18 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
         context: grpc.ServicerContext,
     ) -> CommandResult:
         points = _contact_points(request.contact_points)
-        return self._run(request, domain.UpdateContactPoints(request.customer_id, points))
+        return self._run(request, UpdateContactPoints(request.customer_id, points))
 
     def ChangeTier(
         self, request: customer_service_pb2.ChangeTierRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         tier = required_enum(Tier, request.tier, TIER, "tier")
-        return self._run(request, domain.ChangeTier(request.customer_id, tier, request.reason))
+        return self._run(request, ChangeTier(request.customer_id, tier, request.reason))
 
     def RecordPurchase(
         self, request: customer_service_pb2.RecordPurchaseRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        command = domain.RecordPurchase(
+        command = RecordPurchase(
             request.customer_id,
             request.order_id,
             request.product,
@@ -73,7 +83,7 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
     def RecordRenewal(
         self, request: customer_service_pb2.RecordRenewalRequest, context: grpc.ServicerContext
     ) -> CommandResult:
-        command = domain.RecordRenewal(request.customer_id, request.contract_id, request.product)
+        command = RecordRenewal(request.customer_id, request.contract_id, request.product)
         return self._run(request, command)
 
     def RecordCancellation(
@@ -81,16 +91,14 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
         request: customer_service_pb2.RecordCancellationRequest,
         context: grpc.ServicerContext,
     ) -> CommandResult:
-        command = domain.RecordCancellation(
-            request.customer_id, request.contract_id, request.reason
-        )
+        command = RecordCancellation(request.customer_id, request.contract_id, request.reason)
         return self._run(request, command)
 
     def MergeCustomers(
         self, request: customer_service_pb2.MergeCustomersRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.MergeCustomers(
+        command = MergeCustomers(
             duplicate_customer_id=request.duplicate_customer_id,
             survivor_customer_id=request.survivor_customer_id,
             merge_id=new_merge_id(ctx),
@@ -102,7 +110,7 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
         self, request: customer_service_pb2.UndoMergeRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.UndoMerge(request.duplicate_customer_id, request.reason)
+        command = UndoMerge(request.duplicate_customer_id, request.reason)
         return command_result(self._app.undo_merge(command, ctx))
 
     def GetCustomer(

@@ -7,54 +7,54 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from crm.commands import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler
+from crm.command_handling import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler
 from crm.errors import InvalidInput
+from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.validation import MAX_LONG_TEXT
-from services.case import domain as case_domain
-from services.customer import domain as customer_domain
-from services.events import CODEC
-from services.feedback import domain, sentiment
-from services.feedback.domain import (
-    Feedback,
-    FeedbackCommand,
-    FeedbackEvent,
-    Sentiment,
-    SubmitSurvey,
-)
+from services.feedback import domain as feedback_domain
+from services.feedback import sentiment
+from services.feedback.commands import FeedbackCommand, SubmitSurvey
+from services.feedback.events import FeedbackEvent, Sentiment
 
 Analyze = Callable[[str], Sentiment]
+
+RequireCustomer = Callable[[str], None]
+"""Raises NotFound naming `customer_id` unless the customer exists (customer service)."""
+
+CaseOwner = Callable[[str], str]
+"""The customer id of an existing case; raises NotFound naming `case_id` for an unknown one (the
+case service answers)."""
 
 
 class FeedbackApplication:
     """The feedback service's use cases, free of gRPC."""
 
     def __init__(
-        self, store: EventStore, clock: Clock, analyze: Analyze = sentiment.analyze
+        self,
+        store: EventStore,
+        codec: EventCodec,
+        clock: Clock,
+        require_customer: RequireCustomer,
+        case_owner: CaseOwner,
+        analyze: Analyze = sentiment.analyze,
     ) -> None:
         self._analyze = analyze
-        self.feedback: StreamHandler[Feedback, FeedbackEvent] = StreamHandler(
-            store, CODEC, "feedback", domain.evolve, clock
-        )
-        self._customers: StreamHandler[customer_domain.Customer, customer_domain.CustomerEvent] = (
-            StreamHandler(store, CODEC, "customer", customer_domain.evolve, clock)
-        )
-        self._cases: StreamHandler[case_domain.Case, case_domain.CaseEvent] = StreamHandler(
-            store, CODEC, "case", case_domain.evolve, clock
+        self._require_customer = require_customer
+        self._case_owner = case_owner
+        self.feedback: StreamHandler[feedback_domain.Feedback, FeedbackEvent] = StreamHandler(
+            store, codec, "feedback", feedback_domain.evolve, clock
         )
 
     def handle(self, command: FeedbackCommand, context: CommandContext) -> CommandOutcome:
-        self._customers.load_existing(command.customer_id, "customer_id")
-        if command.case_id:
-            case = self._cases.load_existing(command.case_id, "case_id").state
-            assert case is not None
-            if case.customer_id != command.customer_id:
-                raise InvalidInput("case_id", f"case {command.case_id} belongs to another customer")
+        self._require_customer(command.customer_id)
+        if command.case_id and self._case_owner(command.case_id) != command.customer_id:
+            raise InvalidInput("case_id", f"case {command.case_id} belongs to another customer")
 
         analyzed = self._with_sentiment(command)
 
-        def decide(state: Feedback | None) -> Sequence[FeedbackEvent]:
-            return domain.decide(analyzed, state)
+        def decide(state: feedback_domain.Feedback | None) -> Sequence[FeedbackEvent]:
+            return feedback_domain.decide(analyzed, state)
 
         # The request's fingerprint is the command as the caller sent it, so a retry is recognised
         # whatever the analyzer says.
@@ -74,5 +74,5 @@ class FeedbackApplication:
             return command  # refused by decide; not worth analyzing
         return replace(command, sentiment=self._analyze(text))
 
-    def get(self, feedback_id: str) -> Loaded[Feedback]:
+    def get(self, feedback_id: str) -> Loaded[feedback_domain.Feedback]:
         return self.feedback.load_existing(feedback_id, "feedback_id")

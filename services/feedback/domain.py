@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import ClassVar
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated
 from crm.validation import (
@@ -22,133 +21,25 @@ from crm.validation import (
     require_range,
     require_text,
 )
-from crm.vocabulary import Channel
-
-CSAT_RANGE = (1, 5)
-NPS_RANGE = (0, 10)
-CES_RANGE = (1, 7)
-RATING_RANGE = (1, 5)
-
-
-class FeedbackKind(Enum):
-    SURVEY = "survey"
-    REVIEW = "review"
-    VOICE_OF_CUSTOMER = "voice_of_customer"
-
-
-class SentimentLabel(Enum):
-    NEGATIVE = "negative"
-    NEUTRAL = "neutral"
-    POSITIVE = "positive"
-
-
-@dataclass(frozen=True)
-class Sentiment:
-    """How a feedback text reads: label, score in -1..1, language, and the analyzer that said so."""
-
-    label: SentimentLabel
-    score: float
-    language: str
-    analyzer: str  # name and version, e.g. "vader-3.3.2"; "" when there was no text to analyze
-
-
-NOT_ANALYZED = Sentiment(SentimentLabel.NEUTRAL, 0.0, "", "")
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class SurveySubmitted:
-    TYPE: ClassVar[str] = "crm.feedback.SurveySubmitted.v1"
-    feedback_id: str
-    customer_id: str
-    case_id: str
-    channel: Channel
-    csat: int | None
-    nps: int | None
-    ces: int | None
-    comment: str
-    # Defaults: events recorded before sentiment existed read as not analyzed.
-    sentiment_label: SentimentLabel = SentimentLabel.NEUTRAL
-    sentiment_score: float = 0.0
-    sentiment_analyzer: str = ""
-
-
-@dataclass(frozen=True)
-class ReviewSubmitted:
-    TYPE: ClassVar[str] = "crm.feedback.ReviewSubmitted.v1"
-    feedback_id: str
-    customer_id: str
-    case_id: str
-    rating: int
-    text: str
-    source: str
-    sentiment_label: SentimentLabel = SentimentLabel.NEUTRAL
-    sentiment_score: float = 0.0
-    sentiment_analyzer: str = ""
-
-
-@dataclass(frozen=True)
-class VoiceOfCustomerRecorded:
-    TYPE: ClassVar[str] = "crm.feedback.VoiceOfCustomerRecorded.v1"
-    feedback_id: str
-    customer_id: str
-    case_id: str
-    channel: Channel
-    text: str
-    sentiment_label: SentimentLabel = SentimentLabel.NEUTRAL
-    sentiment_score: float = 0.0
-    sentiment_analyzer: str = ""
-
-
-FeedbackEvent = SurveySubmitted | ReviewSubmitted | VoiceOfCustomerRecorded
-EVENT_TYPES: tuple[type[FeedbackEvent], ...] = (
-    SurveySubmitted,
+from services.feedback.commands import (
+    FeedbackCommand,
+    RecordVoiceOfCustomer,
+    SubmitReview,
+    SubmitSurvey,
+)
+from services.feedback.events import (
+    CES_RANGE,
+    CSAT_RANGE,
+    NPS_RANGE,
+    RATING_RANGE,
+    FeedbackEvent,
+    FeedbackKind,
     ReviewSubmitted,
+    Sentiment,
+    SentimentLabel,
+    SurveySubmitted,
     VoiceOfCustomerRecorded,
 )
-
-# ---------------------------------------------------------------- commands
-
-
-@dataclass(frozen=True)
-class SubmitSurvey:
-    feedback_id: str
-    customer_id: str
-    channel: Channel
-    case_id: str = ""
-    csat: int | None = None
-    nps: int | None = None
-    ces: int | None = None
-    comment: str = ""
-    sentiment: Sentiment = NOT_ANALYZED  # of the comment
-
-
-@dataclass(frozen=True)
-class SubmitReview:
-    feedback_id: str
-    customer_id: str
-    rating: int
-    text: str
-    source: str
-    case_id: str = ""
-    sentiment: Sentiment = NOT_ANALYZED  # of the text
-
-
-@dataclass(frozen=True)
-class RecordVoiceOfCustomer:
-    feedback_id: str
-    customer_id: str
-    channel: Channel
-    text: str
-    case_id: str = ""
-    sentiment: Sentiment = NOT_ANALYZED  # of the text
-
-
-FeedbackCommand = SubmitSurvey | SubmitReview | RecordVoiceOfCustomer
-
-# ---------------------------------------------------------------- state
 
 
 @dataclass(frozen=True)
@@ -238,3 +129,32 @@ def _sentiment(sentiment: Sentiment) -> tuple[SentimentLabel, float, str]:
 def _optional_score(field: str, value: int | None, bounds: tuple[int, int]) -> None:
     if value is not None:
         require_range(field, value, *bounds)
+
+
+NEGATIVE_CSAT = 2
+NEGATIVE_NPS = 6
+NEGATIVE_RATING = 2
+
+
+class Negativity(Enum):
+    """Why a piece of feedback is negative: a poor score is stronger than a negative tone."""
+
+    POOR_SCORE = "negative_feedback"
+    NEGATIVE_SENTIMENT = "negative_sentiment"
+
+
+def negativity(event: FeedbackEvent) -> Negativity | None:
+    """What a piece of feedback says about its case: CSAT <= 2, an NPS detractor or a poor
+    review is a poor score; otherwise text with a negative sentiment is a warning."""
+    match event:
+        case SurveySubmitted():
+            if (event.csat is not None and event.csat <= NEGATIVE_CSAT) or (
+                event.nps is not None and event.nps <= NEGATIVE_NPS
+            ):
+                return Negativity.POOR_SCORE
+        case ReviewSubmitted():
+            if event.rating <= NEGATIVE_RATING:
+                return Negativity.POOR_SCORE
+    if event.sentiment_label is SentimentLabel.NEGATIVE:
+        return Negativity.NEGATIVE_SENTIMENT
+    return None

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import grpc
 
-from crm.commands import derived_id
+from crm.command_handling import derived_id
 from crm.grpc_convert import command_context, command_result, required_enum
 from crm.protocodec import timestamp, to_message
 from crm.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 from crm.v1.common_pb2 import CommandResult
 from crm.vocabulary import Channel
-from services.feedback import domain
 from services.feedback.application import FeedbackApplication
+from services.feedback.commands import RecordVoiceOfCustomer, SubmitReview, SubmitSurvey
+from services.feedback.events import ReviewSubmitted, SurveySubmitted, VoiceOfCustomerRecorded
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DETAIL_FIELD = {
-    domain.SurveySubmitted: "survey",
-    domain.ReviewSubmitted: "review",
-    domain.VoiceOfCustomerRecorded: "voice_of_customer",
+    SurveySubmitted: "survey",
+    ReviewSubmitted: "review",
+    VoiceOfCustomerRecorded: "voice_of_customer",
 }
 
 
@@ -29,7 +30,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: feedback_service_pb2.SubmitSurveyRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.SubmitSurvey(
+        command = SubmitSurvey(
             feedback_id=request.feedback_id or derived_id("feedback", ctx.request_id),
             customer_id=request.customer_id,
             channel=required_enum(Channel, request.channel, CHANNEL, "channel"),
@@ -45,7 +46,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         self, request: feedback_service_pb2.SubmitReviewRequest, context: grpc.ServicerContext
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.SubmitReview(
+        command = SubmitReview(
             feedback_id=request.feedback_id or derived_id("feedback", ctx.request_id),
             customer_id=request.customer_id,
             rating=request.rating,
@@ -61,7 +62,7 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
         context: grpc.ServicerContext,
     ) -> CommandResult:
         ctx = command_context(request)
-        command = domain.RecordVoiceOfCustomer(
+        command = RecordVoiceOfCustomer(
             feedback_id=request.feedback_id or derived_id("feedback", ctx.request_id),
             customer_id=request.customer_id,
             channel=required_enum(Channel, request.channel, CHANNEL, "channel"),

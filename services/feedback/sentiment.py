@@ -22,7 +22,7 @@ from importlib.metadata import version
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from services.feedback.domain import NOT_ANALYZED, Sentiment, SentimentLabel
+from services.feedback.events import NOT_ANALYZED, Sentiment, SentimentLabel
 from services.feedback.sentiment_ja import JapanesePolarity
 
 __all__ = [

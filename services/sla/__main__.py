@@ -11,8 +11,7 @@ from types import FrameType
 
 from crm import logs
 from crm.eventstore.factory import open_event_store
-from services.bootstrap import read_policy, system_clock
-from services.case.application import CaseApplication
+from services.bootstrap import CODEC, build_applications, read_policy, system_clock
 from services.sla.process import DeadlineProcess
 
 
@@ -29,9 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logs.configure(args.log_format)
     store = open_event_store(args.event_store_url)
-    process = DeadlineProcess(
-        store, CaseApplication(store, system_clock), read_policy(args.sla_policy_file), system_clock
-    )
+    cases = build_applications(store, system_clock).cases
+    process = DeadlineProcess(store, cases, read_policy(args.sla_policy_file), system_clock, CODEC)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

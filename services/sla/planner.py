@@ -17,12 +17,25 @@ from datetime import datetime, timedelta
 
 from crm.envelope import RecordedEvent
 from crm.vocabulary import Priority
-from services.case import domain as cases
+from services.case import domain as case_domain
 from services.case.escalation import (
     CaseEscalationChanged,
     EscalationReason,
     RaiseEscalation,
-    feedback_reason,
+)
+from services.case.events import (
+    EVENT_TYPES,
+    CaseClosed,
+    CaseEvent,
+    CaseOpened,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseStatus,
+    Category,
+    ContactRecorded,
 )
 from services.case.sla_facts import (
     RecordSlaFact,
@@ -36,12 +49,25 @@ from services.case.sla_facts import (
     SlaResumed,
     SlaTarget,
 )
-from services.customer import domain as customers
+from services.customer.events import CustomerRegistered, Tier, TierChanged
 from services.events import DomainEvent
-from services.feedback import domain as feedback
+from services.feedback import domain as feedback_domain
+from services.feedback.events import (
+    FeedbackEvent,
+    ReviewSubmitted,
+    SurveySubmitted,
+    VoiceOfCustomerRecorded,
+)
 from services.sla.policy import SlaPolicy, Targets
 
 Command = RecordSlaFact | RaiseEscalation
+
+
+ESCALATION_OF_FEEDBACK = {
+    feedback_domain.Negativity.POOR_SCORE: EscalationReason.NEGATIVE_FEEDBACK,
+    feedback_domain.Negativity.NEGATIVE_SENTIMENT: EscalationReason.NEGATIVE_SENTIMENT,
+}
+"""How the case escalates on negative feedback: the feedback service says why it is negative."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +86,8 @@ class CaseWatch:
     case_id: str
     customer_id: str
     priority: Priority
-    category: cases.Category
-    status: cases.CaseStatus
+    category: Category
+    status: CaseStatus
     starts: dict[SlaTarget, datetime]
     pauses: list[tuple[datetime, datetime | None]] = field(default_factory=list)
     dues: tuple[SlaDue, ...] = ()
@@ -73,7 +99,7 @@ class CaseWatch:
 
     @property
     def active(self) -> bool:
-        return self.status in (cases.CaseStatus.OPEN, cases.CaseStatus.PENDING_CUSTOMER)
+        return self.status in (CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
 
 
 class Planner:
@@ -92,73 +118,69 @@ class Planner:
         self._pending.pop(recorded.metadata.request_id, None)
         at = recorded.metadata.occurred_at
         match event:
-            case customers.CustomerRegistered():
-                self._vip[event.customer_id] = event.tier is customers.Tier.VIP
-            case customers.TierChanged():
-                vip = event.to_tier is customers.Tier.VIP
+            case CustomerRegistered():
+                self._vip[event.customer_id] = event.tier is Tier.VIP
+            case TierChanged():
+                vip = event.to_tier is Tier.VIP
                 self._vip[event.customer_id] = vip
                 for watch in self.watches.values():
                     if watch.customer_id == event.customer_id and watch.active:
                         self._apply(watch, recorded, at, "tier_changed")
-                        if vip and watch.category is cases.Category.COMPLAINT:
+                        if vip and watch.category is Category.COMPLAINT:
                             raise_it = RaiseEscalation(
                                 watch.case_id, EscalationReason.VIP_COMPLAINT, "customer is VIP now"
                             )
                             self._plan(recorded, 1, raise_it, watch.case_id)
-            case cases.CaseOpened():
+            case CaseOpened():
                 watch = CaseWatch(
                     event.case_id,
                     event.customer_id,
                     event.priority,
                     event.category,
-                    cases.CaseStatus.OPEN,
+                    CaseStatus.OPEN,
                     {SlaTarget.FIRST_RESPONSE: at, SlaTarget.RESOLUTION: at},
                 )
                 self.watches[event.case_id] = watch
                 self._apply(watch, recorded, at, "opened")
-            case (
-                feedback.SurveySubmitted()
-                | feedback.ReviewSubmitted()
-                | (feedback.VoiceOfCustomerRecorded())
-            ):
+            case SurveySubmitted() | ReviewSubmitted() | (VoiceOfCustomerRecorded()):
                 self._feedback(recorded, event)
-            case _ if isinstance(event, cases.EVENT_TYPES):
+            case _ if isinstance(event, EVENT_TYPES):
                 watch_of = self.watches.get(event.case_id)
                 if watch_of is not None:
                     self._case_event(watch_of, recorded, event, at)
 
     def _case_event(
-        self, watch: CaseWatch, recorded: RecordedEvent, event: cases.CaseEvent, at: datetime
+        self, watch: CaseWatch, recorded: RecordedEvent, event: CaseEvent, at: datetime
     ) -> None:
         match event:
-            case cases.CasePriorityChanged():
+            case CasePriorityChanged():
                 watch.priority = event.to_priority
                 if not watch.paused:
                     self._apply(watch, recorded, at, "priority_changed")
-            case cases.CasePendingOnCustomer():
-                watch.status = cases.CaseStatus.PENDING_CUSTOMER
+            case CasePendingOnCustomer():
+                watch.status = CaseStatus.PENDING_CUSTOMER
                 watch.paused = True  # no timer fires while the pause is being recorded
                 watch.pauses.append((at, None))
                 self._plan(recorded, 0, RecordSlaFact(watch.case_id, SlaPaused(watch.case_id)))
-            case cases.CaseResumed():
-                watch.status = cases.CaseStatus.OPEN
+            case CaseResumed():
+                watch.status = CaseStatus.OPEN
                 if watch.pauses and watch.pauses[-1][1] is None:
                     watch.pauses[-1] = (watch.pauses[-1][0], at)
                 resumed = SlaResumed(watch.case_id, self._dues(watch, at))
                 self._plan(recorded, 0, RecordSlaFact(watch.case_id, resumed))
-            case cases.ContactRecorded() if cases.is_response(event):
+            case ContactRecorded() if case_domain.is_response(event):
                 self._fulfil(watch, recorded, SlaTarget.FIRST_RESPONSE, event.started_at)
-            case cases.CaseResolved():
-                watch.status = cases.CaseStatus.RESOLVED
+            case CaseResolved():
+                watch.status = CaseStatus.RESOLVED
                 self._fulfil(watch, recorded, SlaTarget.RESOLUTION, at)
-            case cases.CaseReopened():
-                watch.status = cases.CaseStatus.OPEN
+            case CaseReopened():
+                watch.status = CaseStatus.OPEN
                 watch.starts[SlaTarget.RESOLUTION] = at
                 watch.pauses.clear()
                 watch.fulfilled.discard(SlaTarget.RESOLUTION)
                 watch.breached.discard(SlaTarget.RESOLUTION)
                 self._apply(watch, recorded, at, "reopened")
-            case cases.CaseClosed():
+            case CaseClosed():
                 del self.watches[watch.case_id]
             case CaseEscalationChanged():
                 watch.escalation = event.reasons
@@ -174,8 +196,9 @@ class Planner:
                 watch.fulfilled.add(event.target)
                 watch.dues = tuple(d for d in watch.dues if d.target is not event.target)
 
-    def _feedback(self, recorded: RecordedEvent, event: feedback.FeedbackEvent) -> None:
-        reason = feedback_reason(event)
+    def _feedback(self, recorded: RecordedEvent, event: FeedbackEvent) -> None:
+        negative = feedback_domain.negativity(event)
+        reason = None if negative is None else ESCALATION_OF_FEEDBACK[negative]
         watch = self.watches.get(event.case_id) if event.case_id else None
         if reason is None or watch is None or not watch.active or reason in watch.escalation:
             return

@@ -13,13 +13,13 @@ import logging
 import threading
 from typing import cast
 
-from crm.commands import Clock, CommandContext
+from crm.command_handling import Clock, CommandContext
 from crm.errors import ConcurrencyConflict, DomainError, PersistenceError
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.vocabulary import Actor, ActorKind
 from services.case.application import CaseApplication
-from services.events import CODEC, DomainEvent
+from services.events import DomainEvent
 from services.sla.planner import Planned, Planner
 from services.sla.policy import SlaPolicy
 
@@ -39,7 +39,7 @@ class DeadlineProcess:
         cases: CaseApplication,
         policy: SlaPolicy,
         clock: Clock,
-        codec: EventCodec = CODEC,
+        codec: EventCodec,
     ) -> None:
         self._store = store
         self._cases = cases

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from crm.envelope import EventMetadata, RecordedEvent
-from services.case import domain as cases
 from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.events import CaseOpened
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached, SlaFulfilled, SlaTarget
 from services.events import DomainEvent
 from services.sla.planner import Planned, Planner
@@ -85,7 +85,7 @@ def live_outcomes(history: Iterable[tuple[RecordedEvent, DomainEvent]]) -> dict[
     """Outcomes as recorded under the policies that applied at the time."""
     outcomes: dict[str, CaseOutcome] = {}
     for recorded, event in history:
-        if isinstance(event, cases.CaseOpened):
+        if isinstance(event, CaseOpened):
             outcomes[event.case_id] = CaseOutcome(
                 event.case_id, recorded.metadata.occurred_at, event.priority.value
             )
@@ -127,7 +127,7 @@ def candidate_outcomes(
         at = recorded.metadata.occurred_at
         fire_timers(at)
         planner.observe(recorded, event)
-        if isinstance(event, cases.CaseOpened):
+        if isinstance(event, CaseOpened):
             outcomes[event.case_id] = CaseOutcome(event.case_id, at, event.priority.value)
         for planned in planner.pending():
             carry_out(planned, at)

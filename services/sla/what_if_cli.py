@@ -13,8 +13,8 @@ from typing import cast
 from crm.envelope import RecordedEvent
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
-from services.bootstrap import read_policy
-from services.events import CODEC, DomainEvent
+from services.bootstrap import CODEC, read_policy
+from services.events import DomainEvent
 from services.sla.what_if import (
     candidate_outcomes,
     live_outcomes,

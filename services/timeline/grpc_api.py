@@ -9,7 +9,7 @@ from datetime import date
 
 import grpc
 
-from crm.commands import Clock
+from crm.command_handling import Clock
 from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import optional_instant
 from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
@@ -20,8 +20,8 @@ from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.timeline import EntryKind, TimelineEntry
-from services.case.domain import Category
 from services.case.escalation import EscalationReason
+from services.case.events import Category
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR

@@ -8,16 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from crm.commands import MAX_ATTEMPTS, CommandContext
+from crm.command_handling import MAX_ATTEMPTS, CommandContext
 from crm.envelope import NewEvent
 from crm.errors import ConcurrencyConflict, InvariantViolated, OperationalError
 from crm.eventstore.port import AppendResult, ExpectedRevision
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Priority
-from services.case import domain as cases
-from services.case.application import CaseApplication
-from services.customer import domain as customers
+from services.bootstrap import build_applications
+from services.case.commands import OpenCase
+from services.case.events import Category
+from services.customer import domain as customer_domain
 from services.customer.application import CustomerApplication
+from services.customer.commands import ChangeTier, MergeCustomers, RegisterCustomer, UndoMerge
+from services.customer.events import Segment, Tier
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 AGENT = Actor(ActorKind.AGENT, "agent-3")
@@ -46,39 +49,39 @@ class FlakyStore(SqliteEventStore):
         return super().append(stream, events, expected)
 
 
-def state_of(app: CustomerApplication, customer_id: str) -> customers.Customer:
+def state_of(app: CustomerApplication, customer_id: str) -> customer_domain.Customer:
     state = app.get(customer_id).state
     assert state is not None
     return state
 
 
 def register(app: CustomerApplication, customer_id: str) -> None:
-    command = customers.RegisterCustomer(customer_id, "Emi Kato", (), "ja", customers.Segment.B2C)
+    command = RegisterCustomer(customer_id, "Emi Kato", (), "ja", Segment.B2C)
     app.handle(command, context(f"register-{customer_id}"))
 
 
 def test_conflicts_are_retried_then_reported_after_the_bound(tmp_path: Path) -> None:
     store = FlakyStore(tmp_path / "events.db")
-    app = CustomerApplication(store, lambda: NOW)
+    app = build_applications(store, lambda: NOW).customers
     register(app, "c-1")
     store.failures["customer-c-1"] = (MAX_ATTEMPTS - 1, ConcurrencyConflict("raced"))
-    app.handle(customers.ChangeTier("c-1", customers.Tier.VIP), context("tier-1"))
-    assert state_of(app, "c-1").tier is customers.Tier.VIP
+    app.handle(ChangeTier("c-1", Tier.VIP), context("tier-1"))
+    assert state_of(app, "c-1").tier is Tier.VIP
 
     store.failures["customer-c-1"] = (MAX_ATTEMPTS, ConcurrencyConflict("raced"))
     before = store.last_position()
     with pytest.raises(ConcurrencyConflict, match="retry"):
-        app.handle(customers.ChangeTier("c-1", customers.Tier.LOYAL), context("tier-2"))
+        app.handle(ChangeTier("c-1", Tier.LOYAL), context("tier-2"))
     assert store.last_position() == before
     store.close()
 
 
 def test_merge_interrupted_between_streams_is_completed_by_the_retry(tmp_path: Path) -> None:
     store = FlakyStore(tmp_path / "events.db")
-    app = CustomerApplication(store, lambda: NOW)
+    app = build_applications(store, lambda: NOW).customers
     register(app, "dup")
     register(app, "survivor")
-    merge = customers.MergeCustomers("dup", "survivor", "merge-1", "same phone number")
+    merge = MergeCustomers("dup", "survivor", "merge-1", "same phone number")
     store.failures["customer-survivor"] = (1, OperationalError("disk went away"))
     with pytest.raises(OperationalError):
         app.merge(merge, context("merge-req"))
@@ -97,11 +100,11 @@ def test_merge_interrupted_between_streams_is_completed_by_the_retry(tmp_path: P
 
 def test_undo_merge_interrupted_between_streams_is_completed_by_the_retry(tmp_path: Path) -> None:
     store = FlakyStore(tmp_path / "events.db")
-    app = CustomerApplication(store, lambda: NOW)
+    app = build_applications(store, lambda: NOW).customers
     register(app, "dup")
     register(app, "survivor")
-    app.merge(customers.MergeCustomers("dup", "survivor", "m-1"), context("merge"))
-    undo = customers.UndoMerge("dup", "different people after all")
+    app.merge(MergeCustomers("dup", "survivor", "m-1"), context("merge"))
+    undo = UndoMerge("dup", "different people after all")
     store.failures["customer-survivor"] = (1, OperationalError("disk went away"))
     with pytest.raises(OperationalError):
         app.undo_merge(undo, context("undo"))
@@ -113,13 +116,13 @@ def test_undo_merge_interrupted_between_streams_is_completed_by_the_retry(tmp_pa
 
 def test_case_for_a_merged_away_customer_is_refused_naming_the_survivor(tmp_path: Path) -> None:
     store = SqliteEventStore(tmp_path / "events.db")
-    customers_app = CustomerApplication(store, lambda: NOW)
+    customers_app = build_applications(store, lambda: NOW).customers
     register(customers_app, "dup")
     register(customers_app, "survivor")
-    customers_app.merge(customers.MergeCustomers("dup", "survivor", "m-1"), context("merge"))
-    open_case = cases.OpenCase(
-        "case-1", "dup", Channel.EMAIL, cases.Category.CONTRACT, Priority.LOW, "Renewal", ""
+    customers_app.merge(MergeCustomers("dup", "survivor", "m-1"), context("merge"))
+    open_case = OpenCase(
+        "case-1", "dup", Channel.EMAIL, Category.CONTRACT, Priority.LOW, "Renewal", ""
     )
     with pytest.raises(InvariantViolated, match="survivor"):
-        CaseApplication(store, lambda: NOW).handle(open_case, context("open"))
+        build_applications(store, lambda: NOW).cases.handle(open_case, context("open"))
     store.close()

@@ -11,18 +11,30 @@ from pathlib import Path
 
 import pytest
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from services.case import domain as cases
+from services.bootstrap import CODEC, build_applications
+from services.case import domain as case_domain
 from services.case.application import CaseApplication
+from services.case.commands import (
+    CaseCommand,
+    ChangePriority,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    ResumeCase,
+    SetPendingOnCustomer,
+)
 from services.case.escalation import EscalationReason
+from services.case.events import Category, ContactOutcome
 from services.case.sla_facts import SlaApplied, SlaDue, SlaFulfilled, SlaResumed, SlaTarget
-from services.customer import domain as customers
 from services.customer.application import CustomerApplication
-from services.events import CODEC
-from services.feedback import domain as feedback
+from services.customer.commands import ChangeTier, RegisterCustomer
+from services.customer.events import Segment, Tier
 from services.feedback.application import FeedbackApplication
+from services.feedback.commands import SubmitSurvey
 from services.sla.policy import DEFAULT_POLICY
 from services.sla.process import DeadlineProcess
 from tests.support import FakeClock
@@ -45,21 +57,19 @@ class World:
         return CommandContext(f"req-{next(_requests)}", AGENT, self.clock())
 
     def process(self) -> DeadlineProcess:
-        return DeadlineProcess(self.store, self.case_app, DEFAULT_POLICY, self.clock)
+        return DeadlineProcess(self.store, self.case_app, DEFAULT_POLICY, self.clock, CODEC)
 
-    def register(self, customer_id: str, tier: customers.Tier = customers.Tier.STANDARD) -> None:
-        command = customers.RegisterCustomer(
-            customer_id, "Kana Ito", (), "ja", customers.Segment.B2C, tier=tier
-        )
+    def register(self, customer_id: str, tier: Tier = Tier.STANDARD) -> None:
+        command = RegisterCustomer(customer_id, "Kana Ito", (), "ja", Segment.B2C, tier=tier)
         self.customer_app.handle(command, self.context())
 
     def open(self, case_id: str, priority: Priority = Priority.NORMAL) -> None:
-        command = cases.OpenCase(
-            case_id, "cust-1", Channel.EMAIL, cases.Category.TECHNICAL_TROUBLE, priority, "App", ""
+        command = OpenCase(
+            case_id, "cust-1", Channel.EMAIL, Category.TECHNICAL_TROUBLE, priority, "App", ""
         )
         self.case_app.handle(command, self.context())
 
-    def do(self, command: cases.CaseCommand) -> None:
+    def do(self, command: CaseCommand) -> None:
         self.case_app.handle(command, self.context())
 
     def types(self, case_id: str) -> list[str]:
@@ -69,7 +79,7 @@ class World:
         decoded = [CODEC.decode(r.type, r.data) for r in self.store.read_stream(f"case-{case_id}")]
         return [e for e in decoded if isinstance(e, kind)]
 
-    def case(self, case_id: str) -> cases.Case:
+    def case(self, case_id: str) -> case_domain.Case:
         state = self.case_app.get(case_id).state
         assert state is not None
         return state
@@ -79,13 +89,8 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     store = SqliteEventStore(tmp_path / "events.db")
     clock = FakeClock(T0)
-    built = World(
-        store,
-        clock,
-        CustomerApplication(store, clock),
-        CaseApplication(store, clock),
-        FeedbackApplication(store, clock),
-    )
+    apps = build_applications(store, clock)
+    built = World(store, clock, apps.customers, apps.cases, apps.feedback)
     built.register("cust-1")
     yield built
     store.close()
@@ -149,12 +154,12 @@ def test_time_pending_on_the_customer_does_not_count(world: World) -> None:
     process = world.process()
     process.run_once()
     world.clock.advance(hours=1)
-    world.do(cases.SetPendingOnCustomer("c1", "waiting for a screenshot"))
+    world.do(SetPendingOnCustomer("c1", "waiting for a screenshot"))
     process.run_once()
     world.clock.advance(hours=3)  # past the original at-risk instant, but paused
     assert process.run_once() == 0
     assert "SlaAtRisk" not in world.types("c1")
-    world.do(cases.ResumeCase("c1", "screenshot received"))
+    world.do(ResumeCase("c1", "screenshot received"))
     process.run_once()
     resumed = world.events("c1", SlaResumed)[-1]
     assert isinstance(resumed, SlaResumed)
@@ -170,14 +175,14 @@ def test_first_response_in_time_is_fulfilled_and_stops_its_timers(world: World) 
     process.run_once()
     world.clock.advance(hours=1)
     world.do(
-        cases.RecordContact(
+        RecordContact(
             "c1",
             "k1",
             Channel.EMAIL,
             Direction.OUTBOUND,
             ActorKind.AGENT,
             "agent-1",
-            cases.ContactOutcome.ANSWERED,
+            ContactOutcome.ANSWERED,
             world.clock(),
         )
     )
@@ -195,7 +200,7 @@ def test_a_priority_change_recomputes_the_due_instants(world: World) -> None:
     process = world.process()
     process.run_once()
     world.clock.advance(hours=1)
-    world.do(cases.ChangePriority("c1", Priority.URGENT, "outage"))
+    world.do(ChangePriority("c1", Priority.URGENT, "outage"))
     process.run_once()
     reapplied = world.events("c1", SlaApplied)[-1]
     assert isinstance(reapplied, SlaApplied) and reapplied.trigger == "priority_changed"
@@ -209,9 +214,9 @@ def test_a_priority_change_recomputes_the_due_instants(world: World) -> None:
 
 
 def test_vip_customers_get_the_tighter_targets(world: World) -> None:
-    world.register("vip-1", customers.Tier.VIP)
-    command = cases.OpenCase(
-        "c1", "vip-1", Channel.PHONE, cases.Category.BILLING_PAYMENT, Priority.NORMAL, "x", ""
+    world.register("vip-1", Tier.VIP)
+    command = OpenCase(
+        "c1", "vip-1", Channel.PHONE, Category.BILLING_PAYMENT, Priority.NORMAL, "x", ""
     )
     world.case_app.handle(command, world.context())
     world.process().run_once()
@@ -225,7 +230,7 @@ def test_vip_customers_get_the_tighter_targets(world: World) -> None:
 
 def test_negative_feedback_on_a_case_escalates_it(world: World) -> None:
     world.open("c1")
-    survey = feedback.SubmitSurvey("fb-1", "cust-1", Channel.EMAIL, case_id="c1", csat=1)
+    survey = SubmitSurvey("fb-1", "cust-1", Channel.EMAIL, case_id="c1", csat=1)
     world.feedback_app.handle(survey, world.context())
     world.process().run_once()
     assert world.case("c1").escalation == (EscalationReason.NEGATIVE_FEEDBACK,)
@@ -238,7 +243,7 @@ def test_resolution_fulfils_the_target_and_clears_the_escalation(world: World) -
     process.run_once()
     world.clock.advance(hours=5)
     process.run_once()
-    world.do(cases.ResolveCase("c1", "fixed"))
+    world.do(ResolveCase("c1", "fixed"))
     process.run_once()
     assert world.events("c1", SlaFulfilled) == [SlaFulfilled("c1", RESOLUTION, True)]
     assert world.case("c1").escalation == ()
@@ -251,7 +256,7 @@ def test_a_customer_becoming_vip_tightens_the_targets_of_open_cases(world: World
     process.run_once()
     world.clock.advance(minutes=30)
     world.customer_app.handle(
-        customers.ChangeTier("cust-1", customers.Tier.VIP, "enterprise contract"), world.context()
+        ChangeTier("cust-1", Tier.VIP, "enterprise contract"), world.context()
     )
     process.run_once()
     reapplied = world.events("c1", SlaApplied)[-1]
@@ -265,13 +270,13 @@ def test_a_reopened_case_gets_a_fresh_resolution_outcome(world: World) -> None:
     world.open("c1")
     process = world.process()
     process.run_once()
-    world.do(cases.ResolveCase("c1", "fixed"))
+    world.do(ResolveCase("c1", "fixed"))
     process.run_once()
     world.clock.advance(hours=30)
-    world.do(cases.ReopenCase("c1", "broke again"))
+    world.do(ReopenCase("c1", "broke again"))
     process.run_once()
     world.clock.advance(hours=1)
-    world.do(cases.ResolveCase("c1", "fixed-for-good"))
+    world.do(ResolveCase("c1", "fixed-for-good"))
     process.run_once()
     fulfilled = world.events("c1", SlaFulfilled)
     assert fulfilled == [
@@ -282,15 +287,13 @@ def test_a_reopened_case_gets_a_fresh_resolution_outcome(world: World) -> None:
 
 def test_becoming_vip_reapplies_every_open_case_and_escalates_a_complaint(world: World) -> None:
     world.open("c1")
-    complaint = cases.OpenCase(
-        "c2", "cust-1", Channel.PHONE, cases.Category.COMPLAINT, Priority.NORMAL, "rude agent", ""
+    complaint = OpenCase(
+        "c2", "cust-1", Channel.PHONE, Category.COMPLAINT, Priority.NORMAL, "rude agent", ""
     )
     world.case_app.handle(complaint, world.context())
     process = world.process()
     process.run_once()
-    world.customer_app.handle(
-        customers.ChangeTier("cust-1", customers.Tier.VIP, "key account"), world.context()
-    )
+    world.customer_app.handle(ChangeTier("cust-1", Tier.VIP, "key account"), world.context())
     process.run_once()
     for case_id in ("c1", "c2"):
         reapplied = world.events(case_id, SlaApplied)[-1]
@@ -309,14 +312,14 @@ def test_a_response_dated_before_the_due_but_recorded_after_the_breach_is_late(
     world.clock.advance(hours=5)
     process.run_once()  # first response breached at T0 + 4 h
     world.do(
-        cases.RecordContact(
+        RecordContact(
             "c1",
             "k-late",
             Channel.PHONE,
             Direction.OUTBOUND,
             ActorKind.AGENT,
             "agent-1",
-            cases.ContactOutcome.ANSWERED,
+            ContactOutcome.ANSWERED,
             T0 + timedelta(hours=1),  # the call happened in time but was logged late
         )
     )

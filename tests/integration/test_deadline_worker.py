@@ -9,14 +9,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Priority
-from services.bootstrap import system_clock
-from services.case import domain as cases
-from services.case.application import CaseApplication
-from services.customer import domain as customers
-from services.customer.application import CustomerApplication
+from services.bootstrap import build_applications, system_clock
+from services.case.commands import OpenCase
+from services.case.events import Category
+from services.customer.commands import RegisterCustomer
+from services.customer.events import Segment
 from tests.grpc_client import poll
 
 AGENT = Actor(ActorKind.AGENT, "agent-1")
@@ -26,14 +26,12 @@ def test_the_worker_records_an_overdue_breach_once_and_stops_cleanly(tmp_path: P
     path = tmp_path / "events.db"
     store = SqliteEventStore(path)
     opened_at = datetime.now(UTC) - timedelta(hours=1)  # urgent: 15 min first response, overdue
-    CustomerApplication(store, system_clock).handle(
-        customers.RegisterCustomer("c-1", "Sora", (), "ja", customers.Segment.B2C),
+    build_applications(store, system_clock).customers.handle(
+        RegisterCustomer("c-1", "Sora", (), "ja", Segment.B2C),
         CommandContext("register", AGENT, opened_at),
     )
-    CaseApplication(store, system_clock).handle(
-        cases.OpenCase(
-            "k-1", "c-1", Channel.CHAT, cases.Category.CONTRACT, Priority.URGENT, "s", ""
-        ),
+    build_applications(store, system_clock).cases.handle(
+        OpenCase("k-1", "c-1", Channel.CHAT, Category.CONTRACT, Priority.URGENT, "s", ""),
         CommandContext("open", AGENT, opened_at),
     )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.readstore.port import TimelineQuery
 from crm.readstore.sqlite import SqliteReadStore
@@ -26,13 +26,18 @@ from crm.v1 import (
 )
 from crm.vocabulary import Actor, ActorKind, Channel
 from projections.runner import rebuild
-from services.bootstrap import Config, build_system
-from services.customer import domain as customers
-from services.customer.application import CustomerApplication
-from services.feedback import domain as feedback
+from services.bootstrap import CODEC, Config, build_applications, build_system
+from services.customer.commands import RegisterCustomer
+from services.customer.events import Segment
 from services.feedback import sentiment
 from services.feedback.application import FeedbackApplication
-from services.feedback.domain import Sentiment, SentimentLabel
+from services.feedback.commands import RecordVoiceOfCustomer, SubmitSurvey
+from services.feedback.events import (
+    Sentiment,
+    SentimentLabel,
+    SurveySubmitted,
+    VoiceOfCustomerRecorded,
+)
 from services.feedback.sentiment_ja import JapanesePolarity
 from services.server import create_server
 from tests.grpc_client import Client
@@ -58,8 +63,8 @@ def refuse_to_analyze(text: str) -> Sentiment:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
     store = SqliteEventStore(tmp_path / "events.db")
-    CustomerApplication(store, clock).handle(
-        customers.RegisterCustomer("c-1", "Emi Kato", (), "ja", customers.Segment.B2C),
+    build_applications(store, clock).customers.handle(
+        RegisterCustomer("c-1", "Emi Kato", (), "ja", Segment.B2C),
         context("register"),
     )
     yield store
@@ -67,14 +72,14 @@ def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
 
 
 def voice(app: FeedbackApplication, feedback_id: str, text: str) -> None:
-    command = feedback.RecordVoiceOfCustomer(feedback_id, "c-1", Channel.SOCIAL, text)
+    command = RecordVoiceOfCustomer(feedback_id, "c-1", Channel.SOCIAL, text)
     app.handle(command, context(f"voice-{feedback_id}"))
 
 
 def test_negative_voice_of_customer_in_english_and_japanese_is_stored_negative(
     store: SqliteEventStore,
 ) -> None:
-    app = FeedbackApplication(store, clock)
+    app = build_applications(store, clock).feedback
     voice(app, "fb-en", ENGLISH)
     voice(app, "fb-ja", JAPANESE)
 
@@ -87,17 +92,17 @@ def test_negative_voice_of_customer_in_english_and_japanese_is_stored_negative(
         assert sentiment.analyze(stored["text"]).language == language
         state = app.get(feedback_id).state
         assert state is not None
-        assert isinstance(state.event, feedback.VoiceOfCustomerRecorded)
+        assert isinstance(state.event, VoiceOfCustomerRecorded)
         assert state.event.sentiment_label is SentimentLabel.NEGATIVE
 
 
 def test_a_survey_without_a_comment_is_not_analyzed(store: SqliteEventStore) -> None:
-    app = FeedbackApplication(store, clock)
-    app.handle(feedback.SubmitSurvey("fb-1", "c-1", Channel.EMAIL, csat=5), context("survey"))
+    app = build_applications(store, clock).feedback
+    app.handle(SubmitSurvey("fb-1", "c-1", Channel.EMAIL, csat=5), context("survey"))
 
     state = app.get("fb-1").state
     assert state is not None
-    assert isinstance(state.event, feedback.SurveySubmitted)
+    assert isinstance(state.event, SurveySubmitted)
     assert (state.event.sentiment_label, state.event.sentiment_analyzer) == (
         SentimentLabel.NEUTRAL,
         "",
@@ -107,22 +112,22 @@ def test_a_survey_without_a_comment_is_not_analyzed(store: SqliteEventStore) -> 
 def test_replay_reads_the_stored_sentiment_and_never_runs_the_analyzer(
     store: SqliteEventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    voice(FeedbackApplication(store, clock), "fb-ja", JAPANESE)
+    voice(build_applications(store, clock).feedback, "fb-ja", JAPANESE)
     monkeypatch.setattr(sentiment, "analyze", refuse_to_analyze)
     monkeypatch.setattr(JapanesePolarity, "score", refuse_to_analyze)
     monkeypatch.setattr(SentimentIntensityAnalyzer, "polarity_scores", refuse_to_analyze)
 
-    replaying = FeedbackApplication(store, clock, analyze=refuse_to_analyze)
+    replaying = build_applications(store, clock, analyze=refuse_to_analyze).feedback
     state = replaying.get("fb-ja").state
     read_store = SqliteReadStore(tmp_path / "views.db")
     try:
-        rebuild(store, read_store)
+        rebuild(store, read_store, CODEC)
         page = read_store.timeline(TimelineQuery("c-1", kinds=frozenset({"feedback"})))
     finally:
         read_store.close()
 
     assert state is not None
-    assert isinstance(state.event, feedback.VoiceOfCustomerRecorded)
+    assert isinstance(state.event, VoiceOfCustomerRecorded)
     assert state.event.sentiment_label is SentimentLabel.NEGATIVE
     assert [entry.summary for entry in page.entries] == [
         "Voice of the customer recorded on social, negative sentiment"
@@ -132,12 +137,12 @@ def test_replay_reads_the_stored_sentiment_and_never_runs_the_analyzer(
 def test_a_retried_request_is_recognised_whatever_the_analyzer_says_now(
     store: SqliteEventStore,
 ) -> None:
-    voice(FeedbackApplication(store, clock), "fb-1", ENGLISH)
-    upgraded = FeedbackApplication(
+    voice(build_applications(store, clock).feedback, "fb-1", ENGLISH)
+    upgraded = build_applications(
         store, clock, analyze=lambda _: Sentiment(SentimentLabel.NEUTRAL, 0.0, "en", "vader-9")
-    )
+    ).feedback
 
-    command = feedback.RecordVoiceOfCustomer("fb-1", "c-1", Channel.SOCIAL, ENGLISH)
+    command = RecordVoiceOfCustomer("fb-1", "c-1", Channel.SOCIAL, ENGLISH)
     outcome = upgraded.handle(command, context("voice-fb-1"))
 
     assert outcome.duplicate_request

@@ -25,9 +25,19 @@ from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.case_view import CaseView
 from projections.runner import InProcessProjector, decode_batch, rebuild
 from projections.timeline import TimelineEntry
-from services.case import domain as cases
-from services.customer import domain as customers
-from services.events import CODEC, DomainEvent
+from services.bootstrap import CODEC
+from services.case.events import (
+    CaseClosed,
+    CaseOpened,
+    CaseReopened,
+    CaseResolved,
+    CaseStatus,
+    CaseTransferred,
+    ContactHandedOver,
+    ContactRecorded,
+)
+from services.customer.events import PurchaseRecorded
+from services.events import DomainEvent
 from tests.support import (
     T0,
     EventLog,
@@ -92,15 +102,15 @@ def story(log: EventLog) -> dict[str, list[int]]:
     rec("c-1", opened("case-1", "c-1"))
     rec("c-1", contact("case-1", "ct-1", handler=BOT, channel=Channel.CHATBOT))
     rec("c-2", opened("case-9", "c-2", channel=Channel.EMAIL))
-    rec("c-1", cases.ContactHandedOver("case-1", "ct-1", "bot-1", "a-17", "tier1"))
+    rec("c-1", ContactHandedOver("case-1", "ct-1", "bot-1", "a-17", "tier1"))
     rec("c-1", contact("case-1", "ct-2", started_at=T0 + timedelta(minutes=30)))
     rec("c-2", contact("case-9", "ct-9", channel=Channel.EMAIL, direction=Direction.OUTBOUND))
-    rec("c-1", cases.CaseTransferred("case-1", "billing", "technical", "card dispute"))
+    rec("c-1", CaseTransferred("case-1", "billing", "technical", "card dispute"))
     rec("c-1", opened("case-2", "c-1", channel=Channel.CHAT, priority=Priority.LOW))
     rec("c-1", survey("f-1", "c-1", "case-1", csat=2))
     rec("c-2", survey("f-9", "c-2", "case-9", csat=5, channel=Channel.PHONE))
-    rec("c-1", cases.CaseResolved("case-1", "refunded", ""))
-    rec("c-1", customers.PurchaseRecorded("c-1", "o-1", "Gold", 1000, "JPY"))
+    rec("c-1", CaseResolved("case-1", "refunded", ""))
+    rec("c-1", PurchaseRecorded("c-1", "o-1", "Gold", 1000, "JPY"))
     rec("c-1", contact("case-2", "ct-3", channel=Channel.CHAT))
     return mine
 
@@ -142,7 +152,7 @@ def test_case_view_is_kept_up_to_date(
     assert view is not None
     assert (view.customer_id, view.status, view.department) == (
         "c-1",
-        cases.CaseStatus.RESOLVED,
+        CaseStatus.RESOLVED,
         "technical",
     )
     assert (view.contact_count, view.transfer_count) == (2, 1)
@@ -163,7 +173,7 @@ def test_paging_covers_every_entry_exactly_once(
     log.record(opened("case-1", "c-1"))
     for n in range(18):
         log.record(contact("case-1", f"ct-{n}"))
-    rebuild(log.store, read_store)
+    rebuild(log.store, read_store, CODEC)
     expected = positions(whole_timeline(read_store, "c-1", newest_first=newest_first))
     assert len(expected) == 20
 
@@ -211,8 +221,8 @@ def test_filters_by_channel_kind_case_and_time(
     assert len(contacts) == 6
     case_2 = matching(case_id="case-2")
     assert [entry.event_type for entry in case_2] == [
-        cases.CaseOpened.TYPE,
-        cases.ContactRecorded.TYPE,
+        CaseOpened.TYPE,
+        ContactRecorded.TYPE,
     ]
     assert matching(case_id="case-1", kinds=frozenset({"feedback"})) == feedback
 
@@ -359,18 +369,18 @@ def test_rebuild_gives_the_same_views_as_live(
 ) -> None:
     story(log)
     log.record_all(*merged("c-2", "c-1"))
-    log.record(cases.CaseReopened("case-1", "refund never came"))
+    log.record(CaseReopened("case-1", "refund never came"))
     log.record_all(*unmerged("c-2", "c-1"), *merged("c-2", "c-1", "m-2"))
-    log.record(cases.CaseClosed("case-9", "customer asked"))
+    log.record(CaseClosed("case-9", "customer asked"))
     assert projector.wait_until(log.store.last_position(), DEADLINE)
     live = snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
 
     fresh = SqliteReadStore(tmp_path / "rebuilt.db")
     try:
-        assert rebuild(log.store, fresh, batch_size=4) == log.store.last_position()
+        assert rebuild(log.store, fresh, CODEC, batch_size=4) == log.store.last_position()
         assert snapshot(fresh, ["c-1", "c-2"], ["case-1", "case-2", "case-9"]) == live
         with pytest.raises(InvariantViolated):
-            rebuild(log.store, fresh)
+            rebuild(log.store, fresh, CODEC)
     finally:
         fresh.close()
     assert len(live[1]["c-1"]) > len(live[1]["c-2"])  # c-2 is merged into c-1 at the end
@@ -474,7 +484,7 @@ def test_a_read_store_of_an_older_schema_is_rebuilt_from_the_events(
     finally:
         projector.stop()
     fresh = SqliteReadStore(tmp_path / "fresh-views.db")
-    rebuild(store, fresh)
+    rebuild(store, fresh, CODEC)
     for table in ("timeline", "case_views"):
         assert _rows(path, table) == _rows(tmp_path / "fresh-views.db", table)
     views.close()

@@ -23,6 +23,7 @@ import pytest
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.readstore.sqlite import SqliteReadStore
 from projections.runner import rebuild
+from services.bootstrap import CODEC
 from tests.grpc_client import poll
 from tests.history import HistoryWriter
 
@@ -132,7 +133,7 @@ class Deployment:
         replayed = self.dir / "replayed.db"
         read_store = SqliteReadStore(replayed)
         try:
-            rebuild(self.store, read_store)
+            rebuild(self.store, read_store, CODEC)
         finally:
             read_store.close()
         for table, key in VIEW_TABLES.items():

@@ -18,15 +18,27 @@ from typing import Any
 import grpc
 import pytest
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.readstore.sqlite import SqliteReadStore
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.runner import rebuild
-from services.bootstrap import Config, System, build_system
-from services.case import domain as cases
+from services.bootstrap import CODEC, Config, System, build_system
+from services.case.commands import (
+    AssignCase,
+    CaseCommand,
+    CloseCase,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    ResumeCase,
+    SetPendingOnCustomer,
+    TransferCase,
+)
 from services.case.escalation import EscalateCase
+from services.case.events import Category, ContactOutcome
 from services.case.sla_facts import (
     RecordSlaFact,
     SlaApplied,
@@ -35,8 +47,14 @@ from services.case.sla_facts import (
     SlaFulfilled,
     SlaTarget,
 )
-from services.customer import domain as customers
-from services.feedback import domain as feedback
+from services.customer.commands import (
+    CustomerCommand,
+    RecordPurchase,
+    RecordRenewal,
+    RegisterCustomer,
+)
+from services.customer.events import Segment
+from services.feedback.commands import SubmitSurvey
 from services.server import create_server
 from tests.grpc_client import Client
 
@@ -70,10 +88,10 @@ class Story:
         self.requests += 1
         return CommandContext(f"kpi-{self.requests}", actor, when)
 
-    def customer(self, when: datetime, command: customers.CustomerCommand) -> None:
+    def customer(self, when: datetime, command: CustomerCommand) -> None:
         self.system.customers.handle(command, self._context(when, SYSTEM))
 
-    def case(self, when: datetime, command: cases.CaseCommand, actor: Actor = AGENT) -> None:
+    def case(self, when: datetime, command: CaseCommand, actor: Actor = AGENT) -> None:
         self.system.cases.handle(command, self._context(when, actor))
 
     def sla(self, when: datetime, fact: Any) -> None:
@@ -82,8 +100,8 @@ class Story:
     def open(
         self, when: datetime, case_id: str, customer: str, channel: Channel, category: str
     ) -> None:
-        command = cases.OpenCase(
-            case_id, customer, channel, cases.Category(category), Priority.NORMAL, "Help", ""
+        command = OpenCase(
+            case_id, customer, channel, Category(category), Priority.NORMAL, "Help", ""
         )
         self.case(when, command)
 
@@ -93,12 +111,12 @@ class Story:
         case_id: str,
         channel: Channel,
         direction: Direction = Direction.INBOUND,
-        outcome: cases.ContactOutcome = cases.ContactOutcome.ANSWERED,
+        outcome: ContactOutcome = ContactOutcome.ANSWERED,
         seconds: tuple[int, int, int] = (0, 0, 0),
         handler: Actor = AGENT,
     ) -> None:
         talk, hold, after_work = seconds
-        command = cases.RecordContact(
+        command = RecordContact(
             case_id,
             f"ct-{self.requests + 1}",
             channel,
@@ -117,7 +135,7 @@ class Story:
         self, when: datetime, customer: str, case_id: str, channel: Channel, *scores: int | None
     ) -> None:
         csat, nps, ces = scores
-        command = feedback.SubmitSurvey(
+        command = SubmitSurvey(
             f"fb-{self.requests + 1}", customer, channel, case_id, csat, nps, ces
         )
         self.system.feedback.handle(command, self._context(when, SYSTEM))
@@ -131,50 +149,48 @@ def applied(case_id: str, first_due: datetime, resolution_due: datetime) -> SlaA
 def write_story(story: Story) -> None:
     """The story, in the order it happened. Case team = the assigned team ("" if never)."""
     for customer in ("c-1", "c-2", "c-3", "c-4"):
-        register = customers.RegisterCustomer(customer, "Kana Ito", (), "ja", customers.Segment.B2C)
+        register = RegisterCustomer(customer, "Kana Ito", (), "ja", Segment.B2C)
         story.customer(at(28, 8), register)
     # Previous period (02-28, 03-01): c-1 and c-2 buy, c-3 renews.
-    story.customer(at(28, 10), customers.RecordPurchase("c-1", "o-1", "Plan", 1000, "JPY"))
-    story.customer(at(28, 11), customers.RecordRenewal("c-3", "k-1", "Plan"))
-    story.customer(at(1, 10), customers.RecordPurchase("c-2", "o-2", "Plan", 1000, "JPY"))
+    story.customer(at(28, 10), RecordPurchase("c-1", "o-1", "Plan", 1000, "JPY"))
+    story.customer(at(28, 11), RecordRenewal("c-3", "k-1", "Plan"))
+    story.customer(at(1, 10), RecordPurchase("c-2", "o-2", "Plan", 1000, "JPY"))
     story.survey(at(1, 12), "c-1", "", Channel.EMAIL, 1, 0, 7)  # before the period: not counted
     story.open(at(1, 15), "E", "c-1", Channel.PHONE, "billing_payment")  # still open at the end
 
     # Case A (c-1, phone): one answered call, resolved: FCR; both SLA targets met.
     story.open(at(2, 9), "A", "c-1", Channel.PHONE, "billing_payment")
     story.sla(at(2, 9), applied("A", at(2, 13), at(3, 9)))
-    story.case(at(2, 9, 1), cases.AssignCase("A", "a-1", "billing-1"))
+    story.case(at(2, 9, 1), AssignCase("A", "a-1", "billing-1"))
     story.contact(at(2, 9, 5), "A", Channel.PHONE, seconds=(300, 60, 30))
     story.sla(at(2, 9, 5), SlaFulfilled("A", FIRST, True))
     story.survey(at(2, 9, 10), "c-1", "A", Channel.PHONE, 5, 10, 2)
-    story.case(at(2, 9, 20), cases.ResolveCase("A", "fixed"))
+    story.case(at(2, 9, 20), ResolveCase("A", "fixed"))
     story.sla(at(2, 9, 20), SlaFulfilled("A", RESOLUTION, True))
 
     # Case B (c-2, chat): abandoned chat, first response breached (escalates), answered chat,
     # assigned to tech-1, transferred, called back, resolved.
     story.open(at(2, 10), "B", "c-2", Channel.CHAT, "technical_trouble")
     story.sla(at(2, 10), applied("B", at(2, 10, 15), at(2, 14)))
-    story.contact(at(2, 10), "B", Channel.CHAT, outcome=cases.ContactOutcome.ABANDONED)
+    story.contact(at(2, 10), "B", Channel.CHAT, outcome=ContactOutcome.ABANDONED)
     story.sla(at(2, 10, 15), SlaBreached("B", FIRST, at(2, 10, 15)))
     story.contact(at(2, 10, 30), "B", Channel.CHAT, seconds=(600, 0, 60))
     story.sla(at(2, 10, 30), SlaFulfilled("B", FIRST, False))
-    story.case(at(2, 10, 31), cases.AssignCase("B", "a-2", "tech-1"))
-    story.case(at(2, 10, 40), cases.TransferCase("B", "technical", "needs an engineer"))
+    story.case(at(2, 10, 31), AssignCase("B", "a-2", "tech-1"))
+    story.case(at(2, 10, 40), TransferCase("B", "technical", "needs an engineer"))
     story.open(at(2, 11), "C", "c-3", Channel.EMAIL, "shipping_fees")
     story.contact(at(2, 11, 5), "B", Channel.PHONE, Direction.OUTBOUND, seconds=(120, 0, 30))
-    story.case(at(2, 11, 10), cases.AssignCase("C", "a-3", "support-1"))
+    story.case(at(2, 11, 10), AssignCase("C", "a-3", "support-1"))
     story.contact(at(2, 11, 30), "C", Channel.EMAIL, Direction.OUTBOUND, seconds=(0, 0, 120))
-    story.case(at(2, 11, 55), cases.ResolveCase("B", "fixed"))
+    story.case(at(2, 11, 55), ResolveCase("B", "fixed"))
     story.sla(at(2, 11, 55), SlaFulfilled("B", RESOLUTION, True))
-    story.case(at(2, 12), cases.SetPendingOnCustomer("C", "waiting for the tracking number"))
+    story.case(at(2, 12), SetPendingOnCustomer("C", "waiting for the tracking number"))
     story.survey(at(2, 13), "c-2", "B", Channel.CHAT, 2, 3, 6)
     # Case F (c-2, chat): the bot answers, the case is closed unresolved.
     story.open(at(2, 14), "F", "c-2", Channel.CHAT, "usage_question")
-    story.contact(
-        at(2, 14), "F", Channel.CHAT, outcome=cases.ContactOutcome.BOT_RESOLVED, handler=BOT
-    )
-    story.case(at(2, 14, 30), cases.CloseCase("F", "the bot answered it"))
-    story.customer(at(2, 16), customers.RecordPurchase("c-1", "o-3", "Plan", 1000, "JPY"))
+    story.contact(at(2, 14), "F", Channel.CHAT, outcome=ContactOutcome.BOT_RESOLVED, handler=BOT)
+    story.case(at(2, 14, 30), CloseCase("F", "the bot answered it"))
+    story.customer(at(2, 16), RecordPurchase("c-1", "o-3", "Plan", 1000, "JPY"))
 
     # Case D (c-4, phone): answered, escalated on request, resolution breached, resolved 03-04.
     story.open(at(3, 9), "D", "c-4", Channel.PHONE, "complaint")
@@ -183,17 +199,17 @@ def write_story(story: Story) -> None:
     story.sla(at(3, 9, 10), SlaFulfilled("D", FIRST, True))
     story.case(at(3, 9, 15), EscalateCase("D", 2, "asked for a manager"))
     story.survey(at(3, 10), "c-4", "", Channel.WEB_FORM, 3, 9, 1)
-    story.case(at(3, 12), cases.ResumeCase("C", "tracking number received"))
+    story.case(at(3, 12), ResumeCase("C", "tracking number received"))
     story.sla(at(3, 13), SlaBreached("D", RESOLUTION, at(3, 13)))
-    story.case(at(3, 13), cases.ResolveCase("C", "sent"))
-    story.customer(at(3, 14), customers.RecordRenewal("c-3", "k-1", "Plan"))
-    story.case(at(3, 15), cases.ReopenCase("C", "the parcel did not arrive"))
-    story.customer(at(3, 15, 30), customers.RecordPurchase("c-4", "o-4", "Plan", 1000, "JPY"))
-    story.case(at(3, 16), cases.ResolveCase("C", "resent"))
+    story.case(at(3, 13), ResolveCase("C", "sent"))
+    story.customer(at(3, 14), RecordRenewal("c-3", "k-1", "Plan"))
+    story.case(at(3, 15), ReopenCase("C", "the parcel did not arrive"))
+    story.customer(at(3, 15, 30), RecordPurchase("c-4", "o-4", "Plan", 1000, "JPY"))
+    story.case(at(3, 16), ResolveCase("C", "resent"))
     story.survey(at(3, 17), "c-3", "C", Channel.EMAIL, 4, 8, None)
     # After the period: D is answered again and resolved.
     story.contact(at(4, 9), "D", Channel.PHONE, seconds=(100, 0, 0))
-    story.case(at(4, 9, 30), cases.ResolveCase("D", "apologised"))
+    story.case(at(4, 9, 30), ResolveCase("D", "apologised"))
 
 
 @dataclass
@@ -354,7 +370,7 @@ def test_rebuilding_from_event_zero_gives_the_same_kpi_rows(
 ) -> None:
     fresh = SqliteReadStore(tmp_path / "rebuilt.db")
     try:
-        rebuild(running.system.store, fresh, batch_size=7)
+        rebuild(running.system.store, fresh, CODEC, batch_size=7)
         for group_by in (frozenset(), frozenset({"day", "channel", "team", "category"})):
             query = KpiQuery(SINCE, UNTIL, group_by)
             assert fresh.kpis(query) == running.system.read_store.kpis(query)

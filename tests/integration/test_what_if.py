@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from crm.commands import CommandContext
+from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from services.case import domain as cases
-from services.case.application import CaseApplication
-from services.customer import domain as customers
-from services.customer.application import CustomerApplication
+from services.bootstrap import CODEC, build_applications
+from services.case.commands import OpenCase, RecordContact, ResolveCase, TransferCase
+from services.case.events import Category, ContactOutcome
+from services.customer.commands import RegisterCustomer
+from services.customer.events import Segment
 from services.sla.policy import DEFAULT_POLICY, load_policy
 from services.sla.process import DeadlineProcess
 from services.sla.what_if import Summary, candidate_outcomes, live_outcomes, summarize
@@ -34,64 +35,61 @@ def build_history(path: Path) -> SqliteEventStore:
     """Two cases handled under the live 24/7 default policy, the deadline process running."""
     store = SqliteEventStore(path)
     clock = FakeClock(FRIDAY_17)
-    customer_app, case_app = CustomerApplication(store, clock), CaseApplication(store, clock)
-    process = DeadlineProcess(store, case_app, DEFAULT_POLICY, clock)
+    apps = build_applications(store, clock)
+    customer_app, case_app = apps.customers, apps.cases
+    process = DeadlineProcess(store, case_app, DEFAULT_POLICY, clock, CODEC)
 
     def at(instant: datetime, command: object = None) -> None:
         clock.now = instant
         if command is not None:
             context = CommandContext(f"w-{next(_ids)}", AGENT, instant)
-            if isinstance(command, customers.RegisterCustomer):
+            if isinstance(command, RegisterCustomer):
                 customer_app.handle(command, context)
             else:
                 case_app.handle(command, context)  # type: ignore[arg-type]
         process.run_once()
 
-    def response(case_id: str, instant: datetime) -> cases.RecordContact:
-        return cases.RecordContact(
+    def response(case_id: str, instant: datetime) -> RecordContact:
+        return RecordContact(
             case_id,
             f"k-{case_id}",
             Channel.PHONE,
             Direction.OUTBOUND,
             ActorKind.AGENT,
             "agent-1",
-            cases.ContactOutcome.ANSWERED,
+            ContactOutcome.ANSWERED,
             instant,
         )
 
-    at(FRIDAY_17, customers.RegisterCustomer("c1", "Mio", (), "ja", customers.Segment.B2C))
+    at(FRIDAY_17, RegisterCustomer("c1", "Mio", (), "ja", Segment.B2C))
     # Case A, normal (4 h / 24 h): answered after 30 min, resolved Monday 10:00 Tokyo.
     at(
         FRIDAY_17,
-        cases.OpenCase("A", "c1", Channel.PHONE, cases.Category.CONTRACT, Priority.NORMAL, "x", ""),
+        OpenCase("A", "c1", Channel.PHONE, Category.CONTRACT, Priority.NORMAL, "x", ""),
     )
     at(FRIDAY_17 + timedelta(minutes=30), response("A", FRIDAY_17 + timedelta(minutes=30)))
     at(FRIDAY_17 + timedelta(hours=20))  # 19 h 12 min: at risk under 24/7
     at(FRIDAY_17 + timedelta(hours=25))  # 24 h: breached under 24/7
-    at(MONDAY_10, cases.ResolveCase("A", "renewed"))
+    at(MONDAY_10, ResolveCase("A", "renewed"))
     # Case B, urgent (15 min / 4 h): answered after 30 min, resolved after 1 h.
     at(
         MONDAY_10,
-        cases.OpenCase(
-            "B", "c1", Channel.PHONE, cases.Category.TECHNICAL_TROUBLE, Priority.URGENT, "y", ""
-        ),
+        OpenCase("B", "c1", Channel.PHONE, Category.TECHNICAL_TROUBLE, Priority.URGENT, "y", ""),
     )
     at(MONDAY_10 + timedelta(minutes=12))
     at(MONDAY_10 + timedelta(minutes=15))
     at(MONDAY_10 + timedelta(minutes=30), response("B", MONDAY_10 + timedelta(minutes=30)))
-    at(MONDAY_10 + timedelta(hours=1), cases.ResolveCase("B", "rebooted"))
+    at(MONDAY_10 + timedelta(hours=1), ResolveCase("B", "rebooted"))
     # Case C, normal: bounced between two departments (escalated for that), well within its SLA.
     noon = MONDAY_10 + timedelta(hours=2)
     at(
         noon,
-        cases.OpenCase(
-            "C", "c1", Channel.EMAIL, cases.Category.BILLING_PAYMENT, Priority.NORMAL, "z", ""
-        ),
+        OpenCase("C", "c1", Channel.EMAIL, Category.BILLING_PAYMENT, Priority.NORMAL, "z", ""),
     )
     at(noon + timedelta(minutes=5), response("C", noon + timedelta(minutes=5)))
-    at(noon + timedelta(minutes=10), cases.TransferCase("C", "billing", "invoice"))
-    at(noon + timedelta(minutes=20), cases.TransferCase("C", "sales", "contract"))
-    at(noon + timedelta(hours=1), cases.ResolveCase("C", "credited"))
+    at(noon + timedelta(minutes=10), TransferCase("C", "billing", "invoice"))
+    at(noon + timedelta(minutes=20), TransferCase("C", "sales", "contract"))
+    at(noon + timedelta(hours=1), ResolveCase("C", "credited"))
     return store
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated, PermissionDenied
 from crm.vocabulary import Channel, Priority
-from services.case import domain
+from services.case.commands import CaseCommand, CloseCase, OpenCase
 from services.case.compensation import (
     CompensationGranted,
     CompensationKind,
@@ -17,18 +17,19 @@ from services.case.compensation import (
     DecideCompensation,
     OfferCompensation,
 )
-from services.case.domain import Case, CaseEvent, Category, decide, evolve
+from services.case.domain import Case, decide, evolve
+from services.case.events import CaseEvent, Category
 from services.case.limits import CompensationLimits, load_limits
 
 T0 = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
 CASE = "case-9"
-OPEN = domain.OpenCase(
+OPEN = OpenCase(
     CASE, "cust-9", Channel.CHAT, Category.SHIPPING_FEES, Priority.NORMAL, "Late parcel", ""
 )
 REFUND = CompensationKind.REFUND
 
 
-def given(*commands: domain.CaseCommand) -> Case:
+def given(*commands: CaseCommand) -> Case:
     state: Case | None = None
     for index, command in enumerate(commands):
         for event in decide(command, state):
@@ -106,7 +107,7 @@ def test_bad_amounts_and_currencies_are_refused(amount: int, currency: str, fiel
 
 
 def test_no_compensation_on_a_closed_case() -> None:
-    state = given(OPEN, domain.CloseCase(CASE, "duplicate ticket"))
+    state = given(OPEN, CloseCase(CASE, "duplicate ticket"))
     with pytest.raises(InvariantViolated):
         decide(offer(100), state)
 

@@ -11,13 +11,24 @@ import pytest
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated
 from crm.validation import MAX_ID, MAX_SECONDS
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
-from services.case.domain import (
+from services.case.commands import (
     AddNote,
     AssignCase,
-    Case,
+    CaseCommand,
+    ChangePriority,
+    CloseCase,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    ResumeCase,
+    SetPendingOnCustomer,
+    TransferCase,
+)
+from services.case.domain import Case, decide, evolve
+from services.case.events import (
     CaseAssigned,
     CaseClosed,
-    CaseCommand,
     CaseEvent,
     CaseNoteAdded,
     CaseOpened,
@@ -29,20 +40,9 @@ from services.case.domain import (
     CaseStatus,
     CaseTransferred,
     Category,
-    ChangePriority,
-    CloseCase,
     ContactHandedOver,
     ContactOutcome,
     ContactRecorded,
-    OpenCase,
-    RecordContact,
-    ReopenCase,
-    ResolveCase,
-    ResumeCase,
-    SetPendingOnCustomer,
-    TransferCase,
-    decide,
-    evolve,
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -10,18 +10,15 @@ import pytest
 
 from crm.errors import InvalidInput, InvariantViolated
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
-from services.case import domain
-from services.case.domain import (
-    Case,
-    CaseEvent,
-    CaseOpened,
-    Category,
-    ContactOutcome,
+from services.case.commands import (
+    CaseCommand,
     OpenCase,
     RecordContact,
-    decide,
-    evolve,
+    ReopenCase,
+    ResolveCase,
+    TransferCase,
 )
+from services.case.domain import Case, decide, evolve
 from services.case.escalation import (
     CaseEscalationChanged,
     DeEscalateCase,
@@ -30,6 +27,7 @@ from services.case.escalation import (
     RaiseEscalation,
     level_of,
 )
+from services.case.events import CaseEvent, CaseOpened, Category, ContactOutcome
 from services.case.sla_facts import (
     RecordSlaFact,
     SlaApplied,
@@ -48,7 +46,7 @@ OPEN = OpenCase(
 )
 
 
-def history(*commands: domain.CaseCommand) -> tuple[Case, list[CaseEvent]]:
+def history(*commands: CaseCommand) -> tuple[Case, list[CaseEvent]]:
     """Decide and fold commands one after the other, a minute apart."""
     state: Case | None = None
     events: list[CaseEvent] = []
@@ -95,8 +93,8 @@ def test_a_case_starts_at_level_zero() -> None:
 def test_second_transfer_marks_the_case_bounced() -> None:
     state, events = history(
         OPEN,
-        domain.TransferCase(CASE, "billing", "invoice question"),
-        domain.TransferCase(CASE, "technical", "payment gateway"),
+        TransferCase(CASE, "billing", "invoice question"),
+        TransferCase(CASE, "technical", "payment gateway"),
     )
     (change,) = escalations(events)
     assert (change.from_level, change.to_level, change.added) == (0, 1, (R.BOUNCED,))
@@ -104,14 +102,14 @@ def test_second_transfer_marks_the_case_bounced() -> None:
 
 
 def test_transfer_to_development_is_critical() -> None:
-    state, _ = history(OPEN, domain.TransferCase(CASE, "development", "reproducible bug"))
+    state, _ = history(OPEN, TransferCase(CASE, "development", "reproducible bug"))
     assert state.escalation == (R.CRITICAL_DEPARTMENT,)
     assert state.escalation_level == 3
 
 
 def test_second_reopening_escalates() -> None:
-    resolve = domain.ResolveCase(CASE, "refunded")
-    reopen = domain.ReopenCase(CASE, "refund missing")
+    resolve = ResolveCase(CASE, "refunded")
+    reopen = ReopenCase(CASE, "refund missing")
     state, events = history(OPEN, resolve, reopen, resolve, reopen)
     assert escalations(events)[-1].added == (R.REOPENED,)
     assert state.escalation_level == 2
@@ -143,8 +141,8 @@ def test_explicit_escalation_and_de_escalation() -> None:
     state, _ = history(
         OPEN,
         EscalateCase(CASE, 1, "keep an eye on it"),
-        domain.TransferCase(CASE, "billing", "x"),
-        domain.TransferCase(CASE, "support", "y"),
+        TransferCase(CASE, "billing", "x"),
+        TransferCase(CASE, "support", "y"),
         DeEscalateCase(CASE, "handled by the supervisor"),
     )
     assert state.escalation == ()
@@ -168,8 +166,8 @@ def test_resolution_clears_every_reason() -> None:
     state, events = history(
         OPEN,
         EscalateCase(CASE, 2, "angry customer"),
-        domain.TransferCase(CASE, "development", "bug"),
-        domain.ResolveCase(CASE, "fixed"),
+        TransferCase(CASE, "development", "bug"),
+        ResolveCase(CASE, "fixed"),
     )
     last = escalations(events)[-1]
     assert (last.from_level, last.to_level, last.reasons) == (3, 0, ())
@@ -184,7 +182,7 @@ def test_negative_feedback_raised_from_outside_adds_a_reason_once() -> None:
 
 
 def test_raising_on_a_resolved_case_is_refused() -> None:
-    state, _ = history(OPEN, domain.ResolveCase(CASE, "fixed"))
+    state, _ = history(OPEN, ResolveCase(CASE, "fixed"))
     with pytest.raises(InvariantViolated):
         decide(RaiseEscalation(CASE, R.NEGATIVE_FEEDBACK, "late survey"), state)
 

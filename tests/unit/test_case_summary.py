@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
-from services.case import domain
+from services.case.commands import (
+    AssignCase,
+    CaseCommand,
+    OpenCase,
+    RecordContact,
+    ResolveCase,
+    TransferCase,
+)
 from services.case.compensation import CompensationKind, OfferCompensation
-from services.case.domain import Case, CaseEvent, Category, ContactOutcome, decide, evolve
+from services.case.domain import Case, decide, evolve
+from services.case.events import CaseEvent, Category, ContactOutcome
 from services.case.sla_facts import RecordSlaFact, SlaApplied, SlaBreached, SlaDue, SlaTarget
 from services.case.summary import summarize
 
@@ -16,7 +24,7 @@ CASE = "case-3"
 SUBJECT = "Hanako's card was charged twice"
 
 
-def history(*commands: domain.CaseCommand) -> list[tuple[CaseEvent, datetime]]:
+def history(*commands: CaseCommand) -> list[tuple[CaseEvent, datetime]]:
     state: Case | None = None
     recorded: list[tuple[CaseEvent, datetime]] = []
     for index, command in enumerate(commands):
@@ -27,8 +35,8 @@ def history(*commands: domain.CaseCommand) -> list[tuple[CaseEvent, datetime]]:
     return recorded
 
 
-def contact(contact_id: str, channel: Channel, agent: str) -> domain.RecordContact:
-    return domain.RecordContact(
+def contact(contact_id: str, channel: Channel, agent: str) -> RecordContact:
+    return RecordContact(
         CASE,
         contact_id,
         channel,
@@ -44,14 +52,14 @@ def test_summary_of_a_bounced_escalated_case() -> None:
     due = T0 + timedelta(hours=1)
     text = summarize(
         history(
-            domain.OpenCase(
+            OpenCase(
                 CASE, "cust-3", Channel.PHONE, Category.BILLING_PAYMENT, Priority.HIGH, SUBJECT, ""
             ),
             contact("k1", Channel.PHONE, "agent-1"),
-            domain.TransferCase(CASE, "billing", "double charge"),
-            domain.TransferCase(CASE, "technical", "gateway"),
+            TransferCase(CASE, "billing", "double charge"),
+            TransferCase(CASE, "technical", "gateway"),
             contact("k2", Channel.CHAT, "agent-7"),
-            domain.AssignCase(CASE, "agent-7", "tech-2"),
+            AssignCase(CASE, "agent-7", "tech-2"),
             RecordSlaFact(
                 CASE,
                 SlaApplied(
@@ -76,10 +84,10 @@ def test_summary_of_a_bounced_escalated_case() -> None:
 def test_summary_of_a_quiet_resolved_case() -> None:
     text = summarize(
         history(
-            domain.OpenCase(
+            OpenCase(
                 CASE, "cust-3", Channel.EMAIL, Category.USAGE_QUESTION, Priority.LOW, SUBJECT, ""
             ),
-            domain.ResolveCase(CASE, "answered-faq"),
+            ResolveCase(CASE, "answered-faq"),
         )
     )
     assert text == (

@@ -9,15 +9,30 @@ import pytest
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated
 from crm.vocabulary import Channel
+from services.customer.commands import (
+    ChangeTier,
+    CustomerCommand,
+    MergeCustomers,
+    RecordCancellation,
+    RecordPurchase,
+    RecordRenewal,
+    RegisterCustomer,
+    UndoMerge,
+    UpdateContactPoints,
+)
 from services.customer.domain import (
     MAX_AMOUNT_MINOR,
     MAX_CONTACT_POINTS,
+    Customer,
+    decide,
+    decide_merge,
+    decide_unmerge,
+    evolve,
+)
+from services.customer.events import (
     CancellationRecorded,
-    ChangeTier,
     ContactPoint,
     ContactPointsUpdated,
-    Customer,
-    CustomerCommand,
     CustomerEvent,
     CustomerMerged,
     CustomerMergeUndone,
@@ -25,22 +40,11 @@ from services.customer.domain import (
     DuplicateAbsorbed,
     DuplicateReleased,
     Lifecycle,
-    MergeCustomers,
     PurchaseRecorded,
-    RecordCancellation,
-    RecordPurchase,
-    RecordRenewal,
-    RegisterCustomer,
     RenewalRecorded,
     Segment,
     Tier,
     TierChanged,
-    UndoMerge,
-    UpdateContactPoints,
-    decide,
-    decide_merge,
-    decide_unmerge,
-    evolve,
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

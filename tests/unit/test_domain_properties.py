@@ -19,10 +19,66 @@ from hypothesis import strategies as st
 from crm.errors import DomainError, InvariantViolated
 from crm.validation import MAX_SECONDS
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
-from services.case import domain as case
+from services.bootstrap import CODEC
+from services.case import domain as case_domain
 from services.case import escalation
-from services.customer import domain as customer
-from services.events import CODEC
+from services.case.commands import (
+    AddNote,
+    AssignCase,
+    CaseCommand,
+    ChangePriority,
+    CloseCase,
+    OpenCase,
+    RecordContact,
+    ReopenCase,
+    ResolveCase,
+    ResumeCase,
+    SetPendingOnCustomer,
+    TransferCase,
+)
+from services.case.events import (
+    CaseAssigned,
+    CaseClosed,
+    CaseEvent,
+    CaseNoteAdded,
+    CaseOpened,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseStatus,
+    CaseTransferred,
+    Category,
+    ContactHandedOver,
+    ContactOutcome,
+    ContactRecorded,
+)
+from services.customer import domain as customer_domain
+from services.customer.commands import (
+    ChangeTier,
+    CustomerCommand,
+    MergeCustomers,
+    RecordCancellation,
+    RecordPurchase,
+    RecordRenewal,
+    RegisterCustomer,
+    UndoMerge,
+    UpdateContactPoints,
+)
+from services.customer.events import (
+    CancellationRecorded,
+    ContactPoint,
+    ContactPointsUpdated,
+    CustomerEvent,
+    CustomerRegistered,
+    Lifecycle,
+    PurchaseRecorded,
+    RenewalRecorded,
+    Segment,
+    Tier,
+    TierChanged,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CASE_ID = "case-1"
@@ -58,21 +114,21 @@ def mostly(valid: Sequence[T], invalid: Sequence[T] = ()) -> st.SearchStrategy[T
 
 reasons = mostly(["because", "customer asked"], ["", "   ", "r" * 501])
 optional_reasons = mostly(["", "because"], ["r" * 501])
-valid_open = case.OpenCase(
+valid_open = OpenCase(
     CASE_ID,
     "cust-1",
     Channel.PHONE,
-    case.Category.TECHNICAL_TROUBLE,
+    Category.TECHNICAL_TROUBLE,
     Priority.NORMAL,
     "Router keeps rebooting",
     "",
 )
 open_cases = st.builds(
-    case.OpenCase,
+    OpenCase,
     case_id=mostly([CASE_ID], [""]),
     customer_id=mostly(["cust-1"], ["bad id"]),
     channel=st.sampled_from(Channel),
-    category=st.sampled_from(case.Category),
+    category=st.sampled_from(Category),
     priority=st.sampled_from(Priority),
     subject=mostly(["Subject"], ["", "s" * 201]),
     description=mostly(["", "details"], ["d" * 10_001]),
@@ -82,18 +138,18 @@ seconds = st.one_of(st.integers(0, 3_600), mostly([0, MAX_SECONDS], [-1, MAX_SEC
 
 
 @st.composite
-def contacts(draw: st.DrawFn) -> case.RecordContact:
+def contacts(draw: st.DrawFn) -> RecordContact:
     """Mostly coherent contacts (a hand-over target only on a hand-over), sometimes not."""
-    outcome = draw(st.sampled_from(case.ContactOutcome))
-    bot_only = outcome in (case.ContactOutcome.BOT_RESOLVED, case.ContactOutcome.HANDED_TO_HUMAN)
+    outcome = draw(st.sampled_from(ContactOutcome))
+    bot_only = outcome in (ContactOutcome.BOT_RESOLVED, ContactOutcome.HANDED_TO_HUMAN)
     kinds = [ActorKind.BOT] if bot_only else [ActorKind.AGENT, ActorKind.SUPERVISOR, ActorKind.BOT]
     others = [k for k in ActorKind if k not in kinds]
     kind = draw(mostly(kinds, others))
     agent, team = "", ""
-    if outcome is case.ContactOutcome.HANDED_TO_HUMAN or draw(mostly([False], [True])):
+    if outcome is ContactOutcome.HANDED_TO_HUMAN or draw(mostly([False], [True])):
         agent = draw(mostly(["", *AGENTS], ["bad id"]))
         team = draw(st.sampled_from(["", *TEAMS]))
-    return case.RecordContact(
+    return RecordContact(
         case_id=CASE_ID,
         contact_id=draw(mostly(["contact-1", "contact-2"], [""])),
         channel=draw(st.sampled_from(Channel)),
@@ -116,107 +172,104 @@ def contacts(draw: st.DrawFn) -> case.RecordContact:
     )
 
 
-case_commands: st.SearchStrategy[case.CaseCommand] = st.one_of(
+case_commands: st.SearchStrategy[CaseCommand] = st.one_of(
     open_cases,
     contacts(),
     contacts(),
     contacts(),
-    st.builds(case.AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
-    st.builds(case.AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
-    st.builds(case.TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
-    st.builds(case.TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
-    st.builds(case.ChangePriority, st.just(CASE_ID), st.sampled_from(Priority), optional_reasons),
+    st.builds(AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
+    st.builds(AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
+    st.builds(TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
+    st.builds(TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
+    st.builds(ChangePriority, st.just(CASE_ID), st.sampled_from(Priority), optional_reasons),
     st.builds(
-        case.AddNote,
+        AddNote,
         st.just(CASE_ID),
         mostly(["note-1", "note-2"], [""]),
         mostly(["a note"], ["", "n" * 10_001]),
     ),
-    st.builds(case.SetPendingOnCustomer, st.just(CASE_ID), reasons),
-    st.builds(case.ResumeCase, st.just(CASE_ID), optional_reasons),
-    st.builds(case.ResumeCase, st.just(CASE_ID), optional_reasons),
+    st.builds(SetPendingOnCustomer, st.just(CASE_ID), reasons),
+    st.builds(ResumeCase, st.just(CASE_ID), optional_reasons),
+    st.builds(ResumeCase, st.just(CASE_ID), optional_reasons),
     st.builds(
-        case.ResolveCase,
+        ResolveCase,
         st.just(CASE_ID),
         mostly(["fixed", "refunded"], ["", "bad code"]),
         mostly(["", "note"], ["n" * 10_001]),
     ),
     st.builds(
-        case.ResolveCase,
+        ResolveCase,
         st.just(CASE_ID),
         mostly(["fixed", "refunded"], ["", "bad code"]),
         mostly(["", "note"], ["n" * 10_001]),
     ),
-    st.builds(case.ReopenCase, st.just(CASE_ID), reasons),
-    st.builds(case.ReopenCase, st.just(CASE_ID), reasons),
-    st.builds(case.CloseCase, mostly([CASE_ID], ["bad/case"]), optional_reasons),
+    st.builds(ReopenCase, st.just(CASE_ID), reasons),
+    st.builds(ReopenCase, st.just(CASE_ID), reasons),
+    st.builds(CloseCase, mostly([CASE_ID], ["bad/case"]), optional_reasons),
 )
 
 # Which statuses each event may be decided from; None means "before the case exists".
-ALLOWED_BEFORE: dict[type[Any], set[case.CaseStatus | None]] = {
-    case.CaseOpened: {None},
-    case.ContactRecorded: {
-        case.CaseStatus.OPEN,
-        case.CaseStatus.PENDING_CUSTOMER,
-        case.CaseStatus.RESOLVED,
+ALLOWED_BEFORE: dict[type[Any], set[CaseStatus | None]] = {
+    CaseOpened: {None},
+    ContactRecorded: {
+        CaseStatus.OPEN,
+        CaseStatus.PENDING_CUSTOMER,
+        CaseStatus.RESOLVED,
     },
-    case.ContactHandedOver: {
-        case.CaseStatus.OPEN,
-        case.CaseStatus.PENDING_CUSTOMER,
-        case.CaseStatus.RESOLVED,
+    ContactHandedOver: {
+        CaseStatus.OPEN,
+        CaseStatus.PENDING_CUSTOMER,
+        CaseStatus.RESOLVED,
     },
-    case.CasePriorityChanged: {
-        case.CaseStatus.OPEN,
-        case.CaseStatus.PENDING_CUSTOMER,
-        case.CaseStatus.RESOLVED,
+    CasePriorityChanged: {
+        CaseStatus.OPEN,
+        CaseStatus.PENDING_CUSTOMER,
+        CaseStatus.RESOLVED,
     },
-    case.CaseAssigned: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
+    CaseAssigned: {CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER},
     # Escalation follows the command that triggered it, e.g. the second reopening of a case.
     escalation.CaseEscalationChanged: {
-        case.CaseStatus.OPEN,
-        case.CaseStatus.PENDING_CUSTOMER,
-        case.CaseStatus.RESOLVED,
+        CaseStatus.OPEN,
+        CaseStatus.PENDING_CUSTOMER,
+        CaseStatus.RESOLVED,
     },
-    case.CaseTransferred: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
-    case.CasePendingOnCustomer: {case.CaseStatus.OPEN},
-    case.CaseResumed: {case.CaseStatus.PENDING_CUSTOMER},
-    case.CaseResolved: {case.CaseStatus.OPEN, case.CaseStatus.PENDING_CUSTOMER},
-    case.CaseReopened: {case.CaseStatus.RESOLVED},
-    case.CaseClosed: {
-        case.CaseStatus.OPEN,
-        case.CaseStatus.PENDING_CUSTOMER,
-        case.CaseStatus.RESOLVED,
+    CaseTransferred: {CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER},
+    CasePendingOnCustomer: {CaseStatus.OPEN},
+    CaseResumed: {CaseStatus.PENDING_CUSTOMER},
+    CaseResolved: {CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER},
+    CaseReopened: {CaseStatus.RESOLVED},
+    CaseClosed: {
+        CaseStatus.OPEN,
+        CaseStatus.PENDING_CUSTOMER,
+        CaseStatus.RESOLVED,
     },
-    case.CaseNoteAdded: set(case.CaseStatus),
+    CaseNoteAdded: set(CaseStatus),
 }
 
 
-def fold_case(events: Sequence[case.CaseEvent]) -> case.Case | None:
+def fold_case(events: Sequence[CaseEvent]) -> case_domain.Case | None:
     """Replay a whole stream, with the same instants the live run used."""
-    state: case.Case | None = None
+    state: case_domain.Case | None = None
     for index, event in enumerate(events):
-        state = case.evolve(state, event, instant(index))
+        state = case_domain.evolve(state, event, instant(index))
     return state
 
 
-def expected_first_response(events: Sequence[case.CaseEvent]) -> datetime | None:
+def expected_first_response(events: Sequence[CaseEvent]) -> datetime | None:
     """Start of the first contact where a human agent reached the customer."""
     for event in events:
         if (
-            isinstance(event, case.ContactRecorded)
+            isinstance(event, ContactRecorded)
             and event.handler_kind in (ActorKind.AGENT, ActorKind.SUPERVISOR)
-            and event.outcome is not case.ContactOutcome.ABANDONED
-            and (
-                event.outcome is case.ContactOutcome.ANSWERED
-                or event.direction is Direction.OUTBOUND
-            )
+            and event.outcome is not ContactOutcome.ABANDONED
+            and (event.outcome is ContactOutcome.ANSWERED or event.direction is Direction.OUTBOUND)
         ):
             return event.started_at
     return None
 
 
 def check_decision(
-    before: case.Case | None, command: case.CaseCommand, decided: list[case.CaseEvent]
+    before: case_domain.Case | None, command: CaseCommand, decided: list[CaseEvent]
 ) -> None:
     """Each decided batch is well formed with respect to the state it was decided from."""
     assert decided, "an accepted command records at least one event"
@@ -225,10 +278,10 @@ def check_decision(
     for event in decided:
         assert status in ALLOWED_BEFORE[type(event)], (type(event).__name__, status)
     first = decided[0]
-    if isinstance(first, case.ContactRecorded):
-        assert isinstance(command, case.RecordContact)
-        handed = [e for e in decided if isinstance(e, case.ContactHandedOver)]
-        if first.outcome is case.ContactOutcome.HANDED_TO_HUMAN:
+    if isinstance(first, ContactRecorded):
+        assert isinstance(command, RecordContact)
+        handed = [e for e in decided if isinstance(e, ContactHandedOver)]
+        if first.outcome is ContactOutcome.HANDED_TO_HUMAN:
             assert first.handler_kind is ActorKind.BOT
             assert len(handed) == 1
             assert handed[0].contact_id == first.contact_id
@@ -236,12 +289,11 @@ def check_decision(
         else:
             assert handed == []
         customer_answered = (
-            first.direction is Direction.INBOUND
-            and first.outcome is not case.ContactOutcome.ABANDONED
+            first.direction is Direction.INBOUND and first.outcome is not ContactOutcome.ABANDONED
         )
-        resumed = before is not None and before.status is case.CaseStatus.PENDING_CUSTOMER
-        assert isinstance(decided[-1], case.CaseResumed) == (resumed and customer_answered)
-        if first.outcome is case.ContactOutcome.BOT_RESOLVED:
+        resumed = before is not None and before.status is CaseStatus.PENDING_CUSTOMER
+        assert isinstance(decided[-1], CaseResumed) == (resumed and customer_answered)
+        if first.outcome is ContactOutcome.BOT_RESOLVED:
             assert first.handler_kind is ActorKind.BOT
     else:
         own = [e for e in decided if not isinstance(e, escalation.CaseEscalationChanged)]
@@ -256,11 +308,11 @@ def check_decision(
         assert change.to_level == escalation.level_of(change.reasons)
     for event in decided:
         match event:
-            case case.CaseTransferred():
+            case CaseTransferred():
                 assert before is not None
                 assert event.from_department == before.department
                 assert event.to_department != event.from_department
-            case case.CaseAssigned():
+            case CaseAssigned():
                 assert before is not None
                 assert (event.previous_agent_id, event.previous_team) == (
                     before.assignee,
@@ -270,63 +322,62 @@ def check_decision(
                     event.previous_agent_id,
                     event.previous_team,
                 )
-            case case.CasePriorityChanged():
+            case CasePriorityChanged():
                 assert before is not None
                 assert event.from_priority is before.priority
                 assert event.to_priority is not event.from_priority
-            case case.CaseClosed():
+            case CaseClosed():
                 assert before is not None
-                if before.status is not case.CaseStatus.RESOLVED:
+                if before.status is not CaseStatus.RESOLVED:
                     assert event.reason.strip()
             case _:
                 pass
 
 
-def check_case_invariants(state: case.Case, events: Sequence[case.CaseEvent]) -> None:
+def check_case_invariants(state: case_domain.Case, events: Sequence[CaseEvent]) -> None:
     """What must hold of the folded case after any accepted prefix of history."""
-    assert isinstance(events[0], case.CaseOpened)
-    assert not any(isinstance(e, case.CaseOpened) for e in events[1:])
-    assert state.contact_count == sum(isinstance(e, case.ContactRecorded) for e in events)
-    assert state.transfer_count == sum(isinstance(e, case.CaseTransferred) for e in events)
-    assert state.reopen_count == sum(isinstance(e, case.CaseReopened) for e in events)
-    assert state.note_count == sum(isinstance(e, case.CaseNoteAdded) for e in events)
+    assert isinstance(events[0], CaseOpened)
+    assert not any(isinstance(e, CaseOpened) for e in events[1:])
+    assert state.contact_count == sum(isinstance(e, ContactRecorded) for e in events)
+    assert state.transfer_count == sum(isinstance(e, CaseTransferred) for e in events)
+    assert state.reopen_count == sum(isinstance(e, CaseReopened) for e in events)
+    assert state.note_count == sum(isinstance(e, CaseNoteAdded) for e in events)
 
-    transfers = [e for e in events if isinstance(e, case.CaseTransferred)]
+    transfers = [e for e in events if isinstance(e, CaseTransferred)]
     assert state.department == (transfers[-1].to_department if transfers else events[0].department)
     assert state.department in DEPARTMENTS
 
-    closes = [i for i, e in enumerate(events) if isinstance(e, case.CaseClosed)]
+    closes = [i for i, e in enumerate(events) if isinstance(e, CaseClosed)]
     assert len(closes) <= 1
     if closes:
-        assert state.status is case.CaseStatus.CLOSED
+        assert state.status is CaseStatus.CLOSED
         assert state.closed_at == instant(closes[0])
         after_close = events[closes[0] + 1 :]
         assert all(
-            isinstance(e, case.CaseNoteAdded | escalation.CaseEscalationChanged)
-            for e in after_close
+            isinstance(e, CaseNoteAdded | escalation.CaseEscalationChanged) for e in after_close
         )
     else:
-        assert state.status is not case.CaseStatus.CLOSED
+        assert state.status is not CaseStatus.CLOSED
         assert state.closed_at is None
 
-    if state.status in (case.CaseStatus.RESOLVED, case.CaseStatus.CLOSED):
+    if state.status in (CaseStatus.RESOLVED, CaseStatus.CLOSED):
         assert state.escalation == (), "resolving or closing a case clears its escalation"
-    transfers_so_far = sum(isinstance(e, case.CaseTransferred) for e in events)
-    if state.status is case.CaseStatus.OPEN and transfers_so_far >= 2:
+    transfers_so_far = sum(isinstance(e, CaseTransferred) for e in events)
+    if state.status is CaseStatus.OPEN and transfers_so_far >= 2:
         assert escalation.EscalationReason.BOUNCED in state.escalation or any(
-            isinstance(e, case.CaseResolved | case.CaseClosed) for e in events
+            isinstance(e, CaseResolved | CaseClosed) for e in events
         )
-    outcomes = [e for e in events if isinstance(e, case.CaseResolved | case.CaseReopened)]
+    outcomes = [e for e in events if isinstance(e, CaseResolved | CaseReopened)]
     for previous, current in itertools.pairwise(outcomes):
         assert type(previous) is not type(current), "resolved twice or reopened twice in a row"
-    resolved_now = bool(outcomes) and isinstance(outcomes[-1], case.CaseResolved)
+    resolved_now = bool(outcomes) and isinstance(outcomes[-1], CaseResolved)
     assert (state.resolved_at is not None) == resolved_now
     assert bool(state.resolution_code) == resolved_now
-    if state.status is case.CaseStatus.RESOLVED:
+    if state.status is CaseStatus.RESOLVED:
         assert resolved_now
     if resolved_now:
-        assert state.status in (case.CaseStatus.RESOLVED, case.CaseStatus.CLOSED)
-        last_resolve = max(i for i, e in enumerate(events) if isinstance(e, case.CaseResolved))
+        assert state.status in (CaseStatus.RESOLVED, CaseStatus.CLOSED)
+        last_resolve = max(i for i, e in enumerate(events) if isinstance(e, CaseResolved))
         assert state.resolved_at == instant(last_resolve)
 
     assert state.first_response_at == expected_first_response(events)
@@ -338,20 +389,20 @@ def check_case_invariants(state: case.Case, events: Sequence[case.CaseEvent]) ->
 
 @PROPERTY_SETTINGS
 @given(st.lists(case_commands, min_size=10, max_size=40))
-def test_random_case_histories_keep_every_invariant(commands: list[case.CaseCommand]) -> None:
-    state: case.Case | None = None
-    history: list[case.CaseEvent] = []
+def test_random_case_histories_keep_every_invariant(commands: list[CaseCommand]) -> None:
+    state: case_domain.Case | None = None
+    history: list[CaseEvent] = []
     for command in [valid_open, *commands]:
         try:
-            decided = case.decide(command, state)
+            decided = case_domain.decide(command, state)
         except DomainError:
             # Refused: nothing recorded. Any other exception escapes and fails the test.
             continue
-        assert case.decide(command, state) == decided, "decide is deterministic"
+        assert case_domain.decide(command, state) == decided, "decide is deterministic"
         check_decision(state, command, decided)
         for event in decided:
             assert_round_trips(event)
-            state = case.evolve(state, event, instant(len(history)))
+            state = case_domain.evolve(state, event, instant(len(history)))
             history.append(event)
         assert state is not None
         check_case_invariants(state, history)
@@ -363,50 +414,52 @@ def test_random_case_histories_keep_every_invariant(commands: list[case.CaseComm
 
 CUSTOMER_ID = "cust-1"
 POINTS = [
-    customer.ContactPoint(Channel.EMAIL, "hana@example.com"),
-    customer.ContactPoint(Channel.PHONE, "+81-3-1234-5678"),
-    customer.ContactPoint(Channel.SOCIAL, "@hana"),
-    customer.ContactPoint(Channel.EMAIL, " "),
+    ContactPoint(Channel.EMAIL, "hana@example.com"),
+    ContactPoint(Channel.PHONE, "+81-3-1234-5678"),
+    ContactPoint(Channel.SOCIAL, "@hana"),
+    ContactPoint(Channel.EMAIL, " "),
 ]
 point_lists = st.lists(mostly(POINTS[:3], POINTS[3:]), max_size=4).map(tuple)
 registrations = st.builds(
-    customer.RegisterCustomer,
+    RegisterCustomer,
     customer_id=mostly([CUSTOMER_ID], ["bad id"]),
     name=mostly(["Hana Sato"], ["", "n" * 201]),
     contact_points=point_lists,
     language=mostly(["ja", "pt-BR"], ["", "en_US", "日本"]),
-    segment=st.sampled_from(customer.Segment),
+    segment=st.sampled_from(Segment),
     company=st.sampled_from(["", "Sato KK"]),
-    tier=st.sampled_from(customer.Tier),
+    tier=st.sampled_from(Tier),
 )
-customer_commands: st.SearchStrategy[customer.CustomerCommand] = st.one_of(
+customer_commands: st.SearchStrategy[CustomerCommand] = st.one_of(
     registrations,
-    st.builds(customer.UpdateContactPoints, st.just(CUSTOMER_ID), point_lists),
+    st.builds(UpdateContactPoints, st.just(CUSTOMER_ID), point_lists),
     st.builds(
-        customer.ChangeTier,
+        ChangeTier,
         st.just(CUSTOMER_ID),
-        st.sampled_from(customer.Tier),
+        st.sampled_from(Tier),
         mostly(["", "loyal for years"], ["r" * 501]),
     ),
     st.builds(
-        customer.RecordPurchase,
+        RecordPurchase,
         st.just(CUSTOMER_ID),
         mostly(["order-1", "order-2"], [""]),
         mostly(["Fibre 1G"], [""]),
         st.one_of(
             st.integers(0, 100_000),
-            mostly([0, customer.MAX_AMOUNT_MINOR], [-1, customer.MAX_AMOUNT_MINOR + 1]),
+            mostly(
+                [0, customer_domain.MAX_AMOUNT_MINOR], [-1, customer_domain.MAX_AMOUNT_MINOR + 1]
+            ),
         ),
         mostly(["EUR", "JPY"], ["eur", "EU", "ÉUR"]),
     ),
     st.builds(
-        customer.RecordRenewal,
+        RecordRenewal,
         st.just(CUSTOMER_ID),
         mostly(["contract-1"], ["bad id"]),
         mostly(["Fibre 1G"], [""]),
     ),
     st.builds(
-        customer.RecordCancellation,
+        RecordCancellation,
         st.just(CUSTOMER_ID),
         mostly(["contract-1"], [""]),
         mostly(["", "moving"], ["r" * 501]),
@@ -414,23 +467,23 @@ customer_commands: st.SearchStrategy[customer.CustomerCommand] = st.one_of(
 )
 
 
-def fold_customer(events: Sequence[customer.CustomerEvent]) -> customer.Customer | None:
+def fold_customer(events: Sequence[CustomerEvent]) -> customer_domain.Customer | None:
     """Replay a whole customer stream with the instants the live run used."""
-    state: customer.Customer | None = None
+    state: customer_domain.Customer | None = None
     for index, event in enumerate(events):
-        state = customer.evolve(state, event, instant(index))
+        state = customer_domain.evolve(state, event, instant(index))
     return state
 
 
 def check_customer_invariants(
-    state: customer.Customer, events: Sequence[customer.CustomerEvent]
+    state: customer_domain.Customer, events: Sequence[CustomerEvent]
 ) -> None:
     """What must hold of a (never merged) customer after any accepted prefix of history."""
     registered = events[0]
-    assert isinstance(registered, customer.CustomerRegistered)
-    assert not any(isinstance(e, customer.CustomerRegistered) for e in events[1:])
+    assert isinstance(registered, CustomerRegistered)
+    assert not any(isinstance(e, CustomerRegistered) for e in events[1:])
     assert state.registered_at == instant(0)
-    if registered.segment is customer.Segment.B2B:
+    if registered.segment is Segment.B2B:
         assert registered.company.strip()
 
     facts = [
@@ -438,17 +491,17 @@ def check_customer_invariants(
         for e in events
         if isinstance(
             e,
-            customer.PurchaseRecorded | customer.RenewalRecorded | customer.CancellationRecorded,
+            PurchaseRecorded | RenewalRecorded | CancellationRecorded,
         )
     ]
     if not facts:
-        assert state.lifecycle is customer.Lifecycle.PRE_PURCHASE
-    elif isinstance(facts[-1], customer.CancellationRecorded):
-        assert state.lifecycle is customer.Lifecycle.CHURNED
+        assert state.lifecycle is Lifecycle.PRE_PURCHASE
+    elif isinstance(facts[-1], CancellationRecorded):
+        assert state.lifecycle is Lifecycle.CHURNED
     else:
-        assert state.lifecycle is customer.Lifecycle.CUSTOMER
+        assert state.lifecycle is Lifecycle.CUSTOMER
 
-    tiers = [e for e in events if isinstance(e, customer.TierChanged)]
+    tiers = [e for e in events if isinstance(e, TierChanged)]
     assert state.tier is (tiers[-1].to_tier if tiers else registered.tier)
     previous_tier = registered.tier
     for change in tiers:
@@ -456,15 +509,15 @@ def check_customer_invariants(
         assert change.to_tier is not change.from_tier
         previous_tier = change.to_tier
 
-    updates = [e for e in events if isinstance(e, customer.ContactPointsUpdated)]
+    updates = [e for e in events if isinstance(e, ContactPointsUpdated)]
     assert state.contact_points == (
         updates[-1].contact_points if updates else registered.contact_points
     )
     assert len(set(state.contact_points)) == len(state.contact_points)
     assert all(p.address.strip() for p in state.contact_points)
 
-    for purchase in (e for e in events if isinstance(e, customer.PurchaseRecorded)):
-        assert 0 <= purchase.amount_minor <= customer.MAX_AMOUNT_MINOR
+    for purchase in (e for e in events if isinstance(e, PurchaseRecorded)):
+        assert 0 <= purchase.amount_minor <= customer_domain.MAX_AMOUNT_MINOR
         assert len(purchase.currency) == 3
         assert purchase.currency.isascii() and purchase.currency.isupper()
 
@@ -472,21 +525,21 @@ def check_customer_invariants(
 @PROPERTY_SETTINGS
 @given(st.lists(customer_commands, min_size=5, max_size=30))
 def test_random_customer_histories_keep_every_invariant(
-    commands: list[customer.CustomerCommand],
+    commands: list[CustomerCommand],
 ) -> None:
-    state: customer.Customer | None = None
-    history: list[customer.CustomerEvent] = []
+    state: customer_domain.Customer | None = None
+    history: list[CustomerEvent] = []
     for command in commands:
         try:
-            decided = customer.decide(command, state)
+            decided = customer_domain.decide(command, state)
         except DomainError:
             continue
         assert len(decided) == 1
-        assert customer.decide(command, state) == decided, "decide is deterministic"
+        assert customer_domain.decide(command, state) == decided, "decide is deterministic"
         for event in decided:
             assert event.customer_id == CUSTOMER_ID
             assert_round_trips(event)
-            state = customer.evolve(state, event, instant(len(history)))
+            state = customer_domain.evolve(state, event, instant(len(history)))
             history.append(event)
         assert state is not None
         check_customer_invariants(state, history)
@@ -516,14 +569,14 @@ class Touch:
     """A profile command on one pool member: refused while it is merged away."""
 
     customer_id: str
-    tier: customer.Tier
+    tier: Tier
 
 
 pool_ids = st.sampled_from(POOL)
 merge_steps: st.SearchStrategy[Merge | Undo | Touch] = st.one_of(
     st.builds(Merge, pool_ids, pool_ids),
     st.builds(Undo, pool_ids, mostly([None], POOL), mostly(["mistake", "different people"], [""])),
-    st.builds(Touch, pool_ids, st.sampled_from(customer.Tier)),
+    st.builds(Touch, pool_ids, st.sampled_from(Tier)),
 )
 
 
@@ -531,25 +584,27 @@ class Pool:
     """A few customers, each with its own stream, as the application would keep them."""
 
     def __init__(self) -> None:
-        self.streams: dict[str, list[customer.CustomerEvent]] = {}
-        self.states: dict[str, customer.Customer] = {}
+        self.streams: dict[str, list[CustomerEvent]] = {}
+        self.states: dict[str, customer_domain.Customer] = {}
         for customer_id in POOL:
-            registered = customer.CustomerRegistered(
+            registered = CustomerRegistered(
                 customer_id,
                 "Same Person",
                 (),
                 "en",
-                customer.Segment.B2C,
+                Segment.B2C,
                 "",
-                customer.Tier.STANDARD,
+                Tier.STANDARD,
             )
             self.streams[customer_id] = []
             self.append(registered)
 
-    def append(self, event: customer.CustomerEvent) -> None:
+    def append(self, event: CustomerEvent) -> None:
         stream = self.streams[event.customer_id]
         previous = self.states.get(event.customer_id)
-        self.states[event.customer_id] = customer.evolve(previous, event, instant(len(stream)))
+        self.states[event.customer_id] = customer_domain.evolve(
+            previous, event, instant(len(stream))
+        )
         stream.append(event)
         assert_round_trips(event)
 
@@ -581,9 +636,9 @@ def test_random_merges_and_undos_keep_the_pool_consistent(
     for number, step in enumerate(steps):
         match step:
             case Merge(duplicate, survivor):
-                command = customer.MergeCustomers(duplicate, survivor, f"merge-{number}", "same")
+                command = MergeCustomers(duplicate, survivor, f"merge-{number}", "same")
                 try:
-                    merged, absorbed = customer.decide_merge(
+                    merged, absorbed = customer_domain.decide_merge(
                         command, pool.states[duplicate], pool.states[survivor]
                     )
                 except DomainError:
@@ -600,8 +655,8 @@ def test_random_merges_and_undos_keep_the_pool_consistent(
             case Undo(duplicate, claimed, reason):
                 survivor = claimed or pool.states[duplicate].merged_into or duplicate
                 try:
-                    undone, released = customer.decide_unmerge(
-                        customer.UndoMerge(duplicate, reason),
+                    undone, released = customer_domain.decide_unmerge(
+                        UndoMerge(duplicate, reason),
                         pool.states[duplicate],
                         pool.states[survivor],
                     )
@@ -614,7 +669,7 @@ def test_random_merges_and_undos_keep_the_pool_consistent(
             case Touch(customer_id, tier):
                 state = pool.states[customer_id]
                 try:
-                    decided = customer.decide(customer.ChangeTier(customer_id, tier), state)
+                    decided = customer_domain.decide(ChangeTier(customer_id, tier), state)
                 except InvariantViolated as refused:
                     if state.merged_into:
                         assert state.merged_into in str(refused), "the refusal names the survivor"

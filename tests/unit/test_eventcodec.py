@@ -11,8 +11,8 @@ import pytest
 from crm.errors import IntegrityError
 from crm.eventcodec import EventCodec
 from crm.vocabulary import Channel
-from services.events import CODEC
-from services.feedback.domain import SentimentLabel, VoiceOfCustomerRecorded
+from services.bootstrap import CODEC
+from services.feedback.events import SentimentLabel, VoiceOfCustomerRecorded
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,21 @@ import pytest
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated
 from crm.vocabulary import Channel
-from services.feedback.domain import (
-    Feedback,
+from services.feedback.commands import (
     FeedbackCommand,
+    RecordVoiceOfCustomer,
+    SubmitReview,
+    SubmitSurvey,
+)
+from services.feedback.domain import Feedback, decide, evolve
+from services.feedback.events import (
     FeedbackEvent,
     FeedbackKind,
-    RecordVoiceOfCustomer,
     ReviewSubmitted,
     Sentiment,
     SentimentLabel,
-    SubmitReview,
-    SubmitSurvey,
     SurveySubmitted,
     VoiceOfCustomerRecorded,
-    decide,
-    evolve,
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -26,12 +26,23 @@ from projections.kpis import (
     survey_fact,
     utc_day,
 )
-from services.case import domain as cases
 from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.events import (
+    CaseAssigned,
+    CaseClosed,
+    CaseEvent,
+    CasePendingOnCustomer,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseTransferred,
+    ContactOutcome,
+    ContactRecorded,
+)
 from services.case.sla_facts import SlaBreached, SlaFulfilled, SlaTarget
-from services.customer import domain as customers
+from services.customer.events import CancellationRecorded, PurchaseRecorded, RenewalRecorded
 from services.events import DomainEvent
-from services.feedback import domain as feedbacks
+from services.feedback.events import ReviewSubmitted, SurveySubmitted
 from tests.support import AGENT, T0, contact, opened, recorded
 
 CUSTOMER = "c-1"
@@ -40,7 +51,7 @@ BOT = Actor(ActorKind.BOT, "bot-1")
 MINUTE = timedelta(minutes=1)
 
 
-def story(*steps: tuple[int, cases.CaseEvent]) -> CaseView:
+def story(*steps: tuple[int, CaseEvent]) -> CaseView:
     """Fold events into a case view; each step is (minutes after T0, event)."""
     view: CaseView | None = None
     for position, (minutes, event) in enumerate(steps, start=1):
@@ -51,13 +62,13 @@ def story(*steps: tuple[int, cases.CaseEvent]) -> CaseView:
 
 
 OPENED = opened(CASE, CUSTOMER)  # phone, billing_payment
-ASSIGNED = cases.CaseAssigned(CASE, "a-17", "billing-1", "", "")
+ASSIGNED = CaseAssigned(CASE, "a-17", "billing-1", "", "")
 
 
 # ---------------------------------------------------------------- contact facts
 
 
-def fact_of(event: cases.ContactRecorded, view: CaseView, at: datetime = T0) -> ContactFact | None:
+def fact_of(event: ContactRecorded, view: CaseView, at: datetime = T0) -> ContactFact | None:
     return contact_fact(recorded(event, view.last_position + 1, CUSTOMER, at=at), event, view)
 
 
@@ -78,18 +89,18 @@ def test_an_answered_inbound_call_is_offered_answered_and_handled() -> None:
     ("channel", "direction", "outcome", "handler", "expected"),
     [
         # (offered, answered, handled)
-        (Channel.CHAT, Direction.INBOUND, cases.ContactOutcome.ABANDONED, None, (1, 0, 0)),
-        (Channel.PHONE, Direction.INBOUND, cases.ContactOutcome.VOICEMAIL, None, (1, 0, 0)),
-        (Channel.CHAT, Direction.INBOUND, cases.ContactOutcome.BOT_RESOLVED, BOT, (1, 1, 0)),
-        (Channel.PHONE, Direction.OUTBOUND, cases.ContactOutcome.ANSWERED, None, (0, 0, 1)),
-        (Channel.EMAIL, Direction.INBOUND, cases.ContactOutcome.ANSWERED, None, (0, 0, 1)),
-        (Channel.CHATBOT, Direction.INBOUND, cases.ContactOutcome.HANDED_TO_HUMAN, BOT, (0, 0, 0)),
+        (Channel.CHAT, Direction.INBOUND, ContactOutcome.ABANDONED, None, (1, 0, 0)),
+        (Channel.PHONE, Direction.INBOUND, ContactOutcome.VOICEMAIL, None, (1, 0, 0)),
+        (Channel.CHAT, Direction.INBOUND, ContactOutcome.BOT_RESOLVED, BOT, (1, 1, 0)),
+        (Channel.PHONE, Direction.OUTBOUND, ContactOutcome.ANSWERED, None, (0, 0, 1)),
+        (Channel.EMAIL, Direction.INBOUND, ContactOutcome.ANSWERED, None, (0, 0, 1)),
+        (Channel.CHATBOT, Direction.INBOUND, ContactOutcome.HANDED_TO_HUMAN, BOT, (0, 0, 0)),
     ],
 )
 def test_offered_answered_and_handled_by_channel_outcome_and_handler(
     channel: Channel,
     direction: Direction,
-    outcome: cases.ContactOutcome,
+    outcome: ContactOutcome,
     handler: Actor | None,
     expected: tuple[int, int, int],
 ) -> None:
@@ -127,19 +138,19 @@ def test_no_contact_fact_for_other_events_a_redelivery_or_an_unknown_case() -> N
 
 
 def test_a_survey_fact_keeps_the_scores_and_no_text() -> None:
-    event = feedbacks.SurveySubmitted("f-1", CUSTOMER, CASE, Channel.CHAT, 4, None, 3, "great")
+    event = SurveySubmitted("f-1", CUSTOMER, CASE, Channel.CHAT, 4, None, 3, "great")
 
     fact = survey_fact(recorded(event, 7, at=T0), event)
 
     assert fact == SurveyFact("f-1", CUSTOMER, CASE, "2026-03-02", "chat", 4, None, 3)
-    review = feedbacks.ReviewSubmitted("f-2", CUSTOMER, "", 5, "", "store")
+    review = ReviewSubmitted("f-2", CUSTOMER, "", 5, "", "store")
     assert survey_fact(recorded(review, 8), review) is None
 
 
 def test_purchases_and_renewals_are_purchase_facts() -> None:
-    bought = customers.PurchaseRecorded(CUSTOMER, "o-1", "Gold", 1000, "JPY")
-    renewed = customers.RenewalRecorded(CUSTOMER, "k-1", "Gold")
-    cancelled = customers.CancellationRecorded(CUSTOMER, "k-1", "")
+    bought = PurchaseRecorded(CUSTOMER, "o-1", "Gold", 1000, "JPY")
+    renewed = RenewalRecorded(CUSTOMER, "k-1", "Gold")
+    cancelled = CancellationRecorded(CUSTOMER, "k-1", "")
 
     first = purchase_fact(recorded(bought, 1), bought)
     second = purchase_fact(recorded(renewed, 2), renewed)
@@ -155,10 +166,10 @@ def test_purchases_and_renewals_are_purchase_facts() -> None:
 def test_pending_time_is_taken_out_of_the_resolution_time() -> None:
     view = story(
         (0, OPENED),
-        (10, cases.CasePendingOnCustomer(CASE, "waiting for a photo")),
-        (70, cases.CaseResumed(CASE, "")),
-        (100, cases.CasePendingOnCustomer(CASE, "again")),
-        (130, cases.CaseResolved(CASE, "fixed", "")),  # resolved while pending: the pause ends
+        (10, CasePendingOnCustomer(CASE, "waiting for a photo")),
+        (70, CaseResumed(CASE, "")),
+        (100, CasePendingOnCustomer(CASE, "again")),
+        (130, CaseResolved(CASE, "fixed", "")),  # resolved while pending: the pause ends
     )
 
     assert view.kpis.pending_seconds == (60 + 30) * 60
@@ -171,8 +182,8 @@ def test_reopening_keeps_the_first_resolution_and_records_the_inactive_stretch()
     view = story(
         (0, OPENED),
         (1, ASSIGNED),
-        (30, cases.CaseResolved(CASE, "fixed", "")),
-        (90, cases.CaseReopened(CASE, "came back")),
+        (30, CaseResolved(CASE, "fixed", "")),
+        (90, CaseReopened(CASE, "came back")),
     )
     assert view.kpis.first_resolved_at == T0 + 30 * MINUTE
     assert view.kpis.resolution_seconds is None
@@ -184,11 +195,11 @@ def test_reopening_keeps_the_first_resolution_and_records_the_inactive_stretch()
     view = story(
         (0, OPENED),
         (1, ASSIGNED),
-        (30, cases.CaseResolved(CASE, "fixed", "")),
-        (90, cases.CaseReopened(CASE, "came back")),
-        (100, cases.CaseAssigned(CASE, "a-20", "tech-1", "a-17", "billing-1")),
-        (120, cases.CaseResolved(CASE, "fixed", "")),
-        (200, cases.CaseClosed(CASE, "")),  # closing a resolved case continues its stretch
+        (30, CaseResolved(CASE, "fixed", "")),
+        (90, CaseReopened(CASE, "came back")),
+        (100, CaseAssigned(CASE, "a-20", "tech-1", "a-17", "billing-1")),
+        (120, CaseResolved(CASE, "fixed", "")),
+        (200, CaseClosed(CASE, "")),  # closing a resolved case continues its stretch
     )
     assert view.kpis.inactive == (
         Span(T0 + 30 * MINUTE, T0 + 90 * MINUTE),
@@ -205,7 +216,7 @@ def test_reopening_keeps_the_first_resolution_and_records_the_inactive_stretch()
 
 
 def test_an_unresolved_case_closed_is_inactive_but_not_resolved() -> None:
-    view = story((0, OPENED), (5, cases.CaseClosed(CASE, "customer withdrew")))
+    view = story((0, OPENED), (5, CaseClosed(CASE, "customer withdrew")))
 
     fact = case_fact(view)
 
@@ -221,16 +232,16 @@ def test_an_unresolved_case_closed_is_inactive_but_not_resolved() -> None:
     [
         ((), True),
         ((contact(CASE, "ct-2"),), False),  # two inbound contacts
-        ((cases.CaseTransferred(CASE, "billing", "technical", "x"),), False),
+        ((CaseTransferred(CASE, "billing", "technical", "x"),), False),
         ((contact(CASE, "ct-2", direction=Direction.OUTBOUND),), False),  # a callback
     ],
 )
 def test_first_contact_resolution_needs_one_inbound_contact_no_transfer_no_callback(
-    extra: tuple[cases.CaseEvent, ...], fcr: bool
+    extra: tuple[CaseEvent, ...], fcr: bool
 ) -> None:
-    steps: list[tuple[int, cases.CaseEvent]] = [(0, OPENED), (1, contact(CASE, "ct-1"))]
+    steps: list[tuple[int, CaseEvent]] = [(0, OPENED), (1, contact(CASE, "ct-1"))]
     steps += [(2, event) for event in extra]
-    view = story(*steps, (10, cases.CaseResolved(CASE, "fixed", "")))
+    view = story(*steps, (10, CaseResolved(CASE, "fixed", "")))
 
     assert case_fact(view).fcr is fcr
     assert case_fact(story(*steps)).fcr is False  # not resolved: no FCR either way
@@ -441,8 +452,8 @@ def test_utc_day_of_an_aware_instant() -> None:
 
 def test_fold_views_files_each_fact_with_the_case_as_it_was_before_the_event() -> None:
     before, after = contact(CASE, "ct-1"), contact(CASE, "ct-2")
-    survey = feedbacks.SurveySubmitted("f-1", CUSTOMER, CASE, Channel.PHONE, 5, None, None, "")
-    bought = customers.PurchaseRecorded(CUSTOMER, "o-1", "Gold", 1000, "JPY")
+    survey = SurveySubmitted("f-1", CUSTOMER, CASE, Channel.PHONE, 5, None, None, "")
+    bought = PurchaseRecorded(CUSTOMER, "o-1", "Gold", 1000, "JPY")
     events: list[DomainEvent] = [OPENED, before, ASSIGNED, after, survey, bought]
     batch = [(recorded(e, n, CUSTOMER), e) for n, e in enumerate(events, start=1)]
 

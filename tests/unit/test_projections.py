@@ -24,7 +24,7 @@ from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.case_view import CaseView, apply_case_event
 from projections.lineage import MergeLink, merge_link, newer_link, timeline_members
 from projections.timeline import EntryKind, duration, timeline_entry
-from services.case import domain as cases
+from services.bootstrap import CODEC
 from services.case.compensation import (
     CompensationGranted,
     CompensationKind,
@@ -32,6 +32,22 @@ from services.case.compensation import (
     CompensationRequested,
 )
 from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.events import (
+    CaseAssigned,
+    CaseClosed,
+    CaseEvent,
+    CaseNoteAdded,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    CaseStatus,
+    CaseTransferred,
+    Category,
+    ContactHandedOver,
+    ContactOutcome,
+)
 from services.case.sla_facts import (
     SlaApplied,
     SlaAtRisk,
@@ -42,9 +58,28 @@ from services.case.sla_facts import (
     SlaResumed,
     SlaTarget,
 )
-from services.customer import domain as customers
-from services.events import CODEC, DomainEvent
-from services.feedback import domain as feedbacks
+from services.customer.events import (
+    CancellationRecorded,
+    ContactPoint,
+    ContactPointsUpdated,
+    CustomerMerged,
+    CustomerMergeUndone,
+    CustomerRegistered,
+    DuplicateAbsorbed,
+    DuplicateReleased,
+    PurchaseRecorded,
+    RenewalRecorded,
+    Segment,
+    Tier,
+    TierChanged,
+)
+from services.events import DomainEvent
+from services.feedback.events import (
+    ReviewSubmitted,
+    SentimentLabel,
+    SurveySubmitted,
+    VoiceOfCustomerRecorded,
+)
 from tests.support import T0, contact, opened, recorded
 
 CUSTOMER = "c-1"
@@ -95,9 +130,9 @@ PERSONAL = [
     *REASONS.values(),
 ]
 
-NEGATIVE = feedbacks.SentimentLabel.NEGATIVE
-NEUTRAL = feedbacks.SentimentLabel.NEUTRAL
-POSITIVE = feedbacks.SentimentLabel.POSITIVE
+NEGATIVE = SentimentLabel.NEGATIVE
+NEUTRAL = SentimentLabel.NEUTRAL
+POSITIVE = SentimentLabel.POSITIVE
 VADER = "vader-3.3.2"
 OPENED = replace(opened(CASE, CUSTOMER), subject=SUBJECT, description=DESCRIPTION)
 CONTACT = contact(CASE, "ct-1")
@@ -117,14 +152,14 @@ class Row:
 
 
 K = EntryKind
-REGISTERED = customers.CustomerRegistered(
+REGISTERED = CustomerRegistered(
     CUSTOMER,
     NAME,
-    (customers.ContactPoint(Channel.EMAIL, EMAIL), customers.ContactPoint(Channel.PHONE, PHONE)),
+    (ContactPoint(Channel.EMAIL, EMAIL), ContactPoint(Channel.PHONE, PHONE)),
     "ja",
-    customers.Segment.B2B,
+    Segment.B2B,
     COMPANY,
-    customers.Tier.VIP,
+    Tier.VIP,
 )
 ROWS = [
     Row(
@@ -133,52 +168,50 @@ ROWS = [
         "Customer registered: B2B, tier vip, language ja, 2 contact points (email, phone)",
     ),
     Row(
-        customers.ContactPointsUpdated(CUSTOMER, (customers.ContactPoint(Channel.SOCIAL, HANDLE),)),
+        ContactPointsUpdated(CUSTOMER, (ContactPoint(Channel.SOCIAL, HANDLE),)),
         K.CUSTOMER,
         "Contact points updated: 1 contact point (social)",
     ),
     Row(
-        customers.TierChanged(
-            CUSTOMER, customers.Tier.STANDARD, customers.Tier.VIP, REASONS["tier"]
-        ),
+        TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, REASONS["tier"]),
         K.CUSTOMER,
         "Tier changed from standard to vip",
     ),
     Row(
-        customers.PurchaseRecorded(CUSTOMER, "o-1", PRODUCT, 12900, "JPY"),
+        PurchaseRecorded(CUSTOMER, "o-1", PRODUCT, 12900, "JPY"),
         K.CUSTOMER,
         "Purchase recorded: order o-1, 12900 JPY (minor units)",
     ),
     Row(
-        customers.RenewalRecorded(CUSTOMER, "k-1", PRODUCT),
+        RenewalRecorded(CUSTOMER, "k-1", PRODUCT),
         K.CUSTOMER,
         "Renewal recorded: contract k-1",
     ),
     Row(
-        customers.CancellationRecorded(CUSTOMER, "k-1", REASONS["cancel"]),
+        CancellationRecorded(CUSTOMER, "k-1", REASONS["cancel"]),
         K.CUSTOMER,
         "Cancellation recorded: contract k-1",
     ),
     Row(
-        customers.CustomerMerged("c-9", "c-2", "m-1", REASONS["merge"]),
+        CustomerMerged("c-9", "c-2", "m-1", REASONS["merge"]),
         K.CUSTOMER,
         "Merged into customer c-2",
         customer_id="c-9",
     ),
     Row(
-        customers.DuplicateAbsorbed("c-2", "c-9", "m-1", REASONS["merge"]),
+        DuplicateAbsorbed("c-2", "c-9", "m-1", REASONS["merge"]),
         K.CUSTOMER,
         "Absorbed duplicate customer c-9",
         customer_id="c-2",
     ),
     Row(
-        customers.CustomerMergeUndone("c-9", "c-2", "m-1", REASONS["unmerge"]),
+        CustomerMergeUndone("c-9", "c-2", "m-1", REASONS["unmerge"]),
         K.CUSTOMER,
         "Merge into customer c-2 undone",
         customer_id="c-9",
     ),
     Row(
-        customers.DuplicateReleased("c-2", "c-9", "m-1", REASONS["unmerge"]),
+        DuplicateReleased("c-2", "c-9", "m-1", REASONS["unmerge"]),
         K.CUSTOMER,
         "Released duplicate customer c-9",
         customer_id="c-2",
@@ -199,52 +232,52 @@ ROWS = [
         CASE,
     ),
     Row(
-        cases.ContactHandedOver(CASE, "ct-2", "bot-1", "a-17", "tier1"),
+        ContactHandedOver(CASE, "ct-2", "bot-1", "a-17", "tier1"),
         K.CONTACT,
         "Contact ct-2 handed over from bot bot-1 to a human (agent a-17, team tier1)",
         case_id=CASE,
     ),
     Row(
-        cases.CaseAssigned(CASE, "a-17", "billing-1", "a-3", "billing-2"),
+        CaseAssigned(CASE, "a-17", "billing-1", "a-3", "billing-2"),
         K.CASE,
         "Case assigned to agent a-17 in team billing-1 (was agent a-3 in team billing-2)",
         case_id=CASE,
     ),
     Row(
-        cases.CaseTransferred(CASE, "billing", "technical", REASONS["transfer"]),
+        CaseTransferred(CASE, "billing", "technical", REASONS["transfer"]),
         K.CASE,
         "Case transferred from billing to technical",
         case_id=CASE,
     ),
     Row(
-        cases.CasePriorityChanged(CASE, Priority.HIGH, Priority.URGENT, REASONS["priority"]),
+        CasePriorityChanged(CASE, Priority.HIGH, Priority.URGENT, REASONS["priority"]),
         K.CASE,
         "Priority changed from high to urgent",
         case_id=CASE,
     ),
-    Row(cases.CaseNoteAdded(CASE, "n-1", NOTE), K.CASE, "Internal note n-1 added", case_id=CASE),
+    Row(CaseNoteAdded(CASE, "n-1", NOTE), K.CASE, "Internal note n-1 added", case_id=CASE),
     Row(
-        cases.CasePendingOnCustomer(CASE, REASONS["pending"]),
+        CasePendingOnCustomer(CASE, REASONS["pending"]),
         K.CASE,
         "Case pending on the customer (SLA clock paused)",
         case_id=CASE,
     ),
     Row(
-        cases.CaseResumed(CASE, REASONS["resume"]),
+        CaseResumed(CASE, REASONS["resume"]),
         K.CASE,
         "Case resumed (SLA clock running)",
         case_id=CASE,
     ),
     Row(
-        cases.CaseResolved(CASE, "refund-issued", REASONS["resolve"]),
+        CaseResolved(CASE, "refund-issued", REASONS["resolve"]),
         K.CASE,
         "Case resolved with code refund-issued",
         case_id=CASE,
     ),
-    Row(cases.CaseReopened(CASE, REASONS["reopen"]), K.CASE, "Case reopened", case_id=CASE),
-    Row(cases.CaseClosed(CASE, REASONS["close"]), K.CASE, "Case closed", case_id=CASE),
+    Row(CaseReopened(CASE, REASONS["reopen"]), K.CASE, "Case reopened", case_id=CASE),
+    Row(CaseClosed(CASE, REASONS["close"]), K.CASE, "Case closed", case_id=CASE),
     Row(
-        feedbacks.SurveySubmitted(
+        SurveySubmitted(
             "f-1", CUSTOMER, CASE, Channel.EMAIL, 2, None, None, COMMENT, NEGATIVE, -0.5, VADER
         ),
         K.FEEDBACK,
@@ -253,16 +286,12 @@ ROWS = [
         case_id=CASE,
     ),
     Row(
-        feedbacks.ReviewSubmitted(
-            "f-2", CUSTOMER, "", 2, REVIEW, REVIEW_SOURCE, NEUTRAL, 0.0, VADER
-        ),
+        ReviewSubmitted("f-2", CUSTOMER, "", 2, REVIEW, REVIEW_SOURCE, NEUTRAL, 0.0, VADER),
         K.FEEDBACK,
         "Review rated 2/5 received, neutral sentiment",
     ),
     Row(
-        feedbacks.VoiceOfCustomerRecorded(
-            "f-3", CUSTOMER, "", Channel.SOCIAL, VOICE, POSITIVE, 0.318, VADER
-        ),
+        VoiceOfCustomerRecorded("f-3", CUSTOMER, "", Channel.SOCIAL, VOICE, POSITIVE, 0.318, VADER),
         K.FEEDBACK,
         "Voice of the customer recorded on social, positive sentiment",
         "social",
@@ -407,7 +436,7 @@ def test_no_summary_contains_personal_data() -> None:
                 channel=Channel.CHATBOT,
                 handler_kind=ActorKind.BOT,
                 handler_id="bot-1",
-                outcome=cases.ContactOutcome.HANDED_TO_HUMAN,
+                outcome=ContactOutcome.HANDED_TO_HUMAN,
                 talk_seconds=0,
                 after_work_seconds=0,
             ),
@@ -415,23 +444,23 @@ def test_no_summary_contains_personal_data() -> None:
             " (talk 0s, hold 0s, wrap-up 0s)",
         ),
         (
-            cases.ContactHandedOver(CASE, "ct-2", "bot-1", "", ""),
+            ContactHandedOver(CASE, "ct-2", "bot-1", "", ""),
             "Contact ct-2 handed over from bot bot-1 to a human",
         ),
         (
-            cases.CaseAssigned(CASE, "a-17", "billing-1", "", ""),
+            CaseAssigned(CASE, "a-17", "billing-1", "", ""),
             "Case assigned to agent a-17 in team billing-1",
         ),
         (
-            feedbacks.SurveySubmitted("f-1", CUSTOMER, "", Channel.WEB_FORM, 5, 9, 2, ""),
+            SurveySubmitted("f-1", CUSTOMER, "", Channel.WEB_FORM, 5, 9, 2, ""),
             "CSAT 5/5, NPS 9/10, CES 2/7 survey received by web form",  # no comment: no sentiment
         ),
         (
-            feedbacks.VoiceOfCustomerRecorded("f-3", CUSTOMER, "", Channel.SOCIAL, VOICE),
+            VoiceOfCustomerRecorded("f-3", CUSTOMER, "", Channel.SOCIAL, VOICE),
             "Voice of the customer recorded on social",  # recorded before sentiment existed
         ),
         (
-            customers.ContactPointsUpdated(CUSTOMER, ()),
+            ContactPointsUpdated(CUSTOMER, ()),
             "Contact points updated: no contact points",
         ),
     ],
@@ -451,7 +480,7 @@ def test_duration(seconds: int, text: str) -> None:
 # ---------------------------------------------------------------- case view
 
 
-def fold(*events: cases.CaseEvent, start: int = 1) -> CaseView:
+def fold(*events: CaseEvent, start: int = 1) -> CaseView:
     view: CaseView | None = None
     for offset, event in enumerate(events):
         at = T0 + timedelta(minutes=offset)
@@ -466,9 +495,9 @@ def test_case_view_after_opening() -> None:
     assert view == CaseView(
         case_id=CASE,
         customer_id=CUSTOMER,
-        status=cases.CaseStatus.OPEN,
+        status=CaseStatus.OPEN,
         priority=Priority.HIGH,
-        category=cases.Category.BILLING_PAYMENT,
+        category=Category.BILLING_PAYMENT,
         channel=Channel.PHONE,
         assignee="",
         team="",
@@ -491,7 +520,7 @@ def test_first_response_is_the_first_human_answer_not_a_bot() -> None:
     view = fold(
         OPENED,
         contact(CASE, "ct-1", Channel.CHATBOT, handler=bot, started_at=T0),
-        contact(CASE, "ct-2", outcome=cases.ContactOutcome.ABANDONED, started_at=T0),
+        contact(CASE, "ct-2", outcome=ContactOutcome.ABANDONED, started_at=T0),
         contact(CASE, "ct-3", started_at=answered_at),
         contact(CASE, "ct-4", started_at=answered_at + timedelta(hours=1)),
     )
@@ -509,34 +538,34 @@ def test_outbound_contact_by_an_agent_is_a_response() -> None:
 def test_case_view_follows_the_whole_life_of_a_case() -> None:
     view = fold(
         OPENED,
-        cases.CaseAssigned(CASE, "a-17", "billing-1", "", ""),
-        cases.CaseTransferred(CASE, "billing", "technical", "x"),
-        cases.ContactHandedOver(CASE, "ct-1", "bot-1", "a-20", "tech-1"),
-        cases.CaseTransferred(CASE, "technical", "development", "x"),
-        cases.CasePriorityChanged(CASE, Priority.HIGH, Priority.URGENT, ""),
-        cases.CaseNoteAdded(CASE, "n-1", NOTE),
-        cases.CasePendingOnCustomer(CASE, "x"),
+        CaseAssigned(CASE, "a-17", "billing-1", "", ""),
+        CaseTransferred(CASE, "billing", "technical", "x"),
+        ContactHandedOver(CASE, "ct-1", "bot-1", "a-20", "tech-1"),
+        CaseTransferred(CASE, "technical", "development", "x"),
+        CasePriorityChanged(CASE, Priority.HIGH, Priority.URGENT, ""),
+        CaseNoteAdded(CASE, "n-1", NOTE),
+        CasePendingOnCustomer(CASE, "x"),
     )
-    assert (view.status, view.priority) == (cases.CaseStatus.PENDING_CUSTOMER, Priority.URGENT)
+    assert (view.status, view.priority) == (CaseStatus.PENDING_CUSTOMER, Priority.URGENT)
     assert (view.department, view.assignee, view.team) == ("development", "", "tech-1")
     assert view.transfer_count == 2
     assert (view.last_position, view.last_event_at) == (8, T0 + timedelta(minutes=7))
 
     view = _continue(
         view,
-        cases.CaseResumed(CASE, ""),
-        cases.CaseResolved(CASE, "fixed", ""),
-        cases.CaseReopened(CASE, "x"),
+        CaseResumed(CASE, ""),
+        CaseResolved(CASE, "fixed", ""),
+        CaseReopened(CASE, "x"),
     )
-    assert (view.status, view.resolved_at, view.reopen_count) == (cases.CaseStatus.OPEN, None, 1)
+    assert (view.status, view.resolved_at, view.reopen_count) == (CaseStatus.OPEN, None, 1)
 
-    view = _continue(view, cases.CaseResolved(CASE, "fixed", ""), cases.CaseClosed(CASE, ""))
-    assert view.status is cases.CaseStatus.CLOSED
+    view = _continue(view, CaseResolved(CASE, "fixed", ""), CaseClosed(CASE, ""))
+    assert view.status is CaseStatus.CLOSED
     assert view.resolved_at is not None
     assert view.closed_at == view.last_event_at
 
 
-def _continue(view: CaseView, *events: cases.CaseEvent) -> CaseView:
+def _continue(view: CaseView, *events: CaseEvent) -> CaseView:
     for event in events:
         position = view.last_position + 1
         at = view.last_event_at + timedelta(minutes=1)
@@ -567,12 +596,12 @@ def link(duplicate: str, survivor: str, active: bool = True, position: int = 1) 
 
 
 def test_merge_links_come_from_the_duplicate_side_only() -> None:
-    merged = customers.CustomerMerged("c-9", "c-2", "m-1", "")
-    undone = customers.CustomerMergeUndone("c-9", "c-2", "m-1", "")
+    merged = CustomerMerged("c-9", "c-2", "m-1", "")
+    undone = CustomerMergeUndone("c-9", "c-2", "m-1", "")
 
     assert merge_link(recorded(merged, 5), merged) == link("c-9", "c-2", True, 5)
     assert merge_link(recorded(undone, 7), undone) == link("c-9", "c-2", False, 7)
-    absorbed = customers.DuplicateAbsorbed("c-2", "c-9", "m-1", "")
+    absorbed = DuplicateAbsorbed("c-2", "c-9", "m-1", "")
     assert merge_link(recorded(absorbed, 6), absorbed) is None
 
 
@@ -646,7 +675,7 @@ def test_sortable_instants_order_like_the_instants_whatever_the_offset() -> None
 
 
 def test_fold_views_skips_events_at_or_below_the_checkpoint() -> None:
-    merged = customers.CustomerMerged("c-9", "c-2", "m-1", "")
+    merged = CustomerMerged("c-9", "c-2", "m-1", "")
     batch: list[tuple[RecordedEvent, DomainEvent]] = [
         (recorded(OPENED, 3, CUSTOMER), OPENED),
         (recorded(CONTACT, 4, CUSTOMER), CONTACT),

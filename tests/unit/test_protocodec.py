@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm.protocodec import event_message_class, event_to_message, from_message, personal_fields
-from services.events import CODEC
+from services.bootstrap import CODEC
+from services.feedback.events import SentimentLabel, VoiceOfCustomerRecorded
 
 EVENT_CLASSES = [CODEC.class_for(name) for name in CODEC.type_names]
 
@@ -82,7 +83,6 @@ def test_every_event_round_trips_through_its_message(event: Any) -> None:
 
 def test_a_message_written_before_a_defaulted_enum_existed_takes_the_default() -> None:
     from crm.v1 import common_pb2, feedback_events_pb2
-    from services.feedback.domain import SentimentLabel, VoiceOfCustomerRecorded
 
     old = feedback_events_pb2.VoiceOfCustomerRecorded(
         feedback_id="fb-1", customer_id="c-1", channel=common_pb2.CHANNEL_SOCIAL, text="hi"
