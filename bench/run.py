@@ -20,9 +20,9 @@ from crm.command_handling import CommandContext
 from crm.envelope import EventMetadata, NewEvent
 from crm.eventstore.port import StreamState
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.readstore.sqlite import SqliteReadStore
 from crm.vocabulary import Actor, ActorKind, Channel, Priority
 from projections.runner import rebuild
+from projections.store.sqlite import SqliteViewStore
 from services.bootstrap import CODEC, build_applications
 from services.case.commands import AddNote, OpenCase
 from services.case.events import CaseNoteAdded, Category
@@ -110,7 +110,7 @@ def main() -> None:
         writer.write(count)
         total = history.last_position()
         read_back = rate(total, lambda: _read_all(history))
-        read_store = SqliteReadStore(root / "views.db")
+        read_store = SqliteViewStore(root / "views.db")
         projected = rate(total, lambda: rebuild(history, read_store, CODEC))
         read_store.close()
         history.close()

@@ -1,8 +1,8 @@
 """`make run-distributed`: the distributed shape on one machine, stopped together on Ctrl-C.
 
 Starts a local Kafka broker (KRaft), the gRPC server with its in-process projector and deadline
-process off, the relay (event store -> Kafka), one projection worker (Kafka -> read store) and
-the deadline worker; the query API reads the read store the projection worker writes. On Ctrl-C
+process off, the relay (event store -> Kafka), one worker per projection (Kafka -> view store) and
+the deadline worker; the query API reads the view store the projection workers write. On Ctrl-C
 or SIGTERM it stops them in reverse order.
 """
 
@@ -17,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType, ModuleType
+
+from projections.catalogue import PROJECTION_NAMES
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,7 +56,10 @@ def main() -> int:
     }
     commands = {
         "relay": [sys.executable, "-m", "relay"],
-        "worker": [sys.executable, "-m", "projections.workers"],
+        **{
+            f"worker-{name}": [sys.executable, "-m", "projections.workers", "--projection", name]
+            for name in PROJECTION_NAMES
+        },
         "deadlines": [sys.executable, "-m", "services.sla"],
         "server": [
             *(sys.executable, "-m", "services.server", "--projector", "off", "--deadlines", "off"),
@@ -75,12 +80,12 @@ def main() -> int:
         if children["server"].poll() is not None:
             print("the gRPC server exited; stopping the rest", file=sys.stderr, flush=True)
             break
-        for name in ("relay", "worker", "deadlines"):
+        for name in [name for name in children if name != "server"]:
             # Both resume from their checkpoints, so a restart loses and doubles nothing.
             if children[name].poll() is not None:
                 print(f"{name} exited; starting it again", file=sys.stderr, flush=True)
                 children[name] = subprocess.Popen(commands[name], env=shared)
-    for name in ("server", "deadlines", "worker", "relay"):
+    for name in ["server", *reversed([name for name in children if name != "server"])]:
         child = children[name]
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

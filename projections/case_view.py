@@ -7,6 +7,7 @@ changed, so redelivered events are recognised and ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -14,9 +15,13 @@ from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
 from crm.vocabulary import Channel, Priority
 from projections.case_kpis import CaseKpis, evolve_case_kpis
+from projections.catalogue import Batch
 from services.case.compensation import COMPENSATION_EVENT_TYPES
 from services.case.domain import is_response
 from services.case.escalation import CaseEscalationChanged, EscalationReason
+from services.case.events import (
+    EVENT_TYPES as CASE_EVENT_TYPES,
+)
 from services.case.events import (
     CaseAssigned,
     CaseClosed,
@@ -172,14 +177,13 @@ def _apply(view: CaseView, event: CaseEvent, at: datetime, position: int) -> Cas
         case CaseClosed():
             return replace(touched, status=CaseStatus.CLOSED, closed_at=at)
         case CaseEscalationChanged():
-            since = view.escalated_since if event.from_level > 0 else at
             started = {active.reason: active.since for active in view.escalation_reasons}
             reasons = tuple(ActiveReason(r, started.get(r, at)) for r in event.reasons)
             return replace(
                 touched,
                 escalation_level=event.to_level,
                 escalation_reasons=reasons,
-                escalated_since=since if event.to_level > 0 else None,
+                escalated_since=escalated_since(view.escalated_since, event, at),
             )
         case SlaApplied() | SlaResumed():
             return replace(touched, sla_dues=event.dues, sla_paused=False)
@@ -193,3 +197,25 @@ def _apply(view: CaseView, event: CaseEvent, at: datetime, position: int) -> Cas
         case _ if isinstance(event, COMPENSATION_EVENT_TYPES):
             return touched
     raise InvariantViolated(f"unknown case event {event!r}")
+
+
+def escalated_since(
+    previous: datetime | None, event: CaseEscalationChanged, at: datetime
+) -> datetime | None:
+    """When the case's current escalation began: kept while it stays escalated, None at level 0."""
+    if event.to_level == 0:
+        return None
+    return previous if event.from_level > 0 else at
+
+
+def case_view_changes(news: Batch, load: Callable[[str], CaseView | None]) -> dict[str, CaseView]:
+    """The case views projection's apply: every case the batch touches, as it now stands.
+
+    `load` returns a case's stored view; views already changed in this batch are folded further.
+    """
+    views: dict[str, CaseView] = {}
+    for recorded, event in news:
+        if isinstance(event, CASE_EVENT_TYPES):
+            view = views.get(event.case_id) or load(event.case_id)
+            views[event.case_id] = apply_case_event(view, event, recorded)
+    return views

@@ -59,6 +59,7 @@ from projections.kpi_report import (
     Ratio,
 )
 from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, inactive_spans
+from projections.lineage import survivor_of
 
 PROMOTER, DETRACTOR = 9, 6  # NPS: 9-10 promoters, 0-6 detractors
 SATISFIED = 4  # CSAT: 4-5 count as satisfied
@@ -291,7 +292,7 @@ def _add_retention(
     query = groups.query
     buyers: dict[str, set[str]] = {}
     for purchase in purchases:
-        buyers.setdefault(purchase.day, set()).add(_survivor(purchase.customer_id, merges))
+        buyers.setdefault(purchase.day, set()).add(survivor_of(purchase.customer_id, merges))
     if "day" in query.group_by:
         periods = [(d, d - timedelta(days=1), d + timedelta(days=1)) for d in _days(query)]
     else:
@@ -315,12 +316,3 @@ def _bought(buyers: Mapping[str, set[str]], since: date, until: date) -> set[str
         found |= buyers.get(day.isoformat(), set())
         day += timedelta(days=1)
     return found
-
-
-def _survivor(customer_id: str, merges: Mapping[str, str]) -> str:
-    """Follow active merge links to the profile that absorbed this one (cycle-safe)."""
-    seen = {customer_id}
-    while (survivor := merges.get(customer_id)) is not None and survivor not in seen:
-        seen.add(survivor)
-        customer_id = survivor
-    return customer_id

@@ -1,14 +1,19 @@
 """Customer risk: a customer is at risk while any of their cases is escalated or their latest
-feedback is negative (pure part: what each piece of feedback signals)."""
+feedback is negative (pure: what each event says about it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from crm.envelope import RecordedEvent
+from projections.case_view import escalated_since
+from projections.catalogue import Batch
+from services.case.escalation import CaseEscalationChanged
 from services.events import DomainEvent
 from services.feedback import domain as feedback_domain
-from services.feedback.events import EVENT_TYPES
+from services.feedback.events import EVENT_TYPES as FEEDBACK_EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,16 @@ class FeedbackSignal:
     case_id: str
     reason: str
     position: int
+
+
+@dataclass(frozen=True)
+class CaseEscalation:
+    """How escalated one of the customer's cases is now, and since when (None at level 0)."""
+
+    case_id: str
+    customer_id: str
+    level: int
+    since: datetime | None
 
 
 @dataclass(frozen=True)
@@ -35,8 +50,40 @@ class CustomerRisk:
         return bool(self.escalated_cases or self.latest_feedback_reason)
 
 
+@dataclass
+class RiskChanges:
+    """What a batch changes in the customer risk projection."""
+
+    cases: dict[str, CaseEscalation] = field(default_factory=dict)
+    signals: list[FeedbackSignal] = field(default_factory=list)
+
+
+def risk_changes(news: Batch, load: Callable[[str], CaseEscalation | None]) -> RiskChanges:
+    """The customer risk projection's apply: escalation changes of cases, and feedback signals.
+
+    `load` returns a case's stored escalation; a case's customer is the one its stream records.
+    """
+    changes = RiskChanges()
+    for recorded, event in news:
+        if isinstance(event, CaseEscalationChanged):
+            previous = changes.cases.get(event.case_id) or load(event.case_id)
+            since = escalated_since(
+                None if previous is None else previous.since,
+                event,
+                recorded.metadata.occurred_at,
+            )
+            changes.cases[event.case_id] = CaseEscalation(
+                event.case_id, recorded.metadata.customer_id, event.to_level, since
+            )
+        signal = feedback_signal(recorded, event)
+        if signal is not None:
+            changes.signals.append(signal)
+    return changes
+
+
 def feedback_signal(recorded: RecordedEvent, event: DomainEvent) -> FeedbackSignal | None:
-    if not isinstance(event, EVENT_TYPES):
+    """What a piece of feedback says; the feedback service decides whether it is negative."""
+    if not isinstance(event, FEEDBACK_EVENT_TYPES):
         return None
     reason = feedback_domain.negativity(event)
     return FeedbackSignal(

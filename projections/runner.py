@@ -1,8 +1,9 @@
 """Runs the projections inside the server process (embedded mode) and rebuilds views from event 0.
 
 The same pure projection code runs here, in replay and in the Kafka workers; this runner only
-feeds it in global order from the read store's checkpoint. A failing batch is logged and retried,
-never skipped: a view missing an event would silently disagree with history.
+feeds it in global order from the lowest checkpoint of the projections it runs (each projection
+skips what it applied before), decoding each event once for all of them. A failing batch is logged
+and retried, never skipped: a view missing an event would silently disagree with history.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 from crm.envelope import RecordedEvent
 from crm.errors import InvalidInput, InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore, Subscription
-from crm.readstore.port import VIEWS, ReadStore
+from projections.catalogue import PROJECTION_NAMES, projection_named
+from projections.store.port import ViewStore
 from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
@@ -30,20 +32,20 @@ _MAX_BACKOFF_SECONDS = 5.0
 def decode_batch(
     codec: EventCodec, events: list[RecordedEvent]
 ) -> list[tuple[RecordedEvent, DomainEvent]]:
-    """Pair each recorded event with its domain event, as the read store applies them."""
+    """Pair each recorded event with its domain event, as the view store applies them."""
     return [(event, cast(DomainEvent, codec.decode(event.type, event.data))) for event in events]
 
 
 class InProcessProjector:
-    """A background thread that follows the event store and keeps one projection up to date."""
+    """A background thread that follows the event store and keeps projections up to date."""
 
     def __init__(
         self,
         store: EventStore,
-        read_store: ReadStore,
+        read_store: ViewStore,
         codec: EventCodec,
         *,
-        projection: str = VIEWS,
+        projections: Sequence[str] = PROJECTION_NAMES,
         batch_size: int = DEFAULT_BATCH_SIZE,
         poll_interval: float = 0.5,
     ) -> None:
@@ -52,7 +54,7 @@ class InProcessProjector:
         self._store = store
         self._read_store = read_store
         self._codec = codec
-        self._projection = projection
+        self._projections = _known(projections)
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._stopped = threading.Event()
@@ -64,9 +66,7 @@ class InProcessProjector:
         """Start following the store from the read store's checkpoint."""
         if self._thread is not None:
             raise InvariantViolated("the projector was started already; create a new one")
-        self._thread = threading.Thread(
-            target=self._run, name=f"projector-{self._projection}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
@@ -83,13 +83,17 @@ class InProcessProjector:
     def wait_until(self, position: int, timeout: float) -> bool:
         """True once the projection has applied `position`; False when the timeout passes first."""
         deadline = time.monotonic() + timeout
-        while self._read_store.checkpoint(self._projection) < position:
+        while self._checkpoint() < position:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             # Short waits: a change signalled between the check and the wait is not lost for long.
             self._read_store.wait_for_change(min(remaining, 0.05))
         return True
+
+    def _checkpoint(self) -> int:
+        """Where the slowest of this runner's projections stands."""
+        return min(self._read_store.checkpoint(name) for name in self._projections)
 
     def _run(self) -> None:
         backoff = _FIRST_BACKOFF_SECONDS
@@ -100,15 +104,15 @@ class InProcessProjector:
             except Exception:
                 # The store failed while reading: resubscribe from the checkpoint after a pause.
                 log.exception(
-                    "projection %s: reading the event store failed; retrying in %.2fs",
-                    self._projection,
+                    "projections %s: reading the event store failed; retrying in %.2fs",
+                    ",".join(self._projections),
                     backoff,
                 )
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
     def _follow(self) -> None:
-        after = self._read_store.checkpoint(self._projection)
+        after = self._checkpoint()
         subscription = self._store.subscribe(after=after, poll_interval=self._poll_interval)
         with self._lock:
             if self._stopped.is_set():
@@ -139,15 +143,16 @@ class InProcessProjector:
         backoff = _FIRST_BACKOFF_SECONDS
         while True:
             try:
-                self._read_store.apply(self._projection, decode_batch(self._codec, events))
+                batch = decode_batch(self._codec, events)
+                self._read_store.apply(batch, projections=self._projections)
                 self._read_store.notify_changed()
                 return
             except Exception:
                 # Log the batch's span: one of its events cannot be applied (and is not skipped).
                 log.exception(
-                    "projection %s: applying events %s..%s (first id %s, last id %s) failed;"
+                    "projections %s: applying events %s..%s (first id %s, last id %s) failed;"
                     " retrying in %.2fs",
-                    self._projection,
+                    ",".join(self._projections),
                     events[0].global_position,
                     events[-1].global_position,
                     events[0].event_id,
@@ -161,23 +166,31 @@ class InProcessProjector:
 
 def rebuild(
     store: EventStore,
-    read_store: ReadStore,
+    read_store: ViewStore,
     codec: EventCodec,
     *,
-    projection: str = VIEWS,
+    projections: Sequence[str] = PROJECTION_NAMES,
     batch_size: int = 500,
 ) -> int:
-    """Replay every event from the first into an empty read store; returns the last position.
+    """Replay every event from the first into empty projections; returns the last position.
 
     This is how an auditor proves a view follows from history: rebuild it and compare with live.
     """
-    position = read_store.checkpoint(projection)
-    if position != 0:
-        raise InvariantViolated(
-            f"projection {projection} is at position {position}; rebuild needs an empty read store"
-        )
+    for name in _known(projections):
+        if (position := read_store.checkpoint(name)) != 0:
+            raise InvariantViolated(
+                f"projection {name} is at position {position}; rebuild needs it empty"
+            )
+    position = 0
     while events := store.read_all(after=position, limit=batch_size):
-        read_store.apply(projection, decode_batch(codec, events))
+        read_store.apply(decode_batch(codec, events), projections=projections)
         position = events[-1].global_position
     read_store.notify_changed()
     return position
+
+
+def _known(projections: Sequence[str]) -> tuple[str, ...]:
+    """The names, checked: a typo must not silently track a projection nobody reads."""
+    if not projections:
+        raise InvalidInput("projections", "name at least one projection")
+    return tuple(projection_named(name).name for name in projections)

@@ -8,12 +8,14 @@ readable for audit. Summaries therefore use only ids, enum values, counts, score
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 
 from crm.envelope import RecordedEvent
 from crm.errors import InvariantViolated
+from projections.catalogue import Batch
+from projections.lineage import MergeLink, merge_link, newer_link
 from services.case.compensation import (
     COMPENSATION_EVENT_TYPES,
     CompensationGranted,
@@ -114,6 +116,26 @@ def timeline_entry(recorded: RecordedEvent, event: DomainEvent) -> TimelineEntry
         occurred_at=recorded.metadata.occurred_at,
         summary=summary,
     )
+
+
+@dataclass
+class TimelineChanges:
+    """What a batch adds to the timeline projection: entries, and merge links by duplicate."""
+
+    entries: list[TimelineEntry] = field(default_factory=list)
+    merge_links: dict[str, MergeLink] = field(default_factory=dict)
+
+
+def timeline_changes(news: Batch) -> TimelineChanges:
+    """The timeline projection's apply: one entry per event, and the latest link per duplicate."""
+    changes = TimelineChanges()
+    for recorded, event in news:
+        changes.entries.append(timeline_entry(recorded, event))
+        link = merge_link(recorded, event)
+        if link is not None:
+            previous = changes.merge_links.get(link.duplicate_id)
+            changes.merge_links[link.duplicate_id] = newer_link(previous, link)
+    return changes
 
 
 # (customer id or "" to take the envelope's, case id, kind, channel, direction, summary)

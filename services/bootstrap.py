@@ -12,9 +12,9 @@ from crm.command_handling import Clock
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
-from crm.readstore.factory import open_read_store
-from crm.readstore.port import ReadStore
 from projections.runner import InProcessProjector
+from projections.store.factory import open_view_store
+from projections.store.port import ViewStore
 from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
@@ -63,7 +63,7 @@ class System:
     """Everything one embedded process runs, ready to serve."""
 
     store: EventStore
-    read_store: ReadStore
+    read_store: ViewStore
     customers: CustomerApplication
     cases: CaseApplication
     feedback: FeedbackApplication
@@ -86,7 +86,7 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
     """Open the stores and build the applications and the in-process projector (not started)."""
     now: Callable[[], datetime] = clock or system_clock
     store = open_event_store(config.events_url)
-    read_store = open_read_store(config.views_url)
+    read_store = open_view_store(config.views_url)
     limits = (
         CompensationLimits()
         if config.compensation_limits_file is None

@@ -1,4 +1,4 @@
-"""`crm-projection-worker`: one faust worker of one projection, until SIGTERM or Ctrl-C."""
+"""`crm-projection-worker`: one faust worker of one named projection, until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import faust
 
 from crm import logs
 from crm.kafka_admin import ensure_topics
-from crm.readstore.factory import open_read_store
 from crm.wire import topic_names
+from projections.catalogue import PROJECTION_NAMES
+from projections.store.factory import open_view_store
 from projections.workers.app import WorkerSettings, create_app
 from services.bootstrap import CODEC
 
@@ -23,6 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--read-store-url", default=env("CRM_READ_STORE_URL", "sqlite:///var/views.db")
     )
+    parser.add_argument(
+        "--projection",
+        choices=PROJECTION_NAMES,
+        default=env("CRM_PROJECTION"),
+        required=env("CRM_PROJECTION") is None,
+    )
     parser.add_argument("--partitions", type=int, default=int(env("CRM_KAFKA_PARTITIONS", "6")))
     parser.add_argument("--namespace", default=env("CRM_TOPIC_NAMESPACE", ""))
     parser.add_argument(
@@ -33,9 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logs.configure(args.log_format)
-    read_store = open_read_store(args.read_store_url)
+    read_store = open_view_store(args.read_store_url)
     settings = WorkerSettings(
         bootstrap=args.bootstrap,
+        projection=args.projection,
         namespace=args.namespace,
         partitions=args.partitions,
         session_timeout=args.session_timeout,

@@ -1,7 +1,7 @@
-"""The faust app of one projection: one consumer group reading every event topic.
+"""The faust app of one projection: its own consumer group reading every event topic.
 
 The agent stays thin: it decodes each message and hands batches, grouped by topic partition, to
-the read store, which applies the same pure projections as the in-process projector and records
+the view store, which applies the same pure projection as the in-process projector and records
 each partition's position in the same transaction. Faust's own exactly-once mode is not used:
 redelivered messages are at or below their partition's checkpoint and change nothing.
 """
@@ -18,8 +18,9 @@ from typing import Any, cast
 import faust
 
 from crm.eventcodec import EventCodec
-from crm.readstore.port import VIEWS, ReadStore
 from crm.wire import from_kafka, topic_names
+from projections.catalogue import projection_named
+from projections.store.port import ViewStore
 from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,17 @@ class WorkerSettings:
     """
 
     bootstrap: str
+    projection: str
     namespace: str = ""
     partitions: int = 6
-    projection: str = VIEWS
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.0
     rebalance_timeout: float = 10.0
     batch_size: int = 200
     batch_within: float = 0.2
+
+    def __post_init__(self) -> None:
+        projection_named(self.projection)
 
     @property
     def group_id(self) -> str:
@@ -50,7 +54,7 @@ class WorkerSettings:
         return f"crm-projection-{self.projection}{suffix}"
 
 
-def create_app(settings: WorkerSettings, read_store: ReadStore, codec: EventCodec) -> faust.App:
+def create_app(settings: WorkerSettings, read_store: ViewStore, codec: EventCodec) -> faust.App:
     """The faust app for one projection, configured from `settings` (never from import time)."""
     app = faust.App(
         settings.group_id,
@@ -80,7 +84,7 @@ def create_app(settings: WorkerSettings, read_store: ReadStore, codec: EventCode
                 source = f"{message.topic}#{message.partition}"
                 batches[source].append(from_kafka(event.value, codec))
             for source, batch in batches.items():
-                await asyncio.to_thread(read_store.apply, settings.projection, batch, source)
+                await asyncio.to_thread(read_store.apply, batch, source, (settings.projection,))
             read_store.notify_changed()
             yield None
 

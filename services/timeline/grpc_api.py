@@ -1,4 +1,4 @@
-"""TimelineService servicer: what agents read, from the read store the projections maintain."""
+"""TimelineService servicer: what agents read, from the view store the projections maintain."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from crm.command_handling import Clock
 from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import optional_instant
 from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
-from crm.readstore.port import EscalationQuery, ReadStore, TimelineQuery
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
 from crm.validation import require_id
 from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
+from projections.store.port import ViewStore
+from projections.store.queries import EscalationQuery, TimelineQuery
 from projections.timeline import EntryKind, TimelineEntry
 from services.case.escalation import EscalationReason
 from services.case.events import Category
@@ -35,7 +36,7 @@ WATCH_POLL_SECONDS = 0.5
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
-    def __init__(self, read_store: ReadStore, stopping: threading.Event, clock: Clock) -> None:
+    def __init__(self, read_store: ViewStore, stopping: threading.Event, clock: Clock) -> None:
         self._views = read_store
         self._stopping = stopping
         self._clock = clock

@@ -15,8 +15,6 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.readstore.port import TimelineQuery
-from crm.readstore.sqlite import SqliteReadStore
 from crm.v1 import (
     common_pb2,
     customer_events_pb2,
@@ -26,6 +24,8 @@ from crm.v1 import (
 )
 from crm.vocabulary import Actor, ActorKind, Channel
 from projections.runner import rebuild
+from projections.store.queries import TimelineQuery
+from projections.store.sqlite import SqliteViewStore
 from services.bootstrap import CODEC, Config, build_applications, build_system
 from services.customer.commands import RegisterCustomer
 from services.customer.events import Segment
@@ -119,7 +119,7 @@ def test_replay_reads_the_stored_sentiment_and_never_runs_the_analyzer(
 
     replaying = build_applications(store, clock, analyze=refuse_to_analyze).feedback
     state = replaying.get("fb-ja").state
-    read_store = SqliteReadStore(tmp_path / "views.db")
+    read_store = SqliteViewStore(tmp_path / "views.db")
     try:
         rebuild(store, read_store, CODEC)
         page = read_store.timeline(TimelineQuery("c-1", kinds=frozenset({"feedback"})))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,14 @@ import pytest
 
 from crm.errors import InvalidInput, InvariantViolated
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.readstore.factory import open_read_store
-from crm.readstore.port import VIEWS, Batch, ReadStore, TimelinePage, TimelineQuery
-from crm.readstore.sqlite import SqliteReadStore
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.case_view import CaseView
+from projections.catalogue import PROJECTION_NAMES, TIMELINE, Batch
 from projections.runner import InProcessProjector, decode_batch, rebuild
+from projections.store.factory import open_view_store
+from projections.store.port import ViewStore
+from projections.store.queries import TimelinePage, TimelineQuery
+from projections.store.sqlite import SqliteViewStore
 from projections.timeline import TimelineEntry
 from services.bootstrap import CODEC
 from services.case.events import (
@@ -61,8 +63,8 @@ def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
 
 
 @pytest.fixture
-def read_store(tmp_path: Path) -> Iterator[SqliteReadStore]:
-    views = SqliteReadStore(tmp_path / "views.db")
+def read_store(tmp_path: Path) -> Iterator[SqliteViewStore]:
+    views = SqliteViewStore(tmp_path / "views.db")
     yield views
     views.close()
 
@@ -73,14 +75,14 @@ def log(store: SqliteEventStore) -> EventLog:
 
 
 @pytest.fixture
-def projector(store: SqliteEventStore, read_store: SqliteReadStore) -> Iterator[InProcessProjector]:
+def projector(store: SqliteEventStore, read_store: SqliteViewStore) -> Iterator[InProcessProjector]:
     running = InProcessProjector(store, read_store, CODEC, poll_interval=0.05)
     running.start()
     yield running
     assert running.stop(DEADLINE)
 
 
-def whole_timeline(read_store: ReadStore, customer_id: str, **filters: Any) -> list[TimelineEntry]:
+def whole_timeline(read_store: ViewStore, customer_id: str, **filters: Any) -> list[TimelineEntry]:
     page = read_store.timeline(TimelineQuery(customer_id, page_size=500, **filters))
     assert page.next_page_token == ""
     return page.entries
@@ -119,7 +121,7 @@ def story(log: EventLog) -> dict[str, list[int]]:
 
 
 def test_timeline_in_global_order_across_profile_cases_and_feedback(
-    log: EventLog, read_store: SqliteReadStore, projector: InProcessProjector
+    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     mine = story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
@@ -142,7 +144,7 @@ def test_timeline_in_global_order_across_profile_cases_and_feedback(
 
 
 def test_case_view_is_kept_up_to_date(
-    log: EventLog, read_store: SqliteReadStore, projector: InProcessProjector
+    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
@@ -167,7 +169,7 @@ def test_case_view_is_kept_up_to_date(
 @pytest.mark.parametrize("newest_first", [False, True])
 @pytest.mark.parametrize("page_size", [1, 4, 5, 100])
 def test_paging_covers_every_entry_exactly_once(
-    log: EventLog, read_store: SqliteReadStore, newest_first: bool, page_size: int
+    log: EventLog, read_store: SqliteViewStore, newest_first: bool, page_size: int
 ) -> None:
     log.record(registered("c-1"))
     log.record(opened("case-1", "c-1"))
@@ -193,14 +195,14 @@ def test_paging_covers_every_entry_exactly_once(
     assert len(pages) == -(-20 // page_size)
 
 
-def test_a_malformed_page_token_is_invalid_input(read_store: SqliteReadStore) -> None:
+def test_a_malformed_page_token_is_invalid_input(read_store: SqliteViewStore) -> None:
     with pytest.raises(InvalidInput) as raised:
         read_store.timeline(TimelineQuery("c-1", page_token="not-a-token"))
     assert raised.value.field == "page_token"
 
 
 def test_filters_by_channel_kind_case_and_time(
-    log: EventLog, read_store: SqliteReadStore, projector: InProcessProjector
+    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
@@ -239,7 +241,7 @@ def test_filters_by_channel_kind_case_and_time(
 
 
 def test_merged_customers_show_both_histories_and_undo_separates_them(
-    log: EventLog, read_store: SqliteReadStore, projector: InProcessProjector
+    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     survivor = [log.record(registered("c-1")).global_position]
     duplicate = [log.record(registered("c-9", "H. Yamada")).global_position]
@@ -266,7 +268,7 @@ def test_merged_customers_show_both_histories_and_undo_separates_them(
 
 
 def test_chain_merges_resolve_recursively(
-    log: EventLog, read_store: SqliteReadStore, projector: InProcessProjector
+    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     own = {cid: log.record(registered(cid)).global_position for cid in ("c-a", "c-b", "c-c")}
     # Recorded directly (the customer service refuses this order): A -> B, then B -> C.
@@ -291,10 +293,10 @@ def test_chain_merges_resolve_recursively(
 
 
 def snapshot(
-    read_store: ReadStore, customer_ids: list[str], case_ids: list[str]
+    read_store: ViewStore, customer_ids: list[str], case_ids: list[str]
 ) -> tuple[int, dict[str, list[TimelineEntry]], dict[str, CaseView | None]]:
     return (
-        read_store.checkpoint(VIEWS),
+        read_store.checkpoint(TIMELINE.name),
         {cid: whole_timeline(read_store, cid) for cid in customer_ids},
         {case_id: read_store.case_view(case_id) for case_id in case_ids},
     )
@@ -306,18 +308,18 @@ def row_count(path: Path) -> int:
 
 
 def test_redelivering_a_batch_changes_nothing(
-    tmp_path: Path, log: EventLog, read_store: SqliteReadStore
+    tmp_path: Path, log: EventLog, read_store: SqliteViewStore
 ) -> None:
     story(log)
     events = log.store.read_all()
     first, second = decode_batch(CODEC, events[:9]), decode_batch(CODEC, events[9:])
-    read_store.apply(VIEWS, first)
-    read_store.apply(VIEWS, second)
+    read_store.apply(first)
+    read_store.apply(second)
     before = snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
 
-    read_store.apply(VIEWS, second)
-    read_store.apply(VIEWS, first)
-    read_store.apply(VIEWS, [*first[4:], *second[:3]])
+    read_store.apply(second)
+    read_store.apply(first)
+    read_store.apply([*first[4:], *second[:3]])
 
     assert snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"]) == before
     assert before[0] == events[-1].global_position
@@ -325,32 +327,32 @@ def test_redelivering_a_batch_changes_nothing(
 
 
 def test_a_duplicate_event_never_doubles_a_timeline_row(
-    tmp_path: Path, log: EventLog, read_store: SqliteReadStore
+    tmp_path: Path, log: EventLog, read_store: SqliteViewStore
 ) -> None:
     story(log)
     batch = decode_batch(CODEC, log.store.read_all())
-    read_store.apply(VIEWS, batch)
+    read_store.apply(batch)
     with sqlite3.connect(tmp_path / "views.db") as conn:
         conn.execute("DELETE FROM checkpoints")  # as if the checkpoint were lost
 
-    read_store.apply(VIEWS, batch)
+    read_store.apply(batch)
 
     assert row_count(tmp_path / "views.db") == len(batch)
 
 
 def test_a_new_projector_continues_from_the_checkpoint(
-    log: EventLog, store: SqliteEventStore, read_store: SqliteReadStore
+    log: EventLog, store: SqliteEventStore, read_store: SqliteViewStore
 ) -> None:
     first = InProcessProjector(store, read_store, CODEC, batch_size=3, poll_interval=0.05)
     first.start()
     story(log)
     assert first.wait_until(store.last_position(), DEADLINE)
     assert first.stop(DEADLINE)
-    halfway = read_store.checkpoint(VIEWS)
+    halfway = read_store.checkpoint(TIMELINE.name)
 
     log.record(contact("case-2", "ct-after", channel=Channel.SOCIAL))
     log.record(survey("f-after", "c-1", csat=4))
-    assert read_store.checkpoint(VIEWS) == halfway
+    assert read_store.checkpoint(TIMELINE.name) == halfway
     second = InProcessProjector(store, read_store, CODEC, poll_interval=0.05)
     second.start()
     try:
@@ -365,7 +367,7 @@ def test_a_new_projector_continues_from_the_checkpoint(
 
 
 def test_rebuild_gives_the_same_views_as_live(
-    tmp_path: Path, log: EventLog, read_store: SqliteReadStore, projector: InProcessProjector
+    tmp_path: Path, log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     story(log)
     log.record_all(*merged("c-2", "c-1"))
@@ -375,7 +377,7 @@ def test_rebuild_gives_the_same_views_as_live(
     assert projector.wait_until(log.store.last_position(), DEADLINE)
     live = snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
 
-    fresh = SqliteReadStore(tmp_path / "rebuilt.db")
+    fresh = SqliteViewStore(tmp_path / "rebuilt.db")
     try:
         assert rebuild(log.store, fresh, CODEC, batch_size=4) == log.store.last_position()
         assert snapshot(fresh, ["c-1", "c-2"], ["case-1", "case-2", "case-9"]) == live
@@ -389,7 +391,7 @@ def test_rebuild_gives_the_same_views_as_live(
 # ---------------------------------------------------------------- failures and waiting
 
 
-class FlakyReadStore(SqliteReadStore):
+class FlakyViewStore(SqliteViewStore):
     """Fails the first few applies, as a locked or unavailable database would."""
 
     def __init__(self, path: Path, failures: int) -> None:
@@ -397,18 +399,20 @@ class FlakyReadStore(SqliteReadStore):
         self.failures = failures
         self.attempts = 0
 
-    def apply(self, projection: str, batch: Batch, source: str = "") -> None:
+    def apply(
+        self, batch: Batch, source: str = "", projections: Sequence[str] = PROJECTION_NAMES
+    ) -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise RuntimeError("database is locked")
-        super().apply(projection, batch, source)
+        super().apply(batch, source, projections)
 
 
 def test_a_failing_apply_is_logged_and_retried_not_skipped(
     tmp_path: Path, log: EventLog, store: SqliteEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     mine = story(log)
-    flaky = FlakyReadStore(tmp_path / "flaky.db", failures=2)
+    flaky = FlakyViewStore(tmp_path / "flaky.db", failures=2)
     projector = InProcessProjector(store, flaky, CODEC, poll_interval=0.05)
     with caplog.at_level(logging.ERROR, logger="projections.runner"):
         projector.start()
@@ -417,7 +421,7 @@ def test_a_failing_apply_is_logged_and_retried_not_skipped(
         finally:
             assert projector.stop(DEADLINE)
             flaky.close()
-    reopened = SqliteReadStore(tmp_path / "flaky.db")
+    reopened = SqliteViewStore(tmp_path / "flaky.db")
     try:
         assert positions(whole_timeline(reopened, "c-1")) == mine["c-1"]
     finally:
@@ -430,13 +434,13 @@ def test_a_failing_apply_is_logged_and_retried_not_skipped(
 
 
 def test_wait_until_gives_up_at_the_deadline(
-    read_store: SqliteReadStore, projector: InProcessProjector
+    read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     assert not projector.wait_until(1, 0.05)
     assert projector.wait_until(0, 0.05)
 
 
-def test_wait_for_change_wakes_on_notify(read_store: SqliteReadStore) -> None:
+def test_wait_for_change_wakes_on_notify(read_store: SqliteViewStore) -> None:
     woke = threading.Event()
 
     def watch() -> None:
@@ -452,16 +456,16 @@ def test_wait_for_change_wakes_on_notify(read_store: SqliteReadStore) -> None:
     assert woke.is_set()
 
 
-def test_open_read_store_from_a_url(tmp_path: Path) -> None:
-    opened_store = open_read_store(f"sqlite:///{tmp_path}/nested/views.db")
+def test_open_view_store_from_a_url(tmp_path: Path) -> None:
+    opened_store = open_view_store(f"sqlite:///{tmp_path}/nested/views.db")
     try:
-        assert isinstance(opened_store, SqliteReadStore)
-        assert opened_store.checkpoint(VIEWS) == 0
+        assert isinstance(opened_store, SqliteViewStore)
+        assert opened_store.checkpoint(TIMELINE.name) == 0
     finally:
         opened_store.close()
     for url in ("postgres://localhost/crm", "sqlite:/x.db", "sqlite:///"):
         with pytest.raises(InvalidInput) as raised:
-            open_read_store(url)
+            open_view_store(url)
         assert raised.value.field == "read_store_url"
 
 
@@ -475,15 +479,15 @@ def test_a_read_store_of_an_older_schema_is_rebuilt_from_the_events(
         old.execute("CREATE TABLE checkpoints (projection TEXT PRIMARY KEY, position INTEGER)")
         old.execute("INSERT INTO checkpoints VALUES ('views', 999)")
         old.execute("PRAGMA user_version = 1")
-    views = SqliteReadStore(path)
-    assert views.checkpoint(VIEWS) == 0, "old views and their checkpoint are dropped"
+    views = SqliteViewStore(path)
+    assert views.checkpoint(TIMELINE.name) == 0, "old views and their checkpoint are dropped"
     projector = InProcessProjector(store, views, CODEC, poll_interval=0.05)
     projector.start()
     try:
         assert projector.wait_until(store.last_position(), timeout=10)
     finally:
         projector.stop()
-    fresh = SqliteReadStore(tmp_path / "fresh-views.db")
+    fresh = SqliteViewStore(tmp_path / "fresh-views.db")
     rebuild(store, fresh, CODEC)
     for table in ("timeline", "case_views"):
         assert _rows(path, table) == _rows(tmp_path / "fresh-views.db", table)

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.readstore.sqlite import SqliteReadStore
+from projections.catalogue import PROJECTION_NAMES, TIMELINE
 from projections.runner import rebuild
+from projections.store.sqlite import SqliteViewStore
 from services.bootstrap import CODEC
 from tests.grpc_client import poll
 from tests.history import HistoryWriter
@@ -30,13 +31,15 @@ from tests.history import HistoryWriter
 PARTITIONS = 4
 VIEW_TABLES = {
     "timeline": "event_id",
-    "case_views": "case_id",
     "customer_merges": "duplicate_id",
-    "feedback_signals": "feedback_id",
+    "case_views": "case_id",
+    "risk_cases": "case_id",
+    "risk_feedback": "feedback_id",
     "kpi_contacts": "event_id",
     "kpi_surveys": "feedback_id",
     "kpi_purchases": "event_id",
     "kpi_cases": "case_id",
+    "kpi_case_views": "case_id",
 }
 _namespaces = itertools.count(1)
 
@@ -95,14 +98,19 @@ class Deployment:
             ],
         )
 
-    def worker(self, name: str = "worker") -> Component:
+    def worker(self, projection: str, name: str = "") -> Component:
         return self._start(
-            name,
+            name or f"worker-{projection}",
             [
                 *("-m", "projections.workers", "--log-format", "json"),
+                *("--projection", projection),
                 *("--read-store-url", f"sqlite:///{self.views_path}"),
             ],
         )
+
+    def workers(self) -> list[Component]:
+        """One worker per projection, each its own consumer group."""
+        return [self.worker(name) for name in PROJECTION_NAMES]
 
     def _start(self, name: str, args: list[str]) -> Component:
         common = [
@@ -114,31 +122,31 @@ class Deployment:
         self.components.append(component)
         return component
 
-    def wait_until_projected(self, timeout: float = 90) -> None:
-        """Until the live read store holds one timeline row per stored event."""
-        expected = self.store.last_position()
+    def assert_live_equals_replay(self, timeout: float = 90) -> None:
+        """Every projection's live tables reach exactly what a replay from event 0 builds."""
+        replayed = self.dir / "replayed.db"
+        view_store = SqliteViewStore(replayed)
+        try:
+            rebuild(self.store, view_store, CODEC)
+        finally:
+            view_store.close()
+        differing: list[str] = []
 
         def caught_up() -> bool:
-            return self.views_path.exists() and _count(self.views_path, "timeline") >= expected
+            if not self.views_path.exists():
+                return False
+            differing[:] = [
+                table
+                for table, key in VIEW_TABLES.items()
+                if _rows(self.views_path, table, key) != _rows(replayed, table, key)
+            ]
+            return not differing
 
         try:
-            poll(caught_up, timeout=timeout, interval=0.2)
+            poll(caught_up, timeout=timeout, interval=0.5)
         except AssertionError:
             logs = "\n".join(c.log_path.read_text()[-3000:] for c in self.components)
-            raise AssertionError(
-                f"{_count(self.views_path, 'timeline')} of {expected} events projected\n{logs}"
-            ) from None
-
-    def assert_live_equals_replay(self) -> None:
-        replayed = self.dir / "replayed.db"
-        read_store = SqliteReadStore(replayed)
-        try:
-            rebuild(self.store, read_store, CODEC)
-        finally:
-            read_store.close()
-        for table, key in VIEW_TABLES.items():
-            live = _rows(self.views_path, table, key)
-            assert live == _rows(replayed, table, key), f"{table} differs from the replay"
+            raise AssertionError(f"{differing} differ from the replay\n{logs}") from None
         assert _count(self.views_path, "timeline") == self.store.last_position()
 
     def close(self) -> None:
@@ -193,10 +201,9 @@ def test_live_views_equal_a_replay_from_event_zero(deployment: Deployment) -> No
     writer = HistoryWriter(deployment.store, seed=11)
     writer.write(500)
     deployment.relay()
-    deployment.worker("worker-a")
-    deployment.worker("worker-b")  # side by side in one consumer group
+    deployment.workers()
+    deployment.worker(TIMELINE.name, "worker-timeline-b")  # side by side in one consumer group
     writer.write(300)  # while the live path runs
-    deployment.wait_until_projected()
     deployment.assert_live_equals_replay()
 
 
@@ -206,7 +213,7 @@ def test_relay_and_worker_killed_mid_stream_lose_and_double_nothing(
     writer = HistoryWriter(deployment.store, seed=23)
     writer.write(100)
     relay = deployment.relay()
-    worker = deployment.worker()
+    worker, *others = deployment.workers()
     traffic = Traffic(writer, 900)
     traffic.wait_for(200)
     relay.kill()
@@ -216,15 +223,16 @@ def test_relay_and_worker_killed_mid_stream_lose_and_double_nothing(
     worker.kill()
     traffic.wait_for(700)
     worker.start()
+    others[-1].kill()
+    others[-1].start()
     traffic.join()
-    deployment.wait_until_projected()
     deployment.assert_live_equals_replay()
 
 
 def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: Any) -> None:
     writer = HistoryWriter(deployment.store, seed=37)
     deployment.relay()
-    deployment.worker()
+    deployment.workers()
     traffic = Traffic(writer, 600)
     traffic.wait_for(200)
     # Restart a broker that the relay and the worker are busy with, not one they are still
@@ -233,5 +241,4 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     poll(lambda: deployment.views_path.exists() and _count(deployment.views_path, "timeline") > 50)
     kafka_broker.restart()
     traffic.join()
-    deployment.wait_until_projected(timeout=150)
-    deployment.assert_live_equals_replay()
+    deployment.assert_live_equals_replay(timeout=150)

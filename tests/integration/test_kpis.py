@@ -19,11 +19,11 @@ import grpc
 import pytest
 
 from crm.command_handling import CommandContext
-from crm.readstore.sqlite import SqliteReadStore
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.runner import rebuild
+from projections.store.sqlite import SqliteViewStore
 from services.bootstrap import CODEC, Config, System, build_system
 from services.case.commands import (
     AssignCase,
@@ -368,7 +368,7 @@ def _rows(path: Path, table: str, key: str) -> list[tuple[Any, ...]]:
 def test_rebuilding_from_event_zero_gives_the_same_kpi_rows(
     running: Running, tmp_path: Path
 ) -> None:
-    fresh = SqliteReadStore(tmp_path / "rebuilt.db")
+    fresh = SqliteViewStore(tmp_path / "rebuilt.db")
     try:
         rebuild(running.system.store, fresh, CODEC, batch_size=7)
         for group_by in (frozenset(), frozenset({"day", "channel", "team", "category"})):

@@ -11,9 +11,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from crm.readstore.port import VIEWS
-from crm.readstore.sqlite import SqliteReadStore
 from crm.v1 import timeline_service_pb2
+from projections.store.sqlite import SqliteViewStore
 from services.timeline.grpc_api import TimelineServicer
 from tests.grpc_client import poll
 from tests.support import T0, opened, recorded, registered
@@ -32,10 +31,10 @@ class Context:
 def test_an_entry_written_behind_one_already_sent_still_reaches_the_watcher(
     tmp_path: Path,
 ) -> None:
-    views = SqliteReadStore(tmp_path / "views.db")
+    views = SqliteViewStore(tmp_path / "views.db")
     # The customer topic's partition is behind: the case event (position 2) lands first.
     customer, case = registered("c-1"), opened("k-1", "c-1")
-    views.apply(VIEWS, [(recorded(case, 2, at=T0), case)], source="crm.case.v1#0")
+    views.apply([(recorded(case, 2, at=T0), case)], source="crm.case.v1#0")
     context = Context()
     servicer = TimelineServicer(views, threading.Event(), clock=lambda: T0)
     stream: Iterator[timeline_service_pb2.TimelineEntry] = servicer.WatchTimeline(
@@ -53,11 +52,11 @@ def test_an_entry_written_behind_one_already_sent_still_reaches_the_watcher(
     watcher = threading.Thread(target=watch)
     watcher.start()
     poll(lambda: received == [2])
-    views.apply(VIEWS, [(recorded(customer, 1, at=T0), customer)], source="crm.customer.v1#0")
+    views.apply([(recorded(customer, 1, at=T0), customer)], source="crm.customer.v1#0")
     views.notify_changed()
     poll(lambda: received == [2, 1])
     later = opened("k-2", "c-1")
-    views.apply(VIEWS, [(recorded(later, 3, at=T0), later)], source="crm.case.v1#0")
+    views.apply([(recorded(later, 3, at=T0), later)], source="crm.case.v1#0")
     views.notify_changed()
     watcher.join(timeout=10)
     assert received == [2, 1, 3]

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from crm.errors import InvalidInput
-from crm.readstore.port import fold_views
 from crm.vocabulary import Actor, ActorKind, Channel, Direction
 from projections.case_kpis import SLA_MET, SLA_MISSED, Span
 from projections.case_view import CaseView, apply_case_event
@@ -22,6 +21,7 @@ from projections.kpis import (
     SurveyFact,
     case_fact,
     contact_fact,
+    kpi_changes,
     purchase_fact,
     survey_fact,
     utc_day,
@@ -450,14 +450,14 @@ def test_utc_day_of_an_aware_instant() -> None:
     assert utc_day(datetime(2026, 3, 3, 1, 0, tzinfo=UTC)) == "2026-03-03"
 
 
-def test_fold_views_files_each_fact_with_the_case_as_it_was_before_the_event() -> None:
+def test_kpi_changes_file_each_fact_with_the_case_as_it_was_before_the_event() -> None:
     before, after = contact(CASE, "ct-1"), contact(CASE, "ct-2")
     survey = SurveySubmitted("f-1", CUSTOMER, CASE, Channel.PHONE, 5, None, None, "")
     bought = PurchaseRecorded(CUSTOMER, "o-1", "Gold", 1000, "JPY")
     events: list[DomainEvent] = [OPENED, before, ASSIGNED, after, survey, bought]
     batch = [(recorded(e, n, CUSTOMER), e) for n, e in enumerate(events, start=1)]
 
-    changes = fold_views(batch, 0, lambda case_id: None)
+    changes = kpi_changes(batch, lambda case_id: None)
 
     assert [(c.event_id, c.team) for c in changes.contacts] == [
         (batch[1][0].event_id, ""),
@@ -465,5 +465,5 @@ def test_fold_views_files_each_fact_with_the_case_as_it_was_before_the_event() -
     ]
     assert [s.feedback_id for s in changes.surveys] == ["f-1"]
     assert [p.kind for p in changes.purchases] == ["purchase"]
-    again = fold_views(batch[3:], 3, lambda case_id: changes.case_views[case_id])
+    again = kpi_changes(batch[3:], lambda case_id: changes.case_views[case_id])
     assert again.contacts == []  # the case view has seen position 4 already

@@ -14,16 +14,20 @@ import pytest
 from crm.envelope import RecordedEvent
 from crm.errors import InvalidInput, InvariantViolated
 from crm.instants import sortable_instant
-from crm.readstore.port import (
-    TimelineQuery,
-    decode_page_token,
-    encode_page_token,
-    fold_views,
-)
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from projections.case_view import CaseView, apply_case_event
-from projections.lineage import MergeLink, merge_link, newer_link, timeline_members
-from projections.timeline import EntryKind, duration, timeline_entry
+from projections.case_view import CaseView, apply_case_event, case_view_changes
+from projections.catalogue import news
+from projections.lineage import (
+    MergeLink,
+    merge_chain,
+    merge_link,
+    merged_into,
+    newer_link,
+    survivor_of,
+    timeline_members,
+)
+from projections.store.queries import TimelineQuery, decode_page_token, encode_page_token
+from projections.timeline import EntryKind, duration, timeline_changes, timeline_entry
 from services.bootstrap import CODEC
 from services.case.compensation import (
     CompensationGranted,
@@ -621,18 +625,28 @@ def test_timeline_members_follow_active_chains() -> None:
         "y": link("y", "a"),
     }
 
-    assert timeline_members("c", links) == {"a", "b", "c", "y"}
-    assert timeline_members("b", links) == {"a", "b", "y"}
-    assert timeline_members("x", links) == {"x"}
+    assert timeline_members("c", merged_into(links.values())) == {"a", "b", "c", "y"}
+    assert timeline_members("b", merged_into(links.values())) == {"a", "b", "y"}
+    assert timeline_members("x", merged_into(links.values())) == {"x"}
 
 
 def test_timeline_members_survive_a_cycle() -> None:
     links = {"a": link("a", "b"), "b": link("b", "a")}
 
-    assert timeline_members("a", links) == {"a", "b"}
+    assert timeline_members("a", merged_into(links.values())) == {"a", "b"}
+    assert survivor_of("a", merged_into(links.values())) == "b"
 
 
-# ---------------------------------------------------------------- read store port, pure parts
+def test_the_survivor_is_the_end_of_the_active_chain() -> None:
+    merged = merged_into([link("a", "b"), link("b", "c"), link("c", "d", active=False)])
+
+    assert merge_chain("a", merged) == ["a", "b", "c"]
+    assert survivor_of("a", merged) == "c"
+    assert survivor_of("c", merged) == "c"
+    assert survivor_of("unknown", merged) == "unknown"
+
+
+# ---------------------------------------------------------------- view store queries, pure parts
 
 
 def test_page_tokens_round_trip() -> None:
@@ -674,17 +688,18 @@ def test_sortable_instants_order_like_the_instants_whatever_the_offset() -> None
     assert sortable_instant(later.replace(tzinfo=None)) == sortable_instant(later)
 
 
-def test_fold_views_skips_events_at_or_below_the_checkpoint() -> None:
+def test_a_projection_applies_only_the_news_after_its_checkpoint() -> None:
     merged = CustomerMerged("c-9", "c-2", "m-1", "")
     batch: list[tuple[RecordedEvent, DomainEvent]] = [
+        (recorded(merged, 5), merged),
         (recorded(OPENED, 3, CUSTOMER), OPENED),
         (recorded(CONTACT, 4, CUSTOMER), CONTACT),
-        (recorded(merged, 5), merged),
     ]
 
-    changes = fold_views(batch, 3, lambda case_id: fold(OPENED, start=3))
+    fresh = news(batch, 3)
+    timeline = timeline_changes(fresh)
+    views = case_view_changes(fresh, lambda case_id: fold(OPENED, start=3))
 
-    assert [entry.global_position for entry in changes.entries] == [4, 5]
-    assert changes.case_views[CASE].contact_count == 1
-    assert changes.merge_links == {"c-9": link("c-9", "c-2", True, 5)}
-    assert changes.position == 5
+    assert [entry.global_position for entry in timeline.entries] == [4, 5]
+    assert views[CASE].contact_count == 1
+    assert timeline.merge_links == {"c-9": link("c-9", "c-2", True, 5)}

@@ -1,8 +1,8 @@
-"""KPI fact tables of the SQLite read store: written with the views, read for the KPI report.
+"""The KPI facts projection's tables in the SQLite view store, read for the KPI report.
 
-The facts are written in the same transaction as the views and the checkpoint (see
-SqliteReadStore.apply). Fact rows of single events are keyed by event or feedback id and inserted
-once, so redelivery never doubles them; a case's row is replaced as its view changes.
+Fact rows of single events are keyed by event or feedback id and inserted once, so redelivery never
+doubles them; a case's row is replaced as its view changes. The projection keeps its own copy of
+each case's view (`kpi_case_views`), so it depends on no other projection's progress.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from collections.abc import Iterable
 from dataclasses import astuple, fields
 from typing import Any, TypeVar
 
-from crm.readstore.port import ViewChanges
+from projections.catalogue import Batch
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.kpi_tally import build_report
-from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, case_fact
+from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, kpi_changes
+from projections.store import sqlite_timeline
+from projections.store.sqlite_cases import case_view, encode_view
 
 T = TypeVar("T")
 
-KPI_SCHEMA = (
+TABLES = ("kpi_contacts", "kpi_surveys", "kpi_purchases", "kpi_cases", "kpi_case_views")
+SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS kpi_contacts (
         event_id TEXT PRIMARY KEY,
@@ -84,16 +87,21 @@ KPI_SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS kpi_cases_by_opened ON kpi_cases (opened_utc)",
+    "CREATE TABLE IF NOT EXISTS kpi_case_views (case_id TEXT PRIMARY KEY, view TEXT NOT NULL)",
 )
 
 
-def write_kpi_facts(conn: sqlite3.Connection, changes: ViewChanges) -> None:
+def write(conn: sqlite3.Connection, news: Batch) -> None:
     """Write a batch's KPI facts; the caller holds the transaction."""
+    changes = kpi_changes(news, lambda case_id: case_view(conn, case_id, "kpi_case_views"))
     _insert(conn, "kpi_contacts", ContactFact, changes.contacts, "OR IGNORE")
     _insert(conn, "kpi_surveys", SurveyFact, changes.surveys, "OR IGNORE")
     _insert(conn, "kpi_purchases", PurchaseFact, changes.purchases, "OR IGNORE")
-    cases = [case_fact(view) for view in changes.case_views.values()]
-    _insert(conn, "kpi_cases", CaseFact, cases, "OR REPLACE")
+    _insert(conn, "kpi_cases", CaseFact, changes.cases, "OR REPLACE")
+    conn.executemany(
+        "INSERT OR REPLACE INTO kpi_case_views (case_id, view) VALUES (?, ?)",
+        [(view.case_id, encode_view(view)) for view in changes.case_views.values()],
+    )
 
 
 def _insert(
@@ -147,12 +155,7 @@ def read_kpis(conn: sqlite3.Connection, query: KpiQuery) -> KpiReport:
         "day >= ? AND day < ?",
         [query.previous_since.isoformat(), until],
     )
-    merges = {
-        str(duplicate): str(survivor)
-        for duplicate, survivor in conn.execute(
-            "SELECT duplicate_id, survivor_id FROM customer_merges WHERE active = 1"
-        )
-    }
+    merges = sqlite_timeline.merged_into(conn)
     return build_report(
         query,
         contacts=contacts,

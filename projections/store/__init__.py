@@ -1,0 +1,1 @@
+"""The view store: the tables projections write and queries read, behind one port."""

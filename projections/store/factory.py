@@ -1,0 +1,14 @@
+"""Picks the view store adapter from a configuration URL; only the composition root calls it."""
+
+from __future__ import annotations
+
+from crm.urls import SQLITE_FORM, is_sqlite, sqlite_path, unsupported
+from projections.store.port import ViewStore
+from projections.store.sqlite import SqliteViewStore
+
+
+def open_view_store(url: str) -> ViewStore:
+    """Open the view store a URL names: `sqlite:///<path>` (see crm.urls.sqlite_path)."""
+    if is_sqlite(url):
+        return SqliteViewStore(sqlite_path(url, "read_store_url"))
+    raise unsupported(url, "read_store_url", SQLITE_FORM)

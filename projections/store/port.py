@@ -1,0 +1,95 @@
+"""The view store port: the projections' views and their checkpoints, changed together or not
+at all.
+
+Each projection keeps its own checkpoint per source (crm/tracking.py); `apply` writes a batch's view
+changes and moves the checkpoint of every projection it applies in one transaction, skipping
+events at or below that projection's checkpoint, so a crash cannot separate the two and
+redelivery (at-least-once, from the store or Kafka) changes nothing.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+
+from crm.notify import ChangeSignal
+from crm.tracking import Tracking
+from projections.case_view import CaseView
+from projections.catalogue import PROJECTION_NAMES, Batch
+from projections.kpi_report import KpiQuery, KpiReport
+from projections.risk import CustomerRisk
+from projections.store.queries import EscalationQuery, TimelinePage, TimelineQuery
+from projections.timeline import TimelineEntry
+
+
+class ViewStore(Tracking):
+    """Port every view store adapter implements; one conformance suite runs against each."""
+
+    def __init__(self) -> None:
+        self._changed = ChangeSignal()
+
+    @abstractmethod
+    def apply(
+        self, batch: Batch, source: str = "", projections: Sequence[str] = PROJECTION_NAMES
+    ) -> None:
+        """Apply the named projections to the batch and move their checkpoints, in one transaction.
+
+        Each projection ignores the events at or below its checkpoint of `source`, so applying
+        a batch twice changes nothing. Unknown projection names are refused (InvalidInput).
+        """
+
+    @abstractmethod
+    def timeline(self, query: TimelineQuery) -> TimelinePage:
+        """One page of a customer's timeline, merged duplicates included."""
+
+    @abstractmethod
+    def case_view(self, case_id: str) -> CaseView | None:
+        """The case's current view, None if no event of it was applied."""
+
+    @abstractmethod
+    def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
+        """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
+
+    @abstractmethod
+    def customer_risk(self, customer_id: str) -> CustomerRisk:
+        """Whether the customer is at risk now, and why (merged duplicates count)."""
+
+    @abstractmethod
+    def kpis(self, query: KpiQuery) -> KpiReport:
+        """Every KPI of the period per group, with the counts behind each ratio."""
+
+    @abstractmethod
+    def timeline_members(self, customer_id: str) -> frozenset[str]:
+        """The customer and every profile merged into it now (projections.lineage's rule)."""
+
+    @abstractmethod
+    def entries_after(
+        self, customer_id: str, after_position: int, limit: int
+    ) -> list[TimelineEntry]:
+        """Entries of the customer (merged duplicates included) after a position, oldest first."""
+
+    @abstractmethod
+    def timeline_watermark(self) -> int:
+        """The application sequence of the newest timeline entry (0 for none).
+
+        Entries are numbered in the order they were written, which on the Kafka path is not the
+        global order (partitions interleave): a live watch follows this number so an entry that
+        lands behind one already sent is still sent.
+        """
+
+    @abstractmethod
+    def entries_applied_after(
+        self, customer_id: str, after_sequence: int, limit: int
+    ) -> tuple[list[TimelineEntry], int]:
+        """Entries of the customer written after a sequence number, and the last number read."""
+
+    def close(self) -> None:
+        """Release connections; the default holds none."""
+
+    def notify_changed(self) -> None:
+        """Wake watchers in this process; runners call it after each applied batch."""
+        self._changed.notify()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block until a change in this process or the timeout (changes by others are polled)."""
+        self._changed.wait(timeout)

@@ -1,0 +1,94 @@
+"""The customer risk projection's tables in the SQLite view store: each case's escalation and
+each piece of feedback's signal, read together for a customer and the profiles merged into it."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from crm.instants import sortable_instant
+from projections.catalogue import Batch
+from projections.risk import CaseEscalation, CustomerRisk, risk_changes
+from projections.store.sqlite_timeline import MEMBERS
+
+TABLES = ("risk_cases", "risk_feedback")
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS risk_cases (
+        case_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        escalated_since TEXT,
+        since TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS risk_cases_by_customer ON risk_cases (customer_id, level)",
+    """
+    CREATE TABLE IF NOT EXISTS risk_feedback (
+        feedback_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        global_position INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS risk_feedback_by_customer"
+    " ON risk_feedback (customer_id, global_position)",
+)
+
+
+def write(conn: sqlite3.Connection, news: Batch) -> None:
+    changes = risk_changes(news, lambda case_id: _escalation(conn, case_id))
+    conn.executemany(
+        "INSERT OR REPLACE INTO risk_cases (case_id, customer_id, level, escalated_since, since)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (
+                case.case_id,
+                case.customer_id,
+                case.level,
+                None if case.since is None else sortable_instant(case.since),
+                None if case.since is None else case.since.isoformat(),
+            )
+            for case in changes.cases.values()
+        ],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO risk_feedback"
+        " (feedback_id, customer_id, case_id, reason, global_position) VALUES (?, ?, ?, ?, ?)",
+        [(s.feedback_id, s.customer_id, s.case_id, s.reason, s.position) for s in changes.signals],
+    )
+
+
+def customer_risk(conn: sqlite3.Connection, customer_id: str) -> CustomerRisk:
+    """At risk while a case is escalated or the latest feedback is negative; profiles merged
+    into the customer count, as their histories show on its timeline."""
+    cases = conn.execute(
+        f"{MEMBERS} SELECT case_id, level FROM risk_cases"
+        " WHERE customer_id IN (SELECT id FROM members) AND level > 0"
+        " ORDER BY level DESC, escalated_since, case_id",
+        (customer_id,),
+    ).fetchall()
+    latest = conn.execute(
+        f"{MEMBERS} SELECT reason FROM risk_feedback"
+        " WHERE customer_id IN (SELECT id FROM members)"
+        " ORDER BY global_position DESC LIMIT 1",
+        (customer_id,),
+    ).fetchone()
+    return CustomerRisk(
+        customer_id,
+        tuple((str(case_id), int(level)) for case_id, level in cases),
+        "" if latest is None else str(latest[0]),
+    )
+
+
+def _escalation(conn: sqlite3.Connection, case_id: str) -> CaseEscalation | None:
+    row = conn.execute(
+        "SELECT customer_id, level, since FROM risk_cases WHERE case_id = ?", (case_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    customer_id, level, since = row
+    return CaseEscalation(
+        case_id, customer_id, int(level), None if since is None else datetime.fromisoformat(since)
+    )

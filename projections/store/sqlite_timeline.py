@@ -1,0 +1,204 @@
+"""The timeline projection's tables in the SQLite view store: entries and merge links.
+
+Merged customers are resolved when the timeline is read (`MEMBERS`), so undoing a merge separates
+the histories again and the order in which different customers' events arrive never matters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from crm.instants import sortable_instant
+from projections.catalogue import Batch
+from projections.store.queries import TimelinePage, TimelineQuery, encode_page_token
+from projections.timeline import EntryKind, TimelineEntry, timeline_changes
+
+TABLES = ("timeline", "customer_merges")
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS timeline (
+        event_id TEXT PRIMARY KEY,
+        global_position INTEGER NOT NULL,
+        customer_id TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        occurred_utc TEXT NOT NULL,
+        summary TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS timeline_by_customer ON timeline (customer_id, global_position)",
+    """
+    CREATE TABLE IF NOT EXISTS customer_merges (
+        duplicate_id TEXT PRIMARY KEY,
+        survivor_id TEXT NOT NULL,
+        merge_id TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        position INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS merges_by_survivor ON customer_merges (survivor_id, active)",
+)
+
+MEMBERS = """
+    WITH RECURSIVE members(id) AS (
+        SELECT ?
+        UNION
+        SELECT m.duplicate_id FROM customer_merges m JOIN members ON m.survivor_id = members.id
+        WHERE m.active = 1
+    )
+"""
+"""The customer and, recursively, every profile merged into it now: projections.lineage's
+`timeline_members` as an index-backed query (the conformance suite proves the two equal). UNION,
+not UNION ALL, drops rows already seen, so even a cycle of links terminates."""
+
+_ENTRY_COLUMNS = (
+    "event_id, global_position, customer_id, case_id, kind, event_type, channel, direction,"
+    " actor, occurred_at, summary"
+)
+
+
+def write(conn: sqlite3.Connection, news: Batch) -> None:
+    """Insert the batch's entries once each, and keep the newest fact of each merge link."""
+    changes = timeline_changes(news)
+    conn.executemany(
+        f"INSERT INTO timeline ({_ENTRY_COLUMNS}, occurred_utc)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        [(*_entry_row(entry), sortable_instant(entry.occurred_at)) for entry in changes.entries],
+    )
+    conn.executemany(
+        "INSERT INTO customer_merges (duplicate_id, survivor_id, merge_id, active, position)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (duplicate_id) DO UPDATE SET"
+        " survivor_id = excluded.survivor_id, merge_id = excluded.merge_id,"
+        " active = excluded.active, position = excluded.position"
+        " WHERE excluded.position > customer_merges.position",  # newer_link, in SQL
+        [
+            (link.duplicate_id, link.survivor_id, link.merge_id, int(link.active), link.position)
+            for link in changes.merge_links.values()
+        ],
+    )
+
+
+def members(conn: sqlite3.Connection, customer_id: str) -> frozenset[str]:
+    rows = conn.execute(f"{MEMBERS} SELECT id FROM members", (customer_id,)).fetchall()
+    return frozenset(str(row[0]) for row in rows)
+
+
+def merged_into(conn: sqlite3.Connection) -> dict[str, str]:
+    """Every profile merged now -> its survivor (for the KPI report's retention)."""
+    rows = conn.execute("SELECT duplicate_id, survivor_id FROM customer_merges WHERE active = 1")
+    return {str(duplicate): str(survivor) for duplicate, survivor in rows}
+
+
+def page(conn: sqlite3.Connection, query: TimelineQuery) -> TimelinePage:
+    """One page of the timeline; the token carries the last position handed out."""
+    conditions: list[str] = []
+    params: list[Any] = [query.customer_id]
+    after = query.after_position
+    if after:
+        conditions.append("global_position < ?" if query.newest_first else "global_position > ?")
+        params.append(after)
+    for column, values in (("channel", query.channels), ("kind", query.kinds)):
+        if values:
+            conditions.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(sorted(values))
+    if query.case_id:
+        conditions.append("case_id = ?")
+        params.append(query.case_id)
+    if query.since is not None:
+        conditions.append("occurred_utc >= ?")
+        params.append(sortable_instant(query.since))
+    if query.until is not None:
+        conditions.append("occurred_utc < ?")
+        params.append(sortable_instant(query.until))
+    order = "DESC" if query.newest_first else "ASC"
+    params.append(query.page_size + 1)
+    rows = _entries(
+        conn,
+        " ".join(f"AND {condition}" for condition in conditions),
+        f"ORDER BY global_position {order} LIMIT ?",
+        params,
+    )
+    entries = [_entry(row) for row in rows[: query.page_size]]
+    more = len(rows) > query.page_size
+    return TimelinePage(entries, encode_page_token(entries[-1].global_position) if more else "")
+
+
+def entries_after(
+    conn: sqlite3.Connection, customer_id: str, after_position: int, limit: int
+) -> list[TimelineEntry]:
+    rows = _entries(
+        conn,
+        "AND global_position > ?",
+        "ORDER BY global_position ASC LIMIT ?",
+        [customer_id, after_position, max(limit, 0)],
+    )
+    return [_entry(row) for row in rows]
+
+
+def watermark(conn: sqlite3.Connection) -> int:
+    """The newest rowid of the timeline: rowids grow in the order entries are written."""
+    return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM timeline").fetchone()[0])
+
+
+def entries_applied_after(
+    conn: sqlite3.Connection, customer_id: str, after_sequence: int, limit: int
+) -> tuple[list[TimelineEntry], int]:
+    sql = (
+        f"{MEMBERS} SELECT rowid, {_ENTRY_COLUMNS} FROM timeline"
+        " WHERE customer_id IN (SELECT id FROM members) AND rowid > ? ORDER BY rowid LIMIT ?"
+    )
+    rows = conn.execute(sql, [customer_id, after_sequence, limit]).fetchall()
+    last = int(rows[-1][0]) if rows else after_sequence
+    return [_entry(row[1:]) for row in rows], last
+
+
+def _entries(
+    conn: sqlite3.Connection, conditions: str, order: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    sql = (
+        f"{MEMBERS} SELECT {_ENTRY_COLUMNS} FROM timeline"
+        f" WHERE customer_id IN (SELECT id FROM members) {conditions} {order}"
+    )
+    return conn.execute(sql, params).fetchall()
+
+
+def _entry_row(entry: TimelineEntry) -> tuple[Any, ...]:
+    return (
+        entry.event_id,
+        entry.global_position,
+        entry.customer_id,
+        entry.case_id,
+        entry.kind.value,
+        entry.event_type,
+        entry.channel,
+        entry.direction,
+        entry.actor,
+        entry.occurred_at.isoformat(),
+        entry.summary,
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> TimelineEntry:
+    event_id, position, customer_id, case_id, kind, event_type = row[:6]
+    channel, direction, actor, occurred_at, summary = row[6:]
+    return TimelineEntry(
+        event_id=event_id,
+        global_position=position,
+        customer_id=customer_id,
+        case_id=case_id,
+        kind=EntryKind(kind),
+        event_type=event_type,
+        channel=channel,
+        direction=direction,
+        actor=actor,
+        occurred_at=datetime.fromisoformat(occurred_at),
+        summary=summary,
+    )
