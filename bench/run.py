@@ -28,7 +28,7 @@ from services.case.commands import AddNote, OpenCase
 from services.case.events import CaseNoteAdded, Category
 from services.customer.commands import RegisterCustomer
 from services.customer.events import Segment
-from tests.history import HistoryWriter
+from bench.history import HistoryWriter
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 AGENT = Actor(ActorKind.AGENT, "agent-1")

@@ -78,10 +78,10 @@ from services.case.sla_facts import (
     SlaAtRisk,
     SlaBreached,
     SlaClock,
-    SlaFulfilled,
     decide_fact,
     evolve_clock,
 )
+from services.case.triggers import escalation_triggered
 
 # ---------------------------------------------------------------- state
 
@@ -218,7 +218,7 @@ def decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
     What happened includes the escalation it triggers, decided with it in one append.
     """
     events = _decide(command, state)
-    return [*events, *_escalation_triggered(command, state, events)]
+    return [*events, *escalation_triggered(command, state, events)]
 
 
 def _decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
@@ -298,57 +298,6 @@ def _decide(command: CaseCommand, state: Case | None) -> list[CaseEvent]:
                 _require_status(state, "put at risk", CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
             return [decide_fact(command, state.sla)]
     raise InvalidInput("command", f"unknown case command {type(command).__name__}")
-
-
-def _escalation_triggered(
-    command: CaseCommand, state: Case | None, events: list[CaseEvent]
-) -> list[CaseEvent]:
-    """Reasons the case's own history adds or clears; none for explicit escalation commands."""
-    if isinstance(command, EscalateCase | DeEscalateCase | RaiseEscalation):
-        return []
-    add: list[EscalationReason] = []
-    remove: list[EscalationReason] = []
-    active = state.escalation if state else ()
-    for event in events:
-        match event:
-            case CaseOpened() if command_is_vip_complaint(command):
-                add.append(EscalationReason.VIP_COMPLAINT)
-            case CaseTransferred() if state is not None:
-                if state.transfer_count + 1 >= escalation.BOUNCED_TRANSFERS:
-                    add.append(EscalationReason.BOUNCED)
-                if event.to_department in escalation.CRITICAL_DEPARTMENTS:
-                    add.append(EscalationReason.CRITICAL_DEPARTMENT)
-            case CaseReopened() if state is not None:
-                if state.reopen_count + 1 >= escalation.REOPENED_TIMES:
-                    add.append(EscalationReason.REOPENED)
-            case ContactRecorded() if _is_active(state) and event.direction is Direction.INBOUND:
-                assert state is not None
-                if escalation.repeat_contact((*state.inbound_contacts, event.started_at)):
-                    add.append(EscalationReason.REPEAT_CONTACT)
-            case SlaAtRisk():
-                add.append(EscalationReason.SLA_AT_RISK)
-            case SlaBreached():
-                add.append(EscalationReason.SLA_BREACHED)
-            case SlaFulfilled() if state is not None and state.sla.at_risk <= {event.target}:
-                remove.append(EscalationReason.SLA_AT_RISK)
-            case CaseResolved() | CaseClosed():
-                # Resolving clears the escalation; whatever made it is history now.
-                add.clear()
-                remove.extend(active)
-    case_id = command.case_id
-    return list(escalation.change(case_id, active, add, remove, note=_trigger_note(events)))
-
-
-def _is_active(state: Case | None) -> bool:
-    return state is not None and state.status in (CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
-
-
-def command_is_vip_complaint(command: CaseCommand) -> bool:
-    return isinstance(command, OpenCase) and command.vip and command.category is Category.COMPLAINT
-
-
-def _trigger_note(events: list[CaseEvent]) -> str:
-    return f"triggered by {type(events[0]).__name__}" if events else ""
 
 
 def _open(command: OpenCase, state: Case | None) -> CaseOpened:

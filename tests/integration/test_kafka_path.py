@@ -26,7 +26,7 @@ from projections.runner import rebuild
 from projections.store.sqlite import SqliteViewStore
 from services.bootstrap import CODEC
 from tests.grpc_client import poll
-from tests.history import HistoryWriter
+from bench.history import HistoryWriter
 
 PARTITIONS = 4
 VIEW_TABLES = {

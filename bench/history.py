@@ -1,4 +1,5 @@
-"""Generates a realistic multi-customer history through the real command path (not hand-picked).
+"""Generates a realistic multi-customer history through the real command path (benchmarks and
+tests share it).
 
 Customers register, open cases on every channel, get contacts, transfers, assignments, notes,
 pending periods, resolutions and reopenings, leave feedback, and some profiles are merged and
