@@ -168,7 +168,13 @@ def test_restart_keeps_topics_messages_and_committed_offsets(kafka_broker: Kafka
     async def after() -> tuple[int, list[Any], dict[int, int], list[Any]]:
         partitions = await partition_count(kafka_broker.bootstrap, topic)
         replayed = await consume(kafka_broker.bootstrap, topic, len(RECORDS))
+        # A restarted broker loads the committed offsets in the background: until it has, the
+        # group's offsets read as empty. Poll, with a deadline.
+        deadline = asyncio.get_running_loop().time() + 60
         kept = await committed_offsets(kafka_broker.bootstrap, group)
+        while not kept and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            kept = await committed_offsets(kafka_broker.bootstrap, group)
         await produce(kafka_broker.bootstrap, topic, [(b"customer-9", b"after-restart")])
         resumed = await consume(kafka_broker.bootstrap, topic, 1, group_id=group)
         return partitions, replayed, kept, resumed
