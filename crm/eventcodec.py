@@ -9,9 +9,10 @@ needs a default: payloads stored before it existed decode with that default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -67,29 +68,58 @@ def to_plain(value: Any) -> Any:
 
 def from_plain(hint: Any, raw: Any) -> Any:
     """Rebuild a value of type `hint` from its JSON-ready form."""
+    return _converter(hint)(raw)
+
+
+Convert = Callable[[Any], Any]
+
+
+@functools.cache
+def _converter(hint: Any) -> Convert:
+    """How to rebuild values of one type, worked out once per type: decoding a long stream must
+    not resolve type hints again for every event (that reflection dominated loading)."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
-        if raw is None:
-            return None
         (inner,) = [a for a in get_args(hint) if a is not type(None)]
-        return from_plain(inner, raw)
+        convert_inner = _converter(inner)
+        return lambda raw: None if raw is None else convert_inner(raw)
     if origin is tuple:
-        inner = get_args(hint)[0]
-        return tuple(from_plain(inner, r) for r in raw)
+        convert_item = _converter(get_args(hint)[0])
+        return lambda raw: tuple(convert_item(r) for r in raw)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        hints = get_type_hints(hint)
-        kwargs = {}
-        for f in dataclasses.fields(hint):
-            if f.name in raw:
-                kwargs[f.name] = from_plain(hints[f.name], raw[f.name])
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise IntegrityError(f"{hint.__name__} payload lacks the field {f.name}")
-            # else: a field added after the payload was stored takes its default
-        return hint(**kwargs)
+        return _dataclass_converter(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint(raw)
+        return hint
     if hint is datetime:
-        return datetime.fromisoformat(raw)
+        return datetime.fromisoformat
+    return _unchanged
+
+
+def _dataclass_converter(cls: type[Any]) -> Convert:
+    hints = get_type_hints(cls)
+    plan = [
+        (
+            f.name,
+            _converter(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    ]
+
+    def convert(raw: Any) -> Any:
+        kwargs = {}
+        for name, convert_field, required in plan:
+            if name in raw:
+                kwargs[name] = convert_field(raw[name])
+            elif required:
+                raise IntegrityError(f"{cls.__name__} payload lacks the field {name}")
+            # else: a field added after the payload was stored takes its default
+        return cls(**kwargs)
+
+    return convert
+
+
+def _unchanged(raw: Any) -> Any:
     return raw
 
 
