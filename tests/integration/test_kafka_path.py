@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
+from bench.history import HistoryWriter
 from crm.eventstore.sqlite import SqliteEventStore
 from projections.catalogue import PROJECTION_NAMES, TIMELINE
 from projections.runner import rebuild
 from projections.store.sqlite import SqliteViewStore
 from services.bootstrap import CODEC
 from tests.grpc_client import poll
-from bench.history import HistoryWriter
 
 PARTITIONS = 4
 VIEW_TABLES = {
