@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from crm.errors import IntegrityError, OperationalError, PersistenceError
 from crm.eventcodec import from_plain, to_plain
 from crm.instants import sortable_instant
 from crm.readstore.port import (
@@ -29,7 +28,7 @@ from crm.readstore.port import (
     fold_views,
 )
 from crm.readstore.sqlite_kpis import KPI_SCHEMA, read_kpis, write_kpi_facts
-from crm.sqlite_connections import ThreadConnections, immediate
+from crm.sqlite_connections import ThreadConnections, immediate, translated
 from projections.case_view import CaseView
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
@@ -118,17 +117,8 @@ _ENTRY_COLUMNS = (
 )
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn sqlite3's exceptions into the system's error tree."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise IntegrityError(f"sqlite read store: {exc}") from exc
-    except sqlite3.OperationalError as exc:
-        raise OperationalError(f"sqlite read store: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise PersistenceError(f"sqlite read store: {exc}") from exc
+def _translated() -> AbstractContextManager[None]:
+    return translated("sqlite read store")
 
 
 class SqliteReadStore(ReadStore):
