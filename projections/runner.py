@@ -1,30 +1,26 @@
 """Runs the projections inside the server process (embedded mode) and rebuilds views from event 0.
 
 The same pure projection code runs here, in replay and in the Kafka workers; this runner only
-feeds it in global order from the read store's checkpoint. A failing batch is logged and retried,
-never skipped: a view missing an event would silently disagree with history.
+feeds it in global order from the read store's checkpoint, through the kernel's follow loop. A
+failing batch is logged and retried, never skipped: a view missing an event would silently
+disagree with history.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import cast
 
 from crm.envelope import RecordedEvent
-from crm.errors import InvalidInput, InvariantViolated
+from crm.errors import InvariantViolated
 from crm.eventcodec import EventCodec
-from crm.eventstore.port import EventStore, Subscription
+from crm.eventstore.port import EventStore
+from crm.follow import Follower
 from crm.readstore.port import VIEWS, ReadStore
 from services.events import CODEC, DomainEvent
 
-log = logging.getLogger(__name__)
-
 DEFAULT_BATCH_SIZE = 200
-_FIRST_BACKOFF_SECONDS = 0.05
-_MAX_BACKOFF_SECONDS = 5.0
 
 
 def decode_batch(
@@ -47,17 +43,18 @@ class InProcessProjector:
         batch_size: int = DEFAULT_BATCH_SIZE,
         poll_interval: float = 0.5,
     ) -> None:
-        if batch_size < 1:
-            raise InvalidInput("batch_size", "must be at least 1")
-        self._store = store
         self._read_store = read_store
         self._codec = codec
         self._projection = projection
-        self._batch_size = batch_size
-        self._poll_interval = poll_interval
-        self._stopped = threading.Event()
-        self._subscription: Subscription | None = None
-        self._lock = threading.Lock()
+        # The read store's checkpoint, written with the views, says where each read starts.
+        self._follower = Follower(
+            store,
+            f"projection {projection}",
+            checkpoint=lambda: read_store.checkpoint(projection),
+            handle=self._apply,
+            idle=lambda: poll_interval,
+            batch_size=batch_size,
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -65,16 +62,13 @@ class InProcessProjector:
         if self._thread is not None:
             raise InvariantViolated("the projector was started already; create a new one")
         self._thread = threading.Thread(
-            target=self._run, name=f"projector-{self._projection}", daemon=True
+            target=self._follower.run, name=f"projector-{self._projection}", daemon=True
         )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop after the batch in hand is applied; True if the thread ended within `timeout`."""
-        self._stopped.set()
-        with self._lock:
-            if self._subscription is not None:
-                self._subscription.stop()
+        self._follower.stop()
         if self._thread is None:
             return True
         self._thread.join(timeout)
@@ -91,72 +85,10 @@ class InProcessProjector:
             self._read_store.wait_for_change(min(remaining, 0.05))
         return True
 
-    def _run(self) -> None:
-        backoff = _FIRST_BACKOFF_SECONDS
-        while not self._stopped.is_set():
-            try:
-                self._follow()
-                return
-            except Exception:
-                # The store failed while reading: resubscribe from the checkpoint after a pause.
-                log.exception(
-                    "projection %s: reading the event store failed; retrying in %.2fs",
-                    self._projection,
-                    backoff,
-                )
-                self._stopped.wait(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-
-    def _follow(self) -> None:
-        after = self._read_store.checkpoint(self._projection)
-        subscription = self._store.subscribe(after=after, poll_interval=self._poll_interval)
-        with self._lock:
-            if self._stopped.is_set():
-                return
-            self._subscription = subscription
-        for batch in self._batches(iter(subscription)):
-            self._apply_until_done(batch)
-            if self._stopped.is_set():
-                return
-
-    def _batches(self, events: Iterator[RecordedEvent]) -> Iterator[list[RecordedEvent]]:
-        """Group what is already stored into batches; only an empty batch waits for appends."""
-        batch: list[RecordedEvent] = []
-        head = 0
-        for event in events:
-            if not batch:
-                # Everything up to the current head can be read without waiting.
-                head = self._store.last_position()
-            batch.append(event)
-            if len(batch) >= self._batch_size or event.global_position >= head:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    def _apply_until_done(self, events: list[RecordedEvent]) -> None:
-        """Apply one batch, retrying with backoff until it succeeds or the projector stops."""
-        backoff = _FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                self._read_store.apply(self._projection, decode_batch(self._codec, events))
-                self._read_store.notify_changed()
-                return
-            except Exception:
-                # Log the batch's span: one of its events cannot be applied (and is not skipped).
-                log.exception(
-                    "projection %s: applying events %s..%s (first id %s, last id %s) failed;"
-                    " retrying in %.2fs",
-                    self._projection,
-                    events[0].global_position,
-                    events[-1].global_position,
-                    events[0].event_id,
-                    events[-1].event_id,
-                    backoff,
-                )
-            if self._stopped.wait(backoff):
-                return
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+    def _apply(self, events: list[RecordedEvent]) -> None:
+        """Write one batch's view changes with the checkpoint; a failure is retried by the loop."""
+        self._read_store.apply(self._projection, decode_batch(self._codec, events))
+        self._read_store.notify_changed()
 
 
 def rebuild(
