@@ -118,7 +118,7 @@ class Deployment:
         expected = self.store.last_position()
 
         def caught_up() -> bool:
-            return self.views_path.exists() and _count(self.views_path, "timeline") >= expected
+            return _projected(self.views_path) >= expected
 
         try:
             poll(caught_up, timeout=timeout, interval=0.2)
@@ -149,6 +149,16 @@ class Deployment:
 def _rows(path: Path, table: str, key: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as conn:
         return conn.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+
+
+def _projected(path: Path) -> int:
+    """Timeline rows so far; 0 until the worker has created the file and committed its schema."""
+    if not path.exists():
+        return 0
+    try:
+        return _count(path, "timeline")
+    except sqlite3.OperationalError:  # no such table: the schema is still being created
+        return 0
 
 
 def _count(path: Path, table: str) -> int:
@@ -229,7 +239,7 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     # Restart a broker that the relay and the worker are busy with, not one they are still
     # connecting to: a worker that cannot reach any broker at start-up exits, and is restarted
     # by its supervisor (deploy/), which this test does not run.
-    poll(lambda: deployment.views_path.exists() and _count(deployment.views_path, "timeline") > 50)
+    poll(lambda: _projected(deployment.views_path) > 50)
     kafka_broker.restart()
     traffic.join()
     deployment.wait_until_projected(timeout=150)
