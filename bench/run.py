@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.history import HistoryWriter
 from crm.command_handling import CommandContext
 from crm.envelope import EventMetadata, NewEvent
 from crm.eventstore.port import StreamState
@@ -28,7 +29,6 @@ from services.case.commands import AddNote, OpenCase
 from services.case.events import CaseNoteAdded, Category
 from services.customer.commands import RegisterCustomer
 from services.customer.events import Segment
-from bench.history import HistoryWriter
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 AGENT = Actor(ActorKind.AGENT, "agent-1")

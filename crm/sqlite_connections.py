@@ -1,8 +1,9 @@
-"""SQLite connections shared by the embedded stores: one per thread, all closed together.
+"""SQLite plumbing shared by the embedded stores: connections, write transactions, errors.
 
 gRPC serves calls from a thread pool and a sqlite3 connection belongs to one thread at a time,
 so each thread gets its own; `synchronous=FULL` makes a commit durable before it returns, and
-writes run under `BEGIN IMMEDIATE` so writers are serialised by the database itself.
+writes run under `BEGIN IMMEDIATE` so writers are serialised by the database itself. sqlite3's
+exceptions are translated into the system's error tree in one place.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from crm.errors import OperationalError
+from crm.errors import IntegrityError, OperationalError, PersistenceError
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -67,3 +68,20 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.rollback()
         raise
+
+
+@contextmanager
+def translated(label: str) -> Iterator[None]:
+    """Turn sqlite3's exceptions into the system's error tree, naming the store in the message.
+
+    The original sqlite3 exception stays the `__cause__`, so a store may map some of them further
+    (the event store turns a lost unique-constraint race into a ConcurrencyConflict).
+    """
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError(f"{label}: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        raise OperationalError(f"{label}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise PersistenceError(f"{label}: {exc}") from exc

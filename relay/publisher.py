@@ -15,8 +15,10 @@ from typing import cast
 
 from aiokafka import AIOKafkaProducer
 
+from crm.envelope import RecordedEvent
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.follow import Follower
 from crm.kafka_admin import ensure_topics
 from crm.wire import to_kafka, topic_names
 from relay.checkpoint import RelayCheckpoint
@@ -24,7 +26,7 @@ from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_SECONDS = 5.0
+_FIRST_BACKOFF_SECONDS = 0.1
 
 
 class Relay:
@@ -50,53 +52,83 @@ class Relay:
         self._codec = codec
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._producer: AIOKafkaProducer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until `stop` is set; broker failures are retried from the checkpoint."""
+        """Publish until `stop` is set; broker failures are retried from the checkpoint.
+
+        The store is followed by the kernel's follow loop in a worker thread; each batch is
+        published on this event loop, where the producer lives, and the thread advances the
+        checkpoint once every send was acknowledged.
+        """
         await ensure_topics(self._bootstrap, topic_names(self._namespace), self._partitions)
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                await self._publish_until(stop)
-            except Exception:
-                log.exception("relay lost the broker; resuming from the checkpoint")
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-
-    async def _publish_until(self, stop: asyncio.Event) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
+        loop = asyncio.get_running_loop()
+        follower = Follower(
+            self._store,
+            "relay",
+            checkpoint=self._checkpoint.position,
+            handle=lambda batch: self._relay(batch, loop),
+            idle=lambda: self._poll_interval,
+            batch_size=self._batch_size,
+            first_backoff=_FIRST_BACKOFF_SECONDS,
         )
-        await producer.start()
+        stopper = asyncio.create_task(_stop_when_set(stop, follower))
         try:
-            position = self._checkpoint.position()
-            log.info("relay publishing from position %d", position)
-            while not stop.is_set():
-                batch = await asyncio.to_thread(
-                    self._store.read_all, after=position, limit=self._batch_size
-                )
-                if not batch:
-                    await _sleep_or_stop(stop, self._poll_interval)
-                    continue
-                acks = []
-                for recorded in batch:
-                    event = cast(DomainEvent, self._codec.decode(recorded.type, recorded.data))
-                    record = to_kafka(recorded, event, self._namespace)
-                    acks.append(
-                        await producer.send(
-                            record.topic, record.value, key=record.key, headers=record.headers
-                        )
-                    )
-                await asyncio.gather(*acks)
-                position = batch[-1].global_position
-                await asyncio.to_thread(self._checkpoint.advance, position)
+            await asyncio.to_thread(follower.run)
         finally:
-            await producer.stop()
+            follower.stop()
+            stopper.cancel()
+            await self._close_producer()
+
+    def _relay(self, batch: list[RecordedEvent], loop: asyncio.AbstractEventLoop) -> None:
+        """In the follow loop's thread: publish the batch, then move the checkpoint past it."""
+        asyncio.run_coroutine_threadsafe(self._publish(batch), loop).result()
+        self._checkpoint.advance(batch[-1].global_position)
+
+    async def _publish(self, batch: list[RecordedEvent]) -> None:
+        """Send every event of the batch and wait for all the acks; a failure drops the producer."""
+        try:
+            producer = await self._started_producer(batch[0].global_position)
+            acks = []
+            for recorded in batch:
+                event = cast(DomainEvent, self._codec.decode(recorded.type, recorded.data))
+                record = to_kafka(recorded, event, self._namespace)
+                acks.append(
+                    await producer.send(
+                        record.topic, record.value, key=record.key, headers=record.headers
+                    )
+                )
+            await asyncio.gather(*acks)
+        except BaseException:
+            # Start afresh: the follow loop retries the batch from the checkpoint with a new one.
+            await self._close_producer()
+            raise
+
+    async def _started_producer(self, position: int) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+            log.info("relay producer started; publishing from event %d", position)
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+async def _stop_when_set(stop: asyncio.Event, follower: Follower) -> None:
+    await stop.wait()
+    follower.stop()

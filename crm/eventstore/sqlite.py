@@ -19,11 +19,9 @@ from crm.errors import (
     ConcurrencyConflict,
     IntegrityError,
     InvalidInput,
-    OperationalError,
-    PersistenceError,
 )
 from crm.eventstore.port import AppendResult, EventStore, ExpectedRevision, StreamState
-from crm.sqlite_connections import ThreadConnections, immediate
+from crm.sqlite_connections import ThreadConnections, immediate, translated
 
 _SCHEMA = (
     """
@@ -53,18 +51,18 @@ _COLUMNS = (
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Turn sqlite3's exceptions into the system's error tree."""
+    """sqlite3's exceptions in the system's error tree; a unique-constraint race is a conflict."""
     try:
-        yield
-    except sqlite3.IntegrityError as exc:
+        with translated("sqlite event store"):
+            yield
+    except IntegrityError as exc:
+        cause = exc.__cause__
         # Only reachable if another writer slipped past the write lock; treat it as a lost race.
-        if "events.event_id" in str(exc) or "events.stream, events.revision" in str(exc):
-            raise ConcurrencyConflict(f"another writer appended first: {exc}") from exc
-        raise IntegrityError(f"sqlite event store: {exc}") from exc
-    except sqlite3.OperationalError as exc:
-        raise OperationalError(f"sqlite event store: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise PersistenceError(f"sqlite event store: {exc}") from exc
+        if isinstance(cause, sqlite3.IntegrityError) and (
+            "events.event_id" in str(cause) or "events.stream, events.revision" in str(cause)
+        ):
+            raise ConcurrencyConflict(f"another writer appended first: {cause}") from cause
+        raise
 
 
 def _describe(revision: ExpectedRevision) -> str:

@@ -14,9 +14,11 @@ import threading
 from typing import cast
 
 from crm.command_handling import Clock, CommandContext
+from crm.envelope import RecordedEvent
 from crm.errors import ConcurrencyConflict, DomainError, PersistenceError
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.follow import Follower
 from crm.vocabulary import Actor, ActorKind
 from services.case.application import CaseApplication
 from services.events import DomainEvent
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 ACTOR = Actor(ActorKind.SYSTEM, "deadline-process")
 MAX_WAIT_SECONDS = 1.0
 MAX_ROUNDS = 5
+BATCH_SIZE = 500
 
 
 class DeadlineProcess:
@@ -47,7 +50,15 @@ class DeadlineProcess:
         self._codec = codec
         self.planner = Planner(policy)
         self._position = 0
-        self._stopped = threading.Event()
+        # The planner lives in memory, so its checkpoint does too: a restart reads from event 0.
+        self._follower = Follower(
+            store,
+            "deadline process",
+            checkpoint=lambda: self._position,
+            handle=self._observe,
+            idle=self._record_due,
+            batch_size=BATCH_SIZE,
+        )
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
@@ -58,21 +69,26 @@ class DeadlineProcess:
         """
         total = 0
         for _round in range(MAX_ROUNDS):
-            self._catch_up()
-            now = self._clock()
-            planned = [*self.planner.pending(), *self.planner.due_timers(now)]
-            recorded = sum(self._carry_out(p) for p in planned)
+            while batch := self._store.read_all(after=self._position, limit=BATCH_SIZE):
+                self._observe(batch)
+            recorded = self._carry_out_due()
             total += recorded
             if not recorded:
                 break
         return total
 
-    def _catch_up(self) -> None:
-        while batch := self._store.read_all(after=self._position, limit=500):
-            for recorded in batch:
-                event = cast(DomainEvent, self._codec.decode(recorded.type, recorded.data))
-                self.planner.observe(recorded, event)
-                self._position = recorded.global_position
+    def _observe(self, batch: list[RecordedEvent]) -> None:
+        """Feed events to the planner, moving the position event by event (none is seen twice)."""
+        for recorded in batch:
+            event = cast(DomainEvent, self._codec.decode(recorded.type, recorded.data))
+            self.planner.observe(recorded, event)
+            self._position = recorded.global_position
+
+    def _carry_out_due(self) -> int:
+        """Send what the planner has pending and every timer due now; returns commands recorded."""
+        now = self._clock()
+        planned = [*self.planner.pending(), *self.planner.due_timers(now)]
+        return sum(self._carry_out(p) for p in planned)
 
     def _carry_out(self, planned: Planned) -> int:
         context = CommandContext(
@@ -95,24 +111,22 @@ class DeadlineProcess:
         return 0 if outcome.duplicate_request else 1
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="deadline-process", daemon=True)
+        """Follow the store in a thread, recording what falls due until `stop`."""
+        self._thread = threading.Thread(
+            target=self._follower.run, name="deadline-process", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopped.set()
-        self._store.notify_appended()
+        self._follower.stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _run(self) -> None:
-        signal = self._store.appended
-        while not self._stopped.is_set():
-            seen = signal.generation
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("deadline process failed a round; retrying")
-            signal.wait(self._seconds_to_next_timer(), seen)
+    def _record_due(self) -> float:
+        """Caught up: record what is due now; returns how long to wait for appends."""
+        if self._carry_out_due():
+            return 0.0  # read back what was recorded at once: it can make more due
+        return self._seconds_to_next_timer()
 
     def _seconds_to_next_timer(self) -> float:
         """Until the next timer, at most MAX_WAIT_SECONDS: appends by others are polled."""

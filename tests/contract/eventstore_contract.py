@@ -22,6 +22,7 @@ import pytest
 from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent, verify_chain
 from crm.errors import ConcurrencyConflict, InvalidInput
 from crm.eventstore.port import AppendResult, EventStore, StreamState
+from crm.follow import Follower
 from crm.vocabulary import Actor, ActorKind
 
 DEADLINE_SECONDS = 10.0
@@ -389,19 +390,16 @@ class EventStoreContract(ABC):
             revisions = [e.revision for e in store.read_stream(stream)]
             assert revisions == list(range(2 * per_writer))
 
-    # --- subscriptions ------------------------------------------------------------------------
+    # --- following the global order (crm.follow, the loop every consumer runs) ---------------
 
-    def test_subscription_catches_up_then_follows(self, store: EventStore) -> None:
+    def test_following_catches_up_then_follows(self, store: EventStore) -> None:
         existing = new_events(3)
         store.append("Case-1", existing, StreamState.NO_STREAM)
         k = store.read_stream("Case-1")[0].global_position
-        subscription = store.subscribe(after=k, poll_interval=0.05)
-        received: list[RecordedEvent] = []
-        consumer = threading.Thread(target=lambda: received.extend(subscription), daemon=True)
-        consumer.start()
+        following = Following(store, after=k, idle=0.05)
         try:
-            wait_until(lambda: len(received) >= 2, "the existing events")
-            assert ids(received) == [e.event_id for e in existing[1:]]
+            wait_until(lambda: len(following.received) >= 2, "the existing events")
+            assert ids(following.received) == [e.event_id for e in existing[1:]]
             later = new_events(2, start=3)
             appender = threading.Thread(
                 target=store.append, args=("Case-2", later, StreamState.NO_STREAM), daemon=True
@@ -410,27 +408,70 @@ class EventStoreContract(ABC):
             appender.join(DEADLINE_SECONDS)
             last = new_event(5)
             store.append("Case-1", [last], 2)
-            wait_until(lambda: len(received) >= 5, "the events appended later")
+            wait_until(lambda: len(following.received) >= 5, "the events appended later")
             expected = [e.event_id for e in [*existing[1:], *later, last]]
-            assert ids(received) == expected
-            assert_strictly_increasing(positions(received))
-            assert subscription.position == store.last_position()
+            assert ids(following.received) == expected
+            assert_strictly_increasing(positions(following.received))
+            assert following.position == store.last_position()
         finally:
-            subscription.stop()
-            consumer.join(DEADLINE_SECONDS)
-        assert not consumer.is_alive()
-        assert len(received) == 5
+            following.stop()
+        assert not following.thread.is_alive()
+        assert len(following.received) == 5
 
-    def test_subscription_stop_ends_iteration_promptly(self, store: EventStore) -> None:
+    def test_following_wakes_on_an_append_without_waiting_out_the_idle_timeout(
+        self, store: EventStore
+    ) -> None:
+        following = Following(store, idle=60.0)
+        try:
+            wait_until(lambda: following.idle_calls >= 1, "the follower to catch up and wait")
+            started = time.monotonic()
+            store.append("Case-1", new_events(1), StreamState.NO_STREAM)
+            wait_until(lambda: len(following.received) == 1, "the append", timeout=5.0)
+            assert time.monotonic() - started < 5.0
+        finally:
+            following.stop()
+
+    def test_following_stops_promptly(self, store: EventStore) -> None:
         store.append("Case-1", new_events(2), StreamState.NO_STREAM)
-        subscription = store.subscribe(after=0, poll_interval=0.2)
-        received: list[RecordedEvent] = []
-        consumer = threading.Thread(target=lambda: received.extend(subscription), daemon=True)
-        consumer.start()
-        wait_until(lambda: len(received) == 2, "the existing events")
+        following = Following(store, idle=60.0)
+        wait_until(lambda: len(following.received) == 2, "the existing events")
+        wait_until(lambda: following.idle_calls >= 1, "the follower to wait for appends")
         started = time.monotonic()
-        subscription.stop()
-        consumer.join(DEADLINE_SECONDS)
-        assert not consumer.is_alive()
+        following.stop()
+        assert not following.thread.is_alive()
         assert time.monotonic() - started < 2.0
-        assert len(received) == 2
+        assert len(following.received) == 2
+
+
+class Following:
+    """A follow loop in a thread that collects what it is handed; its checkpoint is in memory."""
+
+    def __init__(self, store: EventStore, *, after: int = 0, idle: float, batch_size: int = 500):
+        self.received: list[RecordedEvent] = []
+        self.position = after
+        self.idle_calls = 0
+        self.follower = Follower(
+            store,
+            "test follower",
+            checkpoint=lambda: self.position,
+            handle=self._handle,
+            idle=self._idle(idle),
+            batch_size=batch_size,
+        )
+        self.thread = threading.Thread(target=self.follower.run, daemon=True)
+        self.thread.start()
+
+    def _handle(self, batch: list[RecordedEvent]) -> None:
+        self.received.extend(batch)
+        self.position = batch[-1].global_position
+
+    def _idle(self, seconds: float) -> Callable[[], float]:
+        def idle() -> float:
+            self.idle_calls += 1
+            return seconds
+
+        return idle
+
+    def stop(self) -> None:
+        self.follower.stop()
+        self.thread.join(DEADLINE_SECONDS)

@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import queue
 import sqlite3
-import threading
 from collections import Counter
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crm.envelope import RecordedEvent, verify_chain
+from crm.envelope import verify_chain
 from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore, StreamState
@@ -22,6 +21,7 @@ from crm.eventstore.sqlite import SqliteEventStore
 from tests.contract.eventstore_contract import (
     DEADLINE_SECONDS,
     EventStoreContract,
+    Following,
     ids,
     new_event,
     new_events,
@@ -153,24 +153,20 @@ def test_tampering_is_detected_by_the_hash_chain(tmp_path: Path) -> None:
         store.close()
 
 
-def test_subscription_sees_appends_from_another_store_on_the_same_file(tmp_path: Path) -> None:
+def test_following_sees_appends_from_another_store_on_the_same_file(tmp_path: Path) -> None:
     follower = SqliteEventStore(tmp_path / "events.db")
     writer = SqliteEventStore(tmp_path / "events.db")
-    subscription = follower.subscribe(after=0, poll_interval=0.02)
-    received: list[RecordedEvent] = []
-    consumer = threading.Thread(target=lambda: received.extend(subscription), daemon=True)
-    consumer.start()
+    following = Following(follower, idle=0.02)  # another store's appends are polled
     try:
         events = new_events(2)
         writer.append("Case-1", events, StreamState.NO_STREAM)
-        wait_until(lambda: len(received) == 2, "events written through the other store")
-        assert ids(received) == [e.event_id for e in events]
+        wait_until(lambda: len(following.received) == 2, "events written through the other store")
+        assert ids(following.received) == [e.event_id for e in events]
     finally:
-        subscription.stop()
-        consumer.join(DEADLINE_SECONDS)
+        following.stop()
         follower.close()
         writer.close()
-    assert not consumer.is_alive()
+    assert not following.thread.is_alive()
 
 
 def test_closed_store_raises_operational_error(tmp_path: Path) -> None:

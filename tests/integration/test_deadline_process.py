@@ -4,6 +4,7 @@ due instant, pause arithmetic, escalation, and no double recording by a second p
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from services.feedback.application import FeedbackApplication
 from services.feedback.commands import SubmitSurvey
 from services.sla.policy import DEFAULT_POLICY
 from services.sla.process import DeadlineProcess
+from tests.grpc_client import poll
 from tests.support import FakeClock
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -325,3 +327,18 @@ def test_a_response_dated_before_the_due_but_recorded_after_the_breach_is_late(
     )
     process.run_once()
     assert world.events("c1", SlaFulfilled) == [SlaFulfilled("c1", FIRST, False)]
+
+
+def test_the_running_process_acts_on_appends_and_timers_and_stops_promptly(world: World) -> None:
+    process = world.process()
+    process.start()
+    try:
+        world.open("c1")  # an append in this process wakes the follow loop at once
+        poll(lambda: "SlaApplied" in world.types("c1"))
+        world.clock.advance(hours=3, minutes=12)  # the loop waits at most MAX_WAIT_SECONDS
+        poll(lambda: world.types("c1")[-2:] == ["SlaAtRisk", "CaseEscalationChanged"])
+    finally:
+        started = time.monotonic()
+        process.stop()
+        assert time.monotonic() - started < 2.0
+    assert world.types("c1").count("SlaAtRisk") == 1

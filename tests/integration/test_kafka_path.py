@@ -133,13 +133,14 @@ class Deployment:
         differing: list[str] = []
 
         def caught_up() -> bool:
-            if not self.views_path.exists():
-                return False
-            differing[:] = [
-                table
-                for table, key in VIEW_TABLES.items()
-                if _rows(self.views_path, table, key) != _rows(replayed, table, key)
-            ]
+            try:
+                differing[:] = [
+                    table
+                    for table, key in VIEW_TABLES.items()
+                    if _rows(self.views_path, table, key) != _rows(replayed, table, key)
+                ]
+            except sqlite3.OperationalError:  # a worker is still creating the tables
+                differing[:] = ["(tables not created yet)"]
             return not differing
 
         try:
@@ -158,6 +159,16 @@ class Deployment:
 def _rows(path: Path, table: str, key: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as conn:
         return conn.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+
+
+def _projected(path: Path) -> int:
+    """Timeline rows so far; 0 until the worker has created the file and committed its schema."""
+    if not path.exists():
+        return 0
+    try:
+        return _count(path, "timeline")
+    except sqlite3.OperationalError:  # no such table: the schema is still being created
+        return 0
 
 
 def _count(path: Path, table: str) -> int:
@@ -238,7 +249,7 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     # Restart a broker that the relay and the worker are busy with, not one they are still
     # connecting to: a worker that cannot reach any broker at start-up exits, and is restarted
     # by its supervisor (deploy/), which this test does not run.
-    poll(lambda: deployment.views_path.exists() and _count(deployment.views_path, "timeline") > 50)
+    poll(lambda: _projected(deployment.views_path) > 50)
     kafka_broker.restart()
     traffic.join()
     deployment.assert_live_equals_replay(timeout=150)
