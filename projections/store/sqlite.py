@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from crm.errors import IntegrityError, InvalidInput, OperationalError, PersistenceError
-from crm.sqlite_connections import ThreadConnections, immediate
+from crm.errors import InvalidInput
+from crm.sqlite_connections import ThreadConnections, immediate, translated
 from crm.sqlite_tracking import (
     TRACKING_SCHEMA,
     forget_checkpoints,
@@ -47,6 +46,7 @@ LAYOUT_VERSION = 6
 layout (5 or less: one "views" projection) is dropped whole and rebuilt from the events."""
 
 log = logging.getLogger(__name__)
+_LABEL = "sqlite view store"
 
 
 class _Tables(NamedTuple):
@@ -65,34 +65,21 @@ _TABLES = {
 }
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn sqlite3's exceptions into the system's error tree."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise IntegrityError(f"sqlite view store: {exc}") from exc
-    except sqlite3.OperationalError as exc:
-        raise OperationalError(f"sqlite view store: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise PersistenceError(f"sqlite view store: {exc}") from exc
-
-
 class SqliteViewStore(ViewStore):
     """View store in one SQLite file; one connection per thread, as gRPC serves from a pool."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self._path = Path(path)
-        self._connections = ThreadConnections(self._path, "sqlite view store")
+        self._connections = ThreadConnections(self._path, _LABEL)
         conn = self._connection()
-        with _translated():
+        with translated(_LABEL):
             conn.execute("PRAGMA journal_mode=WAL")
             with immediate(conn):
                 _migrate(conn)
 
     def _connection(self) -> sqlite3.Connection:
-        with _translated():
+        with translated(_LABEL):
             return self._connections.get()
 
     def close(self) -> None:
@@ -102,7 +89,7 @@ class SqliteViewStore(ViewStore):
     def checkpoint(self, consumer: str, source: str = "") -> int:
         """The global position of the last event `consumer` applied from `source`, 0 if none."""
         projection_named(consumer)
-        with _translated():
+        with translated(_LABEL):
             return read_checkpoint(self._connection(), consumer, source)
 
     def apply(
@@ -116,7 +103,7 @@ class SqliteViewStore(ViewStore):
         if not batch:
             return
         conn = self._connection()
-        with _translated(), immediate(conn):
+        with translated(_LABEL), immediate(conn):
             for name in projections:
                 fresh = news(batch, read_checkpoint(conn, name, source))
                 if fresh:
@@ -124,49 +111,49 @@ class SqliteViewStore(ViewStore):
                     write_checkpoint(conn, name, source, fresh[-1][0].global_position)
 
     def timeline(self, query: TimelineQuery) -> TimelinePage:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_timeline.page(self._connection(), query)
 
     def timeline_members(self, customer_id: str) -> frozenset[str]:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_timeline.members(self._connection(), customer_id)
 
     def entries_after(
         self, customer_id: str, after_position: int, limit: int
     ) -> list[TimelineEntry]:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_timeline.entries_after(
                 self._connection(), customer_id, after_position, limit
             )
 
     def timeline_watermark(self) -> int:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_timeline.watermark(self._connection())
 
     def entries_applied_after(
         self, customer_id: str, after_sequence: int, limit: int
     ) -> tuple[list[TimelineEntry], int]:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_timeline.entries_applied_after(
                 self._connection(), customer_id, after_sequence, limit
             )
 
     def case_view(self, case_id: str) -> CaseView | None:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_cases.case_view(self._connection(), case_id, "case_views")
 
     def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_cases.escalated(self._connection(), query)
 
     def customer_risk(self, customer_id: str) -> CustomerRisk:
-        with _translated():
+        with translated(_LABEL):
             return sqlite_risk.customer_risk(self._connection(), customer_id)
 
     def kpis(self, query: KpiQuery) -> KpiReport:
         """Every KPI of the period per group, read from one snapshot of the fact tables."""
         conn = self._connection()
-        with _translated():
+        with translated(_LABEL):
             conn.execute("BEGIN")  # WAL: every SELECT below sees the same committed state
             try:
                 return sqlite_kpis.read_kpis(conn, query)
