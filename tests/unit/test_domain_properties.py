@@ -10,32 +10,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm.errors import DomainError, InvariantViolated
-from crm.validation import MAX_SECONDS
-from crm.vocabulary import ActorKind, Channel, Direction, Priority
+from crm.vocabulary import ActorKind, Channel, Direction
 from services.bootstrap import CODEC
 from services.case import domain as case_domain
 from services.case import escalation
-from services.case.commands import (
-    AddNote,
-    AssignCase,
-    CaseCommand,
-    ChangePriority,
-    CloseCase,
-    OpenCase,
-    RecordContact,
-    ReopenCase,
-    ResolveCase,
-    ResumeCase,
-    SetPendingOnCustomer,
-    TransferCase,
-)
+from services.case.commands import CaseCommand, RecordContact
 from services.case.events import (
     CaseAssigned,
     CaseClosed,
@@ -49,7 +35,6 @@ from services.case.events import (
     CaseResumed,
     CaseStatus,
     CaseTransferred,
-    Category,
     ContactHandedOver,
     ContactOutcome,
     ContactRecorded,
@@ -79,18 +64,9 @@ from services.customer.events import (
     Tier,
     TierChanged,
 )
+from tests.case_strategies import CASE_ID, DEPARTMENTS, case_commands, instant, mostly, valid_open
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-CASE_ID = "case-1"
-DEPARTMENTS = ["support", "billing", "technical"]
-AGENTS = ["agent-1", "agent-2"]
-TEAMS = ["team-a", "team-b"]
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)
-
-
-def instant(index: int) -> datetime:
-    """The fixed instant at which the index-th event of a stream occurred."""
-    return T0 + timedelta(seconds=index)
 
 
 def assert_round_trips(event: Any) -> None:
@@ -103,110 +79,7 @@ def assert_round_trips(event: Any) -> None:
 
 
 # ---------------------------------------------------------------- case commands
-
-T = TypeVar("T")
-
-
-def mostly(valid: Sequence[T], invalid: Sequence[T] = ()) -> st.SearchStrategy[T]:
-    """Valid values four times as often as invalid ones, shrinking towards the first valid one."""
-    return st.sampled_from([*valid, *valid, *valid, *valid, *invalid])
-
-
-reasons = mostly(["because", "customer asked"], ["", "   ", "r" * 501])
-optional_reasons = mostly(["", "because"], ["r" * 501])
-valid_open = OpenCase(
-    CASE_ID,
-    "cust-1",
-    Channel.PHONE,
-    Category.TECHNICAL_TROUBLE,
-    Priority.NORMAL,
-    "Router keeps rebooting",
-    "",
-)
-open_cases = st.builds(
-    OpenCase,
-    case_id=mostly([CASE_ID], [""]),
-    customer_id=mostly(["cust-1"], ["bad id"]),
-    channel=st.sampled_from(Channel),
-    category=st.sampled_from(Category),
-    priority=st.sampled_from(Priority),
-    subject=mostly(["Subject"], ["", "s" * 201]),
-    description=mostly(["", "details"], ["d" * 10_001]),
-    department=mostly(DEPARTMENTS, [""]),
-)
-seconds = st.one_of(st.integers(0, 3_600), mostly([0, MAX_SECONDS], [-1, MAX_SECONDS + 1]))
-
-
-@st.composite
-def contacts(draw: st.DrawFn) -> RecordContact:
-    """Mostly coherent contacts (a hand-over target only on a hand-over), sometimes not."""
-    outcome = draw(st.sampled_from(ContactOutcome))
-    bot_only = outcome in (ContactOutcome.BOT_RESOLVED, ContactOutcome.HANDED_TO_HUMAN)
-    kinds = [ActorKind.BOT] if bot_only else [ActorKind.AGENT, ActorKind.SUPERVISOR, ActorKind.BOT]
-    others = [k for k in ActorKind if k not in kinds]
-    kind = draw(mostly(kinds, others))
-    agent, team = "", ""
-    if outcome is ContactOutcome.HANDED_TO_HUMAN or draw(mostly([False], [True])):
-        agent = draw(mostly(["", *AGENTS], ["bad id"]))
-        team = draw(st.sampled_from(["", *TEAMS]))
-    return RecordContact(
-        case_id=CASE_ID,
-        contact_id=draw(mostly(["contact-1", "contact-2"], [""])),
-        channel=draw(st.sampled_from(Channel)),
-        direction=draw(st.sampled_from(Direction)),
-        handler_kind=kind,
-        handler_id=draw(mostly(["agent-1", "bot-1"], ["bad id"])),
-        outcome=outcome,
-        started_at=draw(
-            st.datetimes(
-                min_value=datetime(2026, 1, 1),
-                max_value=datetime(2026, 12, 31),
-                timezones=st.just(UTC),
-            )
-        ),
-        talk_seconds=draw(seconds),
-        hold_seconds=draw(seconds),
-        after_work_seconds=draw(seconds),
-        handover_to_agent_id=agent,
-        handover_to_team=team,
-    )
-
-
-case_commands: st.SearchStrategy[CaseCommand] = st.one_of(
-    open_cases,
-    contacts(),
-    contacts(),
-    contacts(),
-    st.builds(AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
-    st.builds(AssignCase, st.just(CASE_ID), mostly(AGENTS, [""]), st.sampled_from(TEAMS)),
-    st.builds(TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
-    st.builds(TransferCase, st.just(CASE_ID), mostly(DEPARTMENTS, ["bad id"]), reasons),
-    st.builds(ChangePriority, st.just(CASE_ID), st.sampled_from(Priority), optional_reasons),
-    st.builds(
-        AddNote,
-        st.just(CASE_ID),
-        mostly(["note-1", "note-2"], [""]),
-        mostly(["a note"], ["", "n" * 10_001]),
-    ),
-    st.builds(SetPendingOnCustomer, st.just(CASE_ID), reasons),
-    st.builds(ResumeCase, st.just(CASE_ID), optional_reasons),
-    st.builds(ResumeCase, st.just(CASE_ID), optional_reasons),
-    st.builds(
-        ResolveCase,
-        st.just(CASE_ID),
-        mostly(["fixed", "refunded"], ["", "bad code"]),
-        mostly(["", "note"], ["n" * 10_001]),
-    ),
-    st.builds(
-        ResolveCase,
-        st.just(CASE_ID),
-        mostly(["fixed", "refunded"], ["", "bad code"]),
-        mostly(["", "note"], ["n" * 10_001]),
-    ),
-    st.builds(ReopenCase, st.just(CASE_ID), reasons),
-    st.builds(ReopenCase, st.just(CASE_ID), reasons),
-    st.builds(CloseCase, mostly([CASE_ID], ["bad/case"]), optional_reasons),
-)
+# The command strategies live in tests/case_strategies.py, shared with the case view's property.
 
 # Which statuses each event may be decided from; None means "before the case exists".
 ALLOWED_BEFORE: dict[type[Any], set[CaseStatus | None]] = {
