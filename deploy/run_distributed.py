@@ -8,7 +8,6 @@ or SIGTERM it stops them in reverse order.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import signal
@@ -17,6 +16,9 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType, ModuleType
+
+from crm.settings import DATA_DIR, KAFKA_PARTITIONS, LISTEN, LOCAL_KAFKA_PORT
+from crm.startup import SettingsParser, exit_on_error
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,38 +33,41 @@ def _local_kafka() -> ModuleType:
 
 
 def main() -> int:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--listen", default=env("CRM_LISTEN", "127.0.0.1:50051"))
-    parser.add_argument("--data-dir", type=Path, default=Path(env("CRM_DATA_DIR", "var")))
-    parser.add_argument("--kafka-port", type=int, default=int(env("CRM_KAFKA_PORT", "9092")))
-    parser.add_argument("--partitions", type=int, default=int(env("CRM_KAFKA_PARTITIONS", "6")))
-    args = parser.parse_args()
-    data: Path = args.data_dir.resolve()
+    parser = SettingsParser(
+        "run_distributed.py", __doc__, (LISTEN, DATA_DIR, KAFKA_PARTITIONS, LOCAL_KAFKA_PORT)
+    )
+    with exit_on_error(parser.prog):
+        settings, _ = parser.settings()
+    data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
 
-    broker = _local_kafka().LocalKafka(data / "kafka", port=args.kafka_port)
+    broker = _local_kafka().LocalKafka(data / "kafka", port=settings.local_kafka_port)
     broker.start()
     bootstrap: str = broker.bootstrap
+    # Every process derives its store files from the data dir; these are all they need to agree.
     shared = {
         **os.environ,
+        "CRM_DATA_DIR": str(data),
+        "CRM_LISTEN": settings.listen,
         "CRM_KAFKA_BOOTSTRAP": bootstrap,
-        "CRM_KAFKA_PARTITIONS": str(args.partitions),
-        "CRM_EVENT_STORE_URL": f"sqlite:///{data / 'events.db'}",
-        "CRM_READ_STORE_URL": f"sqlite:///{data / 'views.db'}",
-        "CRM_RELAY_CHECKPOINT_URL": f"sqlite:///{data / 'relay.db'}",
+        "CRM_KAFKA_PARTITIONS": str(settings.kafka_partitions),
     }
+    entry = [sys.executable, "-m"]
     commands = {
-        "relay": [sys.executable, "-m", "relay"],
-        "worker": [sys.executable, "-m", "projections.workers"],
-        "deadlines": [sys.executable, "-m", "services.sla"],
+        "relay": [*entry, "services.entrypoints.relay"],
+        "worker": [*entry, "services.entrypoints.projection_worker"],
+        "deadlines": [*entry, "services.entrypoints.deadline_worker"],
         "server": [
-            *(sys.executable, "-m", "services.server", "--projector", "off", "--deadlines", "off"),
-            *("--listen", args.listen, "--data-dir", str(data)),
+            *entry,
+            "services.entrypoints.server",
+            "--projector",
+            "off",
+            "--deadlines",
+            "off",
         ],
     }
     children = {name: subprocess.Popen(cmd, env=shared) for name, cmd in commands.items()}
-    print(f"distributed system up: gRPC on {args.listen}, Kafka on {bootstrap}", flush=True)
+    print(f"distributed system up: gRPC on {settings.listen}, Kafka on {bootstrap}", flush=True)
 
     stop = threading.Event()
 

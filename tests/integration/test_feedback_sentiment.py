@@ -17,6 +17,7 @@ from crm.commands import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.readstore.port import TimelineQuery
 from crm.readstore.sqlite import SqliteReadStore
+from crm.settings import Settings
 from crm.v1 import (
     common_pb2,
     customer_events_pb2,
@@ -26,7 +27,7 @@ from crm.v1 import (
 )
 from crm.vocabulary import Actor, ActorKind, Channel
 from projections.runner import rebuild
-from services.bootstrap import Config, build_system
+from services.bootstrap import build_system
 from services.customer import domain as customers
 from services.customer.application import CustomerApplication
 from services.feedback import domain as feedback
@@ -34,7 +35,7 @@ from services.feedback import sentiment
 from services.feedback.application import FeedbackApplication
 from services.feedback.domain import Sentiment, SentimentLabel
 from services.feedback.sentiment_ja import JapanesePolarity
-from services.server import create_server
+from services.grpc_server import create_server
 from tests.grpc_client import Client
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -145,7 +146,7 @@ def test_a_retried_request_is_recognised_whatever_the_analyzer_says_now(
 
 
 def test_get_feedback_returns_the_sentiment_through_grpc(tmp_path: Path) -> None:
-    system = build_system(Config(data_dir=tmp_path))
+    system = build_system(Settings.defaults(data_dir=tmp_path))
     server, port = create_server(system, "127.0.0.1:0")
     server.start()
     client = Client(f"127.0.0.1:{port}", prefix="sentiment")

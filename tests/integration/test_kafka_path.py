@@ -88,7 +88,7 @@ class Deployment:
         return self._start(
             "relay",
             [
-                *("-m", "relay", "--log-format", "json"),
+                *("-m", "services.entrypoints.relay", "--log-format", "json"),
                 *("--event-store-url", f"sqlite:///{self.events_path}"),
                 *("--checkpoint-url", f"sqlite:///{self.dir / 'relay.db'}"),
             ],
@@ -98,7 +98,7 @@ class Deployment:
         return self._start(
             name,
             [
-                *("-m", "projections.workers", "--log-format", "json"),
+                *("-m", "services.entrypoints.projection_worker", "--log-format", "json"),
                 *("--read-store-url", f"sqlite:///{self.views_path}"),
             ],
         )

@@ -20,11 +20,12 @@ import pytest
 
 from crm.commands import CommandContext
 from crm.readstore.sqlite import SqliteReadStore
+from crm.settings import Settings
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.runner import rebuild
-from services.bootstrap import Config, System, build_system
+from services.bootstrap import System, build_system
 from services.case import domain as cases
 from services.case.escalation import EscalateCase
 from services.case.sla_facts import (
@@ -37,7 +38,7 @@ from services.case.sla_facts import (
 )
 from services.customer import domain as customers
 from services.feedback import domain as feedback
-from services.server import create_server
+from services.grpc_server import create_server
 from tests.grpc_client import Client
 
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
@@ -207,7 +208,7 @@ class Running:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir = tmp_path_factory.mktemp("kpis")
     system = build_system(
-        Config(data_dir=data_dir), clock=lambda: datetime(2026, 3, 10, tzinfo=UTC)
+        Settings.defaults(data_dir=data_dir), clock=lambda: datetime(2026, 3, 10, tzinfo=UTC)
     )
     assert system.projector is not None
     system.projector.start()

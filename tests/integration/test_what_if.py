@@ -16,10 +16,10 @@ from services.case import domain as cases
 from services.case.application import CaseApplication
 from services.customer import domain as customers
 from services.customer.application import CustomerApplication
+from services.entrypoints.what_if import main
 from services.sla.policy import DEFAULT_POLICY, load_policy
 from services.sla.process import DeadlineProcess
-from services.sla.what_if import Summary, candidate_outcomes, live_outcomes, summarize
-from services.sla.what_if_cli import main, read_history
+from services.sla.what_if import Summary, candidate_outcomes, live_outcomes, read_history, summarize
 from tests.support import FakeClock
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"
