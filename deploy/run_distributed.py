@@ -81,7 +81,10 @@ def main() -> int:
             print("the gRPC server exited; stopping the rest", file=sys.stderr, flush=True)
             break
         for name in ("relay", "worker", "deadlines"):
-            # Both resume from their checkpoints, so a restart loses and doubles nothing.
+            # A restart loses and doubles nothing. The relay and the worker resume from their
+            # checkpoints; the deadline worker keeps none: it replays the store from event 0 to
+            # rebuild its timers, and its commands' request ids derive from their causes, so
+            # what it recorded before is not recorded again.
             if children[name].poll() is not None:
                 print(f"{name} exited; starting it again", file=sys.stderr, flush=True)
                 children[name] = subprocess.Popen(commands[name], env=shared)
