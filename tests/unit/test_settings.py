@@ -181,3 +181,25 @@ def test_errors_from_using_a_value_are_that_settings_errors(tmp_path: Path) -> N
     with pytest.raises(StartupError) as failed, attributed_to("--policy-file", "p.json"):
         raise InvalidInput("$", "not valid JSON")
     assert str(failed.value) == "--policy-file: p.json: $: not valid JSON"
+
+
+def settings_table() -> str:
+    """The README's table of settings, as crm/settings.py declares them."""
+    rows = [
+        "| setting | flag | environment variable | default | what it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for setting in s.ALL:
+        default = f"`{setting.default}`" if setting.default else "none"
+        names = f"`{setting.name}` | `{setting.flag}` | `{setting.env}`"
+        rows.append(f"| {names} | {default} | {setting.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_readme_documents_every_setting_once_as_declared() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = settings_table()
+    assert table in readme, f"README.md's settings table should read:\n{table}"
+    for setting in s.ALL:
+        assert readme.count(f"`{setting.env}`") == 1, f"{setting.env} is documented twice"
+        assert readme.count(f"`{setting.flag}`") == 1, f"{setting.flag} is documented twice"
