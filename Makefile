@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/crm/v1/*.proto)
 GENERATED := crm/v1/.generated-stamp
 
-CRM_LISTEN ?= 127.0.0.1:50051
-CRM_DATA_DIR ?= var
+# Settings come from CRM_* environment variables (`make run CRM_LISTEN=...` works too); their
+# defaults live in crm/settings.py alone, and `.venv/bin/crm-server --help` lists them.
 
 .PHONY: run run-distributed test lint unit proto bench clean help kafka
 
 help:
-	@echo "make run    - start the whole system (embedded mode) on $(CRM_LISTEN)"
+	@echo "make run    - start the whole system (embedded mode); crm-server --help lists its settings"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make proto  - regenerate Python code from protos/"
 	@echo "make lint   - ruff and mypy only"
@@ -40,13 +40,14 @@ $(GENERATED): $(PROTOS) $(STAMP)
 proto: $(GENERATED)
 
 run: $(GENERATED)
-	$(VENV)/bin/crm-server --listen $(CRM_LISTEN) --data-dir $(CRM_DATA_DIR)
+	$(VENV)/bin/crm-server
 
 run-distributed: $(GENERATED)
-	$(PY) deploy/run_distributed.py --listen $(CRM_LISTEN) --data-dir $(CRM_DATA_DIR)
+	$(PY) deploy/run_distributed.py
 
 kafka:
-	$(PYTHON) deploy/kafka/local_kafka.py --port 9092 --controller-port 9093 --data-dir $(CRM_DATA_DIR)/kafka
+	$(PYTHON) deploy/kafka/local_kafka.py --port 9092 --controller-port 9093 \
+		$(if $(CRM_DATA_DIR),--data-dir $(CRM_DATA_DIR)/kafka)
 
 lint: $(GENERATED)
 	$(VENV)/bin/ruff check .

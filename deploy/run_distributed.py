@@ -8,7 +8,6 @@ or SIGTERM it stops them in reverse order.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import signal
@@ -18,6 +17,8 @@ import threading
 from pathlib import Path
 from types import FrameType, ModuleType
 
+from crm.settings import DATA_DIR, KAFKA_PARTITIONS, LISTEN, LOCAL_KAFKA_PORT
+from crm.startup import SettingsParser, exit_on_error
 from projections.catalogue import PROJECTION_NAMES
 
 HERE = Path(__file__).resolve().parent
@@ -33,41 +34,49 @@ def _local_kafka() -> ModuleType:
 
 
 def main() -> int:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--listen", default=env("CRM_LISTEN", "127.0.0.1:50051"))
-    parser.add_argument("--data-dir", type=Path, default=Path(env("CRM_DATA_DIR", "var")))
-    parser.add_argument("--kafka-port", type=int, default=int(env("CRM_KAFKA_PORT", "9092")))
-    parser.add_argument("--partitions", type=int, default=int(env("CRM_KAFKA_PARTITIONS", "6")))
-    args = parser.parse_args()
-    data: Path = args.data_dir.resolve()
+    parser = SettingsParser(
+        "run_distributed.py", __doc__, (LISTEN, DATA_DIR, KAFKA_PARTITIONS, LOCAL_KAFKA_PORT)
+    )
+    with exit_on_error(parser.prog):
+        settings, _ = parser.settings()
+    data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
 
-    broker = _local_kafka().LocalKafka(data / "kafka", port=args.kafka_port)
+    broker = _local_kafka().LocalKafka(data / "kafka", port=settings.local_kafka_port)
     broker.start()
     bootstrap: str = broker.bootstrap
+    # Every process derives its store files from the data dir; these are all they need to agree.
     shared = {
         **os.environ,
+        "CRM_DATA_DIR": str(data),
+        "CRM_LISTEN": settings.listen,
         "CRM_KAFKA_BOOTSTRAP": bootstrap,
-        "CRM_KAFKA_PARTITIONS": str(args.partitions),
-        "CRM_EVENT_STORE_URL": f"sqlite:///{data / 'events.db'}",
-        "CRM_READ_STORE_URL": f"sqlite:///{data / 'views.db'}",
-        "CRM_RELAY_CHECKPOINT_URL": f"sqlite:///{data / 'relay.db'}",
+        "CRM_KAFKA_PARTITIONS": str(settings.kafka_partitions),
     }
+    entry = [sys.executable, "-m"]
     commands = {
-        "relay": [sys.executable, "-m", "relay"],
+        "relay": [*entry, "services.entrypoints.relay"],
         **{
-            f"worker-{name}": [sys.executable, "-m", "projections.workers", "--projection", name]
+            f"worker-{name}": [
+                *entry,
+                "services.entrypoints.projection_worker",
+                "--projection",
+                name,
+            ]
             for name in PROJECTION_NAMES
         },
-        "deadlines": [sys.executable, "-m", "services.sla"],
+        "deadlines": [*entry, "services.entrypoints.deadline_worker"],
         "server": [
-            *(sys.executable, "-m", "services.server", "--projector", "off", "--deadlines", "off"),
-            *("--listen", args.listen, "--data-dir", str(data)),
+            *entry,
+            "services.entrypoints.server",
+            "--projector",
+            "off",
+            "--deadlines",
+            "off",
         ],
     }
     children = {name: subprocess.Popen(cmd, env=shared) for name, cmd in commands.items()}
-    print(f"distributed system up: gRPC on {args.listen}, Kafka on {bootstrap}", flush=True)
+    print(f"distributed system up: gRPC on {settings.listen}, Kafka on {bootstrap}", flush=True)
 
     stop = threading.Event()
 
@@ -81,7 +90,10 @@ def main() -> int:
             print("the gRPC server exited; stopping the rest", file=sys.stderr, flush=True)
             break
         for name in [name for name in children if name != "server"]:
-            # Both resume from their checkpoints, so a restart loses and doubles nothing.
+            # A restart loses and doubles nothing. The relay and the workers resume from their
+            # checkpoints; the deadline worker keeps none: it replays the store from event 0 to
+            # rebuild its timers, and its commands' request ids derive from their causes, so
+            # what it recorded before is not recorded again.
             if children[name].poll() is not None:
                 print(f"{name} exited; starting it again", file=sys.stderr, flush=True)
                 children[name] = subprocess.Popen(commands[name], env=shared)

@@ -1,20 +1,45 @@
-"""Composition root: picks the adapters named by configuration and wires the services to them."""
+"""Composition root: builds every process from its settings, picking the adapters they name.
+
+The only caller of the store factories. Everything a setting names is opened or read here, at
+start (store URLs, policy and limits files, the listen address), so a wrong value is a
+`StartupError` naming the setting before anything runs; entry points run what this returns.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import faust
+import grpc
+
 from crm.command_handling import Clock
+from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
+from crm.settings import (
+    COMPENSATION_LIMITS_FILE,
+    EVENT_STORE_URL,
+    LISTEN,
+    PROJECTION,
+    READ_STORE_URL,
+    RELAY_CHECKPOINT_URL,
+    SLA_POLICY_FILE,
+    Settings,
+    StartupError,
+)
+from crm.startup import attributed_to
+from crm.urls import sqlite_path
+from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
 from projections.store.port import ViewStore
+from projections.workers.app import WorkerSettings, create_app
+from relay.checkpoint import RelayCheckpoint
+from relay.publisher import Relay
 from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
@@ -22,6 +47,7 @@ from services.customer.events import Tier
 from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
+from services.grpc_server import create_server
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.process import DeadlineProcess
 
@@ -31,31 +57,6 @@ CODEC = EventCodec(EVENT_TYPES)
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Config:
-    """Where the system keeps its data and listens; every field has a working default."""
-
-    listen: str = "127.0.0.1:50051"
-    data_dir: Path = Path("var")
-    event_store_url: str = ""
-    read_store_url: str = ""
-    grace_seconds: float = 5.0
-    # Off in the distributed shape, where Kafka workers maintain the read store instead.
-    in_process_projector: bool = True
-    # Off in the distributed shape, where the deadline process runs as a worker of its own.
-    deadline_process: bool = True
-    sla_policy_file: Path | None = None
-    compensation_limits_file: Path | None = None
-
-    @property
-    def events_url(self) -> str:
-        return self.event_store_url or f"sqlite:///{self.data_dir / 'events.db'}"
-
-    @property
-    def views_url(self) -> str:
-        return self.read_store_url or f"sqlite:///{self.data_dir / 'views.db'}"
 
 
 @dataclass
@@ -82,18 +83,14 @@ class System:
         self.store.close()
 
 
-def build_system(config: Config, clock: Clock | None = None) -> System:
-    """Open the stores and build the applications and the in-process projector (not started)."""
-    now: Callable[[], datetime] = clock or system_clock
-    store = open_event_store(config.events_url)
-    read_store = open_view_store(config.views_url)
-    limits = (
-        CompensationLimits()
-        if config.compensation_limits_file is None
-        else load_limits(config.compensation_limits_file.read_text())
-    )
+def build_system(settings: Settings, clock: Clock | None = None) -> System:
+    """Open the stores; build the applications, the projector and the deadline process (idle)."""
+    now = clock or system_clock
+    limits = _limits(settings.compensation_limits_file)
+    policy = _policy(settings.sla_policy_file)
+    store = _event_store(settings)
+    read_store = _view_store(settings)
     apps = build_applications(store, now, limits=limits)
-    policy = read_policy(config.sla_policy_file)
     return System(
         store=store,
         read_store=read_store,
@@ -101,11 +98,11 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
         cases=apps.cases,
         feedback=apps.feedback,
         projector=(
-            InProcessProjector(store, read_store, CODEC) if config.in_process_projector else None
+            InProcessProjector(store, read_store, CODEC) if settings.in_process_projector else None
         ),
         deadlines=(
             DeadlineProcess(store, apps.cases, policy, now, CODEC)
-            if config.deadline_process
+            if settings.in_process_deadlines
             else None
         ),
         clock=now,
@@ -150,6 +147,132 @@ def build_applications(
     return Applications(customers, cases, feedback)
 
 
-def read_policy(path: Path | None) -> SlaPolicy:
+@dataclass
+class Server:
+    """`crm-server`: the embedded system behind a gRPC server bound to its port, not started."""
+
+    system: System
+    grpc: grpc.Server
+    port: int
+
+
+def build_server(settings: Settings) -> Server:
+    system = build_system(settings)
+    try:
+        with attributed_to(LISTEN):
+            server, port = create_server(system, settings.listen)
+    except StartupError:
+        system.close()
+        raise
+    return Server(system, server, port)
+
+
+@dataclass
+class RelayProcess:
+    """`crm-relay`: the relay with the store it tails and the checkpoint it moves."""
+
+    relay: Relay
+    store: EventStore
+    checkpoint: RelayCheckpoint
+
+    def close(self) -> None:
+        self.checkpoint.close()
+        self.store.close()
+
+
+def build_relay(settings: Settings) -> RelayProcess:
+    store = _event_store(settings)
+    url = settings.relay_checkpoint_url
+    with attributed_to(RELAY_CHECKPOINT_URL, url):
+        checkpoint = RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
+    relay = Relay(
+        store,
+        checkpoint,
+        settings.kafka_bootstrap,
+        partitions=settings.kafka_partitions,
+        namespace=settings.topic_namespace,
+        codec=CODEC,
+    )
+    return RelayProcess(relay, store, checkpoint)
+
+
+@dataclass
+class ProjectionWorker:
+    """`crm-projection-worker`: the faust app of one projection and the view store it writes."""
+
+    app: faust.App
+    settings: WorkerSettings
+    read_store: ViewStore
+
+
+def build_projection_worker(settings: Settings) -> ProjectionWorker:
+    with attributed_to(PROJECTION, settings.projection or "(none)"):
+        if not settings.projection:
+            raise InvalidInput(
+                PROJECTION.name, f"name the projection to run, one of {', '.join(PROJECTION_NAMES)}"
+            )
+        projection_named(settings.projection)
+    read_store = _view_store(settings)
+    worker = WorkerSettings(
+        bootstrap=settings.kafka_bootstrap,
+        projection=settings.projection,
+        namespace=settings.topic_namespace,
+        partitions=settings.kafka_partitions,
+        session_timeout=settings.kafka_session_timeout,
+    )
+    return ProjectionWorker(create_app(worker, read_store, CODEC), worker, read_store)
+
+
+@dataclass
+class DeadlineWorker:
+    """`crm-deadline-worker`: the deadline process on its own, with the store it follows."""
+
+    process: DeadlineProcess
+    store: EventStore
+
+
+def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
+    now = clock or system_clock
+    policy = _policy(settings.sla_policy_file)
+    store = _event_store(settings)
+    cases = build_applications(store, now).cases
+    return DeadlineWorker(DeadlineProcess(store, cases, policy, now, CODEC), store)
+
+
+@dataclass
+class WhatIf:
+    """`crm-what-if`: the live history to replay and the candidate policy to replay it under."""
+
+    store: EventStore
+    candidate: SlaPolicy
+
+
+def build_what_if(settings: Settings, candidate_file: Path) -> WhatIf:
+    with attributed_to("--policy-file", candidate_file):
+        candidate = load_policy(candidate_file.read_text())
+    return WhatIf(_event_store(settings), candidate)
+
+
+def _event_store(settings: Settings) -> EventStore:
+    with attributed_to(EVENT_STORE_URL, settings.event_store_url):
+        return open_event_store(settings.event_store_url)
+
+
+def _view_store(settings: Settings) -> ViewStore:
+    with attributed_to(READ_STORE_URL, settings.read_store_url):
+        return open_view_store(settings.read_store_url)
+
+
+def _policy(path: Path | None) -> SlaPolicy:
     """The SLA policy from a JSON file (deploy/sla-policy.example.json shows the shape)."""
-    return DEFAULT_POLICY if path is None else load_policy(path.read_text())
+    if path is None:
+        return DEFAULT_POLICY
+    with attributed_to(SLA_POLICY_FILE, path):
+        return load_policy(path.read_text())
+
+
+def _limits(path: Path | None) -> CompensationLimits:
+    if path is None:
+        return CompensationLimits()
+    with attributed_to(COMPENSATION_LIMITS_FILE, path):
+        return load_limits(path.read_text())

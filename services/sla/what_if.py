@@ -10,12 +10,15 @@ file and compared side by side. The live event and read stores are only read.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from crm.envelope import EventMetadata, RecordedEvent
+from crm.eventcodec import EventCodec
+from crm.eventstore.port import EventStore
 from services.case.escalation import CaseEscalationChanged, EscalationReason
 from services.case.events import CaseOpened
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached, SlaFulfilled, SlaTarget
@@ -25,6 +28,17 @@ from services.sla.policy import SlaPolicy
 from services.sla.process import ACTOR
 
 SLA_REASONS = {EscalationReason.SLA_AT_RISK, EscalationReason.SLA_BREACHED}
+
+
+def read_history(
+    store: EventStore, codec: EventCodec
+) -> Iterator[tuple[RecordedEvent, DomainEvent]]:
+    """Every recorded event in global order, decoded."""
+    position = 0
+    while batch := store.read_all(after=position, limit=1000):
+        for recorded in batch:
+            yield recorded, cast(DomainEvent, codec.decode(recorded.type, recorded.data))
+        position = batch[-1].global_position
 
 
 @dataclass

@@ -50,7 +50,8 @@ class ServerProcess:
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "services.server", "--listen", "127.0.0.1:0"),
+                *(sys.executable, "-m", "services.entrypoints.server"),
+                *("--listen", "127.0.0.1:0"),
                 *("--data-dir", str(data_dir), "--log-format", "json"),
             ],
             stderr=self._log,

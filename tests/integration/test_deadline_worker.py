@@ -40,7 +40,10 @@ def test_the_worker_records_an_overdue_breach_once_and_stops_cleanly(tmp_path: P
 
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "services.sla", "--event-store-url", f"sqlite:///{path}"],
+        [
+            *(sys.executable, "-m", "services.entrypoints.deadline_worker"),
+            *("--event-store-url", f"sqlite:///{path}"),
+        ],
         env={**os.environ, "CRM_LOG_FORMAT": "json"},
         stderr=log,
     )

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
     case_service_pb2,
@@ -24,8 +25,8 @@ from crm.v1 import (
     feedback_service_pb2,
     timeline_service_pb2,
 )
-from services.bootstrap import Config, System, build_system
-from services.server import create_server
+from services.bootstrap import System, build_system
+from services.grpc_server import create_server
 from services.sla.process import DeadlineProcess
 from tests.grpc_client import Client
 from tests.support import FakeClock
@@ -59,7 +60,7 @@ class Running:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     clock = FakeClock(datetime.now(UTC))
-    system = build_system(Config(data_dir=tmp_path), clock=clock)
+    system = build_system(Settings.defaults(data_dir=tmp_path), clock=clock)
     assert system.projector is not None
     system.projector.start()
     server, port = create_server(system, "127.0.0.1:0")

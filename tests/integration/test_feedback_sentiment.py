@@ -15,6 +15,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
+from crm.settings import Settings
 from crm.v1 import (
     common_pb2,
     customer_events_pb2,
@@ -26,7 +27,7 @@ from crm.vocabulary import Actor, ActorKind, Channel
 from projections.runner import rebuild
 from projections.store.queries import TimelineQuery
 from projections.store.sqlite import SqliteViewStore
-from services.bootstrap import CODEC, Config, build_applications, build_system
+from services.bootstrap import CODEC, build_applications, build_system
 from services.customer.commands import RegisterCustomer
 from services.customer.events import Segment
 from services.feedback import sentiment
@@ -39,7 +40,7 @@ from services.feedback.events import (
     VoiceOfCustomerRecorded,
 )
 from services.feedback.sentiment_ja import JapanesePolarity
-from services.server import create_server
+from services.grpc_server import create_server
 from tests.grpc_client import Client
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -150,7 +151,7 @@ def test_a_retried_request_is_recognised_whatever_the_analyzer_says_now(
 
 
 def test_get_feedback_returns_the_sentiment_through_grpc(tmp_path: Path) -> None:
-    system = build_system(Config(data_dir=tmp_path))
+    system = build_system(Settings.defaults(data_dir=tmp_path))
     server, port = create_server(system, "127.0.0.1:0")
     server.start()
     client = Client(f"127.0.0.1:{port}", prefix="sentiment")

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
+from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
     case_service_pb2,
@@ -25,8 +26,8 @@ from crm.v1 import (
     feedback_service_pb2,
     timeline_service_pb2,
 )
-from services.bootstrap import Config, System, build_system
-from services.server import create_server
+from services.bootstrap import System, build_system
+from services.grpc_server import create_server
 from tests.grpc_client import Client, poll, stamp
 
 C = grpc.StatusCode
@@ -45,7 +46,7 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir: Path = tmp_path_factory.mktemp("grpc-api")
-    system = build_system(Config(data_dir=data_dir))
+    system = build_system(Settings.defaults(data_dir=data_dir))
     assert system.projector is not None
     system.projector.start()
     server, port = create_server(system, "127.0.0.1:0")

@@ -92,7 +92,7 @@ class Deployment:
         return self._start(
             "relay",
             [
-                *("-m", "relay", "--log-format", "json"),
+                *("-m", "services.entrypoints.relay", "--log-format", "json"),
                 *("--event-store-url", f"sqlite:///{self.events_path}"),
                 *("--checkpoint-url", f"sqlite:///{self.dir / 'relay.db'}"),
             ],
@@ -102,7 +102,7 @@ class Deployment:
         return self._start(
             name or f"worker-{projection}",
             [
-                *("-m", "projections.workers", "--log-format", "json"),
+                *("-m", "services.entrypoints.projection_worker", "--log-format", "json"),
                 *("--projection", projection),
                 *("--read-store-url", f"sqlite:///{self.views_path}"),
             ],
@@ -172,8 +172,14 @@ def _projected(path: Path) -> int:
 
 
 def _count(path: Path, table: str) -> int:
+    """Rows of a view table; 0 while a starting worker has created the file but not its tables."""
     with sqlite3.connect(path) as conn:
-        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        try:
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            return 0
 
 
 @pytest.fixture

@@ -19,12 +19,13 @@ import grpc
 import pytest
 
 from crm.command_handling import CommandContext
+from crm.settings import Settings
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.runner import rebuild
 from projections.store.sqlite import SqliteViewStore
-from services.bootstrap import CODEC, Config, System, build_system
+from services.bootstrap import CODEC, System, build_system
 from services.case.commands import (
     AssignCase,
     CaseCommand,
@@ -55,7 +56,7 @@ from services.customer.commands import (
 )
 from services.customer.events import Segment
 from services.feedback.commands import SubmitSurvey
-from services.server import create_server
+from services.grpc_server import create_server
 from tests.grpc_client import Client
 
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
@@ -223,7 +224,7 @@ class Running:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data_dir = tmp_path_factory.mktemp("kpis")
     system = build_system(
-        Config(data_dir=data_dir), clock=lambda: datetime(2026, 3, 10, tzinfo=UTC)
+        Settings.defaults(data_dir=data_dir), clock=lambda: datetime(2026, 3, 10, tzinfo=UTC)
     )
     assert system.projector is not None
     system.projector.start()

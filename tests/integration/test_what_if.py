@@ -17,10 +17,10 @@ from services.case.commands import OpenCase, RecordContact, ResolveCase, Transfe
 from services.case.events import Category, ContactOutcome
 from services.customer.commands import RegisterCustomer
 from services.customer.events import Segment
+from services.entrypoints.what_if import main
 from services.sla.policy import DEFAULT_POLICY, load_policy
 from services.sla.process import DeadlineProcess
-from services.sla.what_if import Summary, candidate_outcomes, live_outcomes, summarize
-from services.sla.what_if_cli import main, read_history
+from services.sla.what_if import Summary, candidate_outcomes, live_outcomes, read_history, summarize
 from tests.support import FakeClock
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"
@@ -99,7 +99,7 @@ UNTIL = datetime(2026, 5, 12, tzinfo=UTC)
 
 def test_business_hours_would_have_kept_the_weekend_case_within_target(tmp_path: Path) -> None:
     store = build_history(tmp_path / "events.db")
-    history = list(read_history(store))
+    history = list(read_history(store, CODEC))
     live = summarize(live_outcomes(history).values(), SINCE, UNTIL)
     # Live, 24/7: A's resolution took 65 h > 24 h (breached), B's first response 30 min > 15 min.
     # C met both targets under either policy, and was escalated for being bounced.

@@ -1,0 +1,423 @@
+"""Every `CRM_*` setting, declared once: flag, environment variable, default, parser and help.
+
+Each process names the settings it reads (crm.startup builds its command line from them) and
+`resolve` takes each value from the flag, else the environment variable, else the default; an
+empty value counts as not given. A default may name `<data-dir>`: it is filled in with the data
+dir setting, so every process derives the same paths from one directory. A wrong value is a
+`SettingError` naming the flag and the variable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from crm.errors import CrmError
+
+T = TypeVar("T")
+
+DATA_DIR_MARK = "<data-dir>"
+_DIGITS = re.compile(r"[0-9]{1,5}")
+
+
+class StartupError(CrmError):
+    """A process cannot start as configured; the message says what to change."""
+
+
+class SettingError(StartupError):
+    """A setting's value is wrong; the message names its flag and environment variable."""
+
+    def __init__(self, setting: Setting[Any], problem: str) -> None:
+        super().__init__(f"{setting.label}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One setting: where its value comes from and how it is checked."""
+
+    name: str  # the field of `Settings`
+    flag: str
+    env: str
+    default: str  # text parsed like a given value; may name DATA_DIR_MARK
+    parse: Callable[[str], T]  # raises ValueError saying what is wrong and what to give instead
+    help: str
+    metavar: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.flag} / {self.env}"
+
+    def value(self, text: str) -> T:
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            raise SettingError(self, str(exc)) from None
+
+
+# Parsers: each takes the text given and returns the value, or raises ValueError.
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _in_process(text: str) -> bool:
+    return _choice("in-process", "off")(text) == "in-process"
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number; give one >= {minimum}") from None
+        if number < minimum:
+            raise ValueError(f"{number} is too small; give a whole number >= {minimum}")
+        return number
+
+    return parse
+
+
+def _seconds(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number of seconds; give one {bound}") from None
+        within = seconds >= minimum if inclusive else seconds > minimum
+        if not (within and math.isfinite(seconds)):
+            raise ValueError(f"{text!r} is out of range; give a number of seconds {bound}")
+        return seconds
+
+    return parse
+
+
+def _address(text: str) -> str:
+    """`host:port`, an IPv6 host in brackets; port 0 asks for a free one."""
+    host, _, port = text.rpartition(":")
+    example = "give host:port, e.g. 127.0.0.1:50051 or [::]:50051"
+    if not host or not _DIGITS.fullmatch(port) or int(port) > 65535 or re.search(r"\s", text):
+        raise ValueError(f"{text!r} is not an address; {example}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{text!r} has an IPv6 host without brackets; {example}")
+    return text
+
+
+def _port(text: str) -> int:
+    if not _DIGITS.fullmatch(text) or int(text) > 65535:
+        raise ValueError(f"{text!r} is not a port; give a whole number from 0 to 65535")
+    return int(text)
+
+
+def _brokers(text: str) -> str:
+    """A comma-separated list of Kafka brokers, each `host:port`."""
+    for broker in text.split(","):
+        try:
+            _address(broker.strip())
+        except ValueError:
+            raise ValueError(
+                f"{broker.strip()!r} is not a broker address; give host:port[,host:port...]"
+            ) from None
+    return text
+
+
+def _namespace(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]*", text):
+        raise ValueError(
+            f"{text!r} has characters Kafka topic names cannot hold; use A-Z a-z 0-9 . _ -"
+        )
+    return text
+
+
+def _directory(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{text!r} exists and is not a directory; give a directory")
+    return path
+
+
+def _optional_file(text: str) -> Path | None:
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(f"no file {text!r}; give the path of a JSON file, or nothing")
+    return path
+
+
+LISTEN = Setting(
+    name="listen",
+    flag="--listen",
+    env="CRM_LISTEN",
+    default="127.0.0.1:50051",
+    parse=_address,
+    help="where the gRPC server listens; port 0 picks a free one and logs it",
+    metavar="HOST:PORT",
+)
+
+DATA_DIR = Setting(
+    name="data_dir",
+    flag="--data-dir",
+    env="CRM_DATA_DIR",
+    default="var",
+    parse=_directory,
+    help="directory of the embedded SQLite files; the store URLs default to files in it",
+    metavar="DIR",
+)
+
+EVENT_STORE_URL = Setting(
+    name="event_store_url",
+    flag="--event-store-url",
+    env="CRM_EVENT_STORE_URL",
+    default=f"sqlite:///{DATA_DIR_MARK}/events.db",
+    parse=_text,
+    help="the event store, the source of truth (sqlite:////abs/path.db for an absolute path)",
+    metavar="URL",
+)
+
+READ_STORE_URL = Setting(
+    name="read_store_url",
+    flag="--read-store-url",
+    env="CRM_READ_STORE_URL",
+    default=f"sqlite:///{DATA_DIR_MARK}/views.db",
+    parse=_text,
+    help="the read store the projections write and the query API reads",
+    metavar="URL",
+)
+
+RELAY_CHECKPOINT_URL = Setting(
+    name="relay_checkpoint_url",
+    flag="--checkpoint-url",
+    env="CRM_RELAY_CHECKPOINT_URL",
+    default=f"sqlite:///{DATA_DIR_MARK}/relay.db",
+    parse=_text,
+    help="the relay's checkpoint: the last global position Kafka acknowledged",
+    metavar="URL",
+)
+
+LOG_FORMAT = Setting(
+    name="log_format",
+    flag="--log-format",
+    env="CRM_LOG_FORMAT",
+    default="auto",
+    parse=_choice("auto", "json", "text"),
+    help="json: one object a line; text; auto: text on a terminal, JSON otherwise",
+    metavar="{auto,json,text}",
+)
+
+SLA_POLICY_FILE = Setting(
+    name="sla_policy_file",
+    flag="--sla-policy-file",
+    env="CRM_SLA_POLICY_FILE",
+    default="",
+    parse=_optional_file,
+    help="JSON SLA policy (see deploy/sla-policy.example.json); built-in targets when none",
+    metavar="FILE",
+)
+
+COMPENSATION_LIMITS_FILE = Setting(
+    name="compensation_limits_file",
+    flag="--compensation-limits-file",
+    env="CRM_COMPENSATION_LIMITS_FILE",
+    default="",
+    parse=_optional_file,
+    help='JSON {"currency": "JPY", "default_minor": 10000, "agents": {"agent-7": 30000}};'
+    " 10,000 JPY for every agent when none",
+    metavar="FILE",
+)
+
+PROJECTOR = Setting(
+    name="in_process_projector",
+    flag="--projector",
+    env="CRM_PROJECTOR",
+    default="in-process",
+    parse=_in_process,
+    help="off when projection workers maintain the read store (the distributed shape)",
+    metavar="{in-process,off}",
+)
+
+DEADLINES = Setting(
+    name="in_process_deadlines",
+    flag="--deadlines",
+    env="CRM_DEADLINES",
+    default="in-process",
+    parse=_in_process,
+    help="off when the deadline process runs as crm-deadline-worker (the distributed shape)",
+    metavar="{in-process,off}",
+)
+
+GRACE_SECONDS = Setting(
+    name="grace_seconds",
+    flag="--grace-seconds",
+    env="CRM_GRACE_SECONDS",
+    default="5",
+    parse=_seconds(0, inclusive=True),
+    help="on SIGTERM, how long running calls may take to finish",
+    metavar="SECONDS",
+)
+
+KAFKA_BOOTSTRAP = Setting(
+    name="kafka_bootstrap",
+    flag="--bootstrap",
+    env="CRM_KAFKA_BOOTSTRAP",
+    default="127.0.0.1:9092",
+    parse=_brokers,
+    help="the Kafka brokers to connect to first",
+    metavar="HOST:PORT[,...]",
+)
+
+KAFKA_PARTITIONS = Setting(
+    name="kafka_partitions",
+    flag="--partitions",
+    env="CRM_KAFKA_PARTITIONS",
+    default="6",
+    parse=_whole(1),
+    help="partitions of every event topic (all topics alike, keyed by customer)",
+    metavar="N",
+)
+
+TOPIC_NAMESPACE = Setting(
+    name="topic_namespace",
+    flag="--namespace",
+    env="CRM_TOPIC_NAMESPACE",
+    default="",
+    parse=_namespace,
+    help="prefix of topic names and consumer groups, to keep deployments apart",
+    metavar="PREFIX",
+)
+
+KAFKA_SESSION_TIMEOUT = Setting(
+    name="kafka_session_timeout",
+    flag="--session-timeout",
+    env="CRM_KAFKA_SESSION_TIMEOUT",
+    default="6",
+    parse=_seconds(0, inclusive=False),
+    help="seconds until a worker that died without leaving loses its partitions",
+    metavar="SECONDS",
+)
+PROJECTION = Setting(
+    name="projection",
+    flag="--projection",
+    env="CRM_PROJECTION",
+    default="",
+    parse=_text,
+    help="the named projection a Kafka worker runs (timeline, case_views, customer_risk,"
+    " kpi_facts); each is its own consumer group",
+    metavar="NAME",
+)
+
+LOCAL_KAFKA_PORT = Setting(
+    name="local_kafka_port",
+    flag="--kafka-port",
+    env="CRM_KAFKA_PORT",
+    default="9092",
+    parse=_port,
+    help="client port of the local broker `make run-distributed` starts (0: a free one)",
+    metavar="PORT",
+)
+
+# Resolution goes in this order: DATA_DIR first, since other defaults name it.
+ALL: tuple[Setting[Any], ...] = (
+    DATA_DIR,
+    LISTEN,
+    EVENT_STORE_URL,
+    READ_STORE_URL,
+    RELAY_CHECKPOINT_URL,
+    LOG_FORMAT,
+    SLA_POLICY_FILE,
+    COMPENSATION_LIMITS_FILE,
+    PROJECTOR,
+    DEADLINES,
+    GRACE_SECONDS,
+    KAFKA_BOOTSTRAP,
+    KAFKA_PARTITIONS,
+    TOPIC_NAMESPACE,
+    KAFKA_SESSION_TIMEOUT,
+    PROJECTION,
+    LOCAL_KAFKA_PORT,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The value of every setting; those a process does not read keep their defaults."""
+
+    listen: str
+    data_dir: Path
+    event_store_url: str
+    read_store_url: str
+    relay_checkpoint_url: str
+    log_format: str
+    sla_policy_file: Path | None
+    compensation_limits_file: Path | None
+    in_process_projector: bool
+    in_process_deadlines: bool
+    grace_seconds: float
+    kafka_bootstrap: str
+    kafka_partitions: int
+    topic_namespace: str
+    kafka_session_timeout: float
+    projection: str
+    local_kafka_port: int
+
+    @classmethod
+    def defaults(cls, **given: Any) -> Settings:
+        """Every default, but for the values given (derived defaults follow a given data_dir)."""
+        unknown = set(given) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"no such settings: {', '.join(sorted(unknown))}")
+        return resolve((), given=given)
+
+
+def used(uses: Sequence[Setting[Any]]) -> tuple[Setting[Any], ...]:
+    """The settings a process reads, in declaration order, and the data dir their defaults name."""
+    wanted = set(uses)
+    if any(DATA_DIR_MARK in s.default for s in uses):
+        wanted.add(DATA_DIR)
+    return tuple(s for s in ALL if s in wanted)
+
+
+def resolve(
+    uses: Sequence[Setting[Any]],
+    flags: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    given: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Each used setting from its flag, else its environment variable, else its default.
+
+    `flags` is keyed by setting name; `given` holds typed values that skip parsing. Settings a
+    process does not use take their defaults, whatever the environment says.
+    """
+    flags, environ, given = flags or {}, environ or {}, given or {}
+    reads = {s.name for s in used(uses)}
+    values: dict[str, Any] = {}
+    for setting in ALL:
+        if setting.name in given:
+            values[setting.name] = given[setting.name]
+            continue
+        text = ""
+        if setting.name in reads:
+            text = flags.get(setting.name) or environ.get(setting.env) or ""
+        if not text:
+            text = setting.default
+            if DATA_DIR_MARK in text:
+                text = text.replace(DATA_DIR_MARK, str(values[DATA_DIR.name]))
+        values[setting.name] = setting.value(text)
+    return Settings(**values)

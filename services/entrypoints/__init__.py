@@ -1,0 +1,1 @@
+"""Process entry points: each `main()` parses its settings, builds through bootstrap, runs."""

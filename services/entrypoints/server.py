@@ -1,0 +1,92 @@
+"""`crm-server`: the embedded system in one process, all four gRPC services, stores, projector.
+
+It registers gRPC health checking and server reflection, logs where it listens, and on SIGTERM or
+Ctrl-C stops taking calls, lets running calls finish within a grace period, stops the deadline
+process and the projector and closes the stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from crm import logs
+from crm.settings import (
+    COMPENSATION_LIMITS_FILE,
+    DATA_DIR,
+    DEADLINES,
+    EVENT_STORE_URL,
+    GRACE_SECONDS,
+    LISTEN,
+    LOG_FORMAT,
+    PROJECTOR,
+    READ_STORE_URL,
+    SLA_POLICY_FILE,
+    Settings,
+)
+from crm.startup import SettingsParser, exit_on_error
+from services.bootstrap import Server, build_server
+
+PROG = "crm-server"
+USES = (
+    LISTEN,
+    DATA_DIR,
+    EVENT_STORE_URL,
+    READ_STORE_URL,
+    LOG_FORMAT,
+    SLA_POLICY_FILE,
+    COMPENSATION_LIMITS_FILE,
+    PROJECTOR,
+    DEADLINES,
+    GRACE_SECONDS,
+)
+
+log = logging.getLogger("crm.server")
+
+
+def main(argv: list[str] | None = None) -> None:
+    with exit_on_error(PROG):
+        settings, _ = SettingsParser(PROG, __doc__, USES).settings(argv)
+        logs.configure(settings.log_format)
+        server = build_server(settings)
+    serve(server, settings)
+
+
+def serve(server: Server, settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down in order."""
+    system = server.system
+    if system.projector is not None:
+        system.projector.start()
+    if system.deadlines is not None:
+        system.deadlines.start()
+    server.grpc.start()
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info(
+        "listening on %s:%d",
+        host,
+        server.port,
+        extra={
+            "port": server.port,
+            "event_store": settings.event_store_url,
+            "read_store": settings.read_store_url,
+        },
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    system.stopping.set()
+    server.grpc.stop(settings.grace_seconds).wait()
+    system.close()
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Each process as a real command: its --help, the data dir it derives, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crm.eventstore.sqlite import SqliteEventStore
+from crm.settings import used
+from services.entrypoints import deadline_worker, projection_worker, relay, server, what_if
+from tests.support import T0, EventLog, opened, registered
+
+ENTRYPOINTS = {
+    "server": server.USES,
+    "relay": relay.USES,
+    "projection_worker": projection_worker.USES,
+    "deadline_worker": deadline_worker.USES,
+    "what_if": what_if.USES,
+}
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"
+
+
+def launch(
+    name: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m services.entrypoints.<name> args...`, with no CRM_* variable but those given."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    return subprocess.run(
+        [sys.executable, "-m", f"services.entrypoints.{name}", *args],
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("name", ENTRYPOINTS)
+def test_help_lists_the_settings_the_process_reads(name: str) -> None:
+    done = launch(name, "--help")
+    assert done.returncode == 0, done.stderr
+    for setting in used(ENTRYPOINTS[name]):
+        assert setting.flag in done.stdout and setting.env in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "env", "named"),
+    [
+        ("relay", [], {"CRM_KAFKA_PARTITIONS": "abc"}, "--partitions / CRM_KAFKA_PARTITIONS"),
+        ("projection_worker", ["--partitions", "0"], {}, "--partitions / CRM_KAFKA_PARTITIONS"),
+        ("server", ["--log-format", "xml"], {}, "--log-format / CRM_LOG_FORMAT"),
+        ("server", ["--listen", "localhost"], {}, "--listen / CRM_LISTEN"),
+        (
+            "server",
+            ["--event-store-url", "postgresql://db/crm"],
+            {},
+            "--event-store-url / CRM_EVENT_STORE_URL: unsupported URL",
+        ),
+        (
+            "deadline_worker",
+            [],
+            {"CRM_SLA_POLICY_FILE": "missing.json"},
+            "--sla-policy-file / CRM_SLA_POLICY_FILE: no file 'missing.json'",
+        ),
+        (
+            "deadline_worker",
+            ["--sla-policy-file", "broken.json"],
+            {},
+            "--sla-policy-file / CRM_SLA_POLICY_FILE: broken.json: $: not valid JSON",
+        ),
+        (
+            "server",
+            ["--compensation-limits-file", "broken.json"],
+            {},
+            "--compensation-limits-file / CRM_COMPENSATION_LIMITS_FILE: broken.json",
+        ),
+        (
+            "what_if",
+            ["--policy-file", "broken.json", "--since", "2026-05-01", "--until", "2026-06-01"],
+            {},
+            "--policy-file: broken.json: $: not valid JSON",
+        ),
+    ],
+)
+def test_a_wrong_value_stops_the_process_with_one_line_and_status_2(
+    tmp_path: Path, name: str, args: list[str], env: dict[str, str], named: str
+) -> None:
+    (tmp_path / "broken.json").write_text("{")
+    done = launch(name, *args, env={"CRM_DATA_DIR": str(tmp_path / "data"), **env}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"crm-{name.replace('_', '-')}: {named}"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_tool_reads_the_event_store_in_the_data_dir(tmp_path: Path) -> None:
+    """CRM_DATA_DIR alone points every process at <data-dir>/events.db, not only the server."""
+    store = SqliteEventStore(tmp_path / "events.db")
+    EventLog(store, start=T0).record_all(registered("c-1"), opened("k-1", "c-1"))
+    store.close()
+    done = launch(
+        "what_if",
+        *("--policy-file", str(EXAMPLE_POLICY), "--scratch", str(tmp_path / "scratch.db")),
+        *("--since", "2026-03-01", "--until", "2026-04-01"),
+        env={"CRM_DATA_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    counts = next(line for line in done.stdout.splitlines() if line.startswith("cases opened"))
+    assert counts.split()[-2:] == ["1", "1"]
