@@ -15,7 +15,7 @@ help:
 	@echo "make run    - start the whole system (embedded mode); crm-server --help lists its settings"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make proto  - regenerate Python code from protos/"
-	@echo "make lint   - ruff and mypy only"
+	@echo "make lint   - ruff, mypy and the import contracts only"
 	@echo "make bench  - throughput of appends, commands and projections beside their baselines"
 	@echo "make run-distributed - broker, gRPC server, relay and projection worker on one machine"
 	@echo "make kafka  - a local single-node Kafka broker (KRaft, needs Java 17 and Maven) on 127.0.0.1:9092"
@@ -53,6 +53,7 @@ lint: $(GENERATED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy crm services projections relay deploy bench tests
+	$(VENV)/bin/lint-imports --no-logo
 
 unit: $(GENERATED)
 	$(VENV)/bin/pytest -q tests/unit
