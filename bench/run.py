@@ -110,9 +110,9 @@ def main() -> None:
         writer.write(count)
         total = history.last_position()
         read_back = rate(total, lambda: _read_all(history))
-        read_store = SqliteViewStore(root / "views.db")
-        projected = rate(total, lambda: rebuild(history, read_store, CODEC))
-        read_store.close()
+        view_store = SqliteViewStore(root / "views.db")
+        projected = rate(total, lambda: rebuild(history, view_store, CODEC))
+        view_store.close()
         history.close()
 
     print(f"{'path':46} {'per second':>12} {'ratio':>8}")

@@ -198,7 +198,7 @@ READ_STORE_URL = Setting(
     env="CRM_READ_STORE_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/views.db",
     parse=_text,
-    help="the read store the projections write and the query API reads",
+    help="the view store the projections write and the query API reads",
     metavar="URL",
 )
 
@@ -249,7 +249,7 @@ PROJECTOR = Setting(
     env="CRM_PROJECTOR",
     default="in-process",
     parse=_in_process,
-    help="off when projection workers maintain the read store (the distributed shape)",
+    help="off when projection workers maintain the view store (the distributed shape)",
     metavar="{in-process,off}",
 )
 

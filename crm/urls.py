@@ -1,4 +1,4 @@
-"""Parsing of store URLs from configuration, shared by the event store and read store factories."""
+"""Parsing of store URLs from configuration, shared by the event store and view store factories."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Adds KPI facts up into the KPI report, per group of day, channel, team and category (pure).
 
 Adapters fetch the facts of projections/kpis.py for a period and hand them to `build_report`, so
-every read store computes the same numbers. Each ratio comes with its numerator and denominator,
+every view store computes the same numbers. Each ratio comes with its numerator and denominator,
 so a caller can add groups up (over channels, teams, categories, and over days for everything but
 retention, backlog and percentiles, which are not additive).
 

@@ -64,7 +64,7 @@ class System:
     """Everything one embedded process runs, ready to serve."""
 
     store: EventStore
-    read_store: ViewStore
+    view_store: ViewStore
     customers: CustomerApplication
     cases: CaseApplication
     feedback: FeedbackApplication
@@ -79,7 +79,7 @@ class System:
             self.deadlines.stop()
         if self.projector is not None:
             self.projector.stop()
-        self.read_store.close()
+        self.view_store.close()
         self.store.close()
 
 
@@ -89,16 +89,16 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     limits = _limits(settings.compensation_limits_file)
     policy = _policy(settings.sla_policy_file)
     store = _event_store(settings)
-    read_store = _view_store(settings)
+    view_store = _view_store(settings)
     apps = build_applications(store, now, limits=limits)
     return System(
         store=store,
-        read_store=read_store,
+        view_store=view_store,
         customers=apps.customers,
         cases=apps.cases,
         feedback=apps.feedback,
         projector=(
-            InProcessProjector(store, read_store, CODEC) if settings.in_process_projector else None
+            InProcessProjector(store, view_store, CODEC) if settings.in_process_projector else None
         ),
         deadlines=(
             DeadlineProcess(store, apps.cases, policy, now, CODEC)
@@ -202,7 +202,7 @@ class ProjectionWorker:
 
     app: faust.App
     settings: WorkerSettings
-    read_store: ViewStore
+    view_store: ViewStore
 
 
 def build_projection_worker(settings: Settings) -> ProjectionWorker:
@@ -212,7 +212,7 @@ def build_projection_worker(settings: Settings) -> ProjectionWorker:
                 PROJECTION.name, f"name the projection to run, one of {', '.join(PROJECTION_NAMES)}"
             )
         projection_named(settings.projection)
-    read_store = _view_store(settings)
+    view_store = _view_store(settings)
     worker = WorkerSettings(
         bootstrap=settings.kafka_bootstrap,
         projection=settings.projection,
@@ -220,7 +220,7 @@ def build_projection_worker(settings: Settings) -> ProjectionWorker:
         partitions=settings.kafka_partitions,
         session_timeout=settings.kafka_session_timeout,
     )
-    return ProjectionWorker(create_app(worker, read_store, CODEC), worker, read_store)
+    return ProjectionWorker(create_app(worker, view_store, CODEC), worker, view_store)
 
 
 @dataclass

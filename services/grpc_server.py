@@ -40,7 +40,7 @@ SERVICE_NAMES = (
 
 
 class Served(Protocol):
-    """What the services serve: the applications, the read store, a stop flag and the clock."""
+    """What the services serve: the applications, the view store, a stop flag and the clock."""
 
     @property
     def customers(self) -> CustomerApplication: ...
@@ -49,7 +49,7 @@ class Served(Protocol):
     @property
     def feedback(self) -> FeedbackApplication: ...
     @property
-    def read_store(self) -> ViewStore: ...
+    def view_store(self) -> ViewStore: ...
     @property
     def stopping(self) -> threading.Event: ...
     @property
@@ -70,7 +70,7 @@ def create_server(system: Served, listen: str, workers: int = 16) -> tuple[grpc.
         FeedbackServicer(system.feedback), server
     )
     timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(system.read_store, system.stopping, system.clock), server
+        TimelineServicer(system.view_store, system.stopping, system.clock), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

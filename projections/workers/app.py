@@ -54,7 +54,7 @@ class WorkerSettings:
         return f"crm-projection-{self.projection}{suffix}"
 
 
-def create_app(settings: WorkerSettings, read_store: ViewStore, codec: EventCodec) -> faust.App:
+def create_app(settings: WorkerSettings, view_store: ViewStore, codec: EventCodec) -> faust.App:
     """The faust app for one projection, configured from `settings` (never from import time)."""
     app = faust.App(
         settings.group_id,
@@ -84,8 +84,8 @@ def create_app(settings: WorkerSettings, read_store: ViewStore, codec: EventCode
                 source = f"{message.topic}#{message.partition}"
                 batches[source].append(from_kafka(event.value, codec))
             for source, batch in batches.items():
-                await asyncio.to_thread(read_store.apply, batch, source, (settings.projection,))
-            read_store.notify_changed()
+                await asyncio.to_thread(view_store.apply, batch, source, (settings.projection,))
+            view_store.notify_changed()
             yield None
 
     app.agent(topics, name=f"project-{settings.projection}", concurrency=1)(project)

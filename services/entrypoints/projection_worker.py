@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(worker)
     finally:
-        worker.read_store.close()
+        worker.view_store.close()
 
 
 def run(worker: ProjectionWorker) -> None:

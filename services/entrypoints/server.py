@@ -70,7 +70,7 @@ def serve(server: Server, settings: Settings) -> None:
         extra={
             "port": server.port,
             "event_store": settings.event_store_url,
-            "read_store": settings.read_store_url,
+            "view_store": settings.read_store_url,
         },
     )
     stop = threading.Event()

@@ -4,7 +4,7 @@ The recorded history is replayed without the facts the deadline process recorded
 decided under the live policy); the same planner the live process uses, given the candidate
 policy and a simulated clock that jumps from event to event and fires every timer on the way,
 decides the SLA facts anew. Live and candidate outcomes per case are written to a scratch SQLite
-file and compared side by side. The live event and read stores are only read.
+file and compared side by side. The live event and view stores are only read.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ WATCH_POLL_SECONDS = 0.5
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
-    def __init__(self, read_store: ViewStore, stopping: threading.Event, clock: Clock) -> None:
-        self._views = read_store
+    def __init__(self, view_store: ViewStore, stopping: threading.Event, clock: Clock) -> None:
+        self._views = view_store
         self._stopping = stopping
         self._clock = clock
 

@@ -120,12 +120,12 @@ def test_replay_reads_the_stored_sentiment_and_never_runs_the_analyzer(
 
     replaying = build_applications(store, clock, analyze=refuse_to_analyze).feedback
     state = replaying.get("fb-ja").state
-    read_store = SqliteViewStore(tmp_path / "views.db")
+    view_store = SqliteViewStore(tmp_path / "views.db")
     try:
-        rebuild(store, read_store, CODEC)
-        page = read_store.timeline(TimelineQuery("c-1", kinds=frozenset({"feedback"})))
+        rebuild(store, view_store, CODEC)
+        page = view_store.timeline(TimelineQuery("c-1", kinds=frozenset({"feedback"})))
     finally:
-        read_store.close()
+        view_store.close()
 
     assert state is not None
     assert isinstance(state.event, VoiceOfCustomerRecorded)

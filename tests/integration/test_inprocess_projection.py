@@ -63,7 +63,7 @@ def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
 
 
 @pytest.fixture
-def read_store(tmp_path: Path) -> Iterator[SqliteViewStore]:
+def view_store(tmp_path: Path) -> Iterator[SqliteViewStore]:
     views = SqliteViewStore(tmp_path / "views.db")
     yield views
     views.close()
@@ -75,15 +75,15 @@ def log(store: SqliteEventStore) -> EventLog:
 
 
 @pytest.fixture
-def projector(store: SqliteEventStore, read_store: SqliteViewStore) -> Iterator[InProcessProjector]:
-    running = InProcessProjector(store, read_store, CODEC, poll_interval=0.05)
+def projector(store: SqliteEventStore, view_store: SqliteViewStore) -> Iterator[InProcessProjector]:
+    running = InProcessProjector(store, view_store, CODEC, poll_interval=0.05)
     running.start()
     yield running
     assert running.stop(DEADLINE)
 
 
-def whole_timeline(read_store: ViewStore, customer_id: str, **filters: Any) -> list[TimelineEntry]:
-    page = read_store.timeline(TimelineQuery(customer_id, page_size=500, **filters))
+def whole_timeline(view_store: ViewStore, customer_id: str, **filters: Any) -> list[TimelineEntry]:
+    page = view_store.timeline(TimelineQuery(customer_id, page_size=500, **filters))
     assert page.next_page_token == ""
     return page.entries
 
@@ -121,17 +121,17 @@ def story(log: EventLog) -> dict[str, list[int]]:
 
 
 def test_timeline_in_global_order_across_profile_cases_and_feedback(
-    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
+    log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     mine = story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
-    oldest_first = whole_timeline(read_store, "c-1")
-    newest_first = whole_timeline(read_store, "c-1", newest_first=True)
+    oldest_first = whole_timeline(view_store, "c-1")
+    newest_first = whole_timeline(view_store, "c-1", newest_first=True)
 
     assert positions(oldest_first) == mine["c-1"]
     assert positions(newest_first) == mine["c-1"][::-1]
-    assert positions(whole_timeline(read_store, "c-2")) == mine["c-2"]
+    assert positions(whole_timeline(view_store, "c-2")) == mine["c-2"]
     assert {entry.customer_id for entry in oldest_first} == {"c-1"}
     assert [entry.kind.value for entry in oldest_first[:4]] == [
         "customer",
@@ -144,12 +144,12 @@ def test_timeline_in_global_order_across_profile_cases_and_feedback(
 
 
 def test_case_view_is_kept_up_to_date(
-    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
+    log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
-    view = read_store.case_view("case-1")
+    view = view_store.case_view("case-1")
 
     assert view is not None
     assert (view.customer_id, view.status, view.department) == (
@@ -160,7 +160,7 @@ def test_case_view_is_kept_up_to_date(
     assert (view.contact_count, view.transfer_count) == (2, 1)
     assert view.first_response_at == T0 + timedelta(minutes=30)
     assert view.resolved_at is not None
-    assert read_store.case_view("no-such-case") is None
+    assert view_store.case_view("no-such-case") is None
 
 
 # ---------------------------------------------------------------- paging and filters
@@ -169,14 +169,14 @@ def test_case_view_is_kept_up_to_date(
 @pytest.mark.parametrize("newest_first", [False, True])
 @pytest.mark.parametrize("page_size", [1, 4, 5, 100])
 def test_paging_covers_every_entry_exactly_once(
-    log: EventLog, read_store: SqliteViewStore, newest_first: bool, page_size: int
+    log: EventLog, view_store: SqliteViewStore, newest_first: bool, page_size: int
 ) -> None:
     log.record(registered("c-1"))
     log.record(opened("case-1", "c-1"))
     for n in range(18):
         log.record(contact("case-1", f"ct-{n}"))
-    rebuild(log.store, read_store, CODEC)
-    expected = positions(whole_timeline(read_store, "c-1", newest_first=newest_first))
+    rebuild(log.store, view_store, CODEC)
+    expected = positions(whole_timeline(view_store, "c-1", newest_first=newest_first))
     assert len(expected) == 20
 
     seen: list[int] = []
@@ -184,7 +184,7 @@ def test_paging_covers_every_entry_exactly_once(
     token = ""
     while True:
         query = TimelineQuery("c-1", page_size, token, newest_first=newest_first)
-        pages.append(read_store.timeline(query))
+        pages.append(view_store.timeline(query))
         seen += positions(pages[-1].entries)
         token = pages[-1].next_page_token
         if not token:
@@ -195,21 +195,21 @@ def test_paging_covers_every_entry_exactly_once(
     assert len(pages) == -(-20 // page_size)
 
 
-def test_a_malformed_page_token_is_invalid_input(read_store: SqliteViewStore) -> None:
+def test_a_malformed_page_token_is_invalid_input(view_store: SqliteViewStore) -> None:
     with pytest.raises(InvalidInput) as raised:
-        read_store.timeline(TimelineQuery("c-1", page_token="not-a-token"))
+        view_store.timeline(TimelineQuery("c-1", page_token="not-a-token"))
     assert raised.value.field == "page_token"
 
 
 def test_filters_by_channel_kind_case_and_time(
-    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
+    log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
-    everything = whole_timeline(read_store, "c-1")
+    everything = whole_timeline(view_store, "c-1")
 
     def matching(**filters: Any) -> list[TimelineEntry]:
-        return whole_timeline(read_store, "c-1", **filters)
+        return whole_timeline(view_store, "c-1", **filters)
 
     phone = matching(channels=frozenset({"phone"}))
     assert {entry.channel for entry in phone} == {"phone"}
@@ -241,7 +241,7 @@ def test_filters_by_channel_kind_case_and_time(
 
 
 def test_merged_customers_show_both_histories_and_undo_separates_them(
-    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
+    log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     survivor = [log.record(registered("c-1")).global_position]
     duplicate = [log.record(registered("c-9", "H. Yamada")).global_position]
@@ -252,23 +252,23 @@ def test_merged_customers_show_both_histories_and_undo_separates_them(
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
     together = sorted([*survivor, *duplicate, merge_dup, merge_surv])
-    assert positions(whole_timeline(read_store, "c-1")) == together
-    assert positions(whole_timeline(read_store, "c-9")) == [*duplicate, merge_dup]
-    watched = read_store.entries_after("c-1", duplicate[0], 3)
+    assert positions(whole_timeline(view_store, "c-1")) == together
+    assert positions(whole_timeline(view_store, "c-9")) == [*duplicate, merge_dup]
+    watched = view_store.entries_after("c-1", duplicate[0], 3)
     assert positions(watched) == together[2:5]
-    assert all(entry.customer_id == "c-9" for entry in whole_timeline(read_store, "c-1")[1:3])
+    assert all(entry.customer_id == "c-9" for entry in whole_timeline(view_store, "c-1")[1:3])
 
     undo_dup, undo_surv = (log.record(event).global_position for event in unmerged("c-9", "c-1"))
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
-    assert positions(whole_timeline(read_store, "c-1")) == sorted(
+    assert positions(whole_timeline(view_store, "c-1")) == sorted(
         [*survivor, merge_surv, undo_surv]
     )
-    assert positions(whole_timeline(read_store, "c-9")) == [*duplicate, merge_dup, undo_dup]
+    assert positions(whole_timeline(view_store, "c-9")) == [*duplicate, merge_dup, undo_dup]
 
 
 def test_chain_merges_resolve_recursively(
-    log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
+    log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     own = {cid: log.record(registered(cid)).global_position for cid in ("c-a", "c-b", "c-c")}
     # Recorded directly (the customer service refuses this order): A -> B, then B -> C.
@@ -276,29 +276,29 @@ def test_chain_merges_resolve_recursively(
         log.record(event)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
-    on_c = {entry.customer_id for entry in whole_timeline(read_store, "c-c")}
-    on_b = {entry.customer_id for entry in whole_timeline(read_store, "c-b")}
+    on_c = {entry.customer_id for entry in whole_timeline(view_store, "c-c")}
+    on_b = {entry.customer_id for entry in whole_timeline(view_store, "c-b")}
     assert on_c == {"c-a", "c-b", "c-c"}
     assert on_b == {"c-a", "c-b"}
-    assert own["c-a"] in positions(whole_timeline(read_store, "c-c"))
+    assert own["c-a"] in positions(whole_timeline(view_store, "c-c"))
 
     log.record_all(*unmerged("c-a", "c-b", "m-1"))
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
-    assert {entry.customer_id for entry in whole_timeline(read_store, "c-c")} == {"c-b", "c-c"}
-    assert {entry.customer_id for entry in whole_timeline(read_store, "c-a")} == {"c-a"}
+    assert {entry.customer_id for entry in whole_timeline(view_store, "c-c")} == {"c-b", "c-c"}
+    assert {entry.customer_id for entry in whole_timeline(view_store, "c-a")} == {"c-a"}
 
 
 # ---------------------------------------------------------------- idempotence and restart
 
 
 def snapshot(
-    read_store: ViewStore, customer_ids: list[str], case_ids: list[str]
+    view_store: ViewStore, customer_ids: list[str], case_ids: list[str]
 ) -> tuple[int, dict[str, list[TimelineEntry]], dict[str, CaseView | None]]:
     return (
-        read_store.checkpoint(TIMELINE.name),
-        {cid: whole_timeline(read_store, cid) for cid in customer_ids},
-        {case_id: read_store.case_view(case_id) for case_id in case_ids},
+        view_store.checkpoint(TIMELINE.name),
+        {cid: whole_timeline(view_store, cid) for cid in customer_ids},
+        {case_id: view_store.case_view(case_id) for case_id in case_ids},
     )
 
 
@@ -308,66 +308,66 @@ def row_count(path: Path) -> int:
 
 
 def test_redelivering_a_batch_changes_nothing(
-    tmp_path: Path, log: EventLog, read_store: SqliteViewStore
+    tmp_path: Path, log: EventLog, view_store: SqliteViewStore
 ) -> None:
     story(log)
     events = log.store.read_all()
     first, second = decode_batch(CODEC, events[:9]), decode_batch(CODEC, events[9:])
-    read_store.apply(first)
-    read_store.apply(second)
-    before = snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
+    view_store.apply(first)
+    view_store.apply(second)
+    before = snapshot(view_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
 
-    read_store.apply(second)
-    read_store.apply(first)
-    read_store.apply([*first[4:], *second[:3]])
+    view_store.apply(second)
+    view_store.apply(first)
+    view_store.apply([*first[4:], *second[:3]])
 
-    assert snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"]) == before
+    assert snapshot(view_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"]) == before
     assert before[0] == events[-1].global_position
     assert row_count(tmp_path / "views.db") == len(events)
 
 
 def test_a_duplicate_event_never_doubles_a_timeline_row(
-    tmp_path: Path, log: EventLog, read_store: SqliteViewStore
+    tmp_path: Path, log: EventLog, view_store: SqliteViewStore
 ) -> None:
     story(log)
     batch = decode_batch(CODEC, log.store.read_all())
-    read_store.apply(batch)
+    view_store.apply(batch)
     with sqlite3.connect(tmp_path / "views.db") as conn:
         conn.execute("DELETE FROM checkpoints")  # as if the checkpoint were lost
 
-    read_store.apply(batch)
+    view_store.apply(batch)
 
     assert row_count(tmp_path / "views.db") == len(batch)
 
 
 def test_a_new_projector_continues_from_the_checkpoint(
-    log: EventLog, store: SqliteEventStore, read_store: SqliteViewStore
+    log: EventLog, store: SqliteEventStore, view_store: SqliteViewStore
 ) -> None:
-    first = InProcessProjector(store, read_store, CODEC, batch_size=3, poll_interval=0.05)
+    first = InProcessProjector(store, view_store, CODEC, batch_size=3, poll_interval=0.05)
     first.start()
     story(log)
     assert first.wait_until(store.last_position(), DEADLINE)
     assert first.stop(DEADLINE)
-    halfway = read_store.checkpoint(TIMELINE.name)
+    halfway = view_store.checkpoint(TIMELINE.name)
 
     log.record(contact("case-2", "ct-after", channel=Channel.SOCIAL))
     log.record(survey("f-after", "c-1", csat=4))
-    assert read_store.checkpoint(TIMELINE.name) == halfway
-    second = InProcessProjector(store, read_store, CODEC, poll_interval=0.05)
+    assert view_store.checkpoint(TIMELINE.name) == halfway
+    second = InProcessProjector(store, view_store, CODEC, poll_interval=0.05)
     second.start()
     try:
         assert second.wait_until(store.last_position(), DEADLINE)
     finally:
         assert second.stop(DEADLINE)
 
-    entries = whole_timeline(read_store, "c-1") + whole_timeline(read_store, "c-2")
+    entries = whole_timeline(view_store, "c-1") + whole_timeline(view_store, "c-2")
     ids = [entry.event_id for entry in entries]
     assert sorted(ids) == sorted(event.event_id for event in store.read_all())
     assert len(set(ids)) == len(ids)
 
 
 def test_rebuild_gives_the_same_views_as_live(
-    tmp_path: Path, log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
+    tmp_path: Path, log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     story(log)
     log.record_all(*merged("c-2", "c-1"))
@@ -375,7 +375,7 @@ def test_rebuild_gives_the_same_views_as_live(
     log.record_all(*unmerged("c-2", "c-1"), *merged("c-2", "c-1", "m-2"))
     log.record(CaseClosed("case-9", "customer asked"))
     assert projector.wait_until(log.store.last_position(), DEADLINE)
-    live = snapshot(read_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
+    live = snapshot(view_store, ["c-1", "c-2"], ["case-1", "case-2", "case-9"])
 
     fresh = SqliteViewStore(tmp_path / "rebuilt.db")
     try:
@@ -434,23 +434,23 @@ def test_a_failing_apply_is_logged_and_retried_not_skipped(
 
 
 def test_wait_until_gives_up_at_the_deadline(
-    read_store: SqliteViewStore, projector: InProcessProjector
+    view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
     assert not projector.wait_until(1, 0.05)
     assert projector.wait_until(0, 0.05)
 
 
-def test_wait_for_change_wakes_on_notify(read_store: SqliteViewStore) -> None:
+def test_wait_for_change_wakes_on_notify(view_store: SqliteViewStore) -> None:
     woke = threading.Event()
 
     def watch() -> None:
-        read_store.wait_for_change(DEADLINE)
+        view_store.wait_for_change(DEADLINE)
         woke.set()
 
     watcher = threading.Thread(target=watch)
     watcher.start()
     while not woke.is_set():
-        read_store.notify_changed()
+        view_store.notify_changed()
         woke.wait(0.01)
     watcher.join(DEADLINE)
     assert woke.is_set()

@@ -241,7 +241,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 def report(running: Running, **query: Any) -> KpiReport:
-    return running.system.read_store.kpis(KpiQuery(SINCE, UNTIL, **query))
+    return running.system.view_store.kpis(KpiQuery(SINCE, UNTIL, **query))
 
 
 def groups_by(running: Running, dimension: str, **query: Any) -> dict[str, KpiGroup]:
@@ -374,7 +374,7 @@ def test_rebuilding_from_event_zero_gives_the_same_kpi_rows(
         rebuild(running.system.store, fresh, CODEC, batch_size=7)
         for group_by in (frozenset(), frozenset({"day", "channel", "team", "category"})):
             query = KpiQuery(SINCE, UNTIL, group_by)
-            assert fresh.kpis(query) == running.system.read_store.kpis(query)
+            assert fresh.kpis(query) == running.system.view_store.kpis(query)
     finally:
         fresh.close()
     for table, key in KPI_TABLES.items():
