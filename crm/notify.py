@@ -1,13 +1,15 @@
 """A change signal between threads of one process: writers notify, followers wake without polling.
 
-Changes made by other processes are not signalled; followers bound every wait with a timeout and
-re-read, so a signal only makes them faster, never correct. Each notify bumps a generation: a
+Changes made by other processes reach it only through a doorbell (crm/doorbell.py) where one is
+attached; followers bound every wait with a timeout and re-read anyway, so a signal only makes
+them faster, never correct. Each notify bumps a generation: a
 follower that passes the generation it last saw cannot miss a notify made while it was reading.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 
 class ChangeSignal:
@@ -16,6 +18,7 @@ class ChangeSignal:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._generation = 0
+        self._observers: list[Callable[[], None]] = []
 
     @property
     def generation(self) -> int:
@@ -23,8 +26,18 @@ class ChangeSignal:
         with self._condition:
             return self._generation
 
+    def observe(self, callback: Callable[[], None]) -> None:
+        """Also call `callback` after each notify of this process (e.g. to ring other processes)."""
+        self._observers.append(callback)
+
     def notify(self) -> None:
-        """Wake all waiters; call it after a change is committed."""
+        """Wake all waiters, and tell the observers; call it after a change is committed."""
+        self.notify_here()
+        for callback in self._observers:
+            callback()
+
+    def notify_here(self) -> None:
+        """Wake the waiters of this process only (what a ring from another process does)."""
         with self._condition:
             self._generation += 1
             self._condition.notify_all()
