@@ -18,12 +18,10 @@ import pytest
 
 from crm.errors import InvalidInput, InvariantViolated
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from projections.case_view import CaseView
+from crm.vocabulary import Channel
 from projections.catalogue import PROJECTION_NAMES, TIMELINE, Batch
 from projections.runner import InProcessProjector, decode_batch, rebuild
 from projections.store.factory import open_view_store
-from projections.store.port import ViewStore
 from projections.store.queries import TimelinePage, TimelineQuery
 from projections.store.sqlite import SqliteViewStore
 from projections.timeline import TimelineEntry
@@ -32,27 +30,25 @@ from services.case.events import (
     CaseClosed,
     CaseOpened,
     CaseReopened,
-    CaseResolved,
     CaseStatus,
-    CaseTransferred,
-    ContactHandedOver,
     ContactRecorded,
 )
-from services.customer.events import PurchaseRecorded
-from services.events import DomainEvent
 from tests.support import (
     T0,
     EventLog,
     contact,
     merged,
     opened,
+    positions,
     registered,
+    snapshot,
     survey,
+    two_customer_story,
     unmerged,
+    whole_timeline,
 )
 
 DEADLINE = 10.0
-BOT = Actor(ActorKind.BOT, "bot-1")
 
 
 @pytest.fixture
@@ -82,48 +78,13 @@ def projector(store: SqliteEventStore, read_store: SqliteViewStore) -> Iterator[
     assert running.stop(DEADLINE)
 
 
-def whole_timeline(read_store: ViewStore, customer_id: str, **filters: Any) -> list[TimelineEntry]:
-    page = read_store.timeline(TimelineQuery(customer_id, page_size=500, **filters))
-    assert page.next_page_token == ""
-    return page.entries
-
-
-def positions(entries: list[TimelineEntry]) -> list[int]:
-    return [entry.global_position for entry in entries]
-
-
-def story(log: EventLog) -> dict[str, list[int]]:
-    """Two customers with cases, contacts and feedback, interleaved; positions per customer."""
-    mine: dict[str, list[int]] = {"c-1": [], "c-2": []}
-
-    def rec(customer_id: str, event: DomainEvent) -> None:
-        mine[customer_id].append(log.record(event).global_position)
-
-    rec("c-1", registered("c-1"))
-    rec("c-2", registered("c-2", "Taro Suzuki"))
-    rec("c-1", opened("case-1", "c-1"))
-    rec("c-1", contact("case-1", "ct-1", handler=BOT, channel=Channel.CHATBOT))
-    rec("c-2", opened("case-9", "c-2", channel=Channel.EMAIL))
-    rec("c-1", ContactHandedOver("case-1", "ct-1", "bot-1", "a-17", "tier1"))
-    rec("c-1", contact("case-1", "ct-2", started_at=T0 + timedelta(minutes=30)))
-    rec("c-2", contact("case-9", "ct-9", channel=Channel.EMAIL, direction=Direction.OUTBOUND))
-    rec("c-1", CaseTransferred("case-1", "billing", "technical", "card dispute"))
-    rec("c-1", opened("case-2", "c-1", channel=Channel.CHAT, priority=Priority.LOW))
-    rec("c-1", survey("f-1", "c-1", "case-1", csat=2))
-    rec("c-2", survey("f-9", "c-2", "case-9", csat=5, channel=Channel.PHONE))
-    rec("c-1", CaseResolved("case-1", "refunded", ""))
-    rec("c-1", PurchaseRecorded("c-1", "o-1", "Gold", 1000, "JPY"))
-    rec("c-1", contact("case-2", "ct-3", channel=Channel.CHAT))
-    return mine
-
-
 # ---------------------------------------------------------------- live timeline and case view
 
 
 def test_timeline_in_global_order_across_profile_cases_and_feedback(
     log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
-    mine = story(log)
+    mine = two_customer_story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
     oldest_first = whole_timeline(read_store, "c-1")
@@ -146,7 +107,7 @@ def test_timeline_in_global_order_across_profile_cases_and_feedback(
 def test_case_view_is_kept_up_to_date(
     log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
-    story(log)
+    two_customer_story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
 
     view = read_store.case_view("case-1")
@@ -204,7 +165,7 @@ def test_a_malformed_page_token_is_invalid_input(read_store: SqliteViewStore) ->
 def test_filters_by_channel_kind_case_and_time(
     log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
-    story(log)
+    two_customer_story(log)
     assert projector.wait_until(log.store.last_position(), DEADLINE)
     everything = whole_timeline(read_store, "c-1")
 
@@ -292,16 +253,6 @@ def test_chain_merges_resolve_recursively(
 # ---------------------------------------------------------------- idempotence and restart
 
 
-def snapshot(
-    read_store: ViewStore, customer_ids: list[str], case_ids: list[str]
-) -> tuple[int, dict[str, list[TimelineEntry]], dict[str, CaseView | None]]:
-    return (
-        read_store.checkpoint(TIMELINE.name),
-        {cid: whole_timeline(read_store, cid) for cid in customer_ids},
-        {case_id: read_store.case_view(case_id) for case_id in case_ids},
-    )
-
-
 def row_count(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM timeline").fetchone()[0])
@@ -310,7 +261,7 @@ def row_count(path: Path) -> int:
 def test_redelivering_a_batch_changes_nothing(
     tmp_path: Path, log: EventLog, read_store: SqliteViewStore
 ) -> None:
-    story(log)
+    two_customer_story(log)
     events = log.store.read_all()
     first, second = decode_batch(CODEC, events[:9]), decode_batch(CODEC, events[9:])
     read_store.apply(first)
@@ -329,7 +280,7 @@ def test_redelivering_a_batch_changes_nothing(
 def test_a_duplicate_event_never_doubles_a_timeline_row(
     tmp_path: Path, log: EventLog, read_store: SqliteViewStore
 ) -> None:
-    story(log)
+    two_customer_story(log)
     batch = decode_batch(CODEC, log.store.read_all())
     read_store.apply(batch)
     with sqlite3.connect(tmp_path / "views.db") as conn:
@@ -345,7 +296,7 @@ def test_a_new_projector_continues_from_the_checkpoint(
 ) -> None:
     first = InProcessProjector(store, read_store, CODEC, batch_size=3, poll_interval=0.05)
     first.start()
-    story(log)
+    two_customer_story(log)
     assert first.wait_until(store.last_position(), DEADLINE)
     assert first.stop(DEADLINE)
     halfway = read_store.checkpoint(TIMELINE.name)
@@ -369,7 +320,7 @@ def test_a_new_projector_continues_from_the_checkpoint(
 def test_rebuild_gives_the_same_views_as_live(
     tmp_path: Path, log: EventLog, read_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:
-    story(log)
+    two_customer_story(log)
     log.record_all(*merged("c-2", "c-1"))
     log.record(CaseReopened("case-1", "refund never came"))
     log.record_all(*unmerged("c-2", "c-1"), *merged("c-2", "c-1", "m-2"))
@@ -411,7 +362,7 @@ class FlakyViewStore(SqliteViewStore):
 def test_a_failing_apply_is_logged_and_retried_not_skipped(
     tmp_path: Path, log: EventLog, store: SqliteEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    mine = story(log)
+    mine = two_customer_story(log)
     flaky = FlakyViewStore(tmp_path / "flaky.db", failures=2)
     projector = InProcessProjector(store, flaky, CODEC, poll_interval=0.05)
     with caplog.at_level(logging.ERROR, logger="projections.runner"):
@@ -472,7 +423,7 @@ def test_open_view_store_from_a_url(tmp_path: Path) -> None:
 def test_a_read_store_of_an_older_schema_is_rebuilt_from_the_events(
     tmp_path: Path, log: EventLog, store: SqliteEventStore
 ) -> None:
-    story(log)
+    two_customer_story(log)
     path = tmp_path / "old-views.db"
     with sqlite3.connect(path) as old:
         old.execute("CREATE TABLE case_views (case_id TEXT PRIMARY KEY, status TEXT)")
