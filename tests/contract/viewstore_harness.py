@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 from projections.catalogue import PROJECTION_NAMES, Batch
 from projections.kpi_report import KpiQuery
@@ -21,6 +22,20 @@ from tests.contract.viewstore_stories import WEEK
 from tests.support import whole_timeline
 
 EVERY_DIMENSION = frozenset({"day", "channel", "team", "category"})
+
+
+def property_settings(max_examples: int, *, shrink: bool = True) -> settings:
+    """The same examples on every run (derandomized), no deadline; each example opens its own
+    store through make_store, so the function-scoped fixtures (where stores go, which to close)
+    are shared safely. Without `shrink` a failure is reported as found: shrinking a random
+    history replays it hundreds of times into fresh stores and seldom makes it clearer."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        phases=list(Phase) if shrink else [Phase.explicit, Phase.generate],
+    )
 
 
 def all_views(store: ViewStore, customers: list[str], cases: list[str]) -> dict[str, Any]:

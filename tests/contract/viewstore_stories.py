@@ -7,11 +7,12 @@ an adapter is held to the code production runs, not to numbers copied into a tes
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 
 from crm.vocabulary import Channel, Direction, Priority
 from projections.catalogue import Batch, news
-from projections.kpi_report import KpiQuery, KpiReport
+from projections.kpi_report import DIMENSIONS, KpiQuery, KpiReport
 from projections.kpi_tally import build_report
 from projections.kpis import kpi_changes
 from projections.lineage import merged_into
@@ -23,6 +24,7 @@ from services.case.events import (
     CasePendingOnCustomer,
     CaseReopened,
     CaseResolved,
+    CaseResumed,
     CaseTransferred,
     ContactOutcome,
 )
@@ -35,8 +37,20 @@ from services.case.sla_facts import (
     SlaTarget,
 )
 from services.customer.events import PurchaseRecorded, RenewalRecorded
+from services.events import DomainEvent
 from services.feedback.events import ReviewSubmitted, SurveySubmitted
-from tests.support import BOT, T0, BatchLog, contact, merged, opened, registered, survey
+from tests.support import (
+    AGENT,
+    BOT,
+    T0,
+    BatchLog,
+    contact,
+    merged,
+    opened,
+    registered,
+    survey,
+    unmerged,
+)
 
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
 WEEK_START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -200,3 +214,101 @@ def escalation_story() -> BatchLog:
         ),
     )
     return log
+
+
+HISTORY_CUSTOMERS = ("c-1", "c-2", "c-3", "c-4")
+HISTORY_START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+
+
+def random_history(rng: random.Random) -> BatchLog:
+    """Any mix of what projections see, over a month: cases opened on every channel and taken
+    through every case event in any order (projections do not judge transitions), SLA facts,
+    escalations, surveys with or without a case, purchases, renewals, merges and undos; gaps
+    from a minute to over a day, so facts straddle days and periods."""
+    log = BatchLog(HISTORY_START)
+    for customer_id in HISTORY_CUSTOMERS:
+        log.record(registered(customer_id))
+    cases: list[str] = []
+    levels: dict[str, int] = {}
+    for n in range(rng.randint(10, 60)):
+        log.now += timedelta(minutes=rng.choice([1, 30, 300, 1440, 2000]))
+        customer_id = rng.choice(HISTORY_CUSTOMERS)
+        if not cases or rng.random() < 0.1:
+            case_id = f"k-{len(cases)}"
+            channel, priority = rng.choice(list(Channel)), rng.choice(list(Priority))
+            log.record(opened(case_id, customer_id, channel, priority))
+            cases.append(case_id)
+            levels[case_id] = 0
+            continue
+        case_id = rng.choice(cases)
+        roll = rng.random()
+        if roll < 0.08:
+            to_level = rng.randint(0, 3)
+            reasons = [EscalationReason.REQUESTED_WATCH] if to_level else []
+            log.record(escalation(case_id, levels[case_id], to_level, *reasons))
+            levels[case_id] = to_level
+        elif roll < 0.14:
+            duplicate, survivor = rng.sample(HISTORY_CUSTOMERS, 2)
+            change = merged if rng.random() < 0.6 else unmerged
+            log.record_all(*change(duplicate, survivor, f"m-{n}"))
+        else:
+            log.record(rng.choice(_facts(rng, case_id, customer_id, log.now, f"{n}")))
+    return log
+
+
+def _facts(
+    rng: random.Random, case_id: str, customer_id: str, now: datetime, n: str
+) -> list[DomainEvent]:
+    """One of each other fact a history may hold next, with random details."""
+    target = rng.choice([FIRST, RESOLUTION])
+    return [
+        contact(
+            case_id,
+            f"ct-{n}",
+            rng.choice(list(Channel)),
+            rng.choice(list(Direction)),
+            rng.choice(list(ContactOutcome)),
+            rng.choice([BOT, AGENT]),
+            started_at=now - timedelta(minutes=rng.choice([0, 5, 3000])),
+        ),
+        CaseAssigned(case_id, "a-1", rng.choice(["t-1", "t-2"]), "", ""),
+        CaseTransferred(case_id, "billing", "technical", ""),
+        CaseResolved(case_id, "fixed", ""),
+        CaseReopened(case_id, ""),
+        CaseClosed(case_id, ""),
+        CasePendingOnCustomer(case_id, ""),
+        CaseResumed(case_id, ""),
+        sla_applied(
+            case_id,
+            now + timedelta(hours=rng.randint(1, 50)),
+            now + timedelta(hours=rng.randint(1, 80)),
+        ),
+        SlaFulfilled(case_id, target, rng.random() < 0.5),
+        SlaBreached(case_id, target, now),
+        SurveySubmitted(
+            f"f-{n}",
+            customer_id,
+            rng.choice(["", case_id]),
+            rng.choice(list(Channel)),
+            rng.choice([None, 1, 3, 5]),
+            rng.choice([None, 0, 7, 10]),
+            rng.choice([None, 1, 7]),
+            "",
+        ),
+        PurchaseRecorded(customer_id, f"o-{n}", "Gold", 1000, "JPY"),
+        RenewalRecorded(customer_id, f"r-{n}", "Silver"),
+    ]
+
+
+def random_kpi_query(rng: random.Random) -> KpiQuery:
+    """A period that may start before the history and end after it, grouped and filtered
+    any way."""
+    since = HISTORY_START.date() + timedelta(days=rng.randint(-3, 40))
+    return KpiQuery(
+        since,
+        since + timedelta(days=rng.randint(1, 20)),
+        frozenset(d for d in DIMENSIONS if rng.random() < 0.4),
+        channel=rng.choice(["", "", "phone", "email"]),
+        team=rng.choice(["", "", "t-1", "t-2"]),
+        category=rng.choice(["", "", "billing_payment"]),
+    )

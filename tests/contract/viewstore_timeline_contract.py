@@ -8,7 +8,7 @@ from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from crm.errors import InvalidInput
@@ -21,7 +21,7 @@ from services.case.escalation import EscalationReason
 from services.case.events import CaseOpened, ContactRecorded
 from services.customer.events import CustomerMerged, CustomerMergeUndone
 from services.events import DomainEvent
-from tests.contract.viewstore_harness import ViewStoreHarness, chunks
+from tests.contract.viewstore_harness import ViewStoreHarness, chunks, property_settings
 from tests.contract.viewstore_stories import escalation
 from tests.support import (
     T0,
@@ -250,14 +250,7 @@ class TimelineContract(ViewStoreHarness):
 
     # --- merge resolution: the adapter's form equals projections.lineage --------------------
 
-    @settings(
-        max_examples=100,
-        deadline=None,
-        derandomize=True,
-        # Each example opens its own store through make_store; the function-scoped fixtures
-        # only say where (a directory, a list of stores to close).
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
-    )
+    @property_settings(max_examples=100)
     @given(
         facts=st.lists(
             st.tuples(st.booleans(), st.sampled_from(MERGEABLE), st.sampled_from(MERGEABLE)),
