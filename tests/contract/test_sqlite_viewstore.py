@@ -10,15 +10,21 @@ import pytest
 
 from crm.errors import InvalidInput
 from projections.catalogue import PROJECTION_NAMES, TIMELINE, Batch
+from projections.store import sqlite_cases, sqlite_kpis, sqlite_risk, sqlite_timeline
 from projections.store.factory import open_view_store
 from projections.store.port import ViewStore
 from projections.store.sqlite import LAYOUT_VERSION, SqliteViewStore
 from tests.contract.viewstore_contract import ViewStoreContract
 from tests.contract.viewstore_harness import all_views
 from tests.contract.viewstore_stories import WEEK_CASES, WEEK_CUSTOMERS, week_story
-from tests.support import whole_timeline
 
 SOURCES = ("", "crm.customer.v1#2")
+TABLES = {
+    "timeline": sqlite_timeline.TABLES,
+    "case_views": sqlite_cases.TABLES,
+    "customer_risk": sqlite_risk.TABLES,
+    "kpi_facts": sqlite_kpis.TABLES,
+}
 
 
 class TestSqliteViewStore(ViewStoreContract):
@@ -73,7 +79,7 @@ def test_a_projection_of_another_schema_version_is_rebuilt_alone(
     empty_store.close()
     with sqlite3.connect(path) as conn:  # as if the code's schema version had moved on
         conn.execute("UPDATE projection_versions SET version = 0 WHERE projection = ?", (changed,))
-    emptied = {
+    emptied: set[str] = {
         "timeline": {"timelines", "members"},
         "case_views": {"cases", "escalated"},
         "customer_risk": {"risk"},
@@ -90,7 +96,7 @@ def test_a_projection_of_another_schema_version_is_rebuilt_alone(
         after = all_views(store, WEEK_CUSTOMERS, WEEK_CASES)
         for view in after.keys() - {"checkpoints"} - reads_merges:
             assert after[view] == (empty[view] if view in emptied else before[view]), view
-        assert before[next(iter(emptied))] != empty[next(iter(emptied))]
+        assert all(before[view] != empty[view] for view in emptied)  # there was something
 
         store.apply(batch, source=SOURCES[1])  # refills only what was dropped
         refilled = all_views(store, WEEK_CUSTOMERS, WEEK_CASES)
@@ -104,44 +110,55 @@ def test_a_projection_of_another_schema_version_is_rebuilt_alone(
     assert versions[changed] == 1
 
 
-def test_a_rebuilt_projection_starts_with_empty_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("changed", PROJECTION_NAMES)
+def test_a_rebuilt_projection_starts_with_empty_tables_and_the_others_keep_their_rows(
+    tmp_path: Path, changed: str
+) -> None:
     path = tmp_path / "views.db"
     _filled(path, week_story().batch)
-    assert _count(path, "timeline") > 0 and _count(path, "customer_merges") > 0
-    rows_elsewhere = {table: _count(path, table) for table in ("case_views", "kpi_contacts")}
+    rows = {table: _count(path, table) for tables in TABLES.values() for table in tables}
+    assert all(rows[table] > 0 for table in TABLES[changed])
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE projection_versions SET version = 0 WHERE projection = 'timeline'")
+        conn.execute("UPDATE projection_versions SET version = 0 WHERE projection = ?", (changed,))
 
     SqliteViewStore(path).close()
 
-    assert _count(path, "timeline") == 0
-    assert _count(path, "customer_merges") == 0
-    assert {table: _count(path, table) for table in rows_elsewhere} == rows_elsewhere
+    for projection, tables in TABLES.items():
+        for table in tables:
+            assert _count(path, table) == (0 if projection == changed else rows[table]), table
 
 
 def test_a_file_of_an_older_layout_is_dropped_whole(tmp_path: Path) -> None:
     path = tmp_path / "views.db"
-    _filled(path, week_story().batch)
-    with sqlite3.connect(path) as conn:  # layout 5: one "views" projection, tables of its own
-        conn.execute("CREATE TABLE read_model_meta (key TEXT PRIMARY KEY, value TEXT)")
-        conn.execute("INSERT INTO checkpoints (consumer, position) VALUES ('views', 999)")
+    with sqlite3.connect(path) as conn:  # layout 5: one "views" projection, its own tables
+        conn.execute("CREATE TABLE checkpoints (projection TEXT PRIMARY KEY, position INTEGER)")
+        conn.execute("INSERT INTO checkpoints VALUES ('views', 999)")
+        conn.execute(
+            "CREATE TABLE feedback_signals (feedback_id TEXT PRIMARY KEY, customer_id TEXT,"
+            " case_id TEXT, reason TEXT, global_position INTEGER)"
+        )
+        conn.execute("INSERT INTO feedback_signals VALUES ('f-1', 'c-1', '', 'poor_score', 3)")
+        conn.execute("CREATE TABLE case_views (case_id TEXT PRIMARY KEY, view TEXT)")
+        conn.execute("INSERT INTO case_views VALUES ('case-1', '{}')")
         conn.execute("PRAGMA user_version = 5")
+    batch = week_story().batch
 
     store = SqliteViewStore(path)
     try:
-        for name in PROJECTION_NAMES:
-            for source in SOURCES:
-                assert store.checkpoint(name, source) == 0
-        assert all(whole_timeline(store, c) == [] for c in WEEK_CUSTOMERS)
-        assert [store.case_view(case_id) for case_id in WEEK_CASES] == [None] * len(WEEK_CASES)
-        assert store.timeline_watermark() == 0
+        assert {store.checkpoint(name) for name in PROJECTION_NAMES} == {0}
+        assert store.case_view("case-1") is None
+        assert store.customer_risk("c-1").latest_feedback_reason == ""
+        store.apply(batch)  # the new layout works: checkpoints per consumer and source
+        assert {store.checkpoint(name) for name in PROJECTION_NAMES} == {len(batch)}
     finally:
         store.close()
-    assert "read_model_meta" not in _tables(path)
-    assert _count(path, "checkpoints") == 0
-    assert all(_count(path, table) == 0 for table in ("kpi_cases", "risk_cases", "timeline"))
+    assert "feedback_signals" not in _tables(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == LAYOUT_VERSION
+        assert (
+            conn.execute("SELECT COUNT(*) FROM checkpoints WHERE consumer = 'views'").fetchone()[0]
+            == 0
+        )
 
 
 def test_open_view_store_from_a_url(tmp_path: Path) -> None:
