@@ -124,17 +124,23 @@ class ViewsContract(ViewStoreHarness):
         store.apply(log.batch)
         assert store.customer_risk("c-1") == CustomerRisk("c-1", (("case-1", 1),), "")
 
-        log.record_all(*merged("c-9", "c-1"), survey("f-9", "c-9", "case-9", csat=1))
+        log.record_all(
+            *merged("c-9", "c-1"),
+            survey("f-9", "c-9", "case-9", csat=1),
+            opened("case-0", "c-9"),
+            escalation("case-0", 0, 1, EscalationReason.REQUESTED_WATCH),
+        )
         store.apply(log.batch)
+        # Highest level first, then the longest escalated (case-1 before the later case-0).
         assert store.customer_risk("c-1") == CustomerRisk(
-            "c-1", (("case-9", 2), ("case-1", 1)), "negative_feedback"
+            "c-1", (("case-9", 2), ("case-1", 1), ("case-0", 1)), "negative_feedback"
         )
         assert store.customer_risk("c-9") == CustomerRisk(
-            "c-9", (("case-9", 2),), "negative_feedback"
+            "c-9", (("case-9", 2), ("case-0", 1)), "negative_feedback"
         )
 
         log.record_all(
-            survey("f-2", "c-1", csat=5),  # the latest feedback of c-1 and c-9 together
+            survey("f-2", "c-1", csat=5),  # then c-9's negative voice: the latest of both counts
             VoiceOfCustomerRecorded(
                 "f-3", "c-9", "", Channel.CHAT, "meh", SentimentLabel.NEGATIVE, -0.6, "vader"
             ),
@@ -149,7 +155,9 @@ class ViewsContract(ViewStoreHarness):
         log.record_all(escalation("case-9", 2, 0), *unmerged("c-9", "c-1"))
         store.apply(log.batch)
         assert store.customer_risk("c-1") == CustomerRisk("c-1", (("case-1", 1),), "")
-        assert store.customer_risk("c-9") == CustomerRisk("c-9", (), "negative_sentiment")
+        assert store.customer_risk("c-9") == CustomerRisk(
+            "c-9", (("case-0", 1),), "negative_sentiment"
+        )
         nobody = store.customer_risk("c-nobody")
         assert nobody == CustomerRisk("c-nobody", (), "") and not nobody.at_risk
 
