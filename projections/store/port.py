@@ -35,7 +35,8 @@ class ViewStore(Tracking):
         """Apply the named projections to the batch and move their checkpoints, in one transaction.
 
         Each projection ignores the events at or below its checkpoint of `source`, so applying
-        a batch twice changes nothing. Unknown projection names are refused (InvalidInput).
+        a batch twice changes nothing. Unknown projection names, or none, are refused
+        (InvalidInput) before anything is written.
         """
 
     @abstractmethod
