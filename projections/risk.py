@@ -29,12 +29,14 @@ class FeedbackSignal:
 
 @dataclass(frozen=True)
 class CaseEscalation:
-    """How escalated one of the customer's cases is now, and since when (None at level 0)."""
+    """How escalated one of the customer's cases is now, and since when (None at level 0), as of
+    the global position of the case's last escalation change."""
 
     case_id: str
     customer_id: str
     level: int
     since: datetime | None
+    position: int
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,19 @@ def risk_changes(news: Batch, load: Callable[[str], CaseEscalation | None]) -> R
     for recorded, event in news:
         if isinstance(event, CaseEscalationChanged):
             previous = changes.cases.get(event.case_id) or load(event.case_id)
+            if previous is not None and recorded.global_position <= previous.position:
+                continue  # redelivered, from whatever source: applied already
             since = escalated_since(
                 None if previous is None else previous.since,
                 event,
                 recorded.metadata.occurred_at,
             )
             changes.cases[event.case_id] = CaseEscalation(
-                event.case_id, recorded.metadata.customer_id, event.to_level, since
+                event.case_id,
+                recorded.metadata.customer_id,
+                event.to_level,
+                since,
+                recorded.global_position,
             )
         signal = feedback_signal(recorded, event)
         if signal is not None:

@@ -19,7 +19,8 @@ SCHEMA = (
         customer_id TEXT NOT NULL,
         level INTEGER NOT NULL,
         escalated_since TEXT,
-        since TEXT
+        since TEXT,
+        position INTEGER NOT NULL
     )
     """,
     "CREATE INDEX IF NOT EXISTS risk_cases_by_customer ON risk_cases (customer_id, level)",
@@ -40,8 +41,9 @@ SCHEMA = (
 def write(conn: sqlite3.Connection, news: Batch) -> None:
     changes = risk_changes(news, lambda case_id: _escalation(conn, case_id))
     conn.executemany(
-        "INSERT OR REPLACE INTO risk_cases (case_id, customer_id, level, escalated_since, since)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO risk_cases"
+        " (case_id, customer_id, level, escalated_since, since, position)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         [
             (
                 case.case_id,
@@ -49,6 +51,7 @@ def write(conn: sqlite3.Connection, news: Batch) -> None:
                 case.level,
                 None if case.since is None else sortable_instant(case.since),
                 None if case.since is None else case.since.isoformat(),
+                case.position,
             )
             for case in changes.cases.values()
         ],
@@ -84,11 +87,15 @@ def customer_risk(conn: sqlite3.Connection, customer_id: str) -> CustomerRisk:
 
 def _escalation(conn: sqlite3.Connection, case_id: str) -> CaseEscalation | None:
     row = conn.execute(
-        "SELECT customer_id, level, since FROM risk_cases WHERE case_id = ?", (case_id,)
+        "SELECT customer_id, level, since, position FROM risk_cases WHERE case_id = ?", (case_id,)
     ).fetchone()
     if row is None:
         return None
-    customer_id, level, since = row
+    customer_id, level, since, position = row
     return CaseEscalation(
-        case_id, customer_id, int(level), None if since is None else datetime.fromisoformat(since)
+        case_id,
+        customer_id,
+        int(level),
+        None if since is None else datetime.fromisoformat(since),
+        int(position),
     )

@@ -108,6 +108,23 @@ class ViewsContract(ViewStoreHarness):
 
     # --- customer risk and KPIs ---------------------------------------------------------------
 
+    def test_an_old_escalation_change_redelivered_from_another_source_changes_no_risk(
+        self, store: ViewStore
+    ) -> None:
+        log = BatchLog()
+        log.record_all(
+            registered("c-1"),
+            opened("case-1", "c-1"),
+            escalation("case-1", 0, 1, EscalationReason.REPEAT_CONTACT),
+            escalation("case-1", 1, 3, EscalationReason.CRITICAL_DEPARTMENT),
+        )
+        store.apply(log.batch)
+        assert store.customer_risk("c-1") == CustomerRisk("c-1", (("case-1", 3),), "")
+
+        store.apply(log.batch[:3], source="crm.case.v1#5")  # as a re-partitioned topic would
+
+        assert store.customer_risk("c-1") == CustomerRisk("c-1", (("case-1", 3),), "")
+
     def test_customer_risk_counts_merged_profiles_and_the_latest_feedback(
         self, store: ViewStore
     ) -> None:
