@@ -19,6 +19,7 @@ from typing import cast
 from crm.envelope import EventMetadata, RecordedEvent
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.sqlite_connections import ThreadConnections, immediate, translated
 from services.case.escalation import CaseEscalationChanged, EscalationReason
 from services.case.events import CaseOpened
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached, SlaFulfilled, SlaTarget
@@ -164,7 +165,16 @@ def summarize(outcomes: Iterable[CaseOutcome], since: datetime, until: datetime)
 
 def write_scratch(path: Path, label: str, outcomes: Iterable[CaseOutcome]) -> None:
     """Keep the per-case outcomes in a scratch file for a closer look."""
-    with sqlite3.connect(path) as conn:
+    connections = ThreadConnections(path, "what-if scratch file")
+    try:
+        with translated("what-if scratch file"):
+            _write_outcomes(connections.get(), label, outcomes)
+    finally:
+        connections.close()
+
+
+def _write_outcomes(conn: sqlite3.Connection, label: str, outcomes: Iterable[CaseOutcome]) -> None:
+    with immediate(conn):
         conn.execute(
             "CREATE TABLE IF NOT EXISTS what_if_cases (policy TEXT, case_id TEXT, opened_at TEXT,"
             " priority TEXT, attained INTEGER, at_risk TEXT, breached TEXT,"
