@@ -10,7 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
+from crm.doorbell import Doorbell, ring_across_processes
 from crm.envelope import NewEvent, RecordedEvent
 from crm.notify import ChangeSignal
 
@@ -39,6 +41,7 @@ class EventStore(ABC):
 
     def __init__(self) -> None:
         self.appended = ChangeSignal()
+        self._doorbell: Doorbell | None = None
 
     @abstractmethod
     def append(
@@ -64,8 +67,15 @@ class EventStore(ABC):
     def last_position(self) -> int:
         """The global position of the newest event, 0 for an empty store."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook: adapters without connections keep it
-        """Release connections; the default holds none."""
+    def close(self) -> None:
+        """Release the doorbell; adapters that hold connections close them and call this too."""
+        if self._doorbell is not None:
+            self._doorbell.close()
+
+    def ring_across_processes(self, store_file: Path) -> None:
+        """Wake followers in every process that opened the same file (crm/doorbell.py), for
+        adapters whose database cannot notify by itself."""
+        self._doorbell = ring_across_processes(self.appended, store_file)
 
     def notify_appended(self) -> None:
         """Wake followers in this process (crm.follow); adapters call it after each commit."""

@@ -93,6 +93,7 @@ class SqliteEventStore(EventStore):
     def close(self) -> None:
         """Close every thread's connection; the store is unusable afterwards."""
         self._connections.close()
+        super().close()
 
     def append(
         self, stream: str, events: Sequence[NewEvent], expected: ExpectedRevision

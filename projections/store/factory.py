@@ -10,5 +10,8 @@ from projections.store.sqlite import SqliteViewStore
 def open_view_store(url: str) -> ViewStore:
     """Open the view store a URL names: `sqlite:///<path>` (see crm.urls.sqlite_path)."""
     if is_sqlite(url):
-        return SqliteViewStore(sqlite_path(url, "read_store_url"))
+        path = sqlite_path(url, "read_store_url")
+        store = SqliteViewStore(path)
+        store.ring_across_processes(path)
+        return store
     raise unsupported(url, "read_store_url", SQLITE_FORM)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
+from crm.doorbell import Doorbell, ring_across_processes
 from crm.notify import ChangeSignal
 from crm.tracking import Tracking
 from projections.case_view import CaseView
@@ -27,6 +29,7 @@ class ViewStore(Tracking):
 
     def __init__(self) -> None:
         self._changed = ChangeSignal()
+        self._doorbell: Doorbell | None = None
 
     @abstractmethod
     def apply(
@@ -85,12 +88,19 @@ class ViewStore(Tracking):
         """Entries of the customer written after a sequence number, and the last number read."""
 
     def close(self) -> None:
-        """Release connections; the default holds none."""
+        """Release the doorbell; adapters that hold connections close them and call this too."""
+        if self._doorbell is not None:
+            self._doorbell.close()
+
+    def ring_across_processes(self, store_file: Path) -> None:
+        """Wake watchers in every process that opened the same file (crm/doorbell.py): a query
+        API whose views a Kafka worker writes learns of each applied batch at once."""
+        self._doorbell = ring_across_processes(self._changed, store_file)
 
     def notify_changed(self) -> None:
         """Wake watchers in this process; runners call it after each applied batch."""
         self._changed.notify()
 
     def wait_for_change(self, timeout: float) -> None:
-        """Block until a change in this process or the timeout (changes by others are polled)."""
+        """Block until a change (in this process, or rung by another) or the timeout."""
         self._changed.wait(timeout)

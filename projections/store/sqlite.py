@@ -85,6 +85,7 @@ class SqliteViewStore(ViewStore):
     def close(self) -> None:
         """Close every thread's connection; the store is unusable afterwards."""
         self._connections.close()
+        super().close()
 
     def checkpoint(self, consumer: str, source: str = "") -> int:
         """The global position of the last event `consumer` applied from `source`, 0 if none."""

@@ -43,7 +43,7 @@ class WorkerSettings:
     heartbeat_interval: float = 1.0
     rebalance_timeout: float = 10.0
     batch_size: int = 200
-    batch_within: float = 0.2
+    batch_within: float = 0.02  # a lone event waits at most this long for company
 
     def __post_init__(self) -> None:
         projection_named(self.projection)
