@@ -77,11 +77,10 @@ class CaseApplication:
 
     def summary(self, case_id: str) -> tuple[str, int]:
         """The hand-over paragraph and the revision it covers."""
-        loaded = self.get(case_id)
-        history = [
-            (self._codec.decode(r.type, r.data), r.metadata.occurred_at) for r in loaded.records
-        ]
-        return summarize(history), loaded.revision
+        self.get(case_id)  # refuses an unknown case, naming case_id
+        records = self.cases.history(case_id)
+        history = [(self._codec.decode(r.type, r.data), r.metadata.occurred_at) for r in records]
+        return summarize(history), records[-1].revision
 
     def _require_active_customer(self, customer_id: str) -> CustomerStanding:
         customer = self._customers(customer_id)
