@@ -6,6 +6,8 @@ No business rules live here. What it adds to a service's pure `decide`:
   without deciding again; by a different command (on any stream), it is refused;
 - a queue per stream: commands on one stream from threads of this process take turns
   (crm.stream_queue), so they do not collide;
+- loading at a cost independent of history: the newest of a cached state and a snapshot, checked
+  against the stream, plus the events after it (crm.folding);
 - optimistic concurrency: the append names the revision the decision was based on; on a conflict
   (a writer in another process) the stream is reloaded and the command decided again, a bounded
   number of times.
@@ -26,6 +28,7 @@ from crm.envelope import EventMetadata, NewEvent, RecordedEvent, canonical_json
 from crm.errors import ConcurrencyConflict, InvalidInput, NotFound
 from crm.eventcodec import EventCodec, to_plain
 from crm.eventstore.port import EventStore, ExpectedRevision, RequestRecord, StreamState
+from crm.folding import CACHE_SIZE, SNAPSHOT_EVERY, Fold, StateLoader
 from crm.stream_queue import StreamQueue
 from crm.validation import MAX_ID, optional_id, require_id
 from crm.vocabulary import Actor
@@ -98,26 +101,27 @@ class StreamHandler(Generic[S, E]):
         store: EventStore,
         codec: EventCodec,
         category: str,
-        evolve: Callable[[S | None, E, datetime], S],
+        fold: Fold[S, E],
         clock: Clock,
+        *,
+        cache_size: int = CACHE_SIZE,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> None:
         self._store = store
         self._codec = codec
         self._category = category
-        self._evolve = evolve
         self._clock = clock
         self._queue = StreamQueue()
+        self.states: StateLoader[S, E] = StateLoader(
+            store, codec, fold, cache_size=cache_size, snapshot_every=snapshot_every
+        )
 
     def stream(self, aggregate_id: str) -> str:
         return f"{self._category}-{aggregate_id}"
 
     def load(self, aggregate_id: str) -> Loaded[S]:
-        records = self._store.read_stream(self.stream(aggregate_id))
-        state: S | None = None
-        for record in records:
-            event = self._codec.decode(record.type, record.data)
-            state = self._evolve(state, event, record.metadata.occurred_at)
-        return Loaded(state, records[-1].revision if records else -1)
+        state, revision = self.states.load(self.stream(aggregate_id))
+        return Loaded(state, revision)
 
     def load_existing(self, aggregate_id: str, field: str) -> Loaded[S]:
         """Load an aggregate a command refers to; NOT_FOUND names the field that pointed at it."""

@@ -123,8 +123,9 @@ class EventStore(ABC):
         """
 
     @abstractmethod
-    def read_snapshot(self, stream: str) -> Snapshot | None:
-        """The stream's snapshot, of whatever version; None if it has none."""
+    def read_snapshot(self, stream: str, after_revision: int = -1) -> Snapshot | None:
+        """The stream's snapshot (of whatever version) if it was folded past `after_revision`;
+        None otherwise, so a reader whose cache is as new reads no state it would not use."""
 
     def close(self) -> None:  # noqa: B027 - optional hook: adapters without connections keep it
         """Release connections; the default holds none."""

@@ -287,14 +287,15 @@ class SqliteEventStore(EventStore):
         # instead of waiting for the file's write lock on its own.
         self.commits.submit(save_in)
 
-    def read_snapshot(self, stream: str) -> Snapshot | None:
-        """The stream's snapshot, of whatever version; None if it has none."""
+    def read_snapshot(self, stream: str, after_revision: int = -1) -> Snapshot | None:
+        """The stream's snapshot if it was folded past `after_revision`; None otherwise."""
         with _translated():
             row = (
                 self._connection()
                 .execute(
-                    "SELECT revision, event_id, version, state FROM snapshots WHERE stream = ?",
-                    (stream,),
+                    "SELECT revision, event_id, version, state FROM snapshots"
+                    " WHERE stream = ? AND revision > ?",
+                    (stream, after_revision),
                 )
                 .fetchone()
             )

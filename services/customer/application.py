@@ -20,6 +20,7 @@ from crm.command_handling import (
 from crm.errors import InvalidInput, InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.folding import Fold
 from services.customer import domain as customer_domain
 from services.customer.commands import CustomerCommand, MergeCustomers, RegisterCustomer, UndoMerge
 from services.customer.domain import Customer
@@ -30,6 +31,8 @@ from services.customer.events import (
     DuplicateReleased,
 )
 
+CUSTOMER_FOLD = Fold(Customer, customer_domain.evolve, customer_domain.FOLD_VERSION)
+
 
 class CustomerApplication:
     """The customer service's use cases, free of gRPC."""
@@ -37,7 +40,7 @@ class CustomerApplication:
     def __init__(self, store: EventStore, codec: EventCodec, clock: Clock) -> None:
         self._codec = codec
         self.customers: StreamHandler[Customer, CustomerEvent] = StreamHandler(
-            store, codec, "customer", customer_domain.evolve, clock
+            store, codec, "customer", CUSTOMER_FOLD, clock
         )
 
     def handle(self, command: CustomerCommand, context: CommandContext) -> CommandOutcome:

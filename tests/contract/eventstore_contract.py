@@ -538,6 +538,17 @@ class EventStoreContract(ABC):
         assert store.read_snapshot("Case-1") == newer_code
         assert store.read_snapshot("Case-2") is None
 
+    def test_a_snapshot_is_read_only_if_newer_than_the_readers_state(
+        self, store: EventStore
+    ) -> None:
+        events = new_events(4)
+        store.append("Case-1", events, StreamState.NO_STREAM)
+        at_2 = Snapshot("Case-1", 2, events[2].event_id, 1, b"two")
+        store.save_snapshot(at_2)
+        assert store.read_snapshot("Case-1", after_revision=1) == at_2
+        assert store.read_snapshot("Case-1", after_revision=2) is None
+        assert store.read_snapshot("Case-1", after_revision=3) is None
+
     # --- following the global order (crm.follow, the loop every consumer runs) ---------------
 
     def test_following_catches_up_then_follows(self, store: EventStore) -> None:
