@@ -77,6 +77,7 @@ class StateCache(Generic[S]):
         self._states: OrderedDict[str, Folded[S]] = OrderedDict()
 
     def get(self, stream: str) -> Folded[S] | None:
+        """The stream's remembered state, now the most recently used; None if not kept."""
         with self._lock:
             folded = self._states.get(stream)
             if folded is not None:
@@ -95,6 +96,7 @@ class StateCache(Generic[S]):
                 self._states.popitem(last=False)
 
     def drop(self, stream: str) -> None:
+        """Forget the stream's state (it did not match the stream)."""
         with self._lock:
             self._states.pop(stream, None)
 
@@ -109,6 +111,7 @@ def encode_state(fold: Fold[Any, Any], state: Any) -> bytes:
 
 
 def decode_state(fold: Fold[S, Any], data: bytes) -> S:
+    """The state a snapshot holds; raises if it does not read as the fold's state type."""
     state: S = from_plain(fold.state_type, json.loads(data))
     return state
 
