@@ -63,6 +63,12 @@ class GroupCommitter(Generic[C]):
         """How many transactions ran: fewer than the appends when they were grouped."""
 
     @property
+    def writing(self) -> bool:
+        """Whether a writer is running a batch right now."""
+        with self._condition:
+            return self._writing
+
+    @property
     def queued(self) -> int:
         """How many pieces of work wait for the next transaction."""
         with self._condition:

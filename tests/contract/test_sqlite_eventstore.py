@@ -300,7 +300,7 @@ def test_appends_waiting_for_the_writer_share_one_transaction(tmp_path: Path) ->
         first = threading.Thread(target=append, args=(0,), daemon=True)
         first.start()
         # The first append becomes the writer and waits for the lock; seven more queue behind it.
-        wait_until(lambda: store.commits.queued == 0 and first.is_alive(), "the first writer")
+        wait_until(lambda: store.commits.writing, "the first append to wait as the writer")
         others = [threading.Thread(target=append, args=(n,), daemon=True) for n in range(1, 8)]
         for thread in others:
             thread.start()

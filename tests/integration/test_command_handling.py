@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from crm.command_handling import MAX_ATTEMPTS, CommandContext
-from crm.envelope import NewEvent, verify_chain
+from crm.envelope import EventMetadata, NewEvent, verify_chain
 from crm.errors import ConcurrencyConflict, InvalidInput, InvariantViolated, OperationalError
-from crm.eventstore.port import AppendResult, ExpectedRevision
+from crm.eventstore.port import AppendResult, ExpectedRevision, StreamState
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Priority
-from services.bootstrap import build_applications
+from services.bootstrap import CODEC, build_applications
 from services.case.commands import AddNote, OpenCase
-from services.case.events import Category
+from services.case.events import CaseNoteAdded, Category
 from services.customer import domain as customer_domain
 from services.customer.application import CustomerApplication
 from services.customer.commands import ChangeTier, MergeCustomers, RegisterCustomer, UndoMerge
@@ -249,3 +249,35 @@ def test_two_processes_on_one_file_each_see_the_others_writes(tmp_path: Path) ->
         assert loaded.state is not None and loaded.state.note_count == 6
     first.close()
     second.close()
+
+
+class RacingStore(SqliteEventStore):
+    """A real store where, just before one append, another process records a different command
+    under the same request id on another stream."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.sneak_in: tuple[str, list[NewEvent]] | None = None
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected: ExpectedRevision
+    ) -> AppendResult:
+        if self.sneak_in is not None:
+            other_stream, other_events = self.sneak_in
+            self.sneak_in = None
+            super().append(other_stream, other_events, StreamState.ANY)
+        return super().append(stream, events, expected)
+
+
+def test_a_request_id_taken_by_another_command_meanwhile_is_refused(tmp_path: Path) -> None:
+    store = RacingStore(tmp_path / "events.db")
+    apps = build_applications(store, lambda: NOW)
+    register(apps.customers, "c-1")
+    apps.cases.handle(open_case("case-1"), context("open-1"))
+    type_name, data = CODEC.encode(CaseNoteAdded("case-9", "note-9", "elsewhere"))
+    metadata = EventMetadata("c-1", NOW, AGENT, "race", "", "race", "another digest")
+    store.sneak_in = ("case-case-9", [NewEvent("e-9", type_name, data, metadata)])
+    with pytest.raises(InvalidInput, match="different command"):
+        apps.cases.handle(AddNote("case-1", "note-1", "called back"), context("race"))
+    assert len(store.read_stream("case-case-1")) == 1
+    store.close()
