@@ -1,9 +1,13 @@
 """Turns domain event dataclasses into stored JSON payloads and back, by their versioned type names.
 
 The JSON form is what the event store keeps and hashes: enums as their values, instants as ISO-8601,
-nested value objects as objects. Type names are explicit (`TYPE` on each class), never derived from
-class names, so renaming a class never breaks stored history. A field added to an event later
-needs a default: payloads stored before it existed decode with that default.
+nested value objects as objects, sets as sorted lists. Type names are explicit (`TYPE` on each
+class), never derived from class names, so renaming a class never breaks stored history. A field
+added to an event later needs a default: payloads stored before it existed decode with that default.
+
+Aggregate states (kept in snapshots) also hold fields declared as a union of several event classes;
+`to_plain(value, hint)` follows the declared type and records which member such a field holds, as
+`{"type": <TYPE>, "value": ...}`, so `from_plain` can rebuild it.
 """
 
 from __future__ import annotations
@@ -53,8 +57,15 @@ class EventCodec:
         return from_plain(self.class_for(type_name), json.loads(data))
 
 
-def to_plain(value: Any) -> Any:
-    """A JSON-ready form of a dataclass, enum, instant, tuple or scalar."""
+def to_plain(value: Any, hint: Any = None) -> Any:
+    """A JSON-ready form of a dataclass, enum, instant, tuple, set or scalar.
+
+    Without `hint` the value's own shape decides (the form events and command digests have always
+    had); with the declared type as `hint`, a field declared as a union of several classes records
+    which one it holds, so that `from_plain(hint, ...)` rebuilds it.
+    """
+    if hint is not None:
+        return _encoder(hint)(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
@@ -63,7 +74,14 @@ def to_plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, tuple | list):
         return [to_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return _sorted([to_plain(v) for v in value])
     return value
+
+
+def _sorted(plain_items: list[Any]) -> list[Any]:
+    """Set members in one order whatever the hash seed, so equal sets store equal bytes."""
+    return sorted(plain_items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
 def from_plain(hint: Any, raw: Any) -> Any:
@@ -75,17 +93,64 @@ Convert = Callable[[Any], Any]
 
 
 @functools.cache
+def _encoder(hint: Any) -> Convert:
+    """How to write values declared as `hint`, worked out once per type (see `_converter`)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        members = _members(hint)
+        if len(members) == 1:
+            encode_inner = _encoder(members[0])
+            return lambda value: None if value is None else encode_inner(value)
+        encoders = {cls: (_type_name(cls), _encoder(cls)) for cls in members}
+
+        def encode_member(value: Any) -> Any:
+            if value is None:
+                return None
+            name, encode = encoders[type(value)]
+            return {"type": name, "value": encode(value)}
+
+        return encode_member
+    if origin is tuple:
+        encode_item = _encoder(get_args(hint)[0])
+        return lambda value: [encode_item(v) for v in value]
+    if origin in (frozenset, set):
+        encode_member_of_set = _encoder(get_args(hint)[0])
+        return lambda value: _sorted([encode_member_of_set(v) for v in value])
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = get_type_hints(hint)
+        fields = [(f.name, _encoder(hints[f.name])) for f in dataclasses.fields(hint)]
+        return lambda value: {name: encode(getattr(value, name)) for name, encode in fields}
+    return to_plain  # enums, instants and scalars need no declared type
+
+
+@functools.cache
 def _converter(hint: Any) -> Convert:
     """How to rebuild values of one type, worked out once per type: decoding a long stream must
     not resolve type hints again for every event (that reflection dominated loading)."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
-        (inner,) = [a for a in get_args(hint) if a is not type(None)]
-        convert_inner = _converter(inner)
-        return lambda raw: None if raw is None else convert_inner(raw)
+        members = _members(hint)
+        if len(members) == 1:
+            convert_inner = _converter(members[0])
+            return lambda raw: None if raw is None else convert_inner(raw)
+        converters = {_type_name(cls): _converter(cls) for cls in members}
+
+        def convert_member(raw: Any) -> Any:
+            if raw is None:
+                return None
+            try:
+                convert = converters[raw["type"]]
+            except (KeyError, TypeError):
+                raise IntegrityError(f"no member of {hint} is named in {raw!r:.80}") from None
+            return convert(raw["value"])
+
+        return convert_member
     if origin is tuple:
         convert_item = _converter(get_args(hint)[0])
         return lambda raw: tuple(convert_item(r) for r in raw)
+    if origin in (frozenset, set):
+        convert_member_of_set = _converter(get_args(hint)[0])
+        return lambda raw: origin(convert_member_of_set(r) for r in raw)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_converter(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
@@ -117,6 +182,18 @@ def _dataclass_converter(cls: type[Any]) -> Convert:
         return cls(**kwargs)
 
     return convert
+
+
+def _members(union: Any) -> list[Any]:
+    return [a for a in get_args(union) if a is not type(None)]
+
+
+def _type_name(cls: Any) -> str:
+    """The stored name of a union member: its explicit versioned TYPE, never its class name."""
+    name = getattr(cls, "TYPE", None)
+    if not isinstance(name, str):
+        raise TypeError(f"{cls!r} in a union needs a TYPE name to be stored")
+    return name
 
 
 def _unchanged(raw: Any) -> Any:

@@ -2,6 +2,13 @@
 
 Revisions are zero-based per stream; global positions start at 1 and grow in commit order, so a
 reader that has applied position N asks for everything after N and never misses an event.
+
+Besides the events, a store keeps two things of its own:
+- a request index: which command (by its digest) each request id stands for, and what it appended
+  to each stream, written in the transaction of the append, so a request id means one command
+  across the whole store and a retry is recognised without reading the stream;
+- snapshots of folded aggregate states, a cache that saves folding long streams from the start.
+  They are not events: not in the global order, not hash-chained, and replaceable at any time.
 """
 
 from __future__ import annotations
@@ -36,6 +43,33 @@ class AppendResult:
     global_position: int
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """What one request appended to one stream, as the request index keeps it."""
+
+    request_id: str
+    command_digest: str
+    stream: str
+    event_ids: tuple[str, ...]
+    revision: int  # of the request's last event in the stream
+    global_position: int  # of that event
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An aggregate's state folded up to `revision` of its stream, in the aggregate's own form.
+
+    `event_id` names the event at `revision`, so a reader can check the stream still holds it;
+    `version` names the fold that produced `state`: a reader running another fold ignores it.
+    """
+
+    stream: str
+    revision: int
+    event_id: str
+    version: int
+    state: bytes
+
+
 class EventStore(ABC):
     """Port every event store adapter implements; the shared conformance suite checks each one."""
 
@@ -51,6 +85,16 @@ class EventStore(ABC):
 
         Re-appending events whose ids are already recorded in the stream, in the same order,
         writes nothing and returns the original result (retries are harmless).
+
+        The request index is written in the same transaction: each event's
+        `metadata.request_id` (when not empty) is bound to its `metadata.command_digest`. One
+        request may append to several streams (a merge does), always with the same digest; an
+        append carrying a request id bound to another digest raises ConcurrencyConflict (another
+        command holds that id) and writes nothing.
+
+        Appends that arrive together may be committed in one transaction (group commit); each is
+        still checked on its own, one that fails writes nothing and fails alone, and a return
+        always means the events are durably committed.
         """
 
     @abstractmethod
@@ -66,6 +110,25 @@ class EventStore(ABC):
     @abstractmethod
     def last_position(self) -> int:
         """The global position of the newest event, 0 for an empty store."""
+
+    @abstractmethod
+    def find_request(self, request_id: str) -> list[RequestRecord]:
+        """What the request appended, one record per stream in the order it appended them;
+        an empty list for a request id the store has not seen."""
+
+    @abstractmethod
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep `snapshot` as its stream's one snapshot, replacing whatever was kept before.
+
+        Last writer wins: two loaders racing may leave the older of their snapshots, which costs
+        the next load a few more events and nothing else; a snapshot that no longer matches its
+        stream is replaced by the next one written.
+        """
+
+    @abstractmethod
+    def read_snapshot(self, stream: str, after_revision: int = -1) -> Snapshot | None:
+        """The stream's snapshot (of whatever version) if it was folded past `after_revision`;
+        None otherwise, so a reader whose cache is as new reads no state it would not use."""
 
     def close(self) -> None:
         """Release the doorbell; adapters that hold connections close them and call this too."""

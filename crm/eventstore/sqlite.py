@@ -2,11 +2,17 @@
 
 Writers take the database's write lock up front (BEGIN IMMEDIATE), so appends are serialized and
 global positions are handed out in commit order: a reader following positions never skips an event.
+Within a process, appends that arrive together are written by one thread in one transaction, each
+in a savepoint of its own (crm.eventstore.group_commit), so concurrent commands share an fsync.
+
+Layout versions (`PRAGMA user_version`): 0 is the events table alone; 1 adds the request index
+(built from the stored events when an older file is opened) and the snapshots table.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +26,21 @@ from crm.errors import (
     IntegrityError,
     InvalidInput,
 )
-from crm.eventstore.port import AppendResult, EventStore, ExpectedRevision, StreamState
+from crm.eventstore import sqlite_requests
+from crm.eventstore.group_commit import GroupCommitter, TransactionLost
+from crm.eventstore.port import (
+    AppendResult,
+    EventStore,
+    ExpectedRevision,
+    RequestRecord,
+    Snapshot,
+    StreamState,
+)
 from crm.sqlite_connections import ThreadConnections, immediate, translated
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
 
 _SCHEMA = (
     """
@@ -41,6 +60,16 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, global_position)",
+    sqlite_requests.SCHEMA,
+    """
+    CREATE TABLE IF NOT EXISTS snapshots (
+        stream TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        state BLOB NOT NULL
+    )
+    """,
 )
 
 _COLUMNS = (
@@ -78,6 +107,7 @@ class SqliteEventStore(EventStore):
         super().__init__()
         self._path = Path(path)
         self._connections = ThreadConnections(self._path, "sqlite event store")
+        self.commits = GroupCommitter(self._transaction, _savepoint)
         conn = self._connection()
         with _translated():
             # WAL is a property of the file; setting it once per open is enough.
@@ -85,10 +115,17 @@ class SqliteEventStore(EventStore):
             with immediate(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                _migrate(conn, self._path)
 
     def _connection(self) -> sqlite3.Connection:
         with _translated():
             return self._connections.get()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        with _translated(), immediate(conn):
+            yield conn
 
     def close(self) -> None:
         """Close every thread's connection; the store is unusable afterwards."""
@@ -106,13 +143,18 @@ class SqliteEventStore(EventStore):
             raise InvalidInput("events", "event ids must be distinct within one append")
         if isinstance(expected, int) and expected < 0:
             raise InvalidInput("expected", f"revision must be >= 0, got {expected}")
-        conn = self._connection()
-        with _translated(), immediate(conn):
-            replayed = self._replayed(conn, stream, ids)
-            if replayed is not None:
-                return replayed  # nothing written: the events are recorded already
-            result = self._write(conn, stream, events, expected)
-        self.notify_appended()
+
+        def append_in(conn: sqlite3.Connection) -> tuple[AppendResult, bool]:
+            with _translated():
+                replayed = self._replayed(conn, stream, ids)
+                if replayed is not None:
+                    return replayed, False  # nothing written: the events are recorded already
+                sqlite_requests.check_bindings(conn, stream, events)
+                return self._write(conn, stream, events, expected), True
+
+        result, written = self.commits.submit(append_in)
+        if written:
+            self.notify_appended()
         return result
 
     def _replayed(
@@ -168,6 +210,8 @@ class SqliteEventStore(EventStore):
             )
         recorded_at = datetime.now(UTC)
         revision, position = actual, 0
+        revisions: list[int] = []
+        positions: list[int] = []
         for event in events:
             revision += 1
             content_hash = chain_hash(previous_hash, stream, revision, event, recorded_at)
@@ -190,6 +234,9 @@ class SqliteEventStore(EventStore):
             )
             position = cursor.lastrowid or 0
             previous_hash = content_hash
+            revisions.append(revision)
+            positions.append(position)
+        sqlite_requests.record(conn, stream, events, revisions, positions)
         return AppendResult(stream, revision, position)
 
     def read_stream(
@@ -214,6 +261,78 @@ class SqliteEventStore(EventStore):
         with _translated():
             row = self._connection().execute("SELECT MAX(global_position) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def find_request(self, request_id: str) -> list[RequestRecord]:
+        """What the request appended, one record per stream in the order of its appends."""
+        with _translated():
+            return sqlite_requests.find(self._connection(), request_id)
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep the snapshot as its stream's one snapshot, replacing what was kept before."""
+
+        def save_in(conn: sqlite3.Connection) -> None:
+            with _translated():
+                conn.execute(
+                    "INSERT OR REPLACE INTO snapshots (stream, revision, event_id, version, state)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        snapshot.stream,
+                        snapshot.revision,
+                        snapshot.event_id,
+                        snapshot.version,
+                        snapshot.state,
+                    ),
+                )
+
+        # Through the group committer: a snapshot rides along with the appends of the moment
+        # instead of waiting for the file's write lock on its own.
+        self.commits.submit(save_in)
+
+    def read_snapshot(self, stream: str, after_revision: int = -1) -> Snapshot | None:
+        """The stream's snapshot if it was folded past `after_revision`; None otherwise."""
+        with _translated():
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT revision, event_id, version, state FROM snapshots"
+                    " WHERE stream = ? AND revision > ?",
+                    (stream, after_revision),
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        revision, event_id, version, state = row
+        return Snapshot(stream, revision, event_id, version, bytes(state))
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring an older file up to LAYOUT_VERSION (inside the schema transaction)."""
+    layout = conn.execute("PRAGMA user_version").fetchone()[0]
+    if layout >= LAYOUT_VERSION:
+        return
+    indexed = sqlite_requests.index_recorded_requests(conn)
+    if indexed:
+        log.info("event store %s: request index built for %d earlier requests", path, indexed)
+    conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+
+
+@contextmanager
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """One append of a group commit: rolled back alone if it fails."""
+    conn.execute("SAVEPOINT one_append")
+    try:
+        yield
+    except BaseException as exc:
+        if not conn.in_transaction:  # SQLite rolled back the whole transaction (disk full ...)
+            raise TransactionLost(str(exc)) from exc
+        try:
+            conn.execute("ROLLBACK TO one_append")
+            conn.execute("RELEASE one_append")
+        except sqlite3.Error as rollback_failed:
+            raise TransactionLost(f"{exc} (and rolling back: {rollback_failed})") from exc
+        raise
+    conn.execute("RELEASE one_append")
 
 
 def _recorded(row: tuple[Any, ...]) -> RecordedEvent:

@@ -9,6 +9,7 @@ from crm.command_handling import Clock, CommandContext, CommandOutcome, Loaded, 
 from crm.errors import InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.folding import Fold
 from crm.vocabulary import ActorKind
 from services.case import domain as case_domain
 from services.case.commands import CaseCommand, OpenCase
@@ -25,6 +26,8 @@ class CustomerStanding:
     vip: bool
     merged_into: str  # "" unless the profile was merged into another
 
+
+CASE_FOLD = Fold(case_domain.Case, case_domain.evolve, case_domain.FOLD_VERSION)
 
 CustomerLookup = Callable[[str], CustomerStanding]
 """The standing of an existing customer; raises NotFound naming `customer_id` for an unknown one.
@@ -46,7 +49,7 @@ class CaseApplication:
         self._customers = customers
         self._limits = limits or CompensationLimits()
         self.cases: StreamHandler[case_domain.Case, CaseEvent] = StreamHandler(
-            store, codec, "case", case_domain.evolve, clock
+            store, codec, "case", CASE_FOLD, clock
         )
 
     def handle(self, command: CaseCommand, context: CommandContext) -> CommandOutcome:
@@ -77,11 +80,10 @@ class CaseApplication:
 
     def summary(self, case_id: str) -> tuple[str, int]:
         """The hand-over paragraph and the revision it covers."""
-        loaded = self.get(case_id)
-        history = [
-            (self._codec.decode(r.type, r.data), r.metadata.occurred_at) for r in loaded.records
-        ]
-        return summarize(history), loaded.revision
+        self.get(case_id)  # refuses an unknown case, naming case_id
+        records = self.cases.history(case_id)
+        history = [(self._codec.decode(r.type, r.data), r.metadata.occurred_at) for r in records]
+        return summarize(history), records[-1].revision
 
     def _require_active_customer(self, customer_id: str) -> CustomerStanding:
         customer = self._customers(customer_id)

@@ -85,6 +85,10 @@ from services.case.triggers import escalation_triggered
 
 # ---------------------------------------------------------------- state
 
+FOLD_VERSION = 1
+"""The version of `evolve` and of `Case`: bump it whenever either changes, so snapshots folded by
+the old code are ignored (crm.folding) instead of trusted."""
+
 
 @dataclass(frozen=True)
 class Case:

@@ -20,6 +20,7 @@ from crm.command_handling import (
 from crm.errors import InvalidInput, InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.folding import Fold
 from services.customer import domain as customer_domain
 from services.customer.commands import CustomerCommand, MergeCustomers, RegisterCustomer, UndoMerge
 from services.customer.domain import Customer
@@ -30,6 +31,8 @@ from services.customer.events import (
     DuplicateReleased,
 )
 
+CUSTOMER_FOLD = Fold(Customer, customer_domain.evolve, customer_domain.FOLD_VERSION)
+
 
 class CustomerApplication:
     """The customer service's use cases, free of gRPC."""
@@ -37,7 +40,7 @@ class CustomerApplication:
     def __init__(self, store: EventStore, codec: EventCodec, clock: Clock) -> None:
         self._codec = codec
         self.customers: StreamHandler[Customer, CustomerEvent] = StreamHandler(
-            store, codec, "customer", customer_domain.evolve, clock
+            store, codec, "customer", CUSTOMER_FOLD, clock
         )
 
     def handle(self, command: CustomerCommand, context: CommandContext) -> CommandOutcome:
@@ -93,7 +96,7 @@ class CustomerApplication:
             command.duplicate_customer_id, "duplicate_customer_id"
         )
         assert duplicate.state is not None
-        undone = _undo_recorded_by(duplicate, context.request_id, self._codec)
+        undone = self._undo_recorded_by(command.duplicate_customer_id, context.request_id)
         if undone is not None:  # a retry whose first half is recorded already
             survivor_id, merge_id = undone.from_customer_id, undone.merge_id
         elif duplicate.state.merged_into:
@@ -127,20 +130,17 @@ class CustomerApplication:
     def get(self, customer_id: str) -> Loaded[Customer]:
         return self.customers.load_existing(customer_id, "customer_id")
 
+    def _undo_recorded_by(self, duplicate_id: str, request_id: str) -> CustomerMergeUndone | None:
+        """The undo this request recorded on the duplicate already (found through the index)."""
+        for record in self.customers.recorded_by(duplicate_id, request_id):
+            event = self._codec.decode(record.type, record.data)
+            if isinstance(event, CustomerMergeUndone):
+                return event
+        return None
+
 
 def new_merge_id(context: CommandContext) -> str:
     return derived_id("merge", context.request_id)
-
-
-def _undo_recorded_by(
-    duplicate: Loaded[Customer], request_id: str, codec: EventCodec
-) -> CustomerMergeUndone | None:
-    for record in duplicate.records:
-        if record.metadata.request_id == request_id:
-            event = codec.decode(record.type, record.data)
-            if isinstance(event, CustomerMergeUndone):
-                return event
-    return None
 
 
 def _own_id(customer_id: str) -> Callable[[Customer | None, Sequence[CustomerEvent]], str]:

@@ -44,6 +44,10 @@ from services.customer.events import (
 MAX_CONTACT_POINTS = 20
 MAX_AMOUNT_MINOR = 10**12
 
+FOLD_VERSION = 1
+"""The version of `evolve` and of `Customer`: bump it whenever either changes, so snapshots
+folded by the old code are ignored (crm.folding) instead of trusted."""
+
 
 @dataclass(frozen=True)
 class Customer:

@@ -11,11 +11,14 @@ from crm.command_handling import Clock, CommandContext, CommandOutcome, Loaded, 
 from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
+from crm.folding import Fold
 from crm.validation import MAX_LONG_TEXT
 from services.feedback import domain as feedback_domain
 from services.feedback import sentiment
 from services.feedback.commands import FeedbackCommand, SubmitSurvey
 from services.feedback.events import FeedbackEvent, Sentiment
+
+FEEDBACK_FOLD = Fold(feedback_domain.Feedback, feedback_domain.evolve, feedback_domain.FOLD_VERSION)
 
 Analyze = Callable[[str], Sentiment]
 
@@ -43,7 +46,7 @@ class FeedbackApplication:
         self._require_customer = require_customer
         self._case_owner = case_owner
         self.feedback: StreamHandler[feedback_domain.Feedback, FeedbackEvent] = StreamHandler(
-            store, codec, "feedback", feedback_domain.evolve, clock
+            store, codec, "feedback", FEEDBACK_FOLD, clock
         )
 
     def handle(self, command: FeedbackCommand, context: CommandContext) -> CommandOutcome:

@@ -41,6 +41,10 @@ from services.feedback.events import (
     VoiceOfCustomerRecorded,
 )
 
+FOLD_VERSION = 1
+"""The version of `evolve` and of `Feedback`: bump it whenever either changes, so snapshots
+folded by the old code are ignored (crm.folding) instead of trusted."""
+
 
 @dataclass(frozen=True)
 class Feedback:

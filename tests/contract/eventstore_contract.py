@@ -21,7 +21,7 @@ import pytest
 
 from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent, verify_chain
 from crm.errors import ConcurrencyConflict, InvalidInput
-from crm.eventstore.port import AppendResult, EventStore, StreamState
+from crm.eventstore.port import AppendResult, EventStore, RequestRecord, Snapshot, StreamState
 from crm.follow import Follower
 from crm.vocabulary import Actor, ActorKind
 
@@ -34,6 +34,8 @@ def new_event(
     customer_id: str = "cust-1",
     data: bytes | None = None,
     occurred_at: datetime | None = None,
+    request_id: str = "req-1",
+    command_digest: str = "digest-1",
 ) -> NewEvent:
     """A distinct event; the payload records `n` so tests can tell events apart."""
     return NewEvent(
@@ -46,10 +48,15 @@ def new_event(
             actor=Actor(ActorKind.AGENT, "agent-7"),
             correlation_id="corr-1",
             causation_id="cause-1",
-            request_id="req-1",
-            command_digest="digest-1",
+            request_id=request_id,
+            command_digest=command_digest,
         ),
     )
+
+
+def request_events(request_id: str, digest: str, count: int = 1) -> list[NewEvent]:
+    """Events one command appends: its request id and digest on each."""
+    return [new_event(i, request_id=request_id, command_digest=digest) for i in range(count)]
 
 
 def new_events(count: int, start: int = 0) -> list[NewEvent]:
@@ -389,6 +396,158 @@ class EventStoreContract(ABC):
         for stream in ("Case-0", "Case-1"):
             revisions = [e.revision for e in store.read_stream(stream)]
             assert revisions == list(range(2 * per_writer))
+
+    # --- group commit: appends that arrive together -------------------------------------------
+
+    def test_concurrent_appends_to_many_streams_commit_and_one_conflict_fails_alone(
+        self, store: EventStore
+    ) -> None:
+        streams = 12
+        for n in range(streams):
+            store.append(f"Case-{n}", [new_event(n)], StreamState.NO_STREAM)
+        before = store.last_position()
+        barrier = threading.Barrier(streams, timeout=DEADLINE_SECONDS)
+        lock = threading.Lock()
+        results: dict[int, AppendResult | BaseException] = {}
+        batches = {n: new_events(2, start=10 * n) for n in range(streams)}
+        stale = 5  # stream 5 is appended with a revision it never had
+
+        def write(n: int) -> None:
+            outcome: AppendResult | BaseException
+            try:
+                barrier.wait()
+                outcome = store.append(f"Case-{n}", batches[n], 7 if n == stale else 0)
+            except BaseException as exc:  # compared below
+                outcome = exc
+            with lock:
+                results[n] = outcome
+
+        threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(streams)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DEADLINE_SECONDS)
+        assert not any(thread.is_alive() for thread in threads)
+        assert isinstance(results.pop(stale), ConcurrencyConflict)
+        assert len(store.read_stream(f"Case-{stale}")) == 1
+        assert all(isinstance(r, AppendResult) and r.revision == 2 for r in results.values())
+        for n in results:
+            assert ids(store.read_stream(f"Case-{n}")[1:]) == [e.event_id for e in batches[n]]
+        # Positions: commit order, no gap where the conflicting append was turned away.
+        after = store.read_all(after=before)
+        assert positions(after) == list(range(before + 1, before + 1 + 2 * (streams - 1)))
+        last_of = {r.global_position for r in results.values() if isinstance(r, AppendResult)}
+        assert last_of == {e.global_position for e in after if e.revision == 2}
+
+    # --- the request index ---------------------------------------------------------------------
+
+    def test_an_unknown_request_has_no_record(self, store: EventStore) -> None:
+        store.append("Case-1", request_events("req-a", "d-a"), StreamState.NO_STREAM)
+        assert store.find_request("req-unknown") == []
+
+    def test_an_append_records_its_request(self, store: EventStore) -> None:
+        store.append("Case-1", request_events("req-0", "d-0"), StreamState.NO_STREAM)
+        events = request_events("req-a", "d-a", count=2)
+        result = store.append("Case-1", events, 0)
+        assert store.find_request("req-a") == [
+            RequestRecord(
+                "req-a",
+                "d-a",
+                "Case-1",
+                tuple(e.event_id for e in events),
+                2,
+                result.global_position,
+            )
+        ]
+
+    def test_one_request_may_append_to_several_streams_with_one_digest(
+        self, store: EventStore
+    ) -> None:
+        # A merge: the duplicate's stream first, then the survivor's.
+        first = store.append("Customer-dup", request_events("merge", "d-m"), StreamState.ANY)
+        store.append("Other", request_events("other", "d-o"), StreamState.ANY)
+        second = store.append("Customer-survivor", request_events("merge", "d-m"), StreamState.ANY)
+        records = store.find_request("merge")
+        assert [(r.stream, r.command_digest) for r in records] == [
+            ("Customer-dup", "d-m"),
+            ("Customer-survivor", "d-m"),
+        ]
+        assert [r.global_position for r in records] == [
+            first.global_position,
+            second.global_position,
+        ]
+
+    @pytest.mark.parametrize("stream", ["Case-1", "Case-2"])
+    def test_a_request_id_bound_to_another_command_is_refused_and_writes_nothing(
+        self, store: EventStore, stream: str
+    ) -> None:
+        store.append("Case-1", request_events("req-a", "d-open"), StreamState.ANY)
+        before, position = read_everything(store), store.last_position()
+        with pytest.raises(ConcurrencyConflict, match="req-a"):
+            store.append(stream, request_events("req-a", "d-note"), StreamState.ANY)
+        assert read_everything(store) == before
+        assert store.last_position() == position
+        assert [r.command_digest for r in store.find_request("req-a")] == ["d-open"]
+
+    def test_a_refused_append_leaves_no_request_record(self, store: EventStore) -> None:
+        store.append("Case-1", request_events("req-a", "d-a"), StreamState.NO_STREAM)
+        with pytest.raises(ConcurrencyConflict):
+            store.append("Case-1", request_events("req-b", "d-b"), 5)
+        assert store.find_request("req-b") == []
+        # The id is still free: the same command succeeds once the revision is right.
+        store.append("Case-1", request_events("req-b", "d-b"), 0)
+        assert len(store.find_request("req-b")) == 1
+
+    def test_a_replayed_append_leaves_its_request_record_unchanged(self, store: EventStore) -> None:
+        events = request_events("req-a", "d-a", count=2)
+        store.append("Case-1", events, StreamState.NO_STREAM)
+        recorded = store.find_request("req-a")
+        store.append("Case-1", events, StreamState.NO_STREAM)
+        assert store.find_request("req-a") == recorded
+
+    def test_events_without_a_request_id_are_not_indexed(self, store: EventStore) -> None:
+        store.append("Case-1", request_events("", ""), StreamState.NO_STREAM)
+        assert store.find_request("") == []
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def test_a_stream_without_snapshot_reads_none(self, store: EventStore) -> None:
+        store.append("Case-1", new_events(2), StreamState.NO_STREAM)
+        assert store.read_snapshot("Case-1") is None
+
+    def test_a_snapshot_round_trips_and_is_no_event(self, store: EventStore) -> None:
+        events = new_events(3)
+        store.append("Case-1", events, StreamState.NO_STREAM)
+        before, position = read_everything(store), store.last_position()
+        snapshot = Snapshot("Case-1", 2, events[2].event_id, 1, '{"state": "é"}'.encode())
+        store.save_snapshot(snapshot)
+        assert store.read_snapshot("Case-1") == snapshot
+        assert read_everything(store) == before
+        assert store.last_position() == position
+        assert verify_chain(store.read_stream("Case-1")) == 3
+
+    def test_a_saved_snapshot_replaces_the_one_kept_before(self, store: EventStore) -> None:
+        events = new_events(4)
+        store.append("Case-1", events, StreamState.NO_STREAM)
+        at_3 = Snapshot("Case-1", 3, events[3].event_id, 1, b"three")
+        store.save_snapshot(Snapshot("Case-1", 1, events[1].event_id, 1, b"one"))
+        store.save_snapshot(at_3)
+        assert store.read_snapshot("Case-1") == at_3
+        newer_code = Snapshot("Case-1", 1, events[1].event_id, 2, b"refolded")
+        store.save_snapshot(newer_code)
+        assert store.read_snapshot("Case-1") == newer_code
+        assert store.read_snapshot("Case-2") is None
+
+    def test_a_snapshot_is_read_only_if_newer_than_the_readers_state(
+        self, store: EventStore
+    ) -> None:
+        events = new_events(4)
+        store.append("Case-1", events, StreamState.NO_STREAM)
+        at_2 = Snapshot("Case-1", 2, events[2].event_id, 1, b"two")
+        store.save_snapshot(at_2)
+        assert store.read_snapshot("Case-1", after_revision=1) == at_2
+        assert store.read_snapshot("Case-1", after_revision=2) is None
+        assert store.read_snapshot("Case-1", after_revision=3) is None
 
     # --- following the global order (crm.follow, the loop every consumer runs) ---------------
 

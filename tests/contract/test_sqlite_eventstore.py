@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import queue
 import sqlite3
+import threading
 from collections import Counter
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -16,8 +17,8 @@ import pytest
 from crm.envelope import verify_chain
 from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
 from crm.eventstore.factory import open_event_store
-from crm.eventstore.port import EventStore, StreamState
-from crm.eventstore.sqlite import SqliteEventStore
+from crm.eventstore.port import EventStore, Snapshot, StreamState
+from crm.eventstore.sqlite import LAYOUT_VERSION, SqliteEventStore
 from tests.contract.eventstore_contract import (
     DEADLINE_SECONDS,
     EventStoreContract,
@@ -25,6 +26,7 @@ from tests.contract.eventstore_contract import (
     ids,
     new_event,
     new_events,
+    request_events,
     wait_until,
 )
 
@@ -218,3 +220,115 @@ def test_factory_rejects_unsupported_urls(url: str) -> None:
     with pytest.raises(InvalidInput, match="sqlite:///") as caught:
         open_event_store(url)
     assert caught.value.field == "event_store_url"
+
+
+def _as_written_before_the_request_index(path: Path) -> None:
+    """Turn a file back into layout 0: the events table alone."""
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP TABLE request_index")
+        raw.execute("DROP TABLE snapshots")
+        raw.execute("PRAGMA user_version = 0")
+
+
+def test_opening_an_older_file_builds_the_request_index_from_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    appends = [
+        ("Customer-dup", request_events("merge", "d-merge")),
+        ("Case-1", request_events("open", "d-open", count=2)),
+        ("Customer-survivor", request_events("merge", "d-merge")),
+        ("Case-1", request_events("note", "d-note")),
+        ("Case-2", request_events("", "")),
+    ]
+    for stream, events in appends:
+        store.append(stream, events, StreamState.ANY)
+    indexed = {r: store.find_request(r) for r in ("merge", "open", "note")}
+    store.close()
+    _as_written_before_the_request_index(path)
+
+    reopened = SqliteEventStore(path)
+    try:
+        assert {r: reopened.find_request(r) for r in indexed} == indexed
+        assert [r.stream for r in indexed["merge"]] == ["Customer-dup", "Customer-survivor"]
+        with pytest.raises(ConcurrencyConflict):  # the rebuilt index still binds the id
+            reopened.append("Case-3", request_events("open", "d-other"), StreamState.ANY)
+    finally:
+        reopened.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == LAYOUT_VERSION
+
+
+def test_an_older_file_that_reused_a_request_id_keeps_each_streams_digest(tmp_path: Path) -> None:
+    """Before the index, a request id could be reused on another stream; opening such a file
+    must not fail, and each stream keeps the command it recorded."""
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    store.append("Case-1", request_events("reused", "d-open"), StreamState.ANY)
+    store.close()
+    with sqlite3.connect(path) as raw:  # what the old code let through, written by hand
+        raw.execute("DELETE FROM request_index")
+    store = SqliteEventStore(path)
+    store.append("Case-2", request_events("reused", "d-note"), StreamState.ANY)
+    store.close()
+    _as_written_before_the_request_index(path)
+
+    reopened = SqliteEventStore(path)
+    try:
+        records = reopened.find_request("reused")
+        assert [(r.stream, r.command_digest) for r in records] == [
+            ("Case-1", "d-open"),
+            ("Case-2", "d-note"),
+        ]
+    finally:
+        reopened.close()
+
+
+def test_appends_waiting_for_the_writer_share_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the file's write lock
+    errors: list[BaseException] = []
+
+    def append(n: int) -> None:
+        try:
+            store.append(f"Case-{n}", [new_event(n)], StreamState.NO_STREAM)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    try:
+        first = threading.Thread(target=append, args=(0,), daemon=True)
+        first.start()
+        # The first append becomes the writer and waits for the lock; seven more queue behind it.
+        wait_until(lambda: store.commits.writing, "the first append to wait as the writer")
+        others = [threading.Thread(target=append, args=(n,), daemon=True) for n in range(1, 8)]
+        for thread in others:
+            thread.start()
+        wait_until(lambda: store.commits.queued == 7, "seven queued appends")
+        before = store.commits.transactions
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    for thread in [first, *others]:
+        thread.join(DEADLINE_SECONDS)
+    try:
+        assert errors == []
+        assert store.commits.transactions - before == 2  # the first alone, then the seven
+        assert [e.global_position for e in store.read_all()] == list(range(1, 9))
+    finally:
+        store.close()
+
+
+def test_a_snapshot_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    events = new_events(2)
+    store.append("Case-1", events, StreamState.NO_STREAM)
+    snapshot = Snapshot("Case-1", 1, events[1].event_id, 3, b"{}")
+    store.save_snapshot(snapshot)
+    store.close()
+    reopened = SqliteEventStore(path)
+    try:
+        assert reopened.read_snapshot("Case-1") == snapshot
+    finally:
+        reopened.close()

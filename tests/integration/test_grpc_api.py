@@ -594,6 +594,29 @@ def test_request_id_reused_for_another_command_is_refused(running: Running) -> N
     assert running.system.store.last_position() == position
 
 
+def test_request_id_that_opened_a_case_is_refused_for_a_note_on_another(running: Running) -> None:
+    client = running.client
+    context = client.context()
+    client.cases.OpenCase(
+        case_service_pb2.OpenCaseRequest(
+            context=context,
+            customer_id=running.customer_id,
+            channel=common_pb2.CHANNEL_CHAT,
+            category=case_events_pb2.CATEGORY_SHIPPING_FEES,
+            subject="Parcel lost",
+        )
+    )
+    position = running.system.store.last_position()
+    with pytest.raises(grpc.RpcError) as refused:
+        client.cases.AddNote(
+            case_service_pb2.AddNoteRequest(context=context, case_id=running.case_id, text="x")
+        )
+    assert refused.value.code() == C.INVALID_ARGUMENT
+    assert "context.request_id" in (refused.value.details() or "")
+    assert "different command" in (refused.value.details() or "")
+    assert running.system.store.last_position() == position
+
+
 def test_concurrent_commands_on_one_case_all_land_through_retries(running: Running) -> None:
     client = running.client
     case_id = _open_case(client, running.customer_id)
