@@ -38,14 +38,32 @@ async def ensure_topics(
                 log.info("created topics %s with %d partitions", missing, partitions)
             except TopicAlreadyExistsError:
                 pass  # another process created them first
-        for description in await admin.describe_topics(names):
-            count = len(description["partitions"])
-            if count != partitions:
-                raise InvariantViolated(
-                    f"topic {description['topic']} has {count} partitions, expected {partitions}"
-                )
+        await _check_partitions(admin, names, partitions)
     finally:
         await admin.close()
+
+
+async def _check_partitions(
+    admin: AIOKafkaAdminClient, names: list[str], partitions: int, patience: float = 30.0
+) -> None:
+    """Every topic has `partitions` partitions. A topic another process is creating right now
+    shows none (or is unknown) for a moment: wait for it rather than refuse it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        counts = {
+            description["topic"]: len(description["partitions"])
+            for description in await admin.describe_topics(names)
+        }
+        settling = [name for name in names if counts.get(name, 0) == 0]
+        if not settling or loop.time() > deadline:
+            break
+        log.info("topics %s are still being created; waiting", settling)
+        await asyncio.sleep(0.2)
+    for name in names:
+        count = counts.get(name, 0)
+        if count != partitions:
+            raise InvariantViolated(f"topic {name} has {count} partitions, expected {partitions}")
 
 
 async def _connected_admin(bootstrap: str, patience: float) -> AIOKafkaAdminClient:
