@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from crm.vocabulary import Direction
+from crm.vocabulary import ActorKind, Direction
 from services.case.escalation import CaseEscalationChanged
 from services.case.events import (
     CaseClosed,
@@ -26,6 +26,7 @@ from services.case.sla_facts import SlaBreached, SlaFulfilled, SlaTarget
 SLA_MET = "met"
 SLA_MISSED = "missed"
 SLA_TARGETS = frozenset(SlaTarget)
+HUMAN_HANDLERS = frozenset({ActorKind.AGENT, ActorKind.SUPERVISOR})
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class CaseKpis:
 
     inbound_contacts: int = 0
     outbound_contacts: int = 0  # any outbound contact on the case counts as a callback
+    # Inbound contacts an agent or supervisor handled: what first contact resolution counts (a
+    # bot session, handed over or not, is not a contact with a person of its own).
+    human_inbound_contacts: int = 0
     pending_since: datetime | None = None
     pending_seconds: float = 0.0  # pending on the customer, all pauses so far
     first_resolved_at: datetime | None = None
@@ -77,7 +81,12 @@ def evolve_case_kpis(
     match event:
         case ContactRecorded():
             if event.direction is Direction.INBOUND:
-                return replace(kpis, inbound_contacts=kpis.inbound_contacts + 1)
+                human = int(event.handler_kind in HUMAN_HANDLERS)
+                return replace(
+                    kpis,
+                    inbound_contacts=kpis.inbound_contacts + 1,
+                    human_inbound_contacts=kpis.human_inbound_contacts + human,
+                )
             return replace(kpis, outbound_contacts=kpis.outbound_contacts + 1)
         case CasePendingOnCustomer():
             return replace(kpis, pending_since=kpis.pending_since or at)

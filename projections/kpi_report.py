@@ -140,6 +140,8 @@ class KpiGroup:
     reopen_rate: Ratio
     backlog: int
     escalation_rate: Ratio
+    bot_containment: Ratio
+    hand_over_rate: Ratio
 
 
 @dataclass(frozen=True)

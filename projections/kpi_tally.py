@@ -7,8 +7,8 @@ retention, backlog and percentiles, which are not additive).
 
 Which facts each KPI counts, and the day they are filed under:
 
-- answer rate, AHT: contacts, on the contact's day; channel of the contact, team of the case
-  when the contact was recorded, category of the case.
+- answer rate, AHT, bot containment, hand-over rate: contacts, on the contact's day; channel of
+  the contact, team of the case when the contact was recorded, category of the case.
 - CSAT, NPS, CES: surveys, on the survey's day; channel of the survey, team and category of its
   case ("" for a survey without a case).
 - first response time, transfers per case, escalation rate: cases opened in the period, on the
@@ -29,8 +29,11 @@ Definitions where DOMAIN.md leaves room:
 
 - answered: picked up by an agent or a bot (not abandoned, not voicemail); handled (AHT): a human
   answered it, any channel or direction.
-- FCR: resolved with exactly one inbound contact (any outcome), no transfer and no outbound
-  contact at all (a callback).
+- FCR: resolved with exactly one inbound contact handled by an agent or supervisor (any outcome),
+  no transfer and no outbound contact at all (a callback); a bot session, handed over or not, is
+  not a contact with a person of its own.
+- bot containment: bot sessions (contacts a bot handled) that the bot resolved; hand-over rate:
+  bot sessions handed to a human; both over all bot sessions.
 - resolution time: from opening to the last resolution, minus time pending on the customer;
   first response time: from opening to the first human response (0 if the contact started first).
 - SLA attainment: a case is decided once a target was breached or fulfilled late (missed), or
@@ -105,6 +108,9 @@ class _Tally:
     first_resolved: int = 0
     reopened: int = 0
     backlog: int = 0
+    bot_sessions: int = 0
+    bot_resolved: int = 0
+    handed_over: int = 0
 
     def group(self, key: Key) -> KpiGroup:
         return KpiGroup(
@@ -123,6 +129,8 @@ class _Tally:
             reopen_rate=Ratio(self.reopened, self.first_resolved),
             backlog=self.backlog,
             escalation_rate=Ratio(self.escalated, self.opened),
+            bot_containment=Ratio(self.bot_resolved, self.bot_sessions),
+            hand_over_rate=Ratio(self.handed_over, self.bot_sessions),
         )
 
 
@@ -194,6 +202,9 @@ def _add_contact(groups: _Groups, contact: ContactFact) -> None:
         return
     tally.offered += contact.offered
     tally.answered += contact.answered
+    tally.bot_sessions += contact.bot_session
+    tally.bot_resolved += contact.bot_resolved
+    tally.handed_over += contact.handed_over
     if contact.handled:
         tally.handled += 1
         tally.talk += contact.talk_seconds

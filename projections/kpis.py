@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from crm.envelope import RecordedEvent
 from crm.instants import sortable_instant
 from crm.vocabulary import ActorKind, Channel, Direction
-from projections.case_kpis import Span
+from projections.case_kpis import HUMAN_HANDLERS, Span
 from projections.case_view import CaseView, apply_case_event
 from projections.catalogue import Batch
 from services.case.events import EVENT_TYPES as CASE_EVENT_TYPES
@@ -38,7 +38,6 @@ OFFERED_CHANNELS = frozenset({Channel.PHONE, Channel.CHAT})
 """Where a contact is offered to an agent queue and can be abandoned: the answer-rate channels."""
 
 NOT_ANSWERED = frozenset({ContactOutcome.ABANDONED, ContactOutcome.VOICEMAIL})
-HUMANS = frozenset({ActorKind.AGENT, ActorKind.SUPERVISOR})
 PURCHASE = "purchase"
 RENEWAL = "renewal"
 
@@ -68,6 +67,9 @@ class ContactFact:
     offered: bool
     answered: bool
     handled: bool
+    bot_session: bool
+    bot_resolved: bool
+    handed_over: bool
     talk_seconds: int
     hold_seconds: int
     after_work_seconds: int
@@ -171,7 +173,8 @@ def contact_fact(
     if recorded.global_position <= view.last_position:
         return None  # redelivered: its fact was written with the first delivery
     offered = event.direction is Direction.INBOUND and event.channel in OFFERED_CHANNELS
-    handled = event.handler_kind in HUMANS and event.outcome is ContactOutcome.ANSWERED
+    handled = event.handler_kind in HUMAN_HANDLERS and event.outcome is ContactOutcome.ANSWERED
+    bot_session = event.handler_kind is ActorKind.BOT
     return ContactFact(
         event_id=recorded.event_id,
         case_id=event.case_id,
@@ -183,6 +186,9 @@ def contact_fact(
         offered=offered,
         answered=offered and event.outcome not in NOT_ANSWERED,
         handled=handled,
+        bot_session=bot_session,
+        bot_resolved=bot_session and event.outcome is ContactOutcome.BOT_RESOLVED,
+        handed_over=bot_session and event.outcome is ContactOutcome.HANDED_TO_HUMAN,
         talk_seconds=event.talk_seconds if handled else 0,
         hold_seconds=event.hold_seconds if handled else 0,
         after_work_seconds=event.after_work_seconds if handled else 0,
@@ -241,7 +247,7 @@ def case_fact(view: CaseView) -> CaseFact:
         reopened=view.reopen_count > 0,
         fcr=(
             resolved
-            and kpis.inbound_contacts == 1
+            and kpis.human_inbound_contacts == 1
             and view.transfer_count == 0
             and not kpis.callback
         ),

@@ -35,6 +35,9 @@ SCHEMA = (
         offered INTEGER NOT NULL,
         answered INTEGER NOT NULL,
         handled INTEGER NOT NULL,
+        bot_session INTEGER NOT NULL,
+        bot_resolved INTEGER NOT NULL,
+        handed_over INTEGER NOT NULL,
         talk_seconds INTEGER NOT NULL,
         hold_seconds INTEGER NOT NULL,
         after_work_seconds INTEGER NOT NULL

@@ -219,6 +219,8 @@ def _group_to_proto(group: KpiGroup) -> timeline_service_pb2.KpiGroup:
         reopen_rate=_ratio(group.reopen_rate),
         backlog=group.backlog,
         escalation_rate=_ratio(group.escalation_rate),
+        bot_containment=_ratio(group.bot_containment),
+        hand_over_rate=_ratio(group.hand_over_rate),
     )
     if group.channel:
         reply.channel = enum_to_proto(Channel(group.channel), CHANNEL)  # type: ignore[assignment]

@@ -247,6 +247,68 @@ def test_first_contact_resolution_needs_one_inbound_contact_no_transfer_no_callb
     assert case_fact(story(*steps)).fcr is False  # not resolved: no FCR either way
 
 
+def bot_session(contact_id: str, outcome: ContactOutcome) -> ContactRecorded:
+    return contact(CASE, contact_id, Channel.CHATBOT, outcome=outcome, handler=BOT)
+
+
+CHATBOT_HANDING_OVER = bot_session("ct-0", ContactOutcome.HANDED_TO_HUMAN)
+
+
+@pytest.mark.parametrize(
+    ("contacts", "fcr"),
+    [
+        ((CHATBOT_HANDING_OVER, contact(CASE, "ct-1", Channel.CHAT)), True),
+        ((CHATBOT_HANDING_OVER,), False),  # nobody but the bot: no contact with a person
+        (
+            (
+                contact(
+                    CASE, "ct-0", Channel.CHATBOT, outcome=ContactOutcome.ANSWERED, handler=BOT
+                ),
+                contact(CASE, "ct-1", Channel.PHONE),
+                contact(CASE, "ct-2", Channel.PHONE),
+            ),
+            False,
+        ),
+    ],
+)
+def test_a_bot_session_is_not_a_contact_of_its_own_for_first_contact_resolution(
+    contacts: tuple[ContactRecorded, ...], fcr: bool
+) -> None:
+    steps: list[tuple[int, CaseEvent]] = [(0, OPENED)]
+    steps += [(n + 1, c) for n, c in enumerate(contacts)]
+    view = story(*steps, (10, CaseResolved(CASE, "fixed", "")))
+
+    assert case_fact(view).fcr is fcr
+    assert view.kpis.inbound_contacts == len(contacts)  # every contact still counts as one
+
+
+def test_bot_containment_and_hand_over_rate_count_bot_sessions() -> None:
+    contained = contact(
+        CASE, "b-1", Channel.CHATBOT, outcome=ContactOutcome.BOT_RESOLVED, handler=BOT
+    )
+    left = contact(CASE, "b-3", Channel.CHATBOT, outcome=ContactOutcome.ABANDONED, handler=BOT)
+    human = contact(CASE, "p-1", Channel.PHONE)
+    view = story((0, OPENED))
+    facts = [
+        fact_of(event, view)
+        for event in (contained, replace(CHATBOT_HANDING_OVER, contact_id="b-2"), left, human)
+    ]
+    assert all(fact is not None for fact in facts)
+
+    report = build_report(
+        KpiQuery(date(2026, 3, 2), date(2026, 3, 3)),
+        contacts=[fact for fact in facts if fact is not None],
+        surveys=(),
+        cases=(),
+        purchases=(),
+        merges={},
+    )
+
+    group = report.groups[0]
+    assert group.bot_containment == Ratio(1, 3)  # resolved by the bot / bot sessions
+    assert group.hand_over_rate == Ratio(1, 3)  # handed to a human / bot sessions
+
+
 def test_first_response_seconds_from_opening_never_negative() -> None:
     answered = contact(CASE, "ct-1", started_at=T0 + 42 * MINUTE)
     early = contact(CASE, "ct-1", started_at=T0 - 5 * MINUTE)  # the call that opened the case
@@ -413,12 +475,21 @@ def test_grouping_and_filters_and_an_empty_period_still_has_a_total_row() -> Non
     assert len(empty.groups) == 1 and empty.groups[0].answer_rate == Ratio(0, 0)
 
 
+NO_BOT = (False, False, False)  # not a bot session, so neither contained nor handed over
+
+
 def test_contacts_and_surveys_are_added_up_per_group() -> None:
     day = "2026-03-02"
     contacts = [
-        ContactFact("e1", "k", day, "phone", "inbound", "t", "c", True, True, True, 300, 20, 40),
-        ContactFact("e2", "k", day, "phone", "inbound", "t", "c", True, False, False, 0, 0, 0),
-        ContactFact("e3", "k", day, "email", "outbound", "t", "c", False, False, True, 100, 0, 0),
+        ContactFact(
+            "e1", "k", day, "phone", "inbound", "t", "c", *(True, True, True), *NO_BOT, 300, 20, 40
+        ),
+        ContactFact(
+            "e2", "k", day, "phone", "inbound", "t", "c", *(True, False, False), *NO_BOT, 0, 0, 0
+        ),
+        ContactFact(
+            "e3", "k", day, "email", "outbound", "t", "c", *(False, False, True), *NO_BOT, 100, 0, 0
+        ),
     ]
     surveys = [
         (SurveyFact("f1", CUSTOMER, "k", day, "email", 5, 10, 2), "t", "c"),
