@@ -53,11 +53,11 @@ def required_instant(holder: Message, name: str, field: str) -> datetime:
     if not holder.HasField(name):
         raise InvalidInput(field, "is required")
     stamp: Timestamp = getattr(holder, name)
-    return instant(stamp)
+    return instant(stamp, field)
 
 
-def optional_instant(holder: Message, name: str) -> datetime | None:
-    return instant(getattr(holder, name)) if holder.HasField(name) else None
+def optional_instant(holder: Message, name: str, field: str = "") -> datetime | None:
+    return instant(getattr(holder, name), field or name) if holder.HasField(name) else None
 
 
 def required_enum(domain_enum: type[E], number: int, descriptor: EnumDescriptor, field: str) -> E:

@@ -65,7 +65,17 @@ def timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def instant(stamp: Timestamp) -> datetime:
+# What google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def instant(stamp: Timestamp, field: str = "timestamp") -> datetime:
+    """The instant a Timestamp names; InvalidInput naming `field` for one outside its range."""
+    if not MIN_TIMESTAMP_SECONDS <= stamp.seconds <= MAX_TIMESTAMP_SECONDS:
+        raise InvalidInput(field, "must lie between years 1 and 9999 (google.protobuf.Timestamp)")
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidInput(field, "nanos must be between 0 and 999,999,999")
     return stamp.ToDatetime(tzinfo=UTC)
 
 
@@ -146,7 +156,7 @@ def _read(message: Message, descriptor: Any, hint: Any) -> Any:
         enum_type: EnumDescriptor = descriptor.enum_type
         return enum_from_proto(hint, value, enum_type, name)
     if hint is datetime:
-        return instant(value)
+        return instant(value, name)
     return value
 
 

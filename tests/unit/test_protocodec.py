@@ -9,10 +9,20 @@ from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm.protocodec import event_message_class, event_to_message, from_message, personal_fields
+from crm.errors import InvalidInput
+from crm.protocodec import (
+    MAX_TIMESTAMP_SECONDS,
+    MIN_TIMESTAMP_SECONDS,
+    event_message_class,
+    event_to_message,
+    from_message,
+    instant,
+    personal_fields,
+)
 from services.bootstrap import CODEC
 from services.feedback.events import SentimentLabel, VoiceOfCustomerRecorded
 
@@ -95,3 +105,26 @@ def test_a_message_written_before_a_defaulted_enum_existed_takes_the_default() -
         0.0,
         "",
     )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (MAX_TIMESTAMP_SECONDS + 1, 0),  # after the year 9999
+        (MIN_TIMESTAMP_SECONDS - 1, 0),  # before the year 1
+        (2**62, 0),
+        (0, -1),
+        (0, 1_000_000_000),
+    ],
+)
+def test_a_timestamp_outside_its_range_is_invalid_input_naming_the_field(
+    seconds: int, nanos: int
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        instant(Timestamp(seconds=seconds, nanos=nanos), "started_at")
+    assert raised.value.field == "started_at"
+
+
+def test_the_edges_of_the_timestamp_range_are_instants() -> None:
+    assert instant(Timestamp(seconds=MIN_TIMESTAMP_SECONDS)).year == 1
+    assert instant(Timestamp(seconds=MAX_TIMESTAMP_SECONDS, nanos=999_999_999)).year == 9999
