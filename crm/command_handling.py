@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from crm.envelope import EventMetadata, NewEvent, RecordedEvent, canonical_json
@@ -40,6 +40,8 @@ Clock = Callable[[], datetime]
 
 _NAMESPACE = uuid.UUID("6f1c1d1e-3a52-4c4f-9a8e-5d0c2b7e9a10")
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+DEFAULT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""No contact centre's history starts before this: an earlier time is a caller's mistake."""
 MAX_ATTEMPTS = 8
 _FIRST_BACKOFF_SECONDS = 0.002
 
@@ -106,8 +108,10 @@ class StreamHandler(Generic[S, E]):
         *,
         cache_size: int = CACHE_SIZE,
         snapshot_every: int = SNAPSHOT_EVERY,
+        earliest: datetime = DEFAULT_EARLIEST,
     ) -> None:
         self._store = store
+        self.earliest = earliest
         self._codec = codec
         self._category = category
         self._clock = clock
@@ -157,7 +161,7 @@ class StreamHandler(Generic[S, E]):
         must_exist: bool = True,
     ) -> CommandOutcome:
         """Decide `command` against the current stream and append the result, retrying conflicts."""
-        check_context(context, self._clock())
+        check_context(context, self._clock(), self.earliest)
         stream = self.stream(aggregate_id)
         digest = command_digest(command)
         with self._queue.turn(stream):
@@ -217,7 +221,9 @@ class StreamHandler(Generic[S, E]):
         return new_events
 
 
-def check_context(context: CommandContext, now: datetime) -> None:
+def check_context(
+    context: CommandContext, now: datetime, earliest: datetime = DEFAULT_EARLIEST
+) -> None:
     """Refuse a command whose context cannot be recorded faithfully."""
     require_id("context.request_id", context.request_id)
     require_id("context.actor.id", context.actor.id)
@@ -226,6 +232,7 @@ def check_context(context: CommandContext, now: datetime) -> None:
         raise InvalidInput("context.causation_id", f"must be at most {MAX_ID} characters")
     if context.occurred_at.tzinfo is None:
         raise InvalidInput("context.occurred_at", "must carry a time zone")
+    require_not_before("context.occurred_at", context.occurred_at, earliest)
     if context.occurred_at > now + MAX_CLOCK_SKEW:
         raise InvalidInput(
             "context.occurred_at", f"{context.occurred_at.isoformat()} lies in the future"
@@ -255,3 +262,12 @@ def _repeat(
             "was already used for a different command; send a new request id",
         )
     return None
+
+
+def require_not_before(field: str, value: datetime, earliest: datetime) -> None:
+    """Refuse an instant before the earliest the system accepts (the `earliest_occurred_at`
+    setting): years like 1 or 1970 are mistakes, not history."""
+    if value < earliest:
+        raise InvalidInput(
+            field, f"{value.isoformat()} is before {earliest.isoformat()}, the earliest accepted"
+        )

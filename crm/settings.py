@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -151,6 +152,18 @@ def _directory(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{text!r} exists and is not a directory; give a directory")
     return path
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO-8601 instant; give e.g. 2000-01-01T00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; give e.g. 2000-01-01T00:00Z")
+    return value
 
 
 def _optional_file(text: str) -> Path | None:
@@ -312,6 +325,16 @@ KAFKA_SESSION_TIMEOUT = Setting(
     help="seconds until a worker that died without leaving loses its partitions",
     metavar="SECONDS",
 )
+EARLIEST_OCCURRED_AT = Setting(
+    name="earliest_occurred_at",
+    flag="--earliest-occurred-at",
+    env="CRM_EARLIEST_OCCURRED_AT",
+    default="2000-01-01T00:00:00+00:00",
+    parse=_instant,
+    help="the earliest time a command or a contact may say it happened; earlier is refused",
+    metavar="INSTANT",
+)
+
 PROJECTION = Setting(
     name="projection",
     flag="--projection",
@@ -346,6 +369,7 @@ ALL: tuple[Setting[Any], ...] = (
     PROJECTOR,
     DEADLINES,
     GRACE_SECONDS,
+    EARLIEST_OCCURRED_AT,
     KAFKA_BOOTSTRAP,
     KAFKA_PARTITIONS,
     TOPIC_NAMESPACE,
@@ -370,6 +394,7 @@ class Settings:
     in_process_projector: bool
     in_process_deadlines: bool
     grace_seconds: float
+    earliest_occurred_at: datetime
     kafka_bootstrap: str
     kafka_partitions: int
     topic_namespace: str

@@ -15,7 +15,7 @@ from pathlib import Path
 import faust
 import grpc
 
-from crm.command_handling import Clock
+from crm.command_handling import DEFAULT_EARLIEST, Clock
 from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
@@ -90,7 +90,7 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     policy = _policy(settings.sla_policy_file)
     store = _event_store(settings)
     view_store = _view_store(settings)
-    apps = build_applications(store, now, limits=limits)
+    apps = build_applications(store, now, limits=limits, earliest=settings.earliest_occurred_at)
     return System(
         store=store,
         view_store=view_store,
@@ -124,9 +124,10 @@ def build_applications(
     *,
     limits: CompensationLimits | None = None,
     analyze: Analyze = analyze_sentiment,
+    earliest: datetime = DEFAULT_EARLIEST,
 ) -> Applications:
     """Wire the services to one another through the narrow questions each asks."""
-    customers = CustomerApplication(store, CODEC, clock)
+    customers = CustomerApplication(store, CODEC, clock, earliest)
 
     def customer_standing(customer_id: str) -> CustomerStanding:
         customer = customers.get(customer_id).state
@@ -136,14 +137,16 @@ def build_applications(
     def require_customer(customer_id: str) -> None:
         customers.get(customer_id)
 
-    cases = CaseApplication(store, CODEC, clock, customer_standing, limits)
+    cases = CaseApplication(store, CODEC, clock, customer_standing, limits, earliest)
 
     def case_owner(case_id: str) -> str:
         case = cases.get(case_id).state
         assert case is not None
         return case.customer_id
 
-    feedback = FeedbackApplication(store, CODEC, clock, require_customer, case_owner, analyze)
+    feedback = FeedbackApplication(
+        store, CODEC, clock, require_customer, case_owner, analyze, earliest
+    )
     return Applications(customers, cases, feedback)
 
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
-from crm.command_handling import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler
+from crm.command_handling import (
+    DEFAULT_EARLIEST,
+    Clock,
+    CommandContext,
+    CommandOutcome,
+    Loaded,
+    StreamHandler,
+    require_not_before,
+)
 from crm.errors import InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.folding import Fold
 from crm.vocabulary import ActorKind
 from services.case import domain as case_domain
-from services.case.commands import CaseCommand, OpenCase
+from services.case.commands import CaseCommand, OpenCase, RecordContact
 from services.case.compensation import DecideCompensation, OfferCompensation
 from services.case.events import CaseEvent, CaseOpened
 from services.case.limits import CompensationLimits
@@ -44,12 +53,13 @@ class CaseApplication:
         clock: Clock,
         customers: CustomerLookup,
         limits: CompensationLimits | None = None,
+        earliest: datetime = DEFAULT_EARLIEST,
     ) -> None:
         self._codec = codec
         self._customers = customers
         self._limits = limits or CompensationLimits()
         self.cases: StreamHandler[case_domain.Case, CaseEvent] = StreamHandler(
-            store, codec, "case", CASE_FOLD, clock
+            store, codec, "case", CASE_FOLD, clock, earliest=earliest
         )
 
     def handle(self, command: CaseCommand, context: CommandContext) -> CommandOutcome:
@@ -62,6 +72,8 @@ class CaseApplication:
             decided = replace(command, limit_minor=limit, limit_currency=self._limits.currency)
         elif isinstance(command, DecideCompensation):
             decided = replace(command, by_supervisor=context.actor.kind is ActorKind.SUPERVISOR)
+        elif isinstance(command, RecordContact) and command.started_at.tzinfo is not None:
+            require_not_before("started_at", command.started_at, self.cases.earliest)
 
         def decide(state: case_domain.Case | None) -> Sequence[CaseEvent]:
             return case_domain.decide(decided, state)

@@ -8,8 +8,10 @@ the two, retrying the same request id finds the first half recorded and complete
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from crm.command_handling import (
+    DEFAULT_EARLIEST,
     Clock,
     CommandContext,
     CommandOutcome,
@@ -37,10 +39,16 @@ CUSTOMER_FOLD = Fold(Customer, customer_domain.evolve, customer_domain.FOLD_VERS
 class CustomerApplication:
     """The customer service's use cases, free of gRPC."""
 
-    def __init__(self, store: EventStore, codec: EventCodec, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        codec: EventCodec,
+        clock: Clock,
+        earliest: datetime = DEFAULT_EARLIEST,
+    ) -> None:
         self._codec = codec
         self.customers: StreamHandler[Customer, CustomerEvent] = StreamHandler(
-            store, codec, "customer", CUSTOMER_FOLD, clock
+            store, codec, "customer", CUSTOMER_FOLD, clock, earliest=earliest
         )
 
     def handle(self, command: CustomerCommand, context: CommandContext) -> CommandOutcome:

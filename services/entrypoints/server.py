@@ -17,6 +17,7 @@ from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
     DEADLINES,
+    EARLIEST_OCCURRED_AT,
     EVENT_STORE_URL,
     GRACE_SECONDS,
     LISTEN,
@@ -41,6 +42,7 @@ USES = (
     PROJECTOR,
     DEADLINES,
     GRACE_SECONDS,
+    EARLIEST_OCCURRED_AT,
 )
 
 log = logging.getLogger("crm.server")

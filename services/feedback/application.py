@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
-from crm.command_handling import Clock, CommandContext, CommandOutcome, Loaded, StreamHandler
+from crm.command_handling import (
+    DEFAULT_EARLIEST,
+    Clock,
+    CommandContext,
+    CommandOutcome,
+    Loaded,
+    StreamHandler,
+)
 from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
@@ -41,12 +49,13 @@ class FeedbackApplication:
         require_customer: RequireCustomer,
         case_owner: CaseOwner,
         analyze: Analyze = sentiment.analyze,
+        earliest: datetime = DEFAULT_EARLIEST,
     ) -> None:
         self._analyze = analyze
         self._require_customer = require_customer
         self._case_owner = case_owner
         self.feedback: StreamHandler[feedback_domain.Feedback, FeedbackEvent] = StreamHandler(
-            store, codec, "feedback", FEEDBACK_FOLD, clock
+            store, codec, "feedback", FEEDBACK_FOLD, clock, earliest=earliest
         )
 
     def handle(self, command: FeedbackCommand, context: CommandContext) -> CommandOutcome:

@@ -16,10 +16,10 @@ from crm.envelope import EventMetadata, NewEvent, verify_chain
 from crm.errors import ConcurrencyConflict, InvalidInput, InvariantViolated, OperationalError
 from crm.eventstore.port import AppendResult, ExpectedRevision, StreamState
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.vocabulary import Actor, ActorKind, Channel, Priority
+from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from services.bootstrap import CODEC, build_applications
-from services.case.commands import AddNote, OpenCase
-from services.case.events import CaseNoteAdded, Category
+from services.case.commands import AddNote, OpenCase, RecordContact
+from services.case.events import CaseNoteAdded, Category, ContactOutcome
 from services.customer import domain as customer_domain
 from services.customer.application import CustomerApplication
 from services.customer.commands import ChangeTier, MergeCustomers, RegisterCustomer, UndoMerge
@@ -281,3 +281,56 @@ def test_a_request_id_taken_by_another_command_meanwhile_is_refused(tmp_path: Pa
         apps.cases.handle(AddNote("case-1", "note-1", "called back"), context("race"))
     assert len(store.read_stream("case-case-1")) == 1
     store.close()
+
+
+@pytest.mark.parametrize("year", [1, 1970, 1999])
+def test_a_command_said_to_have_happened_before_the_earliest_instant_is_refused(
+    tmp_path: Path, year: int
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    customers = build_applications(store, lambda: NOW).customers
+    long_ago = CommandContext("register-c-1", AGENT, datetime(year, 12, 31, tzinfo=UTC))
+
+    with pytest.raises(InvalidInput) as raised:
+        customers.handle(RegisterCustomer("c-1", "Emi Kato", (), "ja", Segment.B2C), long_ago)
+
+    assert raised.value.field == "context.occurred_at"
+    assert store.last_position() == 0
+
+
+def test_a_contact_said_to_have_started_before_the_earliest_instant_is_refused(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    apps = build_applications(store, lambda: NOW)
+    register(apps.customers, "c-1")
+    opening = OpenCase("k-1", "c-1", Channel.PHONE, Category.CONTRACT, Priority.LOW, "s", "")
+    apps.cases.handle(opening, context("open-k-1"))
+    before = store.last_position()
+    contact = RecordContact(
+        "k-1",
+        "ct-1",
+        Channel.PHONE,
+        Direction.INBOUND,
+        ActorKind.AGENT,
+        "agent-3",
+        ContactOutcome.ANSWERED,
+        datetime(1999, 12, 31, 23, 59, tzinfo=UTC),
+    )
+
+    with pytest.raises(InvalidInput) as raised:
+        apps.cases.handle(contact, context("contact-1"))
+
+    assert raised.value.field == "started_at"
+    assert store.last_position() == before
+
+
+def test_the_earliest_instant_is_a_setting(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    earlier = datetime(1960, 1, 1, tzinfo=UTC)
+    customers = build_applications(store, lambda: NOW, earliest=earlier).customers
+    in_1970 = CommandContext("register-c-1", AGENT, datetime(1970, 1, 1, tzinfo=UTC))
+
+    customers.handle(RegisterCustomer("c-1", "Emi Kato", (), "ja", Segment.B2C), in_1970)
+
+    assert store.last_position() == 1
