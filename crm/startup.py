@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from crm.errors import InvalidInput, OperationalError
+from crm.errors import InvalidInput, PersistenceError
 from crm.settings import Setting, SettingError, Settings, StartupError, resolve, used
 
 
@@ -66,7 +66,7 @@ def attributed_to(setting: Setting[Any] | str, subject: object = None) -> Iterat
     """
     try:
         yield
-    except (InvalidInput, OperationalError, OSError) as exc:
+    except (InvalidInput, PersistenceError, OSError) as exc:
         problem = str(exc)
         if isinstance(exc, InvalidInput) and isinstance(setting, Setting):
             problem = problem.removeprefix(f"{setting.name}: ")

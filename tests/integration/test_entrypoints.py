@@ -111,3 +111,18 @@ def test_a_tool_reads_the_event_store_in_the_data_dir(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     counts = next(line for line in done.stdout.splitlines() if line.startswith("cases opened"))
     assert counts.split()[-2:] == ["1", "1"]
+
+
+@pytest.mark.parametrize(("name", "file"), [("server", "events.db"), ("server", "views.db")])
+def test_a_store_file_that_is_not_a_database_stops_the_process_with_one_line(
+    tmp_path: Path, name: str, file: str
+) -> None:
+    (tmp_path / file).write_bytes(b"not a database, " * 400)
+
+    done = launch(name, "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0")
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    setting = "--event-store-url" if file == "events.db" else "--read-store-url"
+    assert setting in lines[0] and "not a database" in lines[0]
