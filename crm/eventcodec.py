@@ -54,7 +54,11 @@ class EventCodec:
 
 
 def to_plain(value: Any) -> Any:
-    """A JSON-ready form of a dataclass, enum, instant, tuple or scalar."""
+    """A JSON-ready form of a dataclass, enum, instant, tuple, list, set, dict or scalar.
+
+    Sets become lists in a fixed order (so equal sets encode to equal bytes); dict keys must
+    become strings (str, enum of str, instant), as JSON object keys are.
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
@@ -63,7 +67,22 @@ def to_plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, tuple | list):
         return [to_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((to_plain(v) for v in value), key=_canonical)
+    if isinstance(value, dict):
+        return {_key(k): to_plain(v) for k, v in value.items()}
     return value
+
+
+def _canonical(plain: Any) -> str:
+    return json.dumps(plain, sort_keys=True)
+
+
+def _key(key: Any) -> str:
+    plain = to_plain(key)
+    if not isinstance(plain, str):
+        raise InvalidInput("key", f"{key!r} cannot be a JSON object key; use a string or enum")
+    return plain
 
 
 def from_plain(hint: Any, raw: Any) -> Any:
@@ -84,8 +103,19 @@ def _converter(hint: Any) -> Convert:
         convert_inner = _converter(inner)
         return lambda raw: None if raw is None else convert_inner(raw)
     if origin is tuple:
-        convert_item = _converter(get_args(hint)[0])
-        return lambda raw: tuple(convert_item(r) for r in raw)
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            convert_item = _converter(args[0])
+            return lambda raw: tuple(convert_item(r) for r in raw)
+        convert_each = [_converter(a) for a in args]  # tuple[X, Y]: one converter a place
+        return lambda raw: tuple(c(r) for c, r in zip(convert_each, raw, strict=True))
+    if origin in (list, set, frozenset):
+        convert_member = _converter(get_args(hint)[0])
+        return lambda raw: origin(convert_member(r) for r in raw)
+    if origin is dict:
+        key_hint, value_hint = get_args(hint)
+        convert_key, convert_value = _converter(key_hint), _converter(value_hint)
+        return lambda raw: {convert_key(k): convert_value(v) for k, v in raw.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_converter(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
