@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from crm.envelope import RecordedEvent
+from crm.eventcodec import from_plain, to_plain
 from crm.vocabulary import Priority
 from services.case import domain as case_domain
 from services.case.escalation import (
@@ -38,6 +40,7 @@ from services.case.events import (
     ContactRecorded,
 )
 from services.case.sla_facts import (
+    SLA_EVENT_TYPES,
     RecordSlaFact,
     SlaApplied,
     SlaAtRisk,
@@ -62,6 +65,13 @@ from services.sla.policy import SlaPolicy, Targets
 from services.sla.timers import AT_RISK, BREACHED, Timer, TimerQueue
 
 Command = RecordSlaFact | RaiseEscalation
+
+STATE_VERSION = 1
+"""The shape and meaning of `Planner.state()`. Raise it whenever CaseWatch, the state or the way
+the planner folds events changes: a process then ignores a state saved by another version and
+replays history from event 0 instead."""
+
+_FACT_TYPES = {fact_type.TYPE: fact_type for fact_type in SLA_EVENT_TYPES}
 
 
 ESCALATION_OF_FEEDBACK = {
@@ -116,6 +126,35 @@ class Planner:
         self._rank: dict[str, int] = {}
         self._ranks = 0
         self._cases_of: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------ saved state
+
+    def state(self) -> dict[str, Any]:
+        """What a restarted planner needs, JSON-ready: the watches of the open cases (closed
+        ones are not watched), the VIP customers and the plans not known to be carried out."""
+        return {
+            "policy_version": self.policy.version,
+            "vip": sorted(customer for customer, vip in self._vip.items() if vip),
+            "watches": [to_plain(watch) for watch in self.watches.values()],
+            "pending": [_plain_plan(planned) for planned in self._pending.values()],
+        }
+
+    @classmethod
+    def restore(cls, policy: SlaPolicy, state: dict[str, Any]) -> Planner | None:
+        """The planner `state` was taken from; None if it was planning under another policy
+        version (its due instants were decided under that one: replay instead)."""
+        if state["policy_version"] != policy.version:
+            return None
+        planner = cls(policy)
+        planner._vip = dict.fromkeys(state["vip"], True)
+        for plain in state["watches"]:
+            watch: CaseWatch = from_plain(CaseWatch, plain)
+            planner._watch(watch)
+            planner._arm(watch.case_id)
+        for plain in state["pending"]:
+            planned = _plan_from_plain(plain)
+            planner._pending[planned.request_id] = planned
+        return planner
 
     # ------------------------------------------------------------ history
 
@@ -343,6 +382,27 @@ def watch_timers(watch: CaseWatch) -> tuple[Timer, ...]:
         if due.target not in watch.breached:
             timers.append(Timer(due.due_at, due, BREACHED))
     return tuple(timers)
+
+
+def _plain_plan(planned: Planned) -> dict[str, Any]:
+    command = planned.command
+    fact = command.fact.TYPE if isinstance(command, RecordSlaFact) else ""
+    return {
+        "request_id": planned.request_id,
+        "causation_id": planned.causation_id,
+        "fact": fact,  # which SLA fact the command records; "" for an escalation
+        "command": to_plain(command),
+    }
+
+
+def _plan_from_plain(plain: dict[str, Any]) -> Planned:
+    raw = plain["command"]
+    command: Command
+    if plain["fact"]:
+        command = RecordSlaFact(raw["case_id"], from_plain(_FACT_TYPES[plain["fact"]], raw["fact"]))
+    else:
+        command = from_plain(RaiseEscalation, raw)
+    return Planned(plain["request_id"], plain["causation_id"], command)
 
 
 def _allowed(targets: Targets, target: SlaTarget) -> timedelta:

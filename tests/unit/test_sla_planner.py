@@ -1,8 +1,10 @@
 """The SLA planner: its timer queue plans exactly what a full scan of the open cases plans, under
-any history and any clock instants."""
+any history and any clock instants, and a planner restored from its saved state plans exactly
+what the planner it was saved from plans."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,7 +31,7 @@ from services.case.events import (
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached
 from services.customer.events import Tier, TierChanged
 from services.events import DomainEvent
-from services.sla.planner import CaseWatch, Planned, Planner, _timer
+from services.sla.planner import STATE_VERSION, CaseWatch, Planned, Planner, _timer
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.timers import AT_RISK, BREACHED
 from tests.support import T0, recorded, registered, survey
@@ -207,3 +209,53 @@ def test_a_timer_stays_due_until_its_fact_is_recorded_and_then_is_gone() -> None
     history.carry_out([at_risk], 1)
     assert planner.due_timers(history.now) == []
     assert planner.next_timer() == T0 + timedelta(hours=4)  # the breach of the first response
+
+
+def saved_and_restored(planner: Planner) -> Planner:
+    """Through JSON text, as the deadline process saves and loads it."""
+    restored = Planner.restore(planner.policy, json.loads(json.dumps(planner.state())))
+    assert restored is not None
+    return restored
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.sampled_from(POLICIES),
+    st.lists(steps, min_size=5, max_size=60),
+    st.lists(steps, min_size=1, max_size=40),
+)
+def test_a_restored_planner_plans_what_the_planner_that_never_stopped_plans(
+    policy: SlaPolicy, before: list[Step], after: list[Step]
+) -> None:
+    never_stopped = Planner(policy)
+    history = start(policy, never_stopped)
+    for step in before:
+        history.step(step)
+    restored = saved_and_restored(never_stopped)
+    assert restored.watches == never_stopped.watches
+    history.planners.append(restored)
+    for step in after:
+        history.step(step)
+        assert restored.pending() == never_stopped.pending()
+        assert restored.next_timer() == never_stopped.next_timer()
+        assert restored.due_timers(history.now) == never_stopped.due_timers(history.now)
+        assert restored.watches == never_stopped.watches
+
+
+def test_the_state_keeps_only_open_cases_and_vip_customers() -> None:
+    planner = Planner(DEFAULT_POLICY)
+    history = start(DEFAULT_POLICY, planner)
+    history.step(("open", "k1", "cust-1", Priority.NORMAL))
+    history.step(("open", "k2", "cust-2", Priority.HIGH))
+    history.step(("close", "k1"))
+    state = planner.state()
+    assert [watch["case_id"] for watch in state["watches"]] == ["k2"]
+    assert state["vip"] == ["cust-2"]
+    assert state["policy_version"] == DEFAULT_POLICY.version
+    assert STATE_VERSION >= 1
+
+
+def test_a_state_planned_under_another_policy_is_not_restored() -> None:
+    planner = Planner(DEFAULT_POLICY)
+    start(DEFAULT_POLICY, planner).step(("open", "k1", "cust-1", Priority.NORMAL))
+    assert Planner.restore(POLICIES[1], planner.state()) is None
