@@ -212,6 +212,17 @@ RELAY_CHECKPOINT_URL = Setting(
     metavar="URL",
 )
 
+DEADLINE_CHECKPOINT_URL = Setting(
+    name="deadline_checkpoint_url",
+    flag="--deadline-checkpoint-url",
+    env="CRM_DEADLINE_CHECKPOINT_URL",
+    default=f"sqlite:///{DATA_DIR_MARK}/deadlines.db",
+    parse=_text,
+    help="the deadline process's saved timers (open cases' SLA watches) and the position they"
+    " reflect; a restart reads only the events after it",
+    metavar="URL",
+)
+
 LOG_FORMAT = Setting(
     name="log_format",
     flag="--log-format",
@@ -340,6 +351,7 @@ ALL: tuple[Setting[Any], ...] = (
     EVENT_STORE_URL,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
+    DEADLINE_CHECKPOINT_URL,
     LOG_FORMAT,
     SLA_POLICY_FILE,
     COMPENSATION_LIMITS_FILE,
@@ -364,6 +376,7 @@ class Settings:
     event_store_url: str
     read_store_url: str
     relay_checkpoint_url: str
+    deadline_checkpoint_url: str
     log_format: str
     sla_policy_file: Path | None
     compensation_limits_file: Path | None

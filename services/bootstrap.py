@@ -22,6 +22,7 @@ from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
+    DEADLINE_CHECKPOINT_URL,
     EVENT_STORE_URL,
     LISTEN,
     PROJECTION,
@@ -48,6 +49,7 @@ from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import create_server
+from services.sla.checkpoint import DeadlineCheckpoint
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.process import DeadlineProcess
 
@@ -76,7 +78,7 @@ class System:
     def close(self) -> None:
         self.stopping.set()
         if self.deadlines is not None:
-            self.deadlines.stop()
+            self.deadlines.close()  # saves its state for the next start
         if self.projector is not None:
             self.projector.stop()
         self.view_store.close()
@@ -88,6 +90,7 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     now = clock or system_clock
     limits = _limits(settings.compensation_limits_file)
     policy = _policy(settings.sla_policy_file)
+    checkpoint = _deadline_checkpoint(settings) if settings.in_process_deadlines else None
     store = _event_store(settings)
     view_store = _view_store(settings)
     apps = build_applications(store, now, limits=limits)
@@ -101,9 +104,9 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
             InProcessProjector(store, view_store, CODEC) if settings.in_process_projector else None
         ),
         deadlines=(
-            DeadlineProcess(store, apps.cases, policy, now, CODEC)
-            if settings.in_process_deadlines
-            else None
+            None
+            if checkpoint is None
+            else DeadlineProcess(store, apps.cases, policy, now, CODEC, checkpoint=checkpoint)
         ),
         clock=now,
     )
@@ -230,13 +233,20 @@ class DeadlineWorker:
     process: DeadlineProcess
     store: EventStore
 
+    def close(self) -> None:
+        """Stop the process (it saves its state and closes its checkpoint), close the store."""
+        self.process.close()
+        self.store.close()
+
 
 def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
     now = clock or system_clock
     policy = _policy(settings.sla_policy_file)
+    checkpoint = _deadline_checkpoint(settings)
     store = _event_store(settings)
     cases = build_applications(store, now).cases
-    return DeadlineWorker(DeadlineProcess(store, cases, policy, now, CODEC), store)
+    process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
+    return DeadlineWorker(process, store)
 
 
 @dataclass
@@ -256,6 +266,12 @@ def build_what_if(settings: Settings, candidate_file: Path) -> WhatIf:
 def _event_store(settings: Settings) -> EventStore:
     with attributed_to(EVENT_STORE_URL, settings.event_store_url):
         return open_event_store(settings.event_store_url)
+
+
+def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
+    url = settings.deadline_checkpoint_url
+    with attributed_to(DEADLINE_CHECKPOINT_URL, url):
+        return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
 
 
 def _view_store(settings: Settings) -> ViewStore:

@@ -16,6 +16,7 @@ from crm import logs
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
+    DEADLINE_CHECKPOINT_URL,
     DEADLINES,
     EVENT_STORE_URL,
     GRACE_SECONDS,
@@ -40,6 +41,7 @@ USES = (
     COMPENSATION_LIMITS_FILE,
     PROJECTOR,
     DEADLINES,
+    DEADLINE_CHECKPOINT_URL,
     GRACE_SECONDS,
 )
 
