@@ -12,10 +12,10 @@ import dataclasses
 import functools
 import json
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
 from enum import Enum
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
 from crm.errors import IntegrityError, InvalidInput
 
@@ -59,19 +59,37 @@ def to_plain(value: Any) -> Any:
     Sets become lists in a fixed order (so equal sets encode to equal bytes); dict keys must
     become strings (str, enum of str, instant), as JSON object keys are.
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        return [to_plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((to_plain(v) for v in value), key=_canonical)
-    if isinstance(value, dict):
-        return {_key(k): to_plain(v) for k, v in value.items()}
-    return value
+    encode: Convert = _encoder(cast(Hashable, type(value)))
+    return encode(value)
+
+
+@functools.cache
+def _encoder(cls: Any) -> Convert:
+    """How to make values of one class plain, worked out once per class: encoding a view or an
+    event must not ask which kind of value it holds, field by field, every time (a rebuild of the
+    views spent most of its time there)."""
+    if dataclasses.is_dataclass(cls):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        return lambda value: {name: to_plain(getattr(value, name)) for name in names}
+    if issubclass(cls, Enum):
+        return _enum_value
+    if issubclass(cls, datetime):
+        return _isoformat
+    if issubclass(cls, tuple | list):
+        return lambda value: [to_plain(v) for v in value]
+    if issubclass(cls, set | frozenset):
+        return lambda value: sorted((to_plain(v) for v in value), key=_canonical)
+    if issubclass(cls, dict):
+        return lambda value: {_key(k): to_plain(v) for k, v in value.items()}
+    return _unchanged
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
 
 
 def _canonical(plain: Any) -> str:
