@@ -330,7 +330,7 @@ PROJECTION = Setting(
     default="",
     parse=_text,
     help="the named projection a Kafka worker runs (timeline, case_views, customer_risk,"
-    " kpi_facts); each is its own consumer group",
+    " kpi_facts; each is its own consumer group), or crm-rebuild rebuilds (all when none)",
     metavar="NAME",
 )
 

@@ -8,6 +8,7 @@ start (store URLs, policy and limits files, the listen address), so a wrong valu
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,6 +248,53 @@ def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> Dea
     cases = build_applications(store, now).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
     return DeadlineWorker(process, store)
+
+
+@dataclass
+class Rebuild:
+    """`crm-rebuild`: the history to replay and the view store whose projections it fills."""
+
+    store: EventStore
+    views: ViewStore
+    target: str  # the view store, as named to the user
+    projections: tuple[str, ...]
+    resume: bool
+
+    def close(self) -> None:
+        self.views.close()
+        self.store.close()
+
+
+def build_rebuild(
+    settings: Settings, into: Path | None, projections: Sequence[str], *, resume: bool
+) -> Rebuild:
+    """Open the event store and the view store to rebuild into: the file `into` names, else the
+    configured one; the projections must be empty there, unless a rebuild is being resumed."""
+    with attributed_to(PROJECTION, ",".join(projections)):
+        names = tuple(projection_named(name).name for name in projections)
+        if not names:
+            raise InvalidInput(PROJECTION.name, "name at least one projection")
+    store = _event_store(settings)
+    views: ViewStore | None = None
+    try:
+        if into is None:
+            target, views = settings.read_store_url, _view_store(settings)
+        else:
+            with attributed_to("--into", into):
+                target, views = str(into), open_view_store(f"sqlite:///{into}")
+        filled = [(name, views.checkpoint(name)) for name in names]
+        started = [f"{name} is at position {position}" for name, position in filled if position]
+        if started and not resume:
+            raise StartupError(
+                f"{target}: {', '.join(started)}; a rebuild needs empty projections: give"
+                " --into a fresh file, or --resume to finish a rebuild that was interrupted"
+            )
+    except BaseException:
+        if views is not None:
+            views.close()
+        store.close()
+        raise
+    return Rebuild(store, views, target, names, resume)
 
 
 @dataclass
