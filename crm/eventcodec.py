@@ -12,10 +12,10 @@ import dataclasses
 import functools
 import json
 import types
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import Enum
-from typing import Any, Union, cast, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from crm.errors import IntegrityError, InvalidInput
 
@@ -53,21 +53,33 @@ class EventCodec:
         return from_plain(self.class_for(type_name), json.loads(data))
 
 
+Convert = Callable[[Any], Any]
+
+
 def to_plain(value: Any) -> Any:
     """A JSON-ready form of a dataclass, enum, instant, tuple, list, set, dict or scalar.
 
-    Sets become lists in a fixed order (so equal sets encode to equal bytes); dict keys must
-    become strings (str, enum of str, instant), as JSON object keys are.
+    Sets become sorted lists (by their plain values, or by those values' JSON when they do not
+    compare), so equal sets encode to equal bytes; dict keys must become strings (str, enum of
+    str, instant), as JSON object keys are.
     """
-    encode: Convert = _encoder(cast(Hashable, type(value)))
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    encode = _ENCODERS.get(cls)
+    if encode is None:
+        encode = _ENCODERS[cls] = _encoder(cls)
     return encode(value)
 
 
-@functools.cache
-def _encoder(cls: Any) -> Convert:
-    """How to make values of one class plain, worked out once per class: encoding a view or an
-    event must not ask which kind of value it holds, field by field, every time (a rebuild of the
-    views spent most of its time there)."""
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_ENCODERS: dict[type, Convert] = {}
+"""How to make values of each class plain, worked out once per class: encoding a view or an event
+must not ask which kind of value it holds, field by field, every time (a rebuild of the views
+spent most of its time there)."""
+
+
+def _encoder(cls: type) -> Convert:
     if dataclasses.is_dataclass(cls):
         names = tuple(f.name for f in dataclasses.fields(cls))
         return lambda value: {name: to_plain(getattr(value, name)) for name in names}
@@ -78,7 +90,7 @@ def _encoder(cls: Any) -> Convert:
     if issubclass(cls, tuple | list):
         return lambda value: [to_plain(v) for v in value]
     if issubclass(cls, set | frozenset):
-        return lambda value: sorted((to_plain(v) for v in value), key=_canonical)
+        return _sorted_plain
     if issubclass(cls, dict):
         return lambda value: {_key(k): to_plain(v) for k, v in value.items()}
     return _unchanged
@@ -90,6 +102,14 @@ def _enum_value(value: Enum) -> Any:
 
 def _isoformat(value: datetime) -> str:
     return value.isoformat()
+
+
+def _sorted_plain(value: set[Any] | frozenset[Any]) -> list[Any]:
+    plain = [to_plain(v) for v in value]
+    try:
+        return sorted(plain)
+    except TypeError:  # mixed or unordered kinds (None, objects): order by their JSON instead
+        return sorted(plain, key=_canonical)
 
 
 def _canonical(plain: Any) -> str:
@@ -106,9 +126,6 @@ def _key(key: Any) -> str:
 def from_plain(hint: Any, raw: Any) -> Any:
     """Rebuild a value of type `hint` from its JSON-ready form."""
     return _converter(hint)(raw)
-
-
-Convert = Callable[[Any], Any]
 
 
 @functools.cache
@@ -137,10 +154,24 @@ def _converter(hint: Any) -> Convert:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_converter(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint
+        return _enum_converter(hint)
     if hint is datetime:
         return datetime.fromisoformat
     return _unchanged
+
+
+def _enum_converter(cls: type[Enum]) -> Convert:
+    """A member by its value through a dict (calling the class costs several times more); a value
+    that names no member raises what the class raises."""
+    members = {member.value: member for member in cls}
+
+    def convert(raw: Any) -> Any:
+        try:
+            return members[raw]
+        except (KeyError, TypeError):  # no such value, or not even hashable
+            return cls(raw)
+
+    return convert
 
 
 def _dataclass_converter(cls: type[Any]) -> Convert:
