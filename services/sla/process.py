@@ -125,7 +125,9 @@ class DeadlineProcess:
     def save(self) -> None:
         """Save the planner's state with the position it reflects (nothing without a checkpoint).
 
-        Never before the saved state was loaded: an empty planner must not replace it.
+        Never before the saved state was loaded: an empty planner must not replace it. Call it
+        from the thread that runs the process, or while it is not running (the planner is not
+        locked); a running process saves by itself.
         """
         if self._checkpoint is None or not self._resumed or not self._unsaved:
             return
