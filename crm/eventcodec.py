@@ -1,9 +1,10 @@
 """Turns domain event dataclasses into stored JSON payloads and back, by their versioned type names.
 
 The JSON form is what the event store keeps and hashes: enums as their values, instants as ISO-8601,
-nested value objects as objects, sets as sorted lists. Type names are explicit (`TYPE` on each
-class), never derived from class names, so renaming a class never breaks stored history. A field
-added to an event later needs a default: payloads stored before it existed decode with that default.
+nested value objects as objects, sets as sorted lists, dicts with string keys as objects. Type names
+are explicit (`TYPE` on each class), never derived from class names, so renaming a class never
+breaks stored history. A field added to an event later needs a default: payloads stored before it
+existed decode with that default.
 
 Aggregate states (kept in snapshots) also hold fields declared as a union of several event classes;
 `to_plain(value, hint)` follows the declared type and records which member such a field holds, as
@@ -57,51 +58,62 @@ class EventCodec:
         return from_plain(self.class_for(type_name), json.loads(data))
 
 
-def to_plain(value: Any, hint: Any = None) -> Any:
-    """A JSON-ready form of a dataclass, enum, instant, tuple, set or scalar.
-
-    Without `hint` the value's own shape decides (the form events and command digests have always
-    had); with the declared type as `hint`, a field declared as a union of several classes records
-    which one it holds, so that `from_plain(hint, ...)` rebuilds it.
-    """
-    if hint is not None:
-        return _encoder(hint)(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        return [to_plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return _sorted([to_plain(v) for v in value])
-    return value
-
-
-def _sorted(plain_items: list[Any]) -> list[Any]:
-    """Set members in one order whatever the hash seed, so equal sets store equal bytes."""
-    return sorted(plain_items, key=lambda item: json.dumps(item, sort_keys=True))
-
-
-def from_plain(hint: Any, raw: Any) -> Any:
-    """Rebuild a value of type `hint` from its JSON-ready form."""
-    return _converter(hint)(raw)
-
-
 Convert = Callable[[Any], Any]
 
 
+def to_plain(value: Any, hint: Any = None) -> Any:
+    """A JSON-ready form of a dataclass, enum, instant, tuple, list, set, dict or scalar.
+
+    Without `hint` the value's own shape decides (the form events and command digests have always
+    had); with the declared type as `hint`, a field declared as a union of several classes records
+    which one it holds, so that `from_plain(hint, ...)` rebuilds it. Sets become sorted lists, so
+    equal sets encode to equal bytes; dict keys must become strings, as JSON object keys are.
+    """
+    if hint is not None:
+        return _hint_encoder(hint)(value)
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    encode = _ENCODERS.get(cls)
+    if encode is None:
+        encode = _ENCODERS[cls] = _class_encoder(cls)
+    return encode(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_ENCODERS: dict[type, Convert] = {}
+"""How to make values of each class plain, worked out once per class: encoding a view or an event
+must not ask which kind of value it holds, field by field, every time (a rebuild of the views
+spent most of its time there)."""
+
+
+def _class_encoder(cls: type) -> Convert:
+    if dataclasses.is_dataclass(cls):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        return lambda value: {name: to_plain(getattr(value, name)) for name in names}
+    if issubclass(cls, Enum):
+        return _enum_value
+    if issubclass(cls, datetime):
+        return _isoformat
+    if issubclass(cls, tuple | list):
+        return lambda value: [to_plain(v) for v in value]
+    if issubclass(cls, set | frozenset):
+        return lambda value: _sorted([to_plain(v) for v in value])
+    if issubclass(cls, dict):
+        return lambda value: {_key(k): to_plain(v) for k, v in value.items()}
+    return _unchanged
+
+
 @functools.cache
-def _encoder(hint: Any) -> Convert:
+def _hint_encoder(hint: Any) -> Convert:
     """How to write values declared as `hint`, worked out once per type (see `_converter`)."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         members = _members(hint)
         if len(members) == 1:
-            encode_inner = _encoder(members[0])
+            encode_inner = _hint_encoder(members[0])
             return lambda value: None if value is None else encode_inner(value)
-        encoders = {cls: (_type_name(cls), _encoder(cls)) for cls in members}
+        encoders = {cls: (_type_name(cls), _hint_encoder(cls)) for cls in members}
 
         def encode_member(value: Any) -> Any:
             if value is None:
@@ -111,16 +123,58 @@ def _encoder(hint: Any) -> Convert:
 
         return encode_member
     if origin is tuple:
-        encode_item = _encoder(get_args(hint)[0])
-        return lambda value: [encode_item(v) for v in value]
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            encode_item = _hint_encoder(args[0])
+            return lambda value: [encode_item(v) for v in value]
+        encode_each = [_hint_encoder(a) for a in args]  # tuple[X, Y]: one encoder a place
+        return lambda value: [e(v) for e, v in zip(encode_each, value, strict=True)]
+    if origin is list:
+        encode_entry = _hint_encoder(get_args(hint)[0])
+        return lambda value: [encode_entry(v) for v in value]
     if origin in (frozenset, set):
-        encode_member_of_set = _encoder(get_args(hint)[0])
+        encode_member_of_set = _hint_encoder(get_args(hint)[0])
         return lambda value: _sorted([encode_member_of_set(v) for v in value])
+    if origin is dict:
+        encode_value = _hint_encoder(get_args(hint)[1])
+        return lambda value: {_key(k): encode_value(v) for k, v in value.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = get_type_hints(hint)
-        fields = [(f.name, _encoder(hints[f.name])) for f in dataclasses.fields(hint)]
+        fields = [(f.name, _hint_encoder(hints[f.name])) for f in dataclasses.fields(hint)]
         return lambda value: {name: encode(getattr(value, name)) for name, encode in fields}
     return to_plain  # enums, instants and scalars need no declared type
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _sorted(plain: list[Any]) -> list[Any]:
+    """Set members in one order whatever the hash seed, so equal sets store equal bytes."""
+    try:
+        return sorted(plain)
+    except TypeError:  # mixed or unordered kinds (None, objects): order by their JSON instead
+        return sorted(plain, key=_canonical)
+
+
+def _canonical(plain: Any) -> str:
+    return json.dumps(plain, sort_keys=True)
+
+
+def _key(key: Any) -> str:
+    plain = to_plain(key)
+    if not isinstance(plain, str):
+        raise InvalidInput("key", f"{key!r} cannot be a JSON object key; use a string or enum")
+    return plain
+
+
+def from_plain(hint: Any, raw: Any) -> Any:
+    """Rebuild a value of type `hint` from its JSON-ready form."""
+    return _converter(hint)(raw)
 
 
 @functools.cache
@@ -146,18 +200,40 @@ def _converter(hint: Any) -> Convert:
 
         return convert_member
     if origin is tuple:
-        convert_item = _converter(get_args(hint)[0])
-        return lambda raw: tuple(convert_item(r) for r in raw)
-    if origin in (frozenset, set):
-        convert_member_of_set = _converter(get_args(hint)[0])
-        return lambda raw: origin(convert_member_of_set(r) for r in raw)
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            convert_item = _converter(args[0])
+            return lambda raw: tuple(convert_item(r) for r in raw)
+        convert_each = [_converter(a) for a in args]  # tuple[X, Y]: one converter a place
+        return lambda raw: tuple(c(r) for c, r in zip(convert_each, raw, strict=True))
+    if origin in (list, set, frozenset):
+        convert_entry = _converter(get_args(hint)[0])
+        return lambda raw: origin(convert_entry(r) for r in raw)
+    if origin is dict:
+        key_hint, value_hint = get_args(hint)
+        convert_key, convert_value = _converter(key_hint), _converter(value_hint)
+        return lambda raw: {convert_key(k): convert_value(v) for k, v in raw.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_converter(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint
+        return _enum_converter(hint)
     if hint is datetime:
         return datetime.fromisoformat
     return _unchanged
+
+
+def _enum_converter(cls: type[Enum]) -> Convert:
+    """A member by its value through a dict (calling the class costs several times more); a value
+    that names no member raises what the class raises."""
+    members = {member.value: member for member in cls}
+
+    def convert(raw: Any) -> Any:
+        try:
+            return members[raw]
+        except (KeyError, TypeError):  # no such value, or not even hashable
+            return cls(raw)
+
+    return convert
 
 
 def _dataclass_converter(cls: type[Any]) -> Convert:

@@ -225,6 +225,17 @@ RELAY_CHECKPOINT_URL = Setting(
     metavar="URL",
 )
 
+DEADLINE_CHECKPOINT_URL = Setting(
+    name="deadline_checkpoint_url",
+    flag="--deadline-checkpoint-url",
+    env="CRM_DEADLINE_CHECKPOINT_URL",
+    default=f"sqlite:///{DATA_DIR_MARK}/deadlines.db",
+    parse=_text,
+    help="the deadline process's saved timers (open cases' SLA watches) and the position they"
+    " reflect; a restart reads only the events after it",
+    metavar="URL",
+)
+
 LOG_FORMAT = Setting(
     name="log_format",
     flag="--log-format",
@@ -342,7 +353,7 @@ PROJECTION = Setting(
     default="",
     parse=_text,
     help="the named projection a Kafka worker runs (timeline, case_views, customer_risk,"
-    " kpi_facts); each is its own consumer group",
+    " kpi_facts; each is its own consumer group), or crm-rebuild rebuilds (all when none)",
     metavar="NAME",
 )
 
@@ -363,6 +374,7 @@ ALL: tuple[Setting[Any], ...] = (
     EVENT_STORE_URL,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
+    DEADLINE_CHECKPOINT_URL,
     LOG_FORMAT,
     SLA_POLICY_FILE,
     COMPENSATION_LIMITS_FILE,
@@ -388,6 +400,7 @@ class Settings:
     event_store_url: str
     read_store_url: str
     relay_checkpoint_url: str
+    deadline_checkpoint_url: str
     log_format: str
     sla_policy_file: Path | None
     compensation_limits_file: Path | None

@@ -90,10 +90,10 @@ def main() -> int:
             print("the gRPC server exited; stopping the rest", file=sys.stderr, flush=True)
             break
         for name in [name for name in children if name != "server"]:
-            # A restart loses and doubles nothing. The relay and the workers resume from their
-            # checkpoints; the deadline worker keeps none: it replays the store from event 0 to
-            # rebuild its timers, and its commands' request ids derive from their causes, so
-            # what it recorded before is not recorded again.
+            # A restart loses and doubles nothing. The relay, the workers and the deadline worker
+            # resume from their checkpoints (the deadline worker's holds its open cases' timers);
+            # whatever the deadline worker re-reads after its last save asks for commands whose
+            # request ids derive from their causes, so what it recorded is not recorded again.
             if children[name].poll() is not None:
                 print(f"{name} exited; starting it again", file=sys.stderr, flush=True)
                 children[name] = subprocess.Popen(commands[name], env=shared)

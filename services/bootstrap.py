@@ -8,6 +8,7 @@ start (store URLs, policy and limits files, the listen address), so a wrong valu
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
+    DEADLINE_CHECKPOINT_URL,
     EVENT_STORE_URL,
     LISTEN,
     PROJECTION,
@@ -48,6 +50,7 @@ from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import create_server
+from services.sla.checkpoint import DeadlineCheckpoint
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.process import DeadlineProcess
 
@@ -76,7 +79,7 @@ class System:
     def close(self) -> None:
         self.stopping.set()
         if self.deadlines is not None:
-            self.deadlines.stop()
+            self.deadlines.close()  # saves its state for the next start
         if self.projector is not None:
             self.projector.stop()
         self.view_store.close()
@@ -88,6 +91,7 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     now = clock or system_clock
     limits = _limits(settings.compensation_limits_file)
     policy = _policy(settings.sla_policy_file)
+    checkpoint = _deadline_checkpoint(settings) if settings.in_process_deadlines else None
     store = _event_store(settings)
     view_store = _view_store(settings)
     apps = build_applications(store, now, limits=limits, earliest=settings.earliest_occurred_at)
@@ -101,9 +105,9 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
             InProcessProjector(store, view_store, CODEC) if settings.in_process_projector else None
         ),
         deadlines=(
-            DeadlineProcess(store, apps.cases, policy, now, CODEC)
-            if settings.in_process_deadlines
-            else None
+            None
+            if checkpoint is None
+            else DeadlineProcess(store, apps.cases, policy, now, CODEC, checkpoint=checkpoint)
         ),
         clock=now,
     )
@@ -233,13 +237,67 @@ class DeadlineWorker:
     process: DeadlineProcess
     store: EventStore
 
+    def close(self) -> None:
+        """Stop the process (it saves its state and closes its checkpoint), close the store."""
+        self.process.close()
+        self.store.close()
+
 
 def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
     now = clock or system_clock
     policy = _policy(settings.sla_policy_file)
+    checkpoint = _deadline_checkpoint(settings)
     store = _event_store(settings)
     cases = build_applications(store, now).cases
-    return DeadlineWorker(DeadlineProcess(store, cases, policy, now, CODEC), store)
+    process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
+    return DeadlineWorker(process, store)
+
+
+@dataclass
+class Rebuild:
+    """`crm-rebuild`: the history to replay and the view store whose projections it fills."""
+
+    store: EventStore
+    views: ViewStore
+    target: str  # the view store, as named to the user
+    projections: tuple[str, ...]
+    resume: bool
+
+    def close(self) -> None:
+        self.views.close()
+        self.store.close()
+
+
+def build_rebuild(
+    settings: Settings, into: Path | None, projections: Sequence[str], *, resume: bool
+) -> Rebuild:
+    """Open the event store and the view store to rebuild into: the file `into` names, else the
+    configured one; the projections must be empty there, unless a rebuild is being resumed."""
+    with attributed_to(PROJECTION, ",".join(projections)):
+        names = tuple(projection_named(name).name for name in projections)
+        if not names:
+            raise InvalidInput(PROJECTION.name, "name at least one projection")
+    store = _event_store(settings)
+    views: ViewStore | None = None
+    try:
+        if into is None:
+            target, views = settings.read_store_url, _view_store(settings)
+        else:
+            with attributed_to("--into", into):
+                target, views = str(into), open_view_store(f"sqlite:///{into}")
+        filled = [(name, views.checkpoint(name)) for name in names]
+        started = [f"{name} is at position {position}" for name, position in filled if position]
+        if started and not resume:
+            raise StartupError(
+                f"{target}: {', '.join(started)}; a rebuild needs empty projections: give"
+                " --into a fresh file, or --resume to finish a rebuild that was interrupted"
+            )
+    except BaseException:
+        if views is not None:
+            views.close()
+        store.close()
+        raise
+    return Rebuild(store, views, target, names, resume)
 
 
 @dataclass
@@ -259,6 +317,12 @@ def build_what_if(settings: Settings, candidate_file: Path) -> WhatIf:
 def _event_store(settings: Settings) -> EventStore:
     with attributed_to(EVENT_STORE_URL, settings.event_store_url):
         return open_event_store(settings.event_store_url)
+
+
+def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
+    url = settings.deadline_checkpoint_url
+    with attributed_to(DEADLINE_CHECKPOINT_URL, url):
+        return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
 
 
 def _view_store(settings: Settings) -> ViewStore:

@@ -10,7 +10,8 @@ redelivery (at-least-once, from the store or Kafka) changes nothing.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from crm.doorbell import Doorbell, ring_across_processes
@@ -86,6 +87,16 @@ class ViewStore(Tracking):
         self, customer_id: str, after_sequence: int, limit: int
     ) -> tuple[list[TimelineEntry], int]:
         """Entries of the customer written after a sequence number, and the last number read."""
+
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        """This thread is about to replay history into the projections, batch after batch.
+
+        An adapter may keep what the thread writes in memory for its next batches and tune
+        itself for bulk writes; what `apply` writes is the same with or without it. The default
+        does nothing special.
+        """
+        yield
 
     def close(self) -> None:
         """Release the doorbell; adapters that hold connections close them and call this too."""

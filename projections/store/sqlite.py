@@ -4,15 +4,20 @@ Each batch is written under the database's write lock (BEGIN IMMEDIATE) together
 checkpoints of the projections it applies, so a reader never sees views ahead of or behind the
 recorded positions. Each projection's tables carry its schema version: when the code's version
 differs, that projection alone is dropped and rebuilt from event 0 while the others keep serving.
+While a thread replays history (`replaying`), the views it writes are also kept in memory for its
+next batches, instead of being read back and decoded; durability stays synchronous=FULL, as a
+rebuild's large transactions make the cost of a durable commit negligible.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from crm.errors import InvalidInput
 from crm.sqlite_connections import ThreadConnections, immediate, translated
@@ -39,6 +44,7 @@ from projections.risk import CustomerRisk
 from projections.store import sqlite_cases, sqlite_kpis, sqlite_risk, sqlite_timeline
 from projections.store.port import ViewStore
 from projections.store.queries import EscalationQuery, TimelinePage, TimelineQuery
+from projections.store.remembered import Remembered
 from projections.timeline import TimelineEntry
 
 LAYOUT_VERSION = 6
@@ -47,6 +53,8 @@ layout (5 or less: one "views" projection) is dropped whole and rebuilt from the
 
 log = logging.getLogger(__name__)
 _LABEL = "sqlite view store"
+REPLAY_CACHE_KIB = 256 * 1024
+"""SQLite's page cache while replaying (256 MiB): index pages of big tables stay in memory."""
 
 
 class _Tables(NamedTuple):
@@ -54,7 +62,7 @@ class _Tables(NamedTuple):
 
     names: tuple[str, ...]
     schema: tuple[str, ...]
-    write: Callable[[sqlite3.Connection, Batch], None]
+    write: Callable[[sqlite3.Connection, Batch, Any], None]  # (conn, news, kept or None)
 
 
 _TABLES = {
@@ -72,6 +80,7 @@ class SqliteViewStore(ViewStore):
         super().__init__()
         self._path = Path(path)
         self._connections = ThreadConnections(self._path, _LABEL)
+        self._replaying = threading.local()  # this thread's kept values, while it replays
         conn = self._connection()
         with translated(_LABEL):
             conn.execute("PRAGMA journal_mode=WAL")
@@ -104,12 +113,40 @@ class SqliteViewStore(ViewStore):
         if not batch:
             return
         conn = self._connection()
+        kept_by_name: dict[str, Remembered[Any]] | None = getattr(self._replaying, "kept", None)
         with translated(_LABEL), immediate(conn):
             for name in projections:
-                fresh = news(batch, read_checkpoint(conn, name, source))
-                if fresh:
-                    _TABLES[name].write(conn, fresh)
-                    write_checkpoint(conn, name, source, fresh[-1][0].global_position)
+                checkpoint = read_checkpoint(conn, name, source)
+                fresh = news(batch, checkpoint)
+                if not fresh:
+                    continue
+                kept = None if kept_by_name is None else kept_by_name[name]
+                if kept is not None and kept.position != checkpoint:
+                    kept.forget()  # someone else wrote this projection: trust only the tables
+                position = fresh[-1][0].global_position
+                _TABLES[name].write(conn, fresh, kept)
+                write_checkpoint(conn, name, source, position)
+                if kept is not None:
+                    kept.position = position
+
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        """Keep what this thread writes for its next batches, and a larger page cache.
+
+        Values kept are trusted only while the projection's checkpoint is the one this thread
+        left (checked in each transaction), so another writer can never make them stale.
+        """
+        conn = self._connection()
+        with translated(_LABEL):
+            cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
+            conn.execute(f"PRAGMA cache_size = -{REPLAY_CACHE_KIB}")
+        self._replaying.kept = {name: Remembered[Any]() for name in _TABLES}
+        try:
+            yield
+        finally:
+            del self._replaying.kept
+            with translated(_LABEL):
+                conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
     def timeline(self, query: TimelineQuery) -> TimelinePage:
         with translated(_LABEL):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from crm.eventcodec import from_plain, to_plain
@@ -12,6 +13,7 @@ from crm.instants import sortable_instant
 from projections.case_view import CaseView, case_view_changes
 from projections.catalogue import Batch
 from projections.store.queries import EscalationQuery
+from projections.store.remembered import Remembered
 
 TABLES = ("case_views",)
 # The whole view as JSON, plus the columns lists filter and order by.
@@ -33,13 +35,27 @@ SCHEMA = (
 )
 
 
-def write(conn: sqlite3.Connection, news: Batch) -> None:
-    views = case_view_changes(news, lambda case_id: case_view(conn, case_id, "case_views"))
+def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseView] | None) -> None:
+    """Write a batch's case views; `kept` holds views written before, during a rebuild."""
+    views = case_view_changes(news, loader(conn, "case_views", kept))
+    if kept is not None:
+        kept.keep(views)
     conn.executemany(
         "INSERT OR REPLACE INTO case_views (case_id, customer_id, status, team,"
         " escalation_level, escalated_since, next_due_utc, view) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [_row(view) for view in views.values()],
     )
+
+
+def loader(
+    conn: sqlite3.Connection, table: str, kept: Remembered[CaseView] | None
+) -> Callable[[str], CaseView | None]:
+    """How a batch loads a case's stored view: from what is kept first, when anything is."""
+
+    def read(case_id: str) -> CaseView | None:
+        return case_view(conn, case_id, table)
+
+    return read if kept is None else kept.loader(read)
 
 
 def case_view(conn: sqlite3.Connection, case_id: str, table: str) -> CaseView | None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import astuple, fields
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any, TypeVar
 
+from projections.case_view import CaseView
 from projections.catalogue import Batch
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.kpi_tally import build_report
 from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, kpi_changes
 from projections.store import sqlite_timeline
-from projections.store.sqlite_cases import case_view, encode_view
+from projections.store.remembered import Remembered
+from projections.store.sqlite_cases import encode_view, loader
 
 T = TypeVar("T")
 
@@ -94,9 +97,12 @@ SCHEMA = (
 )
 
 
-def write(conn: sqlite3.Connection, news: Batch) -> None:
-    """Write a batch's KPI facts; the caller holds the transaction."""
-    changes = kpi_changes(news, lambda case_id: case_view(conn, case_id, "kpi_case_views"))
+def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseView] | None) -> None:
+    """Write a batch's KPI facts; the caller holds the transaction. `kept` holds the
+    projection's case views written before, during a rebuild."""
+    changes = kpi_changes(news, loader(conn, "kpi_case_views", kept))
+    if kept is not None:
+        kept.keep(changes.case_views)
     _insert(conn, "kpi_contacts", ContactFact, changes.contacts, "OR IGNORE")
     _insert(conn, "kpi_surveys", SurveyFact, changes.surveys, "OR IGNORE")
     _insert(conn, "kpi_purchases", PurchaseFact, changes.purchases, "OR IGNORE")
@@ -111,10 +117,11 @@ def _insert(
     conn: sqlite3.Connection, table: str, cls: type[Any], rows: Iterable[Any], conflict: str
 ) -> None:
     names = [f.name for f in fields(cls)]
+    values = attrgetter(*names)  # the fields are plain values: no deep copy as astuple makes
     conn.executemany(
         f"INSERT {conflict} INTO {table} ({', '.join(names)})"
         f" VALUES ({', '.join('?' * len(names))})",
-        [astuple(row) for row in rows],
+        [values(row) for row in rows],
     )
 
 

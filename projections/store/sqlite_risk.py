@@ -9,6 +9,7 @@ from datetime import datetime
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
 from projections.risk import CaseEscalation, CustomerRisk, risk_changes
+from projections.store.remembered import Remembered
 from projections.store.sqlite_timeline import MEMBERS
 
 TABLES = ("risk_cases", "risk_feedback")
@@ -38,8 +39,16 @@ SCHEMA = (
 )
 
 
-def write(conn: sqlite3.Connection, news: Batch) -> None:
-    changes = risk_changes(news, lambda case_id: _escalation(conn, case_id))
+def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseEscalation] | None) -> None:
+    """Write a batch's escalations and signals; `kept` holds escalations written before, during
+    a rebuild."""
+
+    def read(case_id: str) -> CaseEscalation | None:
+        return _escalation(conn, case_id)
+
+    changes = risk_changes(news, read if kept is None else kept.loader(read))
+    if kept is not None:
+        kept.keep(changes.cases)
     conn.executemany(
         "INSERT OR REPLACE INTO risk_cases"
         " (case_id, customer_id, level, escalated_since, since, position)"

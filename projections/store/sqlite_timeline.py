@@ -65,8 +65,9 @@ _ENTRY_COLUMNS = (
 )
 
 
-def write(conn: sqlite3.Connection, news: Batch) -> None:
-    """Insert the batch's entries once each, and keep the newest fact of each merge link."""
+def write(conn: sqlite3.Connection, news: Batch, kept: None = None) -> None:
+    """Insert the batch's entries once each, and keep the newest fact of each merge link (it
+    reads nothing back, so it keeps nothing in a rebuild)."""
     changes = timeline_changes(news)
     conn.executemany(
         f"INSERT INTO timeline ({_ENTRY_COLUMNS}, occurred_utc)"

@@ -5,17 +5,19 @@ tier, first response) and answers two questions: which facts follow from what ju
 (apply, pause, resume, fulfil; negative feedback on the case), and which timers are due at a
 given instant (at risk, breached). Every planned command carries a request id derived from what
 caused it, so a restarted process, or a second one running beside it, asks for the same command
-and the case records it once.
+and the case records it once. The timers live in a priority queue (services/sla/timers.py): an
+event re-arms its own case's timers only, and asking what is due pops only what is due.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from crm.envelope import RecordedEvent
+from crm.eventcodec import from_plain, to_plain
 from crm.vocabulary import Priority
 from services.case import domain as case_domain
 from services.case.escalation import (
@@ -38,6 +40,7 @@ from services.case.events import (
     ContactRecorded,
 )
 from services.case.sla_facts import (
+    SLA_EVENT_TYPES,
     RecordSlaFact,
     SlaApplied,
     SlaAtRisk,
@@ -59,8 +62,16 @@ from services.feedback.events import (
     VoiceOfCustomerRecorded,
 )
 from services.sla.policy import SlaPolicy, Targets
+from services.sla.timers import AT_RISK, BREACHED, Timer, TimerQueue
 
 Command = RecordSlaFact | RaiseEscalation
+
+STATE_VERSION = 1
+"""The shape and meaning of `Planner.state()`. Raise it whenever CaseWatch, the state or the way
+the planner folds events changes: a process then ignores a state saved by another version and
+replays history from event 0 instead."""
+
+_FACT_TYPES = {fact_type.TYPE: fact_type for fact_type in SLA_EVENT_TYPES}
 
 
 ESCALATION_OF_FEEDBACK = {
@@ -110,6 +121,40 @@ class Planner:
         self.watches: dict[str, CaseWatch] = {}
         self._vip: dict[str, bool] = {}
         self._pending: dict[str, Planned] = {}
+        self._timers = TimerQueue()
+        # Each watch's place in `watches` (a scan's order), and each customer's watched cases.
+        self._rank: dict[str, int] = {}
+        self._ranks = 0
+        self._cases_of: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------ saved state
+
+    def state(self) -> dict[str, Any]:
+        """What a restarted planner needs, JSON-ready: the watches of the open cases (closed
+        ones are not watched), the VIP customers and the plans not known to be carried out."""
+        return {
+            "policy_version": self.policy.version,
+            "vip": sorted(customer for customer, vip in self._vip.items() if vip),
+            "watches": [to_plain(watch) for watch in self.watches.values()],
+            "pending": [_plain_plan(planned) for planned in self._pending.values()],
+        }
+
+    @classmethod
+    def restore(cls, policy: SlaPolicy, state: dict[str, Any]) -> Planner | None:
+        """The planner `state` was taken from; None if it was planning under another policy
+        version (its due instants were decided under that one: replay instead)."""
+        if state["policy_version"] != policy.version:
+            return None
+        planner = cls(policy)
+        planner._vip = dict.fromkeys(state["vip"], True)
+        for plain in state["watches"]:
+            watch: CaseWatch = from_plain(CaseWatch, plain)
+            planner._watch(watch)
+            planner._arm(watch.case_id)
+        for plain in state["pending"]:
+            planned = _plan_from_plain(plain)
+            planner._pending[planned.request_id] = planned
+        return planner
 
     # ------------------------------------------------------------ history
 
@@ -123,8 +168,8 @@ class Planner:
             case TierChanged():
                 vip = event.to_tier is Tier.VIP
                 self._vip[event.customer_id] = vip
-                for watch in self.watches.values():
-                    if watch.customer_id == event.customer_id and watch.active:
+                for watch in self._watches_of(event.customer_id):
+                    if watch.active:
                         self._apply(watch, recorded, at, "tier_changed")
                         if vip and watch.category is Category.COMPLAINT:
                             raise_it = RaiseEscalation(
@@ -140,14 +185,16 @@ class Planner:
                     CaseStatus.OPEN,
                     {SlaTarget.FIRST_RESPONSE: at, SlaTarget.RESOLUTION: at},
                 )
-                self.watches[event.case_id] = watch
+                self._watch(watch)
                 self._apply(watch, recorded, at, "opened")
+                self._arm(watch.case_id)
             case SurveySubmitted() | ReviewSubmitted() | (VoiceOfCustomerRecorded()):
                 self._feedback(recorded, event)
             case _ if isinstance(event, EVENT_TYPES):
                 watch_of = self.watches.get(event.case_id)
                 if watch_of is not None:
                     self._case_event(watch_of, recorded, event, at)
+                    self._arm(event.case_id)
 
     def _case_event(
         self, watch: CaseWatch, recorded: RecordedEvent, event: CaseEvent, at: datetime
@@ -181,7 +228,7 @@ class Planner:
                 watch.breached.discard(SlaTarget.RESOLUTION)
                 self._apply(watch, recorded, at, "reopened")
             case CaseClosed():
-                del self.watches[watch.case_id]
+                self._unwatch(watch)
             case CaseEscalationChanged():
                 watch.escalation = event.reasons
             case _ if isinstance(event, SlaApplied | SlaResumed):
@@ -273,31 +320,89 @@ class Planner:
         self._pending.pop(request_id, None)
 
     def due_timers(self, now: datetime) -> list[Planned]:
-        """At-risk and breach facts whose instant has come."""
+        """At-risk and breach facts whose instant has come (they stay due until recorded)."""
         planned = []
-        for instant, watch, due, kind in self._timers():
-            if instant <= now:
-                fact_type = SlaAtRisk if kind == "at_risk" else SlaBreached
-                fact = fact_type(watch.case_id, due.target, due.due_at)
-                planned.append(_timer(watch, due, kind, fact))
+        for case_id, timer in self._timers.due(now):
+            watch, due = self.watches[case_id], timer.due
+            fact_type = SlaAtRisk if timer.kind == AT_RISK else SlaBreached
+            planned.append(
+                _timer(watch, due, timer.kind, fact_type(case_id, due.target, due.due_at))
+            )
         return planned
 
     def next_timer(self) -> datetime | None:
         """The earliest instant a timer will be due, None when nothing is running."""
-        return min((instant for instant, _, _, _ in self._timers()), default=None)
+        return self._timers.next_instant()
 
-    def _timers(self) -> Iterator[tuple[datetime, CaseWatch, SlaDue, str]]:
-        """Every timer still to fire, with its instant: at risk first, then breached."""
-        for watch in self.watches.values():
-            if not watch.active or watch.paused:
-                continue
-            for due in watch.dues:
-                if due.target in watch.fulfilled:
-                    continue
-                if due.target not in watch.at_risk | watch.breached:
-                    yield due.at_risk_at, watch, due, "at_risk"
-                if due.target not in watch.breached:
-                    yield due.due_at, watch, due, "breached"
+    # ------------------------------------------------------------ watches and their timers
+
+    def _watch(self, watch: CaseWatch) -> None:
+        """Start (or restart) watching a case; it keeps its place if it was watched already."""
+        previous = self.watches.get(watch.case_id)
+        if previous is not None:
+            self._cases_of[previous.customer_id].discard(watch.case_id)
+        else:
+            self._ranks += 1
+            self._rank[watch.case_id] = self._ranks
+        self.watches[watch.case_id] = watch
+        self._cases_of.setdefault(watch.customer_id, set()).add(watch.case_id)
+
+    def _unwatch(self, watch: CaseWatch) -> None:
+        del self.watches[watch.case_id]
+        del self._rank[watch.case_id]
+        cases = self._cases_of[watch.customer_id]
+        cases.discard(watch.case_id)
+        if not cases:
+            del self._cases_of[watch.customer_id]
+
+    def _watches_of(self, customer_id: str) -> list[CaseWatch]:
+        """The customer's watched cases, in the order of `watches`."""
+        cases = sorted(self._cases_of.get(customer_id, ()), key=self._rank.__getitem__)
+        return [self.watches[case_id] for case_id in cases]
+
+    def _arm(self, case_id: str) -> None:
+        """After an event of the case: its timers as they are now (only this case's)."""
+        watch = self.watches.get(case_id)
+        if watch is None:
+            self._timers.disarm(case_id)
+        else:
+            self._timers.arm(case_id, self._rank[case_id], watch_timers(watch))
+
+
+def watch_timers(watch: CaseWatch) -> tuple[Timer, ...]:
+    """Every timer of the case still to fire, with its instant: per due, at risk then breached."""
+    if not watch.active or watch.paused:
+        return ()
+    timers = []
+    for due in watch.dues:
+        if due.target in watch.fulfilled:
+            continue
+        if due.target not in watch.at_risk and due.target not in watch.breached:
+            timers.append(Timer(due.at_risk_at, due, AT_RISK))
+        if due.target not in watch.breached:
+            timers.append(Timer(due.due_at, due, BREACHED))
+    return tuple(timers)
+
+
+def _plain_plan(planned: Planned) -> dict[str, Any]:
+    command = planned.command
+    fact = command.fact.TYPE if isinstance(command, RecordSlaFact) else ""
+    return {
+        "request_id": planned.request_id,
+        "causation_id": planned.causation_id,
+        "fact": fact,  # which SLA fact the command records; "" for an escalation
+        "command": to_plain(command),
+    }
+
+
+def _plan_from_plain(plain: dict[str, Any]) -> Planned:
+    raw = plain["command"]
+    command: Command
+    if plain["fact"]:
+        command = RecordSlaFact(raw["case_id"], from_plain(_FACT_TYPES[plain["fact"]], raw["fact"]))
+    else:
+        command = from_plain(RaiseEscalation, raw)
+    return Planned(plain["request_id"], plain["causation_id"], command)
 
 
 def _allowed(targets: Targets, target: SlaTarget) -> timedelta:

@@ -1,7 +1,9 @@
-"""`crm-deadline-worker` as its own process: records what is due, then stops on SIGTERM."""
+"""`crm-deadline-worker` as its own process: records what is due, then stops on SIGTERM, saving
+its state in its checkpoint file."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from services.case.commands import OpenCase
 from services.case.events import Category
 from services.customer.commands import RegisterCustomer
 from services.customer.events import Segment
+from services.sla.checkpoint import DeadlineCheckpoint
 from tests.grpc_client import poll
 
 AGENT = Actor(ActorKind.AGENT, "agent-1")
@@ -43,6 +46,7 @@ def test_the_worker_records_an_overdue_breach_once_and_stops_cleanly(tmp_path: P
         [
             *(sys.executable, "-m", "services.entrypoints.deadline_worker"),
             *("--event-store-url", f"sqlite:///{path}"),
+            *("--data-dir", str(tmp_path)),  # the checkpoint's default: <data-dir>/deadlines.db
         ],
         env={**os.environ, "CRM_LOG_FORMAT": "json"},
         stderr=log,
@@ -62,4 +66,10 @@ def test_the_worker_records_an_overdue_breach_once_and_stops_cleanly(tmp_path: P
         assert worker.wait(timeout=20) == 0
         log.close()
     assert types().count("SlaBreached") == 1
+    checkpoint = DeadlineCheckpoint(tmp_path / "deadlines.db")
+    saved = checkpoint.load()
+    opened = store.read_stream("case-k-1")[0].global_position
+    assert saved is not None and opened <= saved.position <= store.last_position()
+    assert [watch["case_id"] for watch in json.loads(saved.state)["watches"]] == ["k-1"]
+    checkpoint.close()
     store.close()

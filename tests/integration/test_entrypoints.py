@@ -11,7 +11,14 @@ import pytest
 
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.settings import used
-from services.entrypoints import deadline_worker, projection_worker, relay, server, what_if
+from services.entrypoints import (
+    deadline_worker,
+    projection_worker,
+    rebuild,
+    relay,
+    server,
+    what_if,
+)
 from tests.support import T0, EventLog, opened, registered
 
 ENTRYPOINTS = {
@@ -20,6 +27,7 @@ ENTRYPOINTS = {
     "projection_worker": projection_worker.USES,
     "deadline_worker": deadline_worker.USES,
     "what_if": what_if.USES,
+    "rebuild": rebuild.USES,
 }
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"
 

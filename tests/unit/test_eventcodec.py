@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import pytest
 
-from crm.errors import IntegrityError
+from crm.errors import IntegrityError, InvalidInput
 from crm.eventcodec import EventCodec, from_plain, to_plain
 from crm.vocabulary import Channel
 from services.bootstrap import CODEC
@@ -126,3 +126,47 @@ def test_the_declared_type_changes_nothing_where_no_union_needs_a_name() -> None
     event = VoiceOfCustomerRecorded("fb-1", "c-1", "", Channel.SOCIAL, "text")
     assert to_plain(event, VoiceOfCustomerRecorded) == to_plain(event)
     assert CODEC.encode(event)[1] == json.dumps(to_plain(event), sort_keys=True).encode()
+
+
+@dataclass
+class Collections:
+    """Shapes the plain form carries besides events' own: sets, dicts, lists, fixed tuples."""
+
+    by_channel: dict[Channel, datetime]
+    spans: list[tuple[datetime, datetime | None]]
+    channels: set[Channel]
+    frozen: frozenset[str]
+
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+def test_sets_dicts_lists_and_fixed_tuples_round_trip_through_json() -> None:
+    value = Collections(
+        by_channel={Channel.EMAIL: T0, Channel.PHONE: T0 + timedelta(hours=1)},
+        spans=[(T0, None), (T0, T0 + timedelta(minutes=5))],
+        channels={Channel.SOCIAL, Channel.EMAIL, Channel.CHAT},
+        frozen=frozenset({"b", "a"}),
+    )
+    text = json.dumps(to_plain(value))
+    assert from_plain(Collections, json.loads(text)) == value
+
+
+def test_equal_sets_encode_to_equal_bytes_whatever_their_iteration_order() -> None:
+    one, other = {Channel.SOCIAL, Channel.EMAIL}, {Channel.EMAIL, Channel.SOCIAL}
+    assert json.dumps(to_plain(one)) == json.dumps(to_plain(other)) == '["email", "social"]'
+
+
+def test_a_dict_key_that_cannot_be_a_json_key_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="cannot be a JSON object key"):
+        to_plain({1: "one"})
+
+
+def test_events_encode_as_before() -> None:
+    """The extension must not change a byte of what events hash to."""
+    event = VoiceOfCustomerRecorded("fb-1", "c-1", "", Channel.SOCIAL, "Hard to find.")
+    assert CODEC.encode(event)[1] == (
+        b'{"case_id": "", "channel": "social", "customer_id": "c-1", "feedback_id": "fb-1",'
+        b' "sentiment_analyzer": "", "sentiment_label": "neutral", "sentiment_score": 0.0,'
+        b' "text": "Hard to find."}'
+    )

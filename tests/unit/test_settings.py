@@ -34,6 +34,7 @@ def test_the_defaults_parse() -> None:
     assert defaults.event_store_url == "sqlite:///var/events.db"
     assert defaults.read_store_url == "sqlite:///var/views.db"
     assert defaults.relay_checkpoint_url == "sqlite:///var/relay.db"
+    assert defaults.deadline_checkpoint_url == "sqlite:///var/deadlines.db"
     assert defaults.kafka_partitions == 6
     assert defaults.sla_policy_file is None
     assert defaults.in_process_projector and defaults.in_process_deadlines
@@ -58,6 +59,7 @@ def test_an_empty_value_counts_as_not_given() -> None:
         ((s.EVENT_STORE_URL,), "event_store_url", "events.db"),
         ((s.READ_STORE_URL,), "read_store_url", "views.db"),
         ((s.RELAY_CHECKPOINT_URL,), "relay_checkpoint_url", "relay.db"),
+        ((s.DEADLINE_CHECKPOINT_URL,), "deadline_checkpoint_url", "deadlines.db"),
     ],
 )
 def test_store_urls_follow_the_data_dir_in_any_process(
