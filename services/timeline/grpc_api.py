@@ -22,6 +22,7 @@ from projections.store.queries import EscalationQuery, TimelineQuery
 from projections.timeline import EntryKind, TimelineEntry
 from services.case.escalation import EscalationReason
 from services.case.events import Category
+from services.timeline.watermark import SharedWatermark
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
@@ -44,6 +45,8 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         self._stopping = stopping
         self._clock = clock
         self._io = io
+        # One watermark read per poll for all idle watches, not one per watch.
+        self._watermark = SharedWatermark(view_store, io, max_age=WATCH_POLL_SECONDS)
 
     async def GetTimeline(
         self, request: timeline_service_pb2.GetTimelineRequest, context: Context
@@ -76,7 +79,7 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         seen = views.change_generation
         # History first, in global order; then whatever is written after, in the order it is
         # written (on the Kafka path an entry can land behind one already sent).
-        sequence = await io.run(views.timeline_watermark)
+        sequence = covered = await io.run(views.timeline_watermark)
         sent: set[str] = set()
         position = request.after_position
         while entries := await io.run(views.entries_after, customer_id, position, WATCH_BATCH):
@@ -88,15 +91,19 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         # (the await raises CancelledError); the flag is checked after `seen` was taken, so a
         # stop can never slip between the check and the wait.
         while not self._stopping.is_set():
-            entries, sequence = await io.run(
-                views.entries_applied_after, customer_id, sequence, WATCH_BATCH
-            )
-            for entry in entries:
-                if entry.event_id not in sent:
-                    yield entry_to_proto(entry)
-            if len(entries) < WATCH_BATCH:
+            # Every entry up to `covered` was written before the last read of our entries.
+            if (latest := await self._watermark.latest()) > covered:
+                entries, sequence = await io.run(
+                    views.entries_applied_after, customer_id, sequence, WATCH_BATCH
+                )
+                for entry in entries:
+                    if entry.event_id not in sent:
+                        yield entry_to_proto(entry)
+                if len(entries) == WATCH_BATCH:
+                    continue
+                covered = latest
                 sent.clear()  # everything read from here on was written after the history
-                seen = await views.changed(WATCH_POLL_SECONDS, seen)
+            seen = await views.changed(WATCH_POLL_SECONDS, seen)
 
     async def GetCaseView(
         self, request: timeline_service_pb2.GetCaseViewRequest, context: Context
