@@ -32,7 +32,8 @@ class RefusingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> Handler:
-        if _method(details) in {"GetCase", "GetTimeline"}:
+        missing = ("credential", "missing") in (details.invocation_metadata or ())
+        if missing or _method(details) in {"GetCase", "GetTimeline"}:
             raise errors.Unauthenticated("no bearer token")
         return await continuation(details)
 
@@ -91,6 +92,12 @@ def test_an_error_raised_by_a_later_interceptor_is_mapped(client: Client) -> Non
     assert (code, message) == (C.UNAUTHENTICATED, "no bearer token")
     request = timeline_service_pb2.GetTimelineRequest(customer_id="c-1")
     assert _code(lambda: client.timeline.GetTimeline(request))[0] is C.UNAUTHENTICATED
+    watch = timeline_service_pb2.WatchTimelineRequest(customer_id="c-1")
+    missing = (("credential", "missing"),)
+    code, message = _code(
+        lambda: list(client.timeline.WatchTimeline(watch, timeout=10, metadata=missing))
+    )
+    assert (code, message) == (C.UNAUTHENTICATED, "no bearer token")
 
 
 def test_an_error_raised_by_a_replaced_handler_is_mapped(client: Client) -> None:
