@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+import grpc
 from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,6 +18,8 @@ from crm.v1 import common_pb2
 from crm.vocabulary import Actor, ActorKind
 
 E = TypeVar("E", bound=Enum)
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+"""What every servicer method is handed (grpc.aio)."""
 
 
 def command_context(request: Message) -> CommandContext:

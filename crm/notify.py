@@ -4,12 +4,15 @@ Changes made by other processes reach it only through a doorbell (crm/doorbell.p
 attached; followers bound every wait with a timeout and re-read anyway, so a signal only makes
 them faster, never correct. Each notify bumps a generation: a
 follower that passes the generation it last saw cannot miss a notify made while it was reading.
+Followers on an asyncio event loop await `wait_async`, which holds no thread while it waits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 
 
 class ChangeSignal:
@@ -19,6 +22,8 @@ class ChangeSignal:
         self._condition = threading.Condition()
         self._generation = 0
         self._observers: list[Callable[[], None]] = []
+        # Waiters of wait_async by their loop: a notify costs one wake-up call per loop.
+        self._async_waiters: dict[asyncio.AbstractEventLoop, set[asyncio.Future[None]]] = {}
 
     @property
     def generation(self) -> int:
@@ -41,6 +46,7 @@ class ChangeSignal:
         with self._condition:
             self._generation += 1
             self._condition.notify_all()
+        self._wake_async_waiters()
 
     def wait(self, timeout: float, seen: int | None = None) -> int:
         """Block until a notify after generation `seen` (default: now) or the timeout.
@@ -51,3 +57,49 @@ class ChangeSignal:
             start = self._generation if seen is None else seen
             self._condition.wait_for(lambda: self._generation != start, timeout)
             return self._generation
+
+    async def wait_async(self, timeout: float, seen: int | None = None) -> int:
+        """`wait` for asyncio code: awaits on the running loop, holding no thread while it waits.
+
+        Returns the current generation, to pass as `seen` to the next wait. Cancelling the
+        awaiting task removes the waiter at once.
+        """
+        loop = asyncio.get_running_loop()
+        with self._condition:
+            start = self._generation if seen is None else seen
+            if self._generation != start:
+                return self._generation
+            woken = loop.create_future()
+            self._async_waiters.setdefault(loop, set()).add(woken)
+        timer = loop.call_later(timeout, _wake, (woken,))
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            with self._condition:
+                waiting = self._async_waiters.get(loop)
+                if waiting is not None:
+                    waiting.discard(woken)
+                    if not waiting:
+                        del self._async_waiters[loop]
+        return self.generation
+
+    @property
+    def async_waiters(self) -> int:
+        """How many wait_async calls are waiting now (a cancelled watch leaves none behind)."""
+        with self._condition:
+            return sum(len(waiting) for waiting in self._async_waiters.values())
+
+    def _wake_async_waiters(self) -> None:
+        with self._condition:
+            waiting, self._async_waiters = self._async_waiters, {}
+        for loop, futures in waiting.items():
+            with suppress(RuntimeError):  # that loop is closed: nobody is left to wake
+                loop.call_soon_threadsafe(_wake, futures)
+
+
+def _wake(futures: Iterable[asyncio.Future[None]]) -> None:
+    """Runs on the waiters' loop: resolve each future not already resolved or cancelled."""
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import faust
-import grpc
 
 from crm.command_handling import DEFAULT_EARLIEST, Clock
 from crm.errors import InvalidInput
@@ -49,7 +48,7 @@ from services.customer.events import Tier
 from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
-from services.grpc_server import create_server
+from services.grpc_server import GrpcServer, create_server
 from services.sla.checkpoint import DeadlineCheckpoint
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.process import DeadlineProcess
@@ -159,19 +158,23 @@ class Server:
     """`crm-server`: the embedded system behind a gRPC server bound to its port, not started."""
 
     system: System
-    grpc: grpc.Server
-    port: int
+    grpc: GrpcServer
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
 
 
-def build_server(settings: Settings) -> Server:
+async def build_server(settings: Settings) -> Server:
+    """Build the system and its gRPC server on the running event loop, which will serve it."""
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server, port = create_server(system, settings.listen)
+            server = await create_server(system, settings.listen)
     except StartupError:
         system.close()
         raise
-    return Server(system, server, port)
+    return Server(system, server)
 
 
 @dataclass

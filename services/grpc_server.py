@@ -1,15 +1,23 @@
-"""The gRPC server of the embedded system: every service, health checking and reflection."""
+"""The gRPC server of the embedded system: every service, health checking and reflection.
+
+An asyncio server (grpc.aio): servicers are coroutines, their blocking store and view-store work
+runs on a bounded pool of threads (`STORE_THREADS`), and a streaming watch that waits for news
+holds no thread at all, so open watches never starve other calls.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from concurrent import futures
+from collections.abc import Sequence
 from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer  # health.aio
 from grpc_reflection.v1alpha import reflection
 
+from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.grpc_errors import ErrorMappingInterceptor
 from crm.v1 import (
@@ -37,6 +45,10 @@ SERVICE_NAMES = (
     feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name,
     timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name,
 )
+STORE_THREADS = 16
+"""Threads running the servicers' blocking store and view-store calls, and so at most as many
+SQLite connections per store; calls beyond it queue without a thread. As many as the thread pool
+of the synchronous server had; watches waiting for news use none."""
 
 
 class Served(Protocol):
@@ -56,26 +68,75 @@ class Served(Protocol):
     def clock(self) -> Clock: ...
 
 
-def create_server(system: Served, listen: str, workers: int = 16) -> tuple[grpc.Server, int]:
-    """A started-ready server with every service registered; returns it and the bound port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorMappingInterceptor()],
+class GrpcServer:
+    """The asyncio server of every service, bound to its port, with its pool of store threads.
+
+    Start and stop it on the event loop it was created on (grpc.aio binds a server to one loop).
+    """
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        io: BlockingPool,
+        health: AsyncHealthServicer,
+        system: Served,
+    ) -> None:
+        self.port = port
+        self._server = server
+        self._io = io
+        self._health = health
+        self._system = system
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking calls, end the watches, let running calls finish within `grace` seconds.
+
+        Calls still running after `grace` are cancelled. Returns once the blocking calls they
+        started have returned too, so the stores may be closed next.
+        """
+        await self._health.enter_graceful_shutdown()
+        self._system.stopping.set()
+        self._system.view_store.notify_changed()  # wakes every watch, which then sees the flag
+        await self._server.stop(grace)
+        await asyncio.to_thread(self._io.shutdown)
+
+
+async def create_server(
+    system: Served,
+    listen: str,
+    *,
+    store_threads: int = STORE_THREADS,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+) -> GrpcServer:
+    """A server with every service registered and bound to `listen`, ready to start.
+
+    Call it on the event loop that will run the server. The error mapping is the first
+    interceptor, so it also maps what the given ones (authentication ...) raise.
+    """
+    io = BlockingPool(store_threads, name="store-io")
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        # Without SO_REUSEPORT a second server on a taken port fails to start instead of
+        # silently sharing the port with the first.
+        options=[("grpc.so_reuseport", 0)],
     )
     customer_service_pb2_grpc.add_CustomerServiceServicer_to_server(
-        CustomerServicer(system.customers), server
+        CustomerServicer(system.customers, io), server
     )
-    case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(system.cases), server)
+    case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(system.cases, io), server)
     feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
-        FeedbackServicer(system.feedback), server
+        FeedbackServicer(system.feedback, io), server
     )
     timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(system.view_store, system.stopping, system.clock), server
+        TimelineServicer(system.view_store, system.stopping, system.clock, io), server
     )
-    health_servicer = health.HealthServicer()
+    health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -84,5 +145,6 @@ def create_server(system: Served, listen: str, workers: int = 16) -> tuple[grpc.
     except RuntimeError:  # what grpc raises when it cannot bind
         port = 0
     if port == 0:
+        io.shutdown()
         raise OSError(f"cannot listen on {listen}: in use, or not an address of this machine")
-    return server, port
+    return GrpcServer(server, port, io, health_servicer, system)

@@ -115,3 +115,15 @@ class ViewStore(Tracking):
     def wait_for_change(self, timeout: float) -> None:
         """Block until a change (in this process, or rung by another) or the timeout."""
         self._changed.wait(timeout)
+
+    @property
+    def change_generation(self) -> int:
+        """How many changes were notified so far; read it before reading views, then wait on it."""
+        return self._changed.generation
+
+    async def changed(self, timeout: float, seen: int) -> int:
+        """Await a change notified after generation `seen`, or the timeout, holding no thread.
+
+        Returns the generation to pass next time (changes by other processes are polled).
+        """
+        return await self._changed.wait_async(timeout, seen)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
-
+from crm.blocking import BlockingPool
 from crm.command_handling import derived_id
 from crm.grpc_convert import (
+    Context,
     actor,
     command_context,
     command_result,
@@ -45,15 +45,16 @@ KIND = case_events_pb2.CompensationKind.DESCRIPTOR
 
 
 class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
-    def __init__(self, application: CaseApplication) -> None:
+    def __init__(self, application: CaseApplication, io: BlockingPool) -> None:
         self._app = application
+        self._io = io
 
-    def _run(self, request: object, command: CaseCommand) -> CommandResult:
+    async def _run(self, request: object, command: CaseCommand) -> CommandResult:
         context = command_context(request)  # type: ignore[arg-type]
-        return command_result(self._app.handle(command, context))
+        return command_result(await self._io.run(self._app.handle, command, context))
 
-    def OpenCase(
-        self, request: case_service_pb2.OpenCaseRequest, context: grpc.ServicerContext
+    async def OpenCase(
+        self, request: case_service_pb2.OpenCaseRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = OpenCase(
@@ -68,10 +69,10 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
             description=request.description,
             department=request.department or DEFAULT_DEPARTMENT,
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def RecordContact(
-        self, request: case_service_pb2.RecordContactRequest, context: grpc.ServicerContext
+    async def RecordContact(
+        self, request: case_service_pb2.RecordContactRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         handler = actor(request, "handled_by")
@@ -90,72 +91,72 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
             handover_to_agent_id=request.handover_to_agent_id,
             handover_to_team=request.handover_to_team,
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def AssignCase(
-        self, request: case_service_pb2.AssignCaseRequest, context: grpc.ServicerContext
+    async def AssignCase(
+        self, request: case_service_pb2.AssignCaseRequest, context: Context
     ) -> CommandResult:
-        return self._run(request, AssignCase(request.case_id, request.agent_id, request.team))
+        return await self._run(request, AssignCase(request.case_id, request.agent_id, request.team))
 
-    def TransferCase(
-        self, request: case_service_pb2.TransferCaseRequest, context: grpc.ServicerContext
+    async def TransferCase(
+        self, request: case_service_pb2.TransferCaseRequest, context: Context
     ) -> CommandResult:
         command = TransferCase(request.case_id, request.to_department, request.reason)
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def ChangePriority(
-        self, request: case_service_pb2.ChangePriorityRequest, context: grpc.ServicerContext
+    async def ChangePriority(
+        self, request: case_service_pb2.ChangePriorityRequest, context: Context
     ) -> CommandResult:
         priority = required_enum(Priority, request.priority, PRIORITY, "priority")
-        return self._run(request, ChangePriority(request.case_id, priority, request.reason))
+        return await self._run(request, ChangePriority(request.case_id, priority, request.reason))
 
-    def AddNote(
-        self, request: case_service_pb2.AddNoteRequest, context: grpc.ServicerContext
+    async def AddNote(
+        self, request: case_service_pb2.AddNoteRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         note_id = request.note_id or derived_id("note", ctx.request_id)
         command = AddNote(request.case_id, note_id, request.text)
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def SetPendingOnCustomer(
-        self, request: case_service_pb2.SetPendingOnCustomerRequest, context: grpc.ServicerContext
+    async def SetPendingOnCustomer(
+        self, request: case_service_pb2.SetPendingOnCustomerRequest, context: Context
     ) -> CommandResult:
-        return self._run(request, SetPendingOnCustomer(request.case_id, request.reason))
+        return await self._run(request, SetPendingOnCustomer(request.case_id, request.reason))
 
-    def ResumeCase(
-        self, request: case_service_pb2.ResumeCaseRequest, context: grpc.ServicerContext
+    async def ResumeCase(
+        self, request: case_service_pb2.ResumeCaseRequest, context: Context
     ) -> CommandResult:
-        return self._run(request, ResumeCase(request.case_id, request.reason))
+        return await self._run(request, ResumeCase(request.case_id, request.reason))
 
-    def ResolveCase(
-        self, request: case_service_pb2.ResolveCaseRequest, context: grpc.ServicerContext
+    async def ResolveCase(
+        self, request: case_service_pb2.ResolveCaseRequest, context: Context
     ) -> CommandResult:
         command = ResolveCase(request.case_id, request.resolution_code, request.note)
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def ReopenCase(
-        self, request: case_service_pb2.ReopenCaseRequest, context: grpc.ServicerContext
+    async def ReopenCase(
+        self, request: case_service_pb2.ReopenCaseRequest, context: Context
     ) -> CommandResult:
-        return self._run(request, ReopenCase(request.case_id, request.reason))
+        return await self._run(request, ReopenCase(request.case_id, request.reason))
 
-    def CloseCase(
-        self, request: case_service_pb2.CloseCaseRequest, context: grpc.ServicerContext
+    async def CloseCase(
+        self, request: case_service_pb2.CloseCaseRequest, context: Context
     ) -> CommandResult:
-        return self._run(request, CloseCase(request.case_id, request.reason))
+        return await self._run(request, CloseCase(request.case_id, request.reason))
 
-    def EscalateCase(
-        self, request: case_service_pb2.EscalateCaseRequest, context: grpc.ServicerContext
+    async def EscalateCase(
+        self, request: case_service_pb2.EscalateCaseRequest, context: Context
     ) -> CommandResult:
         command = EscalateCase(request.case_id, request.level, request.note)
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def DeEscalateCase(
-        self, request: case_service_pb2.DeEscalateCaseRequest, context: grpc.ServicerContext
+    async def DeEscalateCase(
+        self, request: case_service_pb2.DeEscalateCaseRequest, context: Context
     ) -> CommandResult:
-        return self._run(request, DeEscalateCase(request.case_id, request.note))
+        return await self._run(request, DeEscalateCase(request.case_id, request.note))
 
-    def OfferCompensation(
-        self, request: case_service_pb2.OfferCompensationRequest, context: grpc.ServicerContext
+    async def OfferCompensation(
+        self, request: case_service_pb2.OfferCompensationRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = OfferCompensation(
@@ -166,26 +167,26 @@ class CaseServicer(case_service_pb2_grpc.CaseServiceServicer):
             currency=request.currency,
             note=request.note,
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def DecideCompensation(
-        self, request: case_service_pb2.DecideCompensationRequest, context: grpc.ServicerContext
+    async def DecideCompensation(
+        self, request: case_service_pb2.DecideCompensationRequest, context: Context
     ) -> CommandResult:
         command = DecideCompensation(
             request.case_id, request.compensation_id, request.approve, request.reason
         )
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def GetCaseSummary(
-        self, request: case_service_pb2.GetCaseSummaryRequest, context: grpc.ServicerContext
+    async def GetCaseSummary(
+        self, request: case_service_pb2.GetCaseSummaryRequest, context: Context
     ) -> case_service_pb2.CaseSummary:
-        text, revision = self._app.summary(request.case_id)
+        text, revision = await self._io.run(self._app.summary, request.case_id)
         return case_service_pb2.CaseSummary(case_id=request.case_id, text=text, revision=revision)
 
-    def GetCase(
-        self, request: case_service_pb2.GetCaseRequest, context: grpc.ServicerContext
+    async def GetCase(
+        self, request: case_service_pb2.GetCaseRequest, context: Context
     ) -> case_service_pb2.Case:
-        loaded = self._app.get(request.case_id)
+        loaded = await self._io.run(self._app.get, request.case_id)
         reply = to_message(loaded.state, case_service_pb2.Case())
         assert isinstance(reply, case_service_pb2.Case)
         reply.revision = loaded.revision

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import grpc
-
+from crm.blocking import BlockingPool
 from crm.command_handling import derived_id
-from crm.grpc_convert import command_context, command_result, optional_enum, required_enum
+from crm.grpc_convert import Context, command_context, command_result, optional_enum, required_enum
 from crm.protocodec import to_message
 from crm.v1 import common_pb2, customer_events_pb2, customer_service_pb2, customer_service_pb2_grpc
 from crm.v1.common_pb2 import CommandResult
@@ -32,15 +31,16 @@ TIER = customer_events_pb2.Tier.DESCRIPTOR
 
 
 class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
-    def __init__(self, application: CustomerApplication) -> None:
+    def __init__(self, application: CustomerApplication, io: BlockingPool) -> None:
         self._app = application
+        self._io = io
 
-    def _run(self, request: object, command: CustomerCommand) -> CommandResult:
+    async def _run(self, request: object, command: CustomerCommand) -> CommandResult:
         context = command_context(request)  # type: ignore[arg-type]
-        return command_result(self._app.handle(command, context))
+        return command_result(await self._io.run(self._app.handle, command, context))
 
-    def RegisterCustomer(
-        self, request: customer_service_pb2.RegisterCustomerRequest, context: grpc.ServicerContext
+    async def RegisterCustomer(
+        self, request: customer_service_pb2.RegisterCustomerRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = RegisterCustomer(
@@ -52,24 +52,24 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
             company=request.company,
             tier=optional_enum(Tier, request.tier, TIER, "tier", Tier.STANDARD),
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def UpdateContactPoints(
+    async def UpdateContactPoints(
         self,
         request: customer_service_pb2.UpdateContactPointsRequest,
-        context: grpc.ServicerContext,
+        context: Context,
     ) -> CommandResult:
         points = _contact_points(request.contact_points)
-        return self._run(request, UpdateContactPoints(request.customer_id, points))
+        return await self._run(request, UpdateContactPoints(request.customer_id, points))
 
-    def ChangeTier(
-        self, request: customer_service_pb2.ChangeTierRequest, context: grpc.ServicerContext
+    async def ChangeTier(
+        self, request: customer_service_pb2.ChangeTierRequest, context: Context
     ) -> CommandResult:
         tier = required_enum(Tier, request.tier, TIER, "tier")
-        return self._run(request, ChangeTier(request.customer_id, tier, request.reason))
+        return await self._run(request, ChangeTier(request.customer_id, tier, request.reason))
 
-    def RecordPurchase(
-        self, request: customer_service_pb2.RecordPurchaseRequest, context: grpc.ServicerContext
+    async def RecordPurchase(
+        self, request: customer_service_pb2.RecordPurchaseRequest, context: Context
     ) -> CommandResult:
         command = RecordPurchase(
             request.customer_id,
@@ -78,24 +78,24 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
             request.amount_minor,
             request.currency,
         )
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def RecordRenewal(
-        self, request: customer_service_pb2.RecordRenewalRequest, context: grpc.ServicerContext
+    async def RecordRenewal(
+        self, request: customer_service_pb2.RecordRenewalRequest, context: Context
     ) -> CommandResult:
         command = RecordRenewal(request.customer_id, request.contract_id, request.product)
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def RecordCancellation(
+    async def RecordCancellation(
         self,
         request: customer_service_pb2.RecordCancellationRequest,
-        context: grpc.ServicerContext,
+        context: Context,
     ) -> CommandResult:
         command = RecordCancellation(request.customer_id, request.contract_id, request.reason)
-        return self._run(request, command)
+        return await self._run(request, command)
 
-    def MergeCustomers(
-        self, request: customer_service_pb2.MergeCustomersRequest, context: grpc.ServicerContext
+    async def MergeCustomers(
+        self, request: customer_service_pb2.MergeCustomersRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = MergeCustomers(
@@ -104,19 +104,19 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
             merge_id=new_merge_id(ctx),
             reason=request.reason,
         )
-        return command_result(self._app.merge(command, ctx))
+        return command_result(await self._io.run(self._app.merge, command, ctx))
 
-    def UndoMerge(
-        self, request: customer_service_pb2.UndoMergeRequest, context: grpc.ServicerContext
+    async def UndoMerge(
+        self, request: customer_service_pb2.UndoMergeRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = UndoMerge(request.duplicate_customer_id, request.reason)
-        return command_result(self._app.undo_merge(command, ctx))
+        return command_result(await self._io.run(self._app.undo_merge, command, ctx))
 
-    def GetCustomer(
-        self, request: customer_service_pb2.GetCustomerRequest, context: grpc.ServicerContext
+    async def GetCustomer(
+        self, request: customer_service_pb2.GetCustomerRequest, context: Context
     ) -> customer_service_pb2.Customer:
-        loaded = self._app.get(request.customer_id)
+        loaded = await self._io.run(self._app.get, request.customer_id)
         reply = to_message(loaded.state, customer_service_pb2.Customer())
         assert isinstance(reply, customer_service_pb2.Customer)
         reply.revision = loaded.revision

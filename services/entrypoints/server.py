@@ -7,10 +7,9 @@ process and the projector and closes the stores.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
-import threading
-from types import FrameType
 
 from crm import logs
 from crm.settings import (
@@ -54,18 +53,22 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_error(PROG):
         settings, _ = SettingsParser(PROG, __doc__, USES).settings(argv)
         logs.configure(settings.log_format)
-        server = build_server(settings)
-    serve(server, settings)
+        asyncio.run(run(settings))
 
 
-def serve(server: Server, settings: Settings) -> None:
+async def run(settings: Settings) -> None:
+    """Build the server on this event loop (a StartupError leaves it unserved), then serve."""
+    await serve(await build_server(settings), settings)
+
+
+async def serve(server: Server, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down in order."""
     system = server.system
     if system.projector is not None:
         system.projector.start()
     if system.deadlines is not None:
         system.deadlines.start()
-    server.grpc.start()
+    await server.grpc.start()
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
         "listening on %s:%d",
@@ -77,17 +80,17 @@ def serve(server: Server, settings: Settings) -> None:
             "view_store": settings.read_store_url,
         },
     )
-    stop = threading.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
+    def on_signal(signum: signal.Signals) -> None:
+        log.info("received %s, shutting down", signum.name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
-    system.stopping.set()
-    server.grpc.stop(settings.grace_seconds).wait()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
+    await server.grpc.stop(settings.grace_seconds)
     system.close()
     log.info("stopped")
 

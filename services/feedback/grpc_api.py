@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
-
+from crm.blocking import BlockingPool
 from crm.command_handling import derived_id
-from crm.grpc_convert import command_context, command_result, required_enum
+from crm.grpc_convert import Context, command_context, command_result, required_enum
 from crm.protocodec import timestamp, to_message
 from crm.v1 import common_pb2, feedback_service_pb2, feedback_service_pb2_grpc
 from crm.v1.common_pb2 import CommandResult
@@ -23,11 +22,12 @@ DETAIL_FIELD = {
 
 
 class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
-    def __init__(self, application: FeedbackApplication) -> None:
+    def __init__(self, application: FeedbackApplication, io: BlockingPool) -> None:
         self._app = application
+        self._io = io
 
-    def SubmitSurvey(
-        self, request: feedback_service_pb2.SubmitSurveyRequest, context: grpc.ServicerContext
+    async def SubmitSurvey(
+        self, request: feedback_service_pb2.SubmitSurveyRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = SubmitSurvey(
@@ -40,10 +40,10 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
             ces=request.ces if request.HasField("ces") else None,
             comment=request.comment,
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def SubmitReview(
-        self, request: feedback_service_pb2.SubmitReviewRequest, context: grpc.ServicerContext
+    async def SubmitReview(
+        self, request: feedback_service_pb2.SubmitReviewRequest, context: Context
     ) -> CommandResult:
         ctx = command_context(request)
         command = SubmitReview(
@@ -54,12 +54,12 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
             source=request.source,
             case_id=request.case_id,
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def RecordVoiceOfCustomer(
+    async def RecordVoiceOfCustomer(
         self,
         request: feedback_service_pb2.RecordVoiceOfCustomerRequest,
-        context: grpc.ServicerContext,
+        context: Context,
     ) -> CommandResult:
         ctx = command_context(request)
         command = RecordVoiceOfCustomer(
@@ -69,12 +69,12 @@ class FeedbackServicer(feedback_service_pb2_grpc.FeedbackServiceServicer):
             text=request.text,
             case_id=request.case_id,
         )
-        return command_result(self._app.handle(command, ctx))
+        return command_result(await self._io.run(self._app.handle, command, ctx))
 
-    def GetFeedback(
-        self, request: feedback_service_pb2.GetFeedbackRequest, context: grpc.ServicerContext
+    async def GetFeedback(
+        self, request: feedback_service_pb2.GetFeedbackRequest, context: Context
     ) -> feedback_service_pb2.Feedback:
-        loaded = self._app.get(request.feedback_id)
+        loaded = await self._io.run(self._app.get, request.feedback_id)
         feedback = loaded.state
         assert feedback is not None
         reply = feedback_service_pb2.Feedback(

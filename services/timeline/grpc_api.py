@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import date
 
-import grpc
-
+from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.errors import InvalidInput, NotFound
-from crm.grpc_convert import optional_instant
+from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
 from crm.validation import require_id
@@ -23,6 +22,7 @@ from projections.store.queries import EscalationQuery, TimelineQuery
 from projections.timeline import EntryKind, TimelineEntry
 from services.case.escalation import EscalationReason
 from services.case.events import Category
+from services.timeline.watermark import SharedWatermark
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
@@ -36,13 +36,20 @@ WATCH_POLL_SECONDS = 0.5
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
-    def __init__(self, view_store: ViewStore, stopping: threading.Event, clock: Clock) -> None:
+    """The query API; view-store reads run on the blocking pool, watches wait on no thread."""
+
+    def __init__(
+        self, view_store: ViewStore, stopping: threading.Event, clock: Clock, io: BlockingPool
+    ) -> None:
         self._views = view_store
         self._stopping = stopping
         self._clock = clock
+        self._io = io
+        # One watermark read per poll for all idle watches, not one per watch.
+        self._watermark = SharedWatermark(view_store, io, max_age=WATCH_POLL_SECONDS)
 
-    def GetTimeline(
-        self, request: timeline_service_pb2.GetTimelineRequest, context: grpc.ServicerContext
+    async def GetTimeline(
+        self, request: timeline_service_pb2.GetTimelineRequest, context: Context
     ) -> timeline_service_pb2.TimelinePage:
         query = TimelineQuery(
             customer_id=require_id("customer_id", request.customer_id),
@@ -57,48 +64,58 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             since=optional_instant(request, "since"),
             until=optional_instant(request, "until"),
         )
-        page = self._views.timeline(query)
+        page = await self._io.run(self._views.timeline, query)
         return timeline_service_pb2.TimelinePage(
             entries=[entry_to_proto(e) for e in page.entries],
             next_page_token=page.next_page_token,
         )
 
-    def WatchTimeline(
-        self, request: timeline_service_pb2.WatchTimelineRequest, context: grpc.ServicerContext
-    ) -> Iterator[timeline_service_pb2.TimelineEntry]:
+    async def WatchTimeline(
+        self, request: timeline_service_pb2.WatchTimelineRequest, context: Context
+    ) -> AsyncIterator[timeline_service_pb2.TimelineEntry]:
         customer_id = require_id("customer_id", request.customer_id)
+        views, io = self._views, self._io
+        # Read before the views: a change notified while reading wakes the first wait at once.
+        seen = views.change_generation
         # History first, in global order; then whatever is written after, in the order it is
         # written (on the Kafka path an entry can land behind one already sent).
-        sequence = self._views.timeline_watermark()
+        sequence = covered = await io.run(views.timeline_watermark)
         sent: set[str] = set()
         position = request.after_position
-        while entries := self._views.entries_after(customer_id, position, WATCH_BATCH):
+        while entries := await io.run(views.entries_after, customer_id, position, WATCH_BATCH):
             for entry in entries:
                 sent.add(entry.event_id)
                 yield entry_to_proto(entry)
             position = entries[-1].global_position
-        while context.is_active() and not self._stopping.is_set():
-            entries, sequence = self._views.entries_applied_after(
-                customer_id, sequence, WATCH_BATCH
-            )
-            for entry in entries:
-                if entry.event_id not in sent:
-                    yield entry_to_proto(entry)
-            if len(entries) < WATCH_BATCH:
+        # Ends when the server stops (it sets the flag, then notifies) or the call is cancelled
+        # (the await raises CancelledError); the flag is checked after `seen` was taken, so a
+        # stop can never slip between the check and the wait.
+        while not self._stopping.is_set():
+            # Every entry up to `covered` was written before the last read of our entries.
+            if (latest := await self._watermark.latest()) > covered:
+                entries, sequence = await io.run(
+                    views.entries_applied_after, customer_id, sequence, WATCH_BATCH
+                )
+                for entry in entries:
+                    if entry.event_id not in sent:
+                        yield entry_to_proto(entry)
+                if len(entries) == WATCH_BATCH:
+                    continue
+                covered = latest
                 sent.clear()  # everything read from here on was written after the history
-                self._views.wait_for_change(WATCH_POLL_SECONDS)
+            seen = await views.changed(WATCH_POLL_SECONDS, seen)
 
-    def GetCaseView(
-        self, request: timeline_service_pb2.GetCaseViewRequest, context: grpc.ServicerContext
+    async def GetCaseView(
+        self, request: timeline_service_pb2.GetCaseViewRequest, context: Context
     ) -> timeline_service_pb2.CaseView:
         case_id = require_id("case_id", request.case_id)
-        view = self._views.case_view(case_id)
+        view = await self._io.run(self._views.case_view, case_id)
         if view is None:
             raise NotFound(f"case {case_id} has no view (unknown, or not projected yet)")
         return case_view_to_proto(view)
 
-    def ListEscalatedCases(
-        self, request: timeline_service_pb2.ListEscalatedCasesRequest, context: grpc.ServicerContext
+    async def ListEscalatedCases(
+        self, request: timeline_service_pb2.ListEscalatedCasesRequest, context: Context
     ) -> timeline_service_pb2.EscalatedCases:
         reason = (
             enum_from_proto(EscalationReason, request.reason, REASON, "reason").value
@@ -113,13 +130,15 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             escalated_before=None if min_age is None else self._clock() - min_age,
             limit=request.limit or 100,
         )
-        views = self._views.escalated_cases(query)
+        views = await self._io.run(self._views.escalated_cases, query)
         return timeline_service_pb2.EscalatedCases(cases=[case_view_to_proto(v) for v in views])
 
-    def GetCustomerRisk(
-        self, request: timeline_service_pb2.GetCustomerRiskRequest, context: grpc.ServicerContext
+    async def GetCustomerRisk(
+        self, request: timeline_service_pb2.GetCustomerRiskRequest, context: Context
     ) -> timeline_service_pb2.CustomerRisk:
-        risk = self._views.customer_risk(require_id("customer_id", request.customer_id))
+        risk = await self._io.run(
+            self._views.customer_risk, require_id("customer_id", request.customer_id)
+        )
         reply = timeline_service_pb2.CustomerRisk(
             customer_id=risk.customer_id,
             at_risk=risk.at_risk,
@@ -133,8 +152,8 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             reply.latest_feedback_reason = enum_to_proto(reason, REASON)  # type: ignore[assignment]
         return reply
 
-    def GetKpis(
-        self, request: timeline_service_pb2.GetKpisRequest, context: grpc.ServicerContext
+    async def GetKpis(
+        self, request: timeline_service_pb2.GetKpisRequest, context: Context
     ) -> timeline_service_pb2.KpiReport:
         query = KpiQuery(
             since=_day("since", request.since),
@@ -152,7 +171,7 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
                 else ""
             ),
         )
-        return kpi_report_to_proto(self._views.kpis(query))
+        return kpi_report_to_proto(await self._io.run(self._views.kpis, query))
 
 
 def _day(field: str, text: str) -> date:

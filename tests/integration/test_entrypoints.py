@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 
 from crm.eventstore.sqlite import SqliteEventStore
@@ -134,3 +137,36 @@ def test_a_store_file_that_is_not_a_database_stops_the_process_with_one_line(
     assert len(lines) == 1, done.stderr
     setting = "--event-store-url" if file == "events.db" else "--read-store-url"
     assert setting in lines[0] and "not a database" in lines[0]
+
+
+@pytest.mark.parametrize("holder", ["socket", "grpc server"])
+def test_a_listen_address_in_use_stops_the_server_with_one_line_and_status_2(
+    tmp_path: Path, holder: str
+) -> None:
+    """Also when another gRPC server holds the port: SO_REUSEPORT would let both listen."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    other = None
+    if holder == "socket":
+        taken.listen()
+    else:
+        taken.close()
+        other = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        assert other.add_insecure_port(f"127.0.0.1:{port}") == port
+        other.start()
+    try:
+        done = launch(
+            "server", "--listen", f"127.0.0.1:{port}", env={"CRM_DATA_DIR": str(tmp_path)}
+        )
+    finally:
+        taken.close()
+        if other is not None:
+            other.stop(None)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    # gRPC logs a line of its own first.
+    assert done.stderr.splitlines()[-1] == (
+        f"crm-server: --listen / CRM_LISTEN: cannot listen on 127.0.0.1:{port}: "
+        "in use, or not an address of this machine"
+    )

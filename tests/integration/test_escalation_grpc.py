@@ -26,9 +26,9 @@ from crm.v1 import (
     timeline_service_pb2,
 )
 from services.bootstrap import System, build_system
-from services.grpc_server import create_server
 from services.sla.process import DeadlineProcess
 from tests.grpc_client import Client
+from tests.server_thread import ServerThread
 from tests.support import FakeClock
 
 R = case_events_pb2
@@ -63,13 +63,11 @@ def running(tmp_path: Path) -> Iterator[Running]:
     system = build_system(Settings.defaults(data_dir=tmp_path), clock=clock)
     assert system.projector is not None
     system.projector.start()
-    server, port = create_server(system, "127.0.0.1:0")
-    server.start()
-    client = Client(f"127.0.0.1:{port}", prefix="esc", history=timedelta(minutes=10))
+    server = ServerThread(system)
+    client = Client(server.target, prefix="esc", history=timedelta(minutes=10))
     yield Running(system, client, clock)
     client.close()
-    system.stopping.set()
-    server.stop(1).wait()
+    server.stop(1)
     system.close()
 
 

@@ -40,8 +40,8 @@ from services.feedback.events import (
     VoiceOfCustomerRecorded,
 )
 from services.feedback.sentiment_ja import JapanesePolarity
-from services.grpc_server import create_server
 from tests.grpc_client import Client
+from tests.server_thread import ServerThread
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 CUSTOMER = Actor(ActorKind.CUSTOMER, "c-1")
@@ -152,9 +152,8 @@ def test_a_retried_request_is_recognised_whatever_the_analyzer_says_now(
 
 def test_get_feedback_returns_the_sentiment_through_grpc(tmp_path: Path) -> None:
     system = build_system(Settings.defaults(data_dir=tmp_path))
-    server, port = create_server(system, "127.0.0.1:0")
-    server.start()
-    client = Client(f"127.0.0.1:{port}", prefix="sentiment")
+    server = ServerThread(system)
+    client = Client(server.target, prefix="sentiment")
     try:
         customer_id = client.customers.RegisterCustomer(
             customer_service_pb2.RegisterCustomerRequest(
@@ -178,7 +177,7 @@ def test_get_feedback_returns_the_sentiment_through_grpc(tmp_path: Path) -> None
         )
     finally:
         client.close()
-        server.stop(1).wait()
+        server.stop(1)
         system.close()
 
     detail = reply.voice_of_customer

@@ -27,8 +27,8 @@ from crm.v1 import (
     timeline_service_pb2,
 )
 from services.bootstrap import System, build_system
-from services.grpc_server import create_server
 from tests.grpc_client import Client, poll, stamp
+from tests.server_thread import ServerThread
 
 C = grpc.StatusCode
 
@@ -49,9 +49,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     system = build_system(Settings.defaults(data_dir=data_dir))
     assert system.projector is not None
     system.projector.start()
-    server, port = create_server(system, "127.0.0.1:0")
-    server.start()
-    client = Client(f"127.0.0.1:{port}", prefix="api")
+    server = ServerThread(system)
+    client = Client(server.target, prefix="api")
     customer_id = _register(client, "Aiko Tanaka")
     other_customer_id = _register(client, "Ben Ito")
     case_id = _open_case(client, customer_id)
@@ -63,8 +62,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     )
     yield Running(system, client, customer_id, other_customer_id, case_id, closed_case_id)
     client.close()
-    system.stopping.set()
-    server.stop(1).wait()
+    server.stop(1)
     system.close()
 
 

@@ -56,8 +56,8 @@ from services.customer.commands import (
 )
 from services.customer.events import Segment
 from services.feedback.commands import SubmitSurvey
-from services.grpc_server import create_server
 from tests.grpc_client import Client
+from tests.server_thread import ServerThread
 
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
 AGENT = Actor(ActorKind.AGENT, "a-1")
@@ -230,13 +230,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     system.projector.start()
     write_story(Story(system))
     assert system.projector.wait_until(system.store.last_position(), DEADLINE)
-    server, port = create_server(system, "127.0.0.1:0")
-    server.start()
-    client = Client(f"127.0.0.1:{port}", prefix="kpi")
+    server = ServerThread(system)
+    client = Client(server.target, prefix="kpi")
     yield Running(system, client, data_dir)
     client.close()
-    system.stopping.set()
-    server.stop(1).wait()
+    server.stop(1)
     system.close()
 
 

@@ -1,0 +1,190 @@
+"""Open watches hold no thread: the server keeps answering, and cancel or stop releases them.
+
+Each WatchTimeline waits for news on the event loop, not on a thread, so hundreds of idle
+watches cost the other calls nothing. Deadlines here are generous bounds against a hang, never
+timing measurements (speed is measured by benchmarks).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from crm.settings import Settings
+from crm.v1 import (
+    case_events_pb2,
+    case_service_pb2,
+    common_pb2,
+    customer_events_pb2,
+    customer_service_pb2,
+    timeline_service_pb2,
+)
+from services.bootstrap import System, build_system
+from tests.grpc_client import Client, poll
+from tests.server_thread import ServerThread
+
+REGISTERED = "crm.customer.CustomerRegistered.v1"
+OPENED = "crm.case.CaseOpened.v1"
+DEADLINE = 30.0  # seconds: a bound against a hang, far above any expected answer time
+
+
+@dataclass
+class Running:
+    system: System
+    server: ServerThread
+    client: Client
+
+
+def _start(data_dir: Path) -> Running:
+    system = build_system(Settings.defaults(data_dir=data_dir))
+    assert system.projector is not None
+    system.projector.start()
+    server = ServerThread(system)
+    return Running(system, server, Client(server.target, prefix="watches"))
+
+
+def _stop(running: Running) -> None:
+    running.client.close()
+    running.server.stop(1)
+    running.system.close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    started = _start(tmp_path_factory.mktemp("open-watches"))
+    yield started
+    _stop(started)
+
+
+def _register(client: Client) -> str:
+    return client.customers.RegisterCustomer(
+        customer_service_pb2.RegisterCustomerRequest(
+            context=client.context(),
+            name="Mika Ono",
+            language="ja",
+            segment=customer_events_pb2.SEGMENT_B2C,
+        ),
+        timeout=DEADLINE,
+    ).aggregate_id
+
+
+def _open_case(client: Client, customer_id: str) -> str:
+    return client.cases.OpenCase(
+        case_service_pb2.OpenCaseRequest(
+            context=client.context(),
+            customer_id=customer_id,
+            channel=common_pb2.CHANNEL_CHAT,
+            category=case_events_pb2.CATEGORY_SHIPPING_FEES,
+            subject="Where is my parcel",
+        ),
+        timeout=DEADLINE,
+    ).aggregate_id
+
+
+class Watch:
+    """One open WatchTimeline call: its entries as they come, and the call to cancel."""
+
+    def __init__(self, client: Client, customer_id: str) -> None:
+        request = timeline_service_pb2.WatchTimelineRequest(customer_id=customer_id)
+        self.call = client.timeline.WatchTimeline(request, timeout=120)
+        self.entries: Iterator[timeline_service_pb2.TimelineEntry] = iter(self.call)
+
+    def next_type(self) -> str:
+        return next(self.entries).event_type
+
+    def cancel(self) -> None:
+        self.call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leave it untyped
+
+
+def _watch(client: Client, customer_id: str, count: int) -> list[Watch]:
+    """`count` open watches of the customer, each past its history (one registration)."""
+    watches = [Watch(client, customer_id) for _ in range(count)]
+    for watch in watches:
+        assert watch.next_type() == REGISTERED
+    return watches
+
+
+def _cancel(watches: list[Watch]) -> None:
+    for watch in watches:
+        watch.cancel()
+
+
+def _projected(client: Client, customer_id: str) -> bool:
+    return bool(client.whole_timeline(customer_id))
+
+
+def test_cancelling_watches_releases_them(running: Running) -> None:
+    client, server = running.client, running.server
+    customer_id = _register(client)
+    poll(lambda: _projected(client, customer_id))
+    idle = server.tasks()
+    watches = _watch(client, customer_id, 20)
+    assert server.tasks() >= idle + 20  # a task per open call
+    _cancel(watches)
+    poll(lambda: server.tasks() <= idle, timeout=DEADLINE)
+
+
+def test_other_calls_answer_while_200_watches_wait(running: Running) -> None:
+    client = running.client
+    watched = _register(client)
+    poll(lambda: _projected(client, watched))
+    watches = _watch(client, watched, 200)
+    try:
+        other = _register(client)
+        for _ in range(5):
+            case_id = _open_case(client, other)
+            case = client.cases.GetCase(
+                case_service_pb2.GetCaseRequest(case_id=case_id), timeout=DEADLINE
+            )
+            assert case.case_id == case_id
+            client.timeline.GetTimeline(
+                timeline_service_pb2.GetTimelineRequest(customer_id=other), timeout=DEADLINE
+            )
+    finally:
+        _cancel(watches)
+
+
+def test_a_command_is_seen_by_each_of_50_open_watches(running: Running) -> None:
+    client = running.client
+    customer_id = _register(client)
+    poll(lambda: _projected(client, customer_id))
+    watches = _watch(client, customer_id, 50)
+    try:
+        _open_case(client, customer_id)
+        assert [watch.next_type() for watch in watches] == [OPENED] * 50
+    finally:
+        _cancel(watches)
+
+
+def test_stopping_the_server_ends_open_watches_within_the_grace_period(tmp_path: Path) -> None:
+    started = _start(tmp_path)
+    client = started.client
+    try:
+        customer_id = _register(client)
+        poll(lambda: _projected(client, customer_id))
+        watches = _watch(client, customer_id, 20)
+        ended: list[grpc.StatusCode] = []
+
+        def drain(watch: Watch) -> None:
+            for _ in watch.entries:
+                pass
+            ended.append(watch.call.code())
+
+        drains = [threading.Thread(target=drain, args=(w,)) for w in watches]
+        for thread in drains:
+            thread.start()
+        grace = 10.0
+        began = time.monotonic()
+        started.server.stop(grace)
+        assert time.monotonic() - began < grace
+        for thread in drains:
+            thread.join(DEADLINE)
+        assert ended == [grpc.StatusCode.OK] * 20
+    finally:
+        _stop(started)
