@@ -122,7 +122,7 @@ class Deployment:
         self.components.append(component)
         return component
 
-    def assert_live_equals_replay(self, timeout: float = 90) -> None:
+    def assert_live_equals_replay(self, timeout: float = 180) -> None:
         """Every projection's live tables reach exactly what a replay from event 0 builds."""
         replayed = self.dir / "replayed.db"
         view_store = SqliteViewStore(replayed)
@@ -258,4 +258,4 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     poll(lambda: _projected(deployment.views_path) > 50)
     kafka_broker.restart()
     traffic.join()
-    deployment.assert_live_equals_replay(timeout=150)
+    deployment.assert_live_equals_replay(timeout=300)
