@@ -7,12 +7,25 @@ planned request id), so the planner sees its own facts come back as it does in p
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from crm.envelope import RecordedEvent
 from crm.vocabulary import Channel, Direction, Priority
-from services.case.events import CasePendingOnCustomer, CaseResumed
+from services.case.escalation import CaseEscalationChanged, EscalationReason, RaiseEscalation
+from services.case.events import (
+    CaseClosed,
+    CasePendingOnCustomer,
+    CasePriorityChanged,
+    CaseReopened,
+    CaseResolved,
+    CaseResumed,
+    Category,
+    ContactRecorded,
+)
 from services.case.sla_facts import (
     RecordSlaFact,
     SlaApplied,
@@ -20,17 +33,22 @@ from services.case.sla_facts import (
     SlaBreached,
     SlaDue,
     SlaEvent,
+    SlaFulfilled,
+    SlaResumed,
     SlaTarget,
 )
+from services.customer.events import Tier, TierChanged
 from services.events import DomainEvent
+from services.feedback.events import SurveySubmitted
 from services.sla.calendar import BusinessCalendar
 from services.sla.planner import Planned, Planner
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, Targets, load_policy
-from tests.support import contact, opened, recorded
+from tests.support import contact, opened, recorded, registered, survey
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 CUSTOMER, CASE = "cust-1", "case-1"
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
+MINUTE = timedelta(minutes=1)
 # DOMAIN.md's targets for a normal-priority case of a standard customer, on the 24/7 calendar
 NORMAL_FIRST_RESPONSE, NORMAL_RESOLUTION = timedelta(hours=4), timedelta(hours=24)
 
@@ -172,3 +190,260 @@ def test_a_vip_customer_gets_half_of_each_target() -> None:
     assert policy.targets_for(Priority.NORMAL, False) == Targets(
         NORMAL_FIRST_RESPONSE, NORMAL_RESOLUTION
     )
+
+
+# ---------------------------------------------------------------- fulfilment
+
+
+def response(minutes: float) -> ContactRecorded:
+    """An agent's outbound call to the customer, started `minutes` after T0."""
+    started = T0 + timedelta(minutes=minutes)
+    return contact(CASE, f"ct-{minutes}", Channel.PHONE, Direction.OUTBOUND, started_at=started)
+
+
+@pytest.mark.parametrize(("minutes", "met"), [(240, True), (240.01, False)])
+def test_a_response_is_in_time_up_to_and_including_the_due_instant(
+    minutes: float, met: bool
+) -> None:
+    desk = opened_normal()
+
+    plans = desk.happen(response(minutes), T0 + timedelta(hours=5))
+
+    assert facts_of(plans) == [SlaFulfilled(CASE, FIRST, met)]
+
+
+def test_a_breach_recorded_before_an_earlier_dated_response_stays_a_miss() -> None:
+    desk = opened_normal()
+    desk.carry_out(desk.planner.due_timers(T0 + NORMAL_FIRST_RESPONSE), T0 + NORMAL_FIRST_RESPONSE)
+
+    plans = desk.happen(response(60), T0 + timedelta(hours=5))
+
+    assert facts_of(plans) == [SlaFulfilled(CASE, FIRST, False)]
+
+
+def test_only_the_first_response_fulfils_and_resolution_timers_keep_running() -> None:
+    desk = opened_normal()
+    desk.happen(response(10), T0 + timedelta(minutes=10))
+
+    assert desk.happen(response(20), T0 + timedelta(minutes=20)) == []
+    assert facts_of(desk.planner.due_timers(T0 + NORMAL_RESOLUTION)) == [
+        SlaAtRisk(CASE, RESOLUTION, T0 + NORMAL_RESOLUTION),
+        SlaBreached(CASE, RESOLUTION, T0 + NORMAL_RESOLUTION),
+    ]
+
+
+def test_resolving_fulfils_the_resolution_and_closing_stops_every_timer() -> None:
+    desk = opened_normal()
+
+    resolved = desk.happen(CaseResolved(CASE, "fixed", ""), T0 + timedelta(hours=30))
+    assert facts_of(resolved) == [SlaFulfilled(CASE, RESOLUTION, False)]
+    assert desk.planner.due_timers(T0 + timedelta(days=9)) == []  # resolved: no timer runs
+
+    desk.happen(CaseClosed(CASE, "done"), T0 + timedelta(hours=31))
+    assert desk.planner.next_timer() is None
+    assert CASE not in desk.planner.watches
+
+
+# ---------------------------------------------------------------- the clock applied again
+
+
+def test_a_reopened_case_gets_a_fresh_resolution_clock_from_the_reopening() -> None:
+    desk = opened_normal()
+    desk.happen(response(10), T0 + timedelta(minutes=10))
+    desk.happen(CaseResolved(CASE, "fixed", ""), T0 + timedelta(hours=1))
+    reopened_at = T0 + timedelta(hours=2)
+
+    plans = desk.happen(CaseReopened(CASE, "not fixed"), reopened_at)
+
+    assert facts_of(plans) == [
+        SlaApplied(
+            CASE,
+            "default-1",
+            False,
+            (
+                SlaDue(
+                    RESOLUTION,
+                    reopened_at + NORMAL_RESOLUTION * 0.8,
+                    reopened_at + NORMAL_RESOLUTION,
+                ),
+            ),
+            "reopened",
+        )
+    ]
+    resolved_again = desk.happen(CaseResolved(CASE, "fixed", ""), reopened_at + timedelta(hours=1))
+    assert facts_of(resolved_again) == [SlaFulfilled(CASE, RESOLUTION, True)]
+
+
+def test_a_priority_change_applies_the_clock_again_with_the_new_targets() -> None:
+    desk = opened_normal()
+
+    plans = desk.happen(
+        CasePriorityChanged(CASE, Priority.NORMAL, Priority.URGENT, "outage"), T0 + MINUTE
+    )
+
+    (applied,) = facts_of(plans)
+    assert isinstance(applied, SlaApplied) and applied.trigger == "priority_changed"
+    assert applied.dues[0] == SlaDue(FIRST, T0 + timedelta(minutes=12), T0 + timedelta(minutes=15))
+
+
+def test_a_priority_change_while_paused_waits_for_the_resumption() -> None:
+    desk = opened_normal()
+    desk.happen(CasePendingOnCustomer(CASE, "waiting"), T0 + MINUTE)
+
+    plans = desk.happen(
+        CasePriorityChanged(CASE, Priority.NORMAL, Priority.URGENT, "outage"), T0 + 2 * MINUTE
+    )
+    assert plans == []
+    (resumed,) = facts_of(desk.happen(CaseResumed(CASE, "answered"), T0 + 3 * MINUTE))
+    assert isinstance(resumed, SlaResumed)
+    assert resumed.dues[0] == SlaDue(FIRST, T0 + timedelta(minutes=14), T0 + timedelta(minutes=17))
+
+
+def test_a_vip_customer_gets_half_of_each_target_from_the_built_in_policy() -> None:
+    desk = Desk()
+    desk.happen(replace(registered(CUSTOMER), tier=Tier.VIP), T0)
+
+    (applied,) = facts_of(desk.happen(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0))
+
+    assert isinstance(applied, SlaApplied) and applied.vip is True
+    assert [d.due_at for d in applied.dues] == [T0 + timedelta(hours=2), T0 + timedelta(hours=12)]
+
+
+def test_becoming_vip_applies_the_clock_of_each_open_case_and_escalates_a_complaint() -> None:
+    desk = Desk()
+    desk.happen(registered(CUSTOMER), T0)
+    desk.happen(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0)
+    complaint = replace(opened("case-2", CUSTOMER), category=Category.COMPLAINT)
+    desk.happen(complaint, T0)
+    desk.happen(opened("case-3", "cust-other"), T0)
+
+    plans = desk.happen(TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, "spent a lot"), T0 + MINUTE)
+
+    applied = [f for f in facts_of(plans) if isinstance(f, SlaApplied)]
+    assert sorted((f.case_id, f.vip, f.trigger) for f in applied) == [
+        (CASE, True, "tier_changed"),
+        ("case-2", True, "tier_changed"),
+    ]
+    escalations = [p.command for p in plans if isinstance(p.command, RaiseEscalation)]
+    assert escalations == [
+        RaiseEscalation("case-2", EscalationReason.VIP_COMPLAINT, "customer is VIP now")
+    ]
+    assert len({p.request_id for p in plans}) == len(plans) == 3
+
+
+def test_losing_vip_applies_the_standard_targets_again() -> None:
+    desk = Desk()
+    desk.happen(replace(registered(CUSTOMER), tier=Tier.VIP), T0)
+    desk.happen(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0)
+
+    plans = desk.happen(TierChanged(CUSTOMER, Tier.VIP, Tier.STANDARD, "lapsed"), T0)
+
+    (applied,) = facts_of(plans)
+    assert isinstance(applied, SlaApplied) and applied.vip is False
+    assert applied.dues[0].due_at == T0 + NORMAL_FIRST_RESPONSE
+    assert [p.command for p in plans if isinstance(p.command, RaiseEscalation)] == []
+
+
+# ---------------------------------------------------------------- several cases
+
+
+def test_a_paused_or_fulfilled_case_does_not_hold_up_the_timers_of_others() -> None:
+    desk = Desk()
+    desk.happen(opened("case-a", CUSTOMER, priority=Priority.NORMAL), T0)
+    desk.happen(CasePendingOnCustomer("case-a", "waiting"), T0)
+    desk.happen(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0)
+    desk.happen(response(1), T0 + MINUTE)  # first response of CASE fulfilled
+
+    due = facts_of(desk.planner.due_timers(T0 + NORMAL_RESOLUTION * 0.8))
+
+    assert due == [SlaAtRisk(CASE, RESOLUTION, T0 + NORMAL_RESOLUTION)]
+
+
+# ---------------------------------------------------------------- feedback
+
+
+def test_poor_feedback_on_an_open_case_asks_for_an_escalation_once() -> None:
+    desk = opened_normal()
+
+    plans = desk.happen(survey("f-1", CUSTOMER, CASE, csat=1), T0 + MINUTE)
+
+    assert [p.command for p in plans] == [
+        RaiseEscalation(CASE, EscalationReason.NEGATIVE_FEEDBACK, "feedback f-1")
+    ]
+    escalated = CaseEscalationChanged(
+        CASE,
+        0,
+        2,
+        (EscalationReason.NEGATIVE_FEEDBACK,),
+        (),
+        (EscalationReason.NEGATIVE_FEEDBACK,),
+        "",
+    )
+    desk.record(escalated, T0 + MINUTE, plans[0].request_id)
+    assert desk.planner.pending() == []
+    assert desk.happen(survey("f-2", CUSTOMER, CASE, csat=1), T0 + 2 * MINUTE) == []
+
+
+@pytest.mark.parametrize(
+    "feedback",
+    [
+        survey("f-1", CUSTOMER, CASE, csat=5),  # not negative
+        survey("f-1", CUSTOMER, "", csat=1),  # about no case
+        survey("f-1", CUSTOMER, "case-unknown", csat=1),
+    ],
+)
+def test_feedback_that_calls_for_no_escalation(feedback: SurveySubmitted) -> None:
+    desk = opened_normal()
+
+    assert desk.happen(feedback, T0 + MINUTE) == []
+
+
+def test_poor_feedback_on_a_resolved_case_asks_for_nothing() -> None:
+    desk = opened_normal()
+    desk.happen(CaseResolved(CASE, "fixed", ""), T0 + MINUTE)
+
+    assert desk.happen(survey("f-1", CUSTOMER, CASE, csat=1), T0 + 2 * MINUTE) == []
+
+
+# ---------------------------------------------------------------- idempotent request ids
+
+
+def test_request_ids_name_their_cause_so_a_second_process_asks_for_the_same() -> None:
+    desk = Desk()
+    cause = desk.record(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0)
+
+    (plan,) = desk.planner.pending()
+
+    assert (plan.request_id, plan.causation_id) == (f"supervise:{cause.event_id}:0", cause.event_id)
+    desk.planner.forget(plan.request_id)
+    assert desk.planner.pending() == []
+
+
+def test_a_fulfilment_and_a_tier_change_have_ids_of_their_own() -> None:
+    desk = opened_normal()
+    cause = desk.record(response(5), T0 + 5 * MINUTE)
+
+    (plan,) = desk.planner.pending()
+    assert plan.request_id == f"supervise:{cause.event_id}:1"
+
+    desk.carry_out([plan], T0)
+    tier = desk.record(TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, "x"), T0)
+    (applied,) = desk.planner.pending()
+    suffix = hashlib.sha256(CASE.encode()).hexdigest()[:16]
+    assert applied.request_id == f"supervise:{tier.event_id}:0:{suffix}"
+
+
+def test_timer_ids_are_the_same_for_the_same_timer_and_differ_by_kind() -> None:
+    desk = opened_normal()
+    twin = opened_normal()
+
+    plans = desk.planner.due_timers(T0 + NORMAL_FIRST_RESPONSE)
+    assert [p.request_id for p in plans] == [
+        p.request_id for p in twin.planner.due_timers(T0 + NORMAL_FIRST_RESPONSE)
+    ]
+    ids = [p.request_id for p in plans]
+    assert len(set(ids)) == len(ids) == 2
+    about = f"{CASE}|first_response|at_risk|{(T0 + NORMAL_FIRST_RESPONSE).isoformat()}"
+    assert ids[0] == f"sla-at_risk-{hashlib.sha256(about.encode()).hexdigest()[:32]}"
+    assert ids[1].startswith("sla-breached-") and len(ids[1]) == len("sla-breached-") + 32
+    assert all(p.causation_id == "" for p in plans)
