@@ -170,7 +170,8 @@ class Planner:
                 self._vip[event.customer_id] = vip
                 for watch in self._watches_of(event.customer_id):
                     if watch.active:
-                        self._apply(watch, recorded, at, "tier_changed")
+                        if not watch.paused:  # a paused clock takes the new targets on resume
+                            self._apply(watch, recorded, at, "tier_changed")
                         if vip and watch.category is Category.COMPLAINT:
                             raise_it = RaiseEscalation(
                                 watch.case_id, EscalationReason.VIP_COMPLAINT, "customer is VIP now"

@@ -3,6 +3,7 @@ SLA facts, and resolution clearing it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +26,12 @@ from services.case.escalation import (
     EscalateCase,
     EscalationReason,
     RaiseEscalation,
+    change,
+    decide_de_escalate,
+    decide_escalate,
+    decide_raise,
     level_of,
+    repeat_contact,
 )
 from services.case.events import CaseEvent, CaseOpened, Category, ContactOutcome
 from services.case.sla_facts import (
@@ -228,3 +234,61 @@ def test_no_breach_without_an_open_target() -> None:
     state, _ = history(OPEN)
     with pytest.raises(InvariantViolated, match="no open"):
         decide(RecordSlaFact(CASE, SlaBreached(CASE, SlaTarget.RESOLUTION, T0)), state)
+
+
+# ---------------------------------------------------------------- the decisions, one by one
+
+
+def test_change_adds_and_removes_only_what_changes_the_active_reasons() -> None:
+    active = (R.SLA_AT_RISK,)
+
+    assert change(CASE, active, remove=[R.BOUNCED]) == []  # not active: nothing to remove
+    assert change(CASE, active, add=[R.SLA_AT_RISK]) == []  # active already
+    (event,) = change(CASE, active, add=[R.BOUNCED], remove=[R.SLA_AT_RISK])
+    assert event == CaseEscalationChanged(
+        CASE, 1, 1, (R.BOUNCED,), (R.SLA_AT_RISK,), (R.BOUNCED,), ""
+    )
+
+
+def test_each_decision_names_the_case_and_carries_the_note() -> None:
+    (escalated,) = decide_escalate(EscalateCase(CASE, 2, "customer called the CEO"), ())
+    (raised,) = decide_raise(RaiseEscalation(CASE, R.SLA_BREACHED, "timer"), ())
+    (cleared,) = decide_de_escalate(DeEscalateCase(CASE, "handled"), (R.SLA_BREACHED,))
+
+    assert (escalated.case_id, escalated.note, escalated.to_level) == (
+        CASE,
+        "customer called the CEO",
+        2,
+    )
+    assert (raised.case_id, raised.note, raised.added) == (CASE, "timer", (R.SLA_BREACHED,))
+    assert (cleared.case_id, cleared.note, cleared.reasons) == (CASE, "handled", ())
+
+
+@pytest.mark.parametrize(
+    ("decision", "field"),
+    [
+        (lambda: decide_escalate(EscalateCase(CASE, 1, "x" * 501), ()), "note"),
+        (lambda: decide_de_escalate(DeEscalateCase(CASE, "x" * 501), (R.BOUNCED,)), "note"),
+        (lambda: decide_raise(RaiseEscalation("no spaces allowed", R.BOUNCED), ()), "case_id"),
+    ],
+)
+def test_a_malformed_field_is_named(decision: Callable[[], object], field: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        decision()
+    assert refused.value.field == field
+
+
+def test_asking_twice_for_the_same_level_is_refused_with_the_reason() -> None:
+    with pytest.raises(
+        InvariantViolated, match=f"case {CASE} is already escalated at that request"
+    ):
+        decide_escalate(EscalateCase(CASE, 1, "again"), (R.REQUESTED_WATCH,))
+
+
+@pytest.mark.parametrize(("days", "repeat"), [(7, True), (7.0001, False)])
+def test_three_inbound_contacts_within_seven_days_inclusive_are_a_repeat(
+    days: float, repeat: bool
+) -> None:
+    starts = (T0, T0 + timedelta(days=1), T0 + timedelta(days=days))
+
+    assert repeat_contact(starts) is repeat

@@ -12,7 +12,7 @@ from crm.errors import InvalidInput
 from crm.vocabulary import Actor, ActorKind, Channel, Direction
 from projections.case_kpis import SLA_MET, SLA_MISSED, Span
 from projections.case_view import CaseView, apply_case_event
-from projections.kpi_report import KpiQuery, KpiReport, NetPromoter, Ratio
+from projections.kpi_report import KpiGroup, KpiQuery, KpiReport, NetPromoter, Ratio
 from projections.kpi_tally import build_report, percentile
 from projections.kpis import (
     CaseFact,
@@ -514,6 +514,50 @@ def test_contacts_and_surveys_are_added_up_per_group() -> None:
         with_team, contacts=(), surveys=surveys, cases=(), purchases=(), merges={}
     ).groups[0]
     assert only_team.csat == Ratio(1, 1)  # surveys without a case have no team
+
+
+def survey_report(*scores: tuple[int | None, int | None]) -> KpiGroup:
+    """The report over one day's surveys, each given as (CSAT, NPS)."""
+    day = "2026-03-02"
+    surveys = [
+        (SurveyFact(f"f{n}", CUSTOMER, "", day, "email", csat, nps, None), "", "")
+        for n, (csat, nps) in enumerate(scores)
+    ]
+    query = KpiQuery(date(2026, 3, 2), date(2026, 3, 3))
+    report = build_report(query, contacts=(), surveys=surveys, cases=(), purchases=(), merges={})
+    return report.groups[0]
+
+
+@pytest.mark.parametrize(
+    ("score", "counted_as"),
+    [
+        (0, "detractor"),
+        (6, "detractor"),
+        (7, "passive"),
+        (8, "passive"),
+        (9, "promoter"),
+        (10, "promoter"),
+    ],
+)
+def test_nps_promoters_score_9_or_10_detractors_0_to_6(score: int, counted_as: str) -> None:
+    # given one survey with this NPS score, when the report adds it up
+    nps = survey_report((None, score)).nps
+    # then it is counted once, in the class DOMAIN.md gives that score
+    counts = {"promoter": nps.promoters, "passive": nps.passives, "detractor": nps.detractors}
+    assert counts == {kind: int(kind == counted_as) for kind in counts}
+    assert nps.value == {"promoter": 100.0, "passive": 0.0, "detractor": -100.0}[counted_as]
+
+
+def test_nps_over_every_score_from_0_to_10() -> None:
+    nps = survey_report(*((None, score) for score in range(11))).nps
+
+    assert (nps.promoters, nps.passives, nps.detractors) == (2, 2, 7)
+    assert nps.value == (2 - 7) * 100 / 11
+
+
+@pytest.mark.parametrize(("score", "satisfied"), [(1, 0), (3, 0), (4, 1), (5, 1)])
+def test_csat_counts_4_and_5_as_satisfied(score: int, satisfied: int) -> None:
+    assert survey_report((score, None)).csat == Ratio(satisfied, 1)
 
 
 def test_utc_day_of_an_aware_instant() -> None:
