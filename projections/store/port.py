@@ -83,6 +83,11 @@ class ViewStore(Tracking):
         """
 
     @abstractmethod
+    def writers_after(self, after_sequence: int, limit: int) -> list[tuple[int, str, str]]:
+        """(sequence, customer id, event type) of entries written after a sequence, in the order
+        written: which timelines a batch touched, read once for every live watch."""
+
+    @abstractmethod
     def entries_applied_after(
         self, customer_id: str, after_sequence: int, limit: int
     ) -> tuple[list[TimelineEntry], int]:

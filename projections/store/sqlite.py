@@ -168,6 +168,10 @@ class SqliteViewStore(ViewStore):
         with translated(_LABEL):
             return sqlite_timeline.watermark(self._connection())
 
+    def writers_after(self, after_sequence: int, limit: int) -> list[tuple[int, str, str]]:
+        with translated(_LABEL):
+            return sqlite_timeline.writers_after(self._connection(), after_sequence, limit)
+
     def entries_applied_after(
         self, customer_id: str, after_sequence: int, limit: int
     ) -> tuple[list[TimelineEntry], int]:

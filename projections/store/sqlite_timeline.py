@@ -149,6 +149,17 @@ def watermark(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM timeline").fetchone()[0])
 
 
+def writers_after(
+    conn: sqlite3.Connection, after_sequence: int, limit: int
+) -> list[tuple[int, str, str]]:
+    rows = conn.execute(
+        "SELECT rowid, customer_id, event_type FROM timeline WHERE rowid > ? ORDER BY rowid"
+        " LIMIT ?",
+        (after_sequence, max(limit, 0)),
+    ).fetchall()
+    return [(int(sequence), str(customer), str(kind)) for sequence, customer, kind in rows]
+
+
 def entries_applied_after(
     conn: sqlite3.Connection, customer_id: str, after_sequence: int, limit: int
 ) -> tuple[list[TimelineEntry], int]:

@@ -22,7 +22,7 @@ from projections.store.queries import EscalationQuery, TimelineQuery
 from projections.timeline import EntryKind, TimelineEntry
 from services.case.escalation import EscalationReason
 from services.case.events import Category
-from services.timeline.watermark import SharedWatermark
+from services.timeline.watermark import SharedWatermark, SharedWriters
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
@@ -47,6 +47,7 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         self._io = io
         # One watermark read per poll for all idle watches, not one per watch.
         self._watermark = SharedWatermark(view_store, io, max_age=WATCH_POLL_SECONDS)
+        self._writers = SharedWriters(view_store, io)
 
     async def GetTimeline(
         self, request: timeline_service_pb2.GetTimelineRequest, context: Context
@@ -90,9 +91,24 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         # Ends when the server stops (it sets the flag, then notifies) or the call is cancelled
         # (the await raises CancelledError); the flag is checked after `seen` was taken, so a
         # stop can never slip between the check and the wait.
+        members = await io.run(views.timeline_members, customer_id)
         while not self._stopping.is_set():
             # Every entry up to `covered` was written before the last read of our entries.
             if (latest := await self._watermark.latest()) > covered:
+                touched = await self._writers.touched(covered, latest)
+                if (
+                    touched is not None
+                    and not touched.merges
+                    and members.isdisjoint(touched.customers)
+                ):
+                    # Nothing of ours was written since: skip the read every other watch
+                    # would otherwise make too.
+                    covered = sequence = latest
+                    sent.clear()
+                    seen = await views.changed(WATCH_POLL_SECONDS, seen)
+                    continue
+                if touched is None or touched.merges:
+                    members = await io.run(views.timeline_members, customer_id)
                 entries, sequence = await io.run(
                     views.entries_applied_after, customer_id, sequence, WATCH_BATCH
                 )

@@ -9,11 +9,18 @@ watch reads its entries only when the watermark moved past what it has seen.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from dataclasses import dataclass
 
 from crm.blocking import BlockingPool
 from projections.store.port import ViewStore
+from services.customer.events import (
+    CustomerMerged,
+    CustomerMergeUndone,
+    DuplicateAbsorbed,
+    DuplicateReleased,
+)
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,60 @@ class SharedWatermark:
 def _retrieve(done: asyncio.Future[int]) -> None:
     if not done.cancelled():
         done.exception()
+
+
+MERGE_EVENT_TYPES = frozenset(
+    cls.TYPE for cls in (CustomerMerged, CustomerMergeUndone, DuplicateAbsorbed, DuplicateReleased)
+)
+
+
+@dataclass(frozen=True)
+class Touched:
+    """Which timelines entries written in a span of sequence numbers belong to."""
+
+    customers: frozenset[str]
+    merges: bool  # a merge link changed: whose history a timeline includes may have changed
+
+
+class SharedWriters:
+    """Which customers' timelines each batch touched, read once for every watch of a process.
+
+    Without it every watch would read its own entries after every applied batch, so N open
+    watches cost N reads a batch even when the batch touched none of their customers. Keeps the
+    last `keep` writes; a watch that asks about an older span gets None and reads as before.
+    Use it on one event loop.
+    """
+
+    def __init__(self, views: ViewStore, io: BlockingPool, keep: int = 50_000) -> None:
+        self._views = views
+        self._io = io
+        self._keep = keep
+        self._sequences: list[int] = []
+        self._writes: list[tuple[str, bool]] = []
+        self._base = -1  # no write at or below this is known (-1: nothing read yet)
+        self._top = 0  # every write up to this is known
+        self._lock = asyncio.Lock()
+
+    async def touched(self, after: int, upto: int) -> Touched | None:
+        """The timelines written in (after, upto]; None when that span is no longer kept."""
+        async with self._lock:
+            if self._base < 0:
+                self._base = self._top = after
+            while self._top < upto:
+                rows = await self._io.run(self._views.writers_after, self._top, 1_000)
+                if not rows:
+                    break
+                for sequence, customer_id, event_type in rows:
+                    self._sequences.append(sequence)
+                    self._writes.append((customer_id, event_type in MERGE_EVENT_TYPES))
+                self._top = rows[-1][0]
+            if len(self._sequences) > self._keep:
+                cut = len(self._sequences) - self._keep
+                self._base = self._sequences[cut - 1]
+                del self._sequences[:cut], self._writes[:cut]
+        if after < self._base or self._top < upto:
+            return None
+        first = bisect.bisect_right(self._sequences, after)
+        last = bisect.bisect_right(self._sequences, upto)
+        span = self._writes[first:last]
+        return Touched(frozenset(c for c, _ in span), any(merge for _, merge in span))

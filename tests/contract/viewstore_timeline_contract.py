@@ -253,6 +253,26 @@ class TimelineContract(ViewStoreHarness):
         assert positions(one) == [2] and after_one == first_mark
         assert positions(store.entries_applied_after("c-2", 0, 10)[0]) == [4]
 
+    def test_writers_after_name_each_timeline_written_in_the_order_of_writing(
+        self, store: ViewStore
+    ) -> None:
+        customer, case, other = registered("c-1"), opened("k-1", "c-1"), registered("c-2")
+        store.apply([(recorded(case, 2, at=T0), case)], source="crm.case.v1#0")
+        mark = store.timeline_watermark()
+        store.apply([(recorded(customer, 1, at=T0), customer)], source="crm.customer.v1#0")
+        store.apply([(recorded(other, 3, at=T0), other)], source="crm.customer.v1#0")
+
+        written = store.writers_after(0, 10)
+        assert [(customer_id, kind) for _, customer_id, kind in written] == [
+            ("c-1", case.TYPE),
+            ("c-1", customer.TYPE),
+            ("c-2", other.TYPE),
+        ]
+        assert written[0][0] == mark
+        assert written[-1][0] == store.timeline_watermark()
+        assert store.writers_after(mark, 1) == written[1:2]
+        assert store.writers_after(written[-1][0], 10) == []
+
     # --- merge resolution: the adapter's form equals projections.lineage --------------------
 
     @property_settings(max_examples=100)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -188,3 +189,68 @@ def test_stopping_the_server_ends_open_watches_within_the_grace_period(tmp_path:
         assert ended == [grpc.StatusCode.OK] * 20
     finally:
         _stop(started)
+
+
+def test_watches_of_other_customers_do_not_read_their_entries_for_a_batch_not_theirs(
+    tmp_path: Path,
+) -> None:
+    running = _start(tmp_path)
+    reads: list[str] = []
+    views = running.system.view_store
+    read_entries = views.entries_applied_after
+
+    def counted(customer_id: str, after: int, limit: int) -> Any:
+        reads.append(customer_id)
+        return read_entries(customer_id, after, limit)
+
+    views.entries_applied_after = counted  # type: ignore[method-assign,assignment]
+    try:
+        client = running.client
+        idle = [_register(client) for _ in range(20)]
+        active = _register(client)
+        poll(lambda: all(_projected(client, c) for c in [*idle, active]))
+        watches = [Watch(client, customer_id) for customer_id in idle]
+        mine = Watch(client, active)
+        for watch in [*watches, mine]:
+            assert watch.next_type() == REGISTERED
+        reads.clear()
+
+        _open_case(client, active)
+
+        assert mine.next_type() == OPENED
+        assert set(reads) == {active}  # the twenty idle watches read nothing of their own
+        _cancel([*watches, mine])
+    finally:
+        _stop(running)
+
+
+def test_a_survivors_watch_sees_the_entries_of_a_profile_merged_into_it(tmp_path: Path) -> None:
+    running = _start(tmp_path)
+    try:
+        client = running.client
+        survivor, duplicate = _register(client), _register(client)
+        case_id = _open_case(client, duplicate)
+        poll(lambda: _projected(client, survivor) and len(client.whole_timeline(duplicate)) >= 2)
+        (watch,) = _watch(client, survivor, 1)
+        client.customers.MergeCustomers(
+            customer_service_pb2.MergeCustomersRequest(
+                context=client.context(),
+                duplicate_customer_id=duplicate,
+                survivor_customer_id=survivor,
+            ),
+            timeout=DEADLINE,
+        )
+        assert sorted(watch.next_type() for _ in range(2)) == [
+            "crm.customer.CustomerMerged.v1",
+            "crm.customer.DuplicateAbsorbed.v1",
+        ]
+
+        client.cases.AddNote(  # on the merged-away profile's case: now on the survivor's timeline
+            case_service_pb2.AddNoteRequest(context=client.context(), case_id=case_id, text="hi"),
+            timeout=DEADLINE,
+        )
+
+        assert watch.next_type() == "crm.case.CaseNoteAdded.v1"
+        watch.cancel()
+    finally:
+        _stop(running)
