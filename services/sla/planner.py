@@ -66,7 +66,7 @@ from services.sla.timers import AT_RISK, BREACHED, Timer, TimerQueue
 
 Command = RecordSlaFact | RaiseEscalation
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 """The shape and meaning of `Planner.state()`. Raise it whenever CaseWatch, the state or the way
 the planner folds events changes: a process then ignores a state saved by another version and
 replays history from event 0 instead."""
@@ -83,11 +83,18 @@ ESCALATION_OF_FEEDBACK = {
 
 @dataclass(frozen=True)
 class Planned:
-    """A command for the case service, with the ids that make it idempotent and traceable."""
+    """A command for the case service, with the ids that make it idempotent and traceable.
+
+    `occurred_at` is the instant the fact describes (the event that started or moved the clock,
+    the at-risk or due instant a timer fired for), not the moment the process noticed: the
+    command is dated with it, so timelines, views and KPIs place the fact where it happened
+    while the envelope's recorded_at keeps when it was written.
+    """
 
     request_id: str
     causation_id: str
     command: Command
+    occurred_at: datetime
 
 
 @dataclass
@@ -307,7 +314,9 @@ class Planner:
         # apart, hashed so the id stays short whatever the case id.
         suffix = f":{hashlib.sha256(about.encode()).hexdigest()[:16]}" if about else ""
         request_id = f"supervise:{recorded.event_id}:{slot}{suffix}"
-        self._pending[request_id] = Planned(request_id, recorded.event_id, command)
+        self._pending[request_id] = Planned(
+            request_id, recorded.event_id, command, recorded.metadata.occurred_at
+        )
 
     # ------------------------------------------------------------ actions
 
@@ -325,9 +334,8 @@ class Planner:
         for case_id, timer in self._timers.due(now):
             watch, due = self.watches[case_id], timer.due
             fact_type = SlaAtRisk if timer.kind == AT_RISK else SlaBreached
-            planned.append(
-                _timer(watch, due, timer.kind, fact_type(case_id, due.target, due.due_at))
-            )
+            fact = fact_type(case_id, due.target, due.due_at)
+            planned.append(_timer(watch, due, timer.kind, fact, timer.instant))
         return planned
 
     def next_timer(self) -> datetime | None:
@@ -392,6 +400,7 @@ def _plain_plan(planned: Planned) -> dict[str, Any]:
         "causation_id": planned.causation_id,
         "fact": fact,  # which SLA fact the command records; "" for an escalation
         "command": to_plain(command),
+        "occurred_at": planned.occurred_at.isoformat(),
     }
 
 
@@ -402,15 +411,17 @@ def _plan_from_plain(plain: dict[str, Any]) -> Planned:
         command = RecordSlaFact(raw["case_id"], from_plain(_FACT_TYPES[plain["fact"]], raw["fact"]))
     else:
         command = from_plain(RaiseEscalation, raw)
-    return Planned(plain["request_id"], plain["causation_id"], command)
+    occurred_at = datetime.fromisoformat(plain["occurred_at"])
+    return Planned(plain["request_id"], plain["causation_id"], command, occurred_at)
 
 
 def _allowed(targets: Targets, target: SlaTarget) -> timedelta:
     return targets.first_response if target is SlaTarget.FIRST_RESPONSE else targets.resolution
 
 
-def _timer(watch: CaseWatch, due: SlaDue, kind: str, fact: SlaEvent) -> Planned:
+def _timer(watch: CaseWatch, due: SlaDue, kind: str, fact: SlaEvent, instant: datetime) -> Planned:
     # Named by what it is about, hashed to stay a short, valid id whatever the case id.
     about = f"{watch.case_id}|{due.target.value}|{kind}|{due.due_at.isoformat()}"
     request_id = f"sla-{kind}-{hashlib.sha256(about.encode()).hexdigest()[:32]}"
-    return Planned(request_id, "", RecordSlaFact(watch.case_id, fact))
+    # Dated at the instant the clock crossed the threshold, however late it was noticed.
+    return Planned(request_id, "", RecordSlaFact(watch.case_id, fact), instant)

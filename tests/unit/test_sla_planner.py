@@ -56,10 +56,10 @@ def scanned_timers(planner: Planner) -> Iterator[tuple[datetime, CaseWatch, Plan
                 continue
             if due.target not in watch.at_risk | watch.breached:
                 fact = SlaAtRisk(watch.case_id, due.target, due.due_at)
-                yield due.at_risk_at, watch, _timer(watch, due, AT_RISK, fact)
+                yield due.at_risk_at, watch, _timer(watch, due, AT_RISK, fact, due.at_risk_at)
             if due.target not in watch.breached:
                 fact_ = SlaBreached(watch.case_id, due.target, due.due_at)
-                yield due.due_at, watch, _timer(watch, due, BREACHED, fact_)
+                yield due.due_at, watch, _timer(watch, due, BREACHED, fact_, due.due_at)
 
 
 def scanned_due(planner: Planner, now: datetime) -> list[Planned]:
@@ -259,3 +259,24 @@ def test_a_state_planned_under_another_policy_is_not_restored() -> None:
     planner = Planner(DEFAULT_POLICY)
     start(DEFAULT_POLICY, planner).step(("open", "k1", "cust-1", Priority.NORMAL))
     assert Planner.restore(POLICIES[1], planner.state()) is None
+
+
+# ---------------------------------------------------------------- when planned facts happened
+
+
+def test_planned_facts_are_dated_at_the_instant_they_describe() -> None:
+    planner = Planner(DEFAULT_POLICY)
+    history = start(DEFAULT_POLICY, planner)
+    history.step(("open", "k1", "cust-1", Priority.NORMAL))
+    (applied,) = planner.pending()
+    assert applied.occurred_at == T0  # the opening started the clock
+    history.carry_out([applied], 1)
+    late = T0 + timedelta(hours=5)  # noticed an hour after the first response was due
+    at_risk, breached = planner.due_timers(late)
+    assert at_risk.occurred_at == T0 + timedelta(hours=3, minutes=12)
+    assert breached.occurred_at == T0 + timedelta(hours=4)
+    history.now = T0 + timedelta(hours=6)
+    history.feed(CasePriorityChanged("k1", Priority.NORMAL, Priority.HIGH, "outage"))
+    (reapplied,) = planner.pending()
+    assert reapplied.occurred_at == T0 + timedelta(hours=6)
+    assert saved_and_restored(planner).pending() == [reapplied]
