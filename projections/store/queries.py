@@ -79,6 +79,18 @@ class EscalationQuery:
 
 
 @dataclass(frozen=True)
+class FollowUpQuery:
+    """The supervisor's follow-up list: resolved cases with negative feedback since."""
+
+    team: str = ""
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE_SIZE:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+
+
+@dataclass(frozen=True)
 class PageCursor:
     """Where a timeline page ended: the last entry's instant (`sortable_instant`, UTC) and its
     global position, the timeline's sort key (when it happened; ties by position)."""

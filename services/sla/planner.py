@@ -66,7 +66,7 @@ from services.sla.timers import AT_RISK, BREACHED, Timer, TimerQueue
 
 Command = RecordSlaFact | RaiseEscalation
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 """The shape and meaning of `Planner.state()`. Raise it whenever CaseWatch, the state or the way
 the planner folds events changes: a process then ignores a state saved by another version and
 replays history from event 0 instead."""
@@ -97,6 +97,16 @@ class Planned:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class LateFeedback:
+    """Negative feedback that arrived while its case was resolved: nothing to escalate then,
+    but a reopening within the policy's window escalates for it."""
+
+    feedback_id: str
+    reason: EscalationReason
+    at: datetime
+
+
 @dataclass
 class CaseWatch:
     """What the planner knows about one case that is not closed."""
@@ -114,6 +124,7 @@ class CaseWatch:
     breached: set[SlaTarget] = field(default_factory=set)
     fulfilled: set[SlaTarget] = field(default_factory=set)
     escalation: tuple[EscalationReason, ...] = ()
+    late_feedback: tuple[LateFeedback, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -234,6 +245,7 @@ class Planner:
                 watch.fulfilled.discard(SlaTarget.RESOLUTION)
                 watch.breached.discard(SlaTarget.RESOLUTION)
                 self._apply(watch, recorded, at, "reopened")
+                self._escalate_for_late_feedback(watch, recorded, at)
             case CaseClosed():
                 self._unwatch(watch)
             case CaseEscalationChanged():
@@ -254,10 +266,31 @@ class Planner:
         negative = feedback_domain.negativity(event)
         reason = None if negative is None else ESCALATION_OF_FEEDBACK[negative]
         watch = self.watches.get(event.case_id) if event.case_id else None
-        if reason is None or watch is None or not watch.active or reason in watch.escalation:
+        if reason is None or watch is None:
+            return
+        if watch.status is CaseStatus.RESOLVED:
+            at = recorded.metadata.occurred_at
+            watch.late_feedback += (LateFeedback(event.feedback_id, reason, at),)
+            return
+        if not watch.active or reason in watch.escalation:
             return
         note = f"feedback {event.feedback_id}"
         self._plan(recorded, 0, RaiseEscalation(watch.case_id, reason, note))
+
+    def _escalate_for_late_feedback(
+        self, watch: CaseWatch, recorded: RecordedEvent, at: datetime
+    ) -> None:
+        """A reopened case escalates for the negative feedback it got while resolved, when that
+        came within the policy's window before the reopening (one command per reason)."""
+        window = self.policy.negative_feedback_window
+        recent: dict[EscalationReason, LateFeedback] = {}
+        for late in watch.late_feedback:
+            if at - window <= late.at <= at:
+                recent[late.reason] = late
+        watch.late_feedback = ()
+        for slot, (reason, late) in enumerate(sorted(recent.items(), key=_by_value), start=2):
+            note = f"feedback {late.feedback_id} after resolution"
+            self._plan(recorded, slot, RaiseEscalation(watch.case_id, reason, note))
 
     def _apply(self, watch: CaseWatch, recorded: RecordedEvent, at: datetime, trigger: str) -> None:
         vip = self._vip.get(watch.customer_id, False)
@@ -413,6 +446,10 @@ def _plan_from_plain(plain: dict[str, Any]) -> Planned:
         command = from_plain(RaiseEscalation, raw)
     occurred_at = datetime.fromisoformat(plain["occurred_at"])
     return Planned(plain["request_id"], plain["causation_id"], command, occurred_at)
+
+
+def _by_value(item: tuple[EscalationReason, LateFeedback]) -> str:
+    return item[0].value
 
 
 def _allowed(targets: Targets, target: SlaTarget) -> timedelta:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
-from services.case.escalation import CaseEscalationChanged, RaiseEscalation
+from services.case.escalation import CaseEscalationChanged, EscalationReason, RaiseEscalation
 from services.case.events import (
     CaseClosed,
     CaseOpened,
@@ -280,3 +280,65 @@ def test_planned_facts_are_dated_at_the_instant_they_describe() -> None:
     (reapplied,) = planner.pending()
     assert reapplied.occurred_at == T0 + timedelta(hours=6)
     assert saved_and_restored(planner).pending() == [reapplied]
+
+
+# ---------------------------------------------------------------- feedback after resolution
+
+
+def resolved_case(policy: SlaPolicy = DEFAULT_POLICY) -> tuple[Planner, History]:
+    planner = Planner(policy)
+    history = start(policy, planner)
+    history.step(("open", "k1", "cust-1", Priority.NORMAL))
+    history.carry_out(planner.pending(), 1)
+    history.step(("resolve", "k1"))
+    history.carry_out(planner.pending(), 1)
+    assert planner.pending() == []
+    return planner, history
+
+
+def escalations(planner: Planner) -> list[tuple[RaiseEscalation, datetime]]:
+    return [
+        (p.command, p.occurred_at)
+        for p in planner.pending()
+        if isinstance(p.command, RaiseEscalation)
+    ]
+
+
+def test_negative_feedback_after_resolution_escalates_a_reopening_within_the_window() -> None:
+    planner, history = resolved_case()
+    history.now += timedelta(days=1)
+    history.feed(survey("fb-late", "cust-1", "k1", csat=1))
+    assert planner.pending() == []  # a resolved case escalates nothing
+    history.now += timedelta(days=13)  # exactly 14 days: still within the window
+    reopened_at = history.now
+    history.step(("reopen", "k1"))
+    raised = RaiseEscalation(
+        "k1", EscalationReason.NEGATIVE_FEEDBACK, "feedback fb-late after resolution"
+    )
+    assert escalations(planner) == [(raised, reopened_at)]
+
+
+def test_negative_feedback_older_than_the_window_does_not_escalate_a_reopening() -> None:
+    planner, history = resolved_case(
+        replace(DEFAULT_POLICY, negative_feedback_window=timedelta(days=2))
+    )
+    history.feed(survey("fb-late", "cust-1", "k1", csat=2))
+    history.now += timedelta(days=2, seconds=1)
+    history.step(("reopen", "k1"))
+    assert escalations(planner) == []
+
+
+def test_positive_feedback_after_resolution_escalates_nothing_and_a_second_reopening_neither() -> (
+    None
+):
+    planner, history = resolved_case()
+    history.feed(survey("fb-good", "cust-1", "k1", csat=5))
+    history.feed(survey("fb-bad", "cust-1", "k1", csat=1))
+    history.now += timedelta(hours=1)
+    history.step(("reopen", "k1"))
+    assert len(escalations(planner)) == 1
+    history.carry_out(planner.pending(), 1)
+    history.step(("resolve", "k1"))
+    history.carry_out(planner.pending(), 1)
+    history.step(("reopen", "k1"))  # the feedback was answered by the first reopening
+    assert escalations(planner) == []
