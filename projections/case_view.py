@@ -89,6 +89,9 @@ class CaseView:
     sla_dues: tuple[SlaDue, ...] = ()
     sla_paused: bool = False
     kpis: CaseKpis = field(default_factory=CaseKpis)
+    settled_position: int = 0
+    """The global position of the last resolution (or of a close without one), 0 before: feedback
+    after it came once the case was settled (see projections/follow_ups.py)."""
 
     @property
     def next_due_at(self) -> datetime | None:
@@ -166,7 +169,9 @@ def _apply(view: CaseView, event: CaseEvent, at: datetime, position: int) -> Cas
         case CaseResumed():
             return replace(touched, status=CaseStatus.OPEN)
         case CaseResolved():
-            return replace(touched, status=CaseStatus.RESOLVED, resolved_at=at)
+            return replace(
+                touched, status=CaseStatus.RESOLVED, resolved_at=at, settled_position=position
+            )
         case CaseReopened():
             return replace(
                 touched,
@@ -175,7 +180,10 @@ def _apply(view: CaseView, event: CaseEvent, at: datetime, position: int) -> Cas
                 reopen_count=view.reopen_count + 1,
             )
         case CaseClosed():
-            return replace(touched, status=CaseStatus.CLOSED, closed_at=at)
+            settled = view.settled_position if view.status is CaseStatus.RESOLVED else position
+            return replace(
+                touched, status=CaseStatus.CLOSED, closed_at=at, settled_position=settled
+            )
         case CaseEscalationChanged():
             started = {active.reason: active.since for active in view.escalation_reasons}
             reasons = tuple(ActiveReason(r, started.get(r, at)) for r in event.reasons)

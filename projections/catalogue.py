@@ -33,7 +33,7 @@ class Projection:
 
 
 TIMELINE = Projection("timeline", 1, "each customer's timeline entries and the merge links")
-CASE_VIEWS = Projection("case_views", 2, "one view per case, and the escalation list")
+CASE_VIEWS = Projection("case_views", 3, "one view per case, and the escalation list")
 CUSTOMER_RISK = Projection("customer_risk", 1, "each customer's escalated cases and feedback")
 KPI_FACTS = Projection("kpi_facts", 2, "the facts the KPI report adds up")
 

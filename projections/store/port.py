@@ -19,9 +19,15 @@ from crm.notify import ChangeSignal
 from crm.tracking import Tracking
 from projections.case_view import CaseView
 from projections.catalogue import PROJECTION_NAMES, Batch
+from projections.follow_ups import FollowUp
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
-from projections.store.queries import EscalationQuery, TimelinePage, TimelineQuery
+from projections.store.queries import (
+    EscalationQuery,
+    FollowUpQuery,
+    TimelinePage,
+    TimelineQuery,
+)
 from projections.timeline import TimelineEntry
 
 
@@ -54,6 +60,11 @@ class ViewStore(Tracking):
     @abstractmethod
     def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
         """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
+
+    @abstractmethod
+    def follow_ups(self, query: FollowUpQuery) -> list[FollowUp]:
+        """Resolved or closed cases that got negative feedback since and were not reopened,
+        most recent feedback first."""
 
     @abstractmethod
     def customer_risk(self, customer_id: str) -> CustomerRisk:

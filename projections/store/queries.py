@@ -54,8 +54,8 @@ class TimelineQuery:
         decode_page_token(self.page_token)
 
     @property
-    def after_position(self) -> int:
-        """The global position the page token points past (0: from the start)."""
+    def after(self) -> PageCursor | None:
+        """The entry the page token points past (None: from the start)."""
         return decode_page_token(self.page_token)
 
 
@@ -79,27 +79,59 @@ class EscalationQuery:
 
 
 @dataclass(frozen=True)
+class FollowUpQuery:
+    """The supervisor's follow-up list: resolved cases with negative feedback since."""
+
+    team: str = ""
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE_SIZE:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a timeline page ended: the last entry's instant (`sortable_instant`, UTC) and its
+    global position, the timeline's sort key (when it happened; ties by position)."""
+
+    occurred_utc: str
+    position: int
+
+
+@dataclass(frozen=True)
 class TimelinePage:
-    """Entries in global order (descending if asked newest first); "" as token: no more pages."""
+    """Entries in the order they happened (occurred_at in UTC, ties by global position;
+    descending if asked newest first); "" as token: no more pages."""
 
     entries: list[TimelineEntry]
     next_page_token: str = ""
 
 
-def encode_page_token(position: int) -> str:
-    """An opaque token for the page after `position`; versioned so its form can change."""
-    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode()
+def encode_page_token(cursor: PageCursor) -> str:
+    """An opaque token for the page after `cursor`; versioned so its form can change (v1 tokens
+    held a position alone, from when the timeline was in global order: they are refused)."""
+    text = f"v2:{cursor.occurred_utc}|{cursor.position}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def decode_page_token(token: str) -> int:
-    """The position a token encodes, 0 for ""; InvalidInput("page_token") for anything else."""
+def decode_page_token(token: str) -> PageCursor | None:
+    """The cursor a token encodes, None for ""; InvalidInput("page_token") for anything else."""
     if not token:
-        return 0
+        return None
+    refused = InvalidInput("page_token", "is not a token this service issued")
     try:
         text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidInput("page_token", "is not a token this service issued") from None
-    version, _, position = text.partition(":")
-    if version != "v1" or not position.isdigit() or int(position) <= 0:
-        raise InvalidInput("page_token", "is not a token this service issued")
-    return int(position)
+        raise refused from None
+    version, _, rest = text.partition(":")
+    occurred, _, position = rest.rpartition("|")
+    if version != "v2" or not position.isdigit() or int(position) <= 0:
+        raise refused
+    try:
+        canonical = sortable_instant(datetime.fromisoformat(occurred))
+    except ValueError:
+        raise refused from None
+    if canonical != occurred:
+        raise refused
+    return PageCursor(occurred, int(position))

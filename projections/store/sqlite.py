@@ -39,11 +39,17 @@ from projections.catalogue import (
     news,
     projection_named,
 )
+from projections.follow_ups import FollowUp
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
 from projections.store import sqlite_cases, sqlite_kpis, sqlite_risk, sqlite_timeline
 from projections.store.port import ViewStore
-from projections.store.queries import EscalationQuery, TimelinePage, TimelineQuery
+from projections.store.queries import (
+    EscalationQuery,
+    FollowUpQuery,
+    TimelinePage,
+    TimelineQuery,
+)
 from projections.store.remembered import Remembered
 from projections.timeline import TimelineEntry
 
@@ -187,6 +193,10 @@ class SqliteViewStore(ViewStore):
     def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
         with translated(_LABEL):
             return sqlite_cases.escalated(self._connection(), query)
+
+    def follow_ups(self, query: FollowUpQuery) -> list[FollowUp]:
+        with translated(_LABEL):
+            return sqlite_cases.follow_ups(self._connection(), query)
 
     def customer_risk(self, customer_id: str) -> CustomerRisk:
         with translated(_LABEL):

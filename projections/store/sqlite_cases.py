@@ -1,21 +1,24 @@
-"""The case views projection's table in the SQLite view store: one view per case, and the list
-of escalated cases supervisors work from."""
+"""The case views projection's tables in the SQLite view store: one view per case, the list of
+escalated cases supervisors work from, and negative feedback by case for their follow-up list."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from crm.eventcodec import from_plain, to_plain
 from crm.instants import sortable_instant
 from projections.case_view import CaseView, case_view_changes
 from projections.catalogue import Batch
-from projections.store.queries import EscalationQuery
+from projections.follow_ups import FollowUp, NegativeFeedback, follow_up, negative_feedback
+from projections.store.queries import EscalationQuery, FollowUpQuery
 from projections.store.remembered import Remembered
+from services.feedback.domain import Negativity
 
-TABLES = ("case_views",)
+TABLES = ("case_views", "case_feedback")
 # The whole view as JSON, plus the columns lists filter and order by.
 SCHEMA = (
     """
@@ -27,23 +30,53 @@ SCHEMA = (
         escalation_level INTEGER NOT NULL,
         escalated_since TEXT,
         next_due_utc TEXT,
+        settled_position INTEGER NOT NULL,
         view TEXT NOT NULL
     )
     """,
+    """
+    CREATE TABLE IF NOT EXISTS case_feedback (
+        feedback_id TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL,
+        negativity TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        occurred_utc TEXT NOT NULL,
+        global_position INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_feedback_by_case ON case_feedback (case_id, global_position)",
+    "CREATE INDEX IF NOT EXISTS case_views_by_status ON case_views (status)",
     "CREATE INDEX IF NOT EXISTS case_views_by_level ON case_views (escalation_level)",
     "CREATE INDEX IF NOT EXISTS case_views_by_customer ON case_views (customer_id)",
 )
 
 
 def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseView] | None) -> None:
-    """Write a batch's case views; `kept` holds views written before, during a rebuild."""
+    """Write a batch's case views and negative feedback by case; `kept` holds views written
+    before, during a rebuild."""
     views = case_view_changes(news, loader(conn, "case_views", kept))
     if kept is not None:
         kept.keep(views)
     conn.executemany(
         "INSERT OR REPLACE INTO case_views (case_id, customer_id, status, team,"
-        " escalation_level, escalated_since, next_due_utc, view) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " escalation_level, escalated_since, next_due_utc, settled_position, view)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [_row(view) for view in views.values()],
+    )
+    conn.executemany(
+        "INSERT INTO case_feedback (feedback_id, case_id, negativity, occurred_at, occurred_utc,"
+        " global_position) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (feedback_id) DO NOTHING",
+        [
+            (
+                f.feedback_id,
+                case_id,
+                f.negativity.value,
+                f.at.isoformat(),
+                sortable_instant(f.at),
+                f.global_position,
+            )
+            for case_id, f in negative_feedback(news)
+        ],
     )
 
 
@@ -89,6 +122,42 @@ def escalated(conn: sqlite3.Connection, query: EscalationQuery) -> list[CaseView
     return [decode_view(row[0]) for row in rows]
 
 
+def follow_ups(conn: sqlite3.Connection, query: FollowUpQuery) -> list[FollowUp]:
+    """The follow-up list, most recent feedback first: projections.follow_ups' rule in SQL to
+    pick and order the cases (the conformance suite proves the two equal), then the rule itself."""
+    conditions = ["v.status IN ('resolved', 'closed')"]
+    params: list[Any] = []
+    if query.team:
+        conditions.append("v.team = ?")
+        params.append(query.team)
+    sql = (
+        "SELECT v.case_id, v.view, MAX(f.occurred_utc) AS since FROM case_views v"
+        " JOIN case_feedback f ON f.case_id = v.case_id"
+        " AND f.global_position > v.settled_position"
+        f" WHERE {' AND '.join(conditions)} GROUP BY v.case_id"
+        " ORDER BY since DESC, v.case_id LIMIT ?"
+    )
+    listed = []
+    for case_id, text, _since in conn.execute(sql, [*params, query.limit]).fetchall():
+        found = follow_up(decode_view(text), case_feedback(conn, case_id))
+        if found is not None:
+            listed.append(found)
+    return listed
+
+
+def case_feedback(conn: sqlite3.Connection, case_id: str) -> list[NegativeFeedback]:
+    """The negative feedback linked to a case, in global order."""
+    rows = conn.execute(
+        "SELECT feedback_id, negativity, occurred_at, global_position FROM case_feedback"
+        " WHERE case_id = ? ORDER BY global_position",
+        (case_id,),
+    ).fetchall()
+    return [
+        NegativeFeedback(feedback_id, Negativity(negative), datetime.fromisoformat(at), position)
+        for feedback_id, negative, at, position in rows
+    ]
+
+
 def encode_view(view: CaseView) -> str:
     return json.dumps(to_plain(view), sort_keys=True)
 
@@ -108,5 +177,6 @@ def _row(view: CaseView) -> tuple[Any, ...]:
         view.escalation_level,
         None if view.escalated_since is None else sortable_instant(view.escalated_since),
         None if next_due is None else sortable_instant(next_due),
+        view.settled_position,
         encode_view(view),
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
-from projections.store.queries import TimelinePage, TimelineQuery, encode_page_token
+from projections.store.queries import PageCursor, TimelinePage, TimelineQuery, encode_page_token
 from projections.timeline import EntryKind, TimelineEntry, timeline_changes
 
 TABLES = ("timeline", "customer_merges")
@@ -35,6 +35,10 @@ SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS timeline_by_customer ON timeline (customer_id, global_position)",
+    # GetTimeline's order: when it happened, ties by position (a late-recorded contact sits
+    # where it happened); the index above serves the watch, which reads in global order.
+    "CREATE INDEX IF NOT EXISTS timeline_by_customer_occurred"
+    " ON timeline (customer_id, occurred_utc, global_position)",
     """
     CREATE TABLE IF NOT EXISTS customer_merges (
         duplicate_id TEXT PRIMARY KEY,
@@ -99,13 +103,15 @@ def merged_into(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def page(conn: sqlite3.Connection, query: TimelineQuery) -> TimelinePage:
-    """One page of the timeline; the token carries the last position handed out."""
+    """One page of the timeline in the order things happened (occurred_utc, ties by global
+    position), paged by keyset: the token carries the last (instant, position) handed out."""
     conditions: list[str] = []
     params: list[Any] = [query.customer_id]
-    after = query.after_position
-    if after:
-        conditions.append("global_position < ?" if query.newest_first else "global_position > ?")
-        params.append(after)
+    after = query.after
+    if after is not None:
+        beyond = "<" if query.newest_first else ">"
+        conditions.append(f"(occurred_utc, global_position) {beyond} (?, ?)")
+        params.extend((after.occurred_utc, after.position))
     for column, values in (("channel", query.channels), ("kind", query.kinds)):
         if values:
             conditions.append(f"{column} IN ({', '.join('?' * len(values))})")
@@ -124,12 +130,15 @@ def page(conn: sqlite3.Connection, query: TimelineQuery) -> TimelinePage:
     rows = _entries(
         conn,
         " ".join(f"AND {condition}" for condition in conditions),
-        f"ORDER BY global_position {order} LIMIT ?",
+        f"ORDER BY occurred_utc {order}, global_position {order} LIMIT ?",
         params,
     )
     entries = [_entry(row) for row in rows[: query.page_size]]
-    more = len(rows) > query.page_size
-    return TimelinePage(entries, encode_page_token(entries[-1].global_position) if more else "")
+    if len(rows) <= query.page_size:
+        return TimelinePage(entries)
+    last = entries[-1]
+    cursor = PageCursor(sortable_instant(last.occurred_at), last.global_position)
+    return TimelinePage(entries, encode_page_token(cursor))
 
 
 def entries_after(

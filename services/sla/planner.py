@@ -66,7 +66,7 @@ from services.sla.timers import AT_RISK, BREACHED, Timer, TimerQueue
 
 Command = RecordSlaFact | RaiseEscalation
 
-STATE_VERSION = 1
+STATE_VERSION = 3
 """The shape and meaning of `Planner.state()`. Raise it whenever CaseWatch, the state or the way
 the planner folds events changes: a process then ignores a state saved by another version and
 replays history from event 0 instead."""
@@ -83,11 +83,28 @@ ESCALATION_OF_FEEDBACK = {
 
 @dataclass(frozen=True)
 class Planned:
-    """A command for the case service, with the ids that make it idempotent and traceable."""
+    """A command for the case service, with the ids that make it idempotent and traceable.
+
+    `occurred_at` is the instant the fact describes (the event that started or moved the clock,
+    the at-risk or due instant a timer fired for), not the moment the process noticed: the
+    command is dated with it, so timelines, views and KPIs place the fact where it happened
+    while the envelope's recorded_at keeps when it was written.
+    """
 
     request_id: str
     causation_id: str
     command: Command
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class LateFeedback:
+    """Negative feedback that arrived while its case was resolved: nothing to escalate then,
+    but a reopening within the policy's window escalates for it."""
+
+    feedback_id: str
+    reason: EscalationReason
+    at: datetime
 
 
 @dataclass
@@ -107,6 +124,7 @@ class CaseWatch:
     breached: set[SlaTarget] = field(default_factory=set)
     fulfilled: set[SlaTarget] = field(default_factory=set)
     escalation: tuple[EscalationReason, ...] = ()
+    late_feedback: tuple[LateFeedback, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -228,6 +246,7 @@ class Planner:
                 watch.fulfilled.discard(SlaTarget.RESOLUTION)
                 watch.breached.discard(SlaTarget.RESOLUTION)
                 self._apply(watch, recorded, at, "reopened")
+                self._escalate_for_late_feedback(watch, recorded, at)
             case CaseClosed():
                 self._unwatch(watch)
             case CaseEscalationChanged():
@@ -248,10 +267,31 @@ class Planner:
         negative = feedback_domain.negativity(event)
         reason = None if negative is None else ESCALATION_OF_FEEDBACK[negative]
         watch = self.watches.get(event.case_id) if event.case_id else None
-        if reason is None or watch is None or not watch.active or reason in watch.escalation:
+        if reason is None or watch is None:
+            return
+        if watch.status is CaseStatus.RESOLVED:
+            at = recorded.metadata.occurred_at
+            watch.late_feedback += (LateFeedback(event.feedback_id, reason, at),)
+            return
+        if not watch.active or reason in watch.escalation:
             return
         note = f"feedback {event.feedback_id}"
         self._plan(recorded, 0, RaiseEscalation(watch.case_id, reason, note))
+
+    def _escalate_for_late_feedback(
+        self, watch: CaseWatch, recorded: RecordedEvent, at: datetime
+    ) -> None:
+        """A reopened case escalates for the negative feedback it got while resolved, when that
+        came within the policy's window before the reopening (one command per reason)."""
+        window = self.policy.negative_feedback_window
+        recent: dict[EscalationReason, LateFeedback] = {}
+        for late in watch.late_feedback:
+            if at - window <= late.at <= at:
+                recent[late.reason] = late
+        watch.late_feedback = ()
+        for slot, (reason, late) in enumerate(sorted(recent.items(), key=_by_value), start=2):
+            note = f"feedback {late.feedback_id} after resolution"
+            self._plan(recorded, slot, RaiseEscalation(watch.case_id, reason, note))
 
     def _apply(self, watch: CaseWatch, recorded: RecordedEvent, at: datetime, trigger: str) -> None:
         vip = self._vip.get(watch.customer_id, False)
@@ -308,7 +348,9 @@ class Planner:
         # apart, hashed so the id stays short whatever the case id.
         suffix = f":{hashlib.sha256(about.encode()).hexdigest()[:16]}" if about else ""
         request_id = f"supervise:{recorded.event_id}:{slot}{suffix}"
-        self._pending[request_id] = Planned(request_id, recorded.event_id, command)
+        self._pending[request_id] = Planned(
+            request_id, recorded.event_id, command, recorded.metadata.occurred_at
+        )
 
     # ------------------------------------------------------------ actions
 
@@ -326,9 +368,8 @@ class Planner:
         for case_id, timer in self._timers.due(now):
             watch, due = self.watches[case_id], timer.due
             fact_type = SlaAtRisk if timer.kind == AT_RISK else SlaBreached
-            planned.append(
-                _timer(watch, due, timer.kind, fact_type(case_id, due.target, due.due_at))
-            )
+            fact = fact_type(case_id, due.target, due.due_at)
+            planned.append(_timer(watch, due, timer.kind, fact, timer.instant))
         return planned
 
     def next_timer(self) -> datetime | None:
@@ -393,6 +434,7 @@ def _plain_plan(planned: Planned) -> dict[str, Any]:
         "causation_id": planned.causation_id,
         "fact": fact,  # which SLA fact the command records; "" for an escalation
         "command": to_plain(command),
+        "occurred_at": planned.occurred_at.isoformat(),
     }
 
 
@@ -403,15 +445,21 @@ def _plan_from_plain(plain: dict[str, Any]) -> Planned:
         command = RecordSlaFact(raw["case_id"], from_plain(_FACT_TYPES[plain["fact"]], raw["fact"]))
     else:
         command = from_plain(RaiseEscalation, raw)
-    return Planned(plain["request_id"], plain["causation_id"], command)
+    occurred_at = datetime.fromisoformat(plain["occurred_at"])
+    return Planned(plain["request_id"], plain["causation_id"], command, occurred_at)
+
+
+def _by_value(item: tuple[EscalationReason, LateFeedback]) -> str:
+    return item[0].value
 
 
 def _allowed(targets: Targets, target: SlaTarget) -> timedelta:
     return targets.first_response if target is SlaTarget.FIRST_RESPONSE else targets.resolution
 
 
-def _timer(watch: CaseWatch, due: SlaDue, kind: str, fact: SlaEvent) -> Planned:
+def _timer(watch: CaseWatch, due: SlaDue, kind: str, fact: SlaEvent, instant: datetime) -> Planned:
     # Named by what it is about, hashed to stay a short, valid id whatever the case id.
     about = f"{watch.case_id}|{due.target.value}|{kind}|{due.due_at.isoformat()}"
     request_id = f"sla-{kind}-{hashlib.sha256(about.encode()).hexdigest()[:32]}"
-    return Planned(request_id, "", RecordSlaFact(watch.case_id, fact))
+    # Dated at the instant the clock crossed the threshold, however late it was noticed.
+    return Planned(request_id, "", RecordSlaFact(watch.case_id, fact), instant)

@@ -59,6 +59,9 @@ class SlaPolicy:
     standard: Mapping[Priority, Targets]
     vip: Mapping[Priority, Targets]
     at_risk_fraction: float = 0.8
+    negative_feedback_window: timedelta = timedelta(days=14)
+    """A case reopened within this long of negative feedback it got while resolved escalates
+    for that feedback (JSON: "negative_feedback_window", a duration such as "14d")."""
 
     def __post_init__(self) -> None:
         if not self.version.strip():
@@ -74,6 +77,8 @@ class SlaPolicy:
         fraction = self.at_risk_fraction
         if isinstance(fraction, bool) or not 0 < fraction <= 1:
             raise InvalidInput("at_risk_fraction", "must be a number in (0, 1]")
+        if self.negative_feedback_window < timedelta(0):
+            raise InvalidInput("negative_feedback_window", "must not be negative")
 
     def targets_for(self, priority: Priority, vip: bool) -> Targets:
         """The targets that apply to a case of this priority for a VIP or other customer."""
@@ -120,16 +125,20 @@ def load_policy(text: str) -> SlaPolicy:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput("$", f"not valid JSON: {exc}") from exc
-    root = _object(document, "$", {"version", "at_risk_fraction", "calendar", "targets"})
+    keys = {"version", "at_risk_fraction", "negative_feedback_window", "calendar", "targets"}
+    root = _object(document, "$", keys)
     default = DEFAULT_POLICY
     version = _get(root, "version", "", _string, default.version)
     fraction = _get(root, "at_risk_fraction", "", _fraction, default.at_risk_fraction)
+    window = _get(
+        root, "negative_feedback_window", "", _parse_duration, default.negative_feedback_window
+    )
     calendar = _get(root, "calendar", "", _calendar, default.calendar)
     targets = _object(root.get("targets", {}), "targets", {"standard", "vip"})
     standard = _table(targets.get("standard", {}), "targets.standard", default.standard)
     vip = _table(targets.get("vip", {}), "targets.vip", default.vip)
     with _at("", {"standard": "targets.standard", "vip": "targets.vip"}):
-        return SlaPolicy(version, calendar, standard, vip, fraction)
+        return SlaPolicy(version, calendar, standard, vip, fraction, window)
 
 
 def dump_policy(policy: SlaPolicy) -> str:
@@ -149,6 +158,7 @@ def dump_policy(policy: SlaPolicy) -> str:
     document = {
         "version": policy.version,
         "at_risk_fraction": policy.at_risk_fraction,
+        "negative_feedback_window": _duration_text(policy.negative_feedback_window),
         "calendar": {
             "timezone": calendar.timezone,
             "week": week,

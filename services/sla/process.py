@@ -221,7 +221,7 @@ class DeadlineProcess:
         context = CommandContext(
             request_id=planned.request_id,
             actor=ACTOR,
-            occurred_at=self._clock(),
+            occurred_at=planned.occurred_at,  # what the fact describes; recorded_at says when
             causation_id=planned.causation_id,
         )
         try:

@@ -221,8 +221,9 @@ def _escalated_beyond_sla(event: CaseEscalationChanged, outcomes: dict[str, Case
 
 
 def _simulated(planned: Planned, at: datetime) -> RecordedEvent:
-    """A stand-in record of a fact the simulation decided, so the planner can fold it."""
+    """A stand-in record of a fact the simulation decided, so the planner can fold it: dated
+    like the live process dates it, recorded when the simulated clock reached it."""
     metadata = EventMetadata(
-        "", at, ACTOR, planned.request_id, planned.causation_id, planned.request_id
+        "", planned.occurred_at, ACTOR, planned.request_id, planned.causation_id, planned.request_id
     )
     return RecordedEvent("", 0, 0, planned.request_id, "", b"", metadata, at, "", "")

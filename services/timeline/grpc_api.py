@@ -16,9 +16,10 @@ from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_s
 from crm.validation import require_id
 from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
+from projections.follow_ups import FollowUp
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
 from projections.store.port import ViewStore
-from projections.store.queries import EscalationQuery, TimelineQuery
+from projections.store.queries import EscalationQuery, FollowUpQuery, TimelineQuery
 from projections.timeline import EntryKind, TimelineEntry
 from services.case.escalation import EscalationReason
 from services.case.events import Category
@@ -168,6 +169,13 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             reply.latest_feedback_reason = enum_to_proto(reason, REASON)  # type: ignore[assignment]
         return reply
 
+    async def ListFollowUps(
+        self, request: timeline_service_pb2.ListFollowUpsRequest, context: Context
+    ) -> timeline_service_pb2.FollowUps:
+        query = FollowUpQuery(team=request.team, limit=request.limit or 100)
+        listed = await self._io.run(self._views.follow_ups, query)
+        return timeline_service_pb2.FollowUps(follow_ups=[follow_up_to_proto(f) for f in listed])
+
     async def GetKpis(
         self, request: timeline_service_pb2.GetKpisRequest, context: Context
     ) -> timeline_service_pb2.KpiReport:
@@ -285,6 +293,15 @@ def case_view_to_proto(view: CaseView) -> timeline_service_pb2.CaseView:
     assert isinstance(reply, timeline_service_pb2.CaseView)
     if view.next_due_at is not None:
         reply.next_due_at.CopyFrom(timestamp(view.next_due_at))
+    return reply
+
+
+def follow_up_to_proto(listed: FollowUp) -> timeline_service_pb2.FollowUp:
+    reply = timeline_service_pb2.FollowUp(
+        case=case_view_to_proto(listed.case), since=timestamp(listed.since)
+    )
+    for feedback in listed.feedback:
+        to_message(feedback, reply.feedback.add())
     return reply
 
 

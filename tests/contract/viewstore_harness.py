@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, settings
 from projections.catalogue import PROJECTION_NAMES, Batch
 from projections.kpi_report import KpiQuery
 from projections.store.port import ViewStore
-from projections.store.queries import EscalationQuery
+from projections.store.queries import MAX_PAGE_SIZE, EscalationQuery, FollowUpQuery
 from tests.contract.viewstore_stories import WEEK
 from tests.support import whole_timeline
 
@@ -46,6 +46,7 @@ def all_views(store: ViewStore, customers: list[str], cases: list[str]) -> dict[
         "members": {c: store.timeline_members(c) for c in customers},
         "cases": {case_id: store.case_view(case_id) for case_id in cases},
         "escalated": store.escalated_cases(EscalationQuery()),
+        "follow_ups": store.follow_ups(FollowUpQuery(limit=MAX_PAGE_SIZE)),
         "risk": {c: store.customer_risk(c) for c in customers},
         "kpis": store.kpis(KpiQuery(*WEEK, group_by=EVERY_DIMENSION)),
     }

@@ -126,6 +126,57 @@ class TimelineContract(ViewStoreHarness):
             assert again.entries == last.entries
             assert positions(page(again.next_page_token).entries) == later
 
+    def test_a_contact_recorded_late_sits_where_it_happened(self, store: ViewStore) -> None:
+        log = BatchLog()
+        log.record(registered("c-1"), at=T0)
+        log.record(opened("case-1", "c-1"), at=T0 + timedelta(minutes=1))
+        log.record(contact("case-1", "ct-1"), at=T0 + timedelta(minutes=10))
+        log.record(contact("case-1", "ct-2"), at=T0 + timedelta(minutes=20))
+        # the mail gateway's batch, recorded last, about a mail of minute 5 (offset +09:00)
+        late_at = (T0 + timedelta(minutes=5)).astimezone(timezone(timedelta(hours=9)))
+        late = log.record(contact("case-1", "ct-late", Channel.EMAIL), at=late_at)
+        store.apply(log.batch)
+
+        oldest_first = positions(whole_timeline(store, "c-1"))
+        assert oldest_first == [1, 2, late.global_position, 3, 4]
+        assert positions(whole_timeline(store, "c-1", newest_first=True)) == oldest_first[::-1]
+        two = store.timeline(TimelineQuery("c-1", 2))
+        rest = store.timeline(TimelineQuery("c-1", 10, two.next_page_token))
+        assert positions(two.entries + rest.entries) == oldest_first
+        in_range = whole_timeline(
+            store, "c-1", since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=15)
+        )
+        assert positions(in_range) == [late.global_position, 3]
+
+    @pytest.mark.parametrize("newest_first", [False, True])
+    @pytest.mark.parametrize("page_size", [1, 2, 3])
+    def test_paging_across_entries_that_happened_at_the_same_instant(
+        self, store: ViewStore, newest_first: bool, page_size: int
+    ) -> None:
+        log = BatchLog()
+        log.record(registered("c-1"), at=T0)
+        log.record(opened("case-1", "c-1"), at=T0 + timedelta(minutes=2))
+        # five contacts of one instant, one recorded out of order between them
+        for n in range(5):
+            log.record(contact("case-1", f"ct-{n}"), at=T0 + timedelta(minutes=5))
+        log.record(contact("case-1", "ct-early"), at=T0 + timedelta(minutes=1))
+        log.record(contact("case-1", "ct-5"), at=T0 + timedelta(minutes=5))
+        store.apply(log.batch)
+        expected = [1, 8, 2, 3, 4, 5, 6, 7, 9]
+
+        seen: list[int] = []
+        token = ""
+        while True:
+            query = TimelineQuery("c-1", page_size, token, newest_first=newest_first)
+            page = store.timeline(query)
+            assert len(page.entries) <= page_size
+            seen += positions(page.entries)
+            token = page.next_page_token
+            if not token:
+                break
+
+        assert seen == (expected[::-1] if newest_first else expected)
+
     def test_a_malformed_page_token_is_invalid_input(self, store: ViewStore) -> None:
         with pytest.raises(InvalidInput) as raised:
             store.timeline(TimelineQuery("c-1", page_token="not-a-token"))

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from crm.vocabulary import Channel
 from projections.case_view import case_view_changes
-from projections.catalogue import PROJECTION_NAMES, news
+from projections.catalogue import PROJECTION_NAMES, Batch, news
+from projections.follow_ups import FollowUp, NegativeFeedback, follow_up, negative_feedback
 from projections.risk import CustomerRisk
 from projections.store.port import ViewStore
-from projections.store.queries import EscalationQuery
+from projections.store.queries import EscalationQuery, FollowUpQuery
 from services.case.escalation import EscalationReason
-from services.case.events import CaseStatus
-from services.feedback.events import SentimentLabel, VoiceOfCustomerRecorded
+from services.case.events import CaseClosed, CaseReopened, CaseResolved, CaseStatus
+from services.feedback.events import SentimentLabel, SurveySubmitted, VoiceOfCustomerRecorded
 from tests.contract.viewstore_harness import (
     ViewStoreHarness,
     all_views,
@@ -107,6 +108,40 @@ class ViewsContract(ViewStoreHarness):
         assert listed(escalated_before=tokyo - timedelta(seconds=1)) == ["k-a"]
 
     # --- customer risk and KPIs ---------------------------------------------------------------
+
+    # --- the follow-up list ---------------------------------------------------------------------
+
+    def test_follow_ups_list_resolved_cases_with_negative_feedback_since(
+        self, store: ViewStore
+    ) -> None:
+        log = follow_up_story()
+        store.apply(log.batch)
+
+        listed = store.follow_ups(FollowUpQuery())
+        assert [f.case.case_id for f in listed] == ["k4", "k2"]  # most recent feedback first
+        k4, k2 = listed
+        assert [f.feedback_id for f in k2.feedback] == ["fb-k2-a", "fb-k2-b"]
+        assert k2.since == k2.feedback[-1].at and k2.case.status is CaseStatus.RESOLVED
+        assert k4.case.status is CaseStatus.CLOSED
+        assert [f.case.case_id for f in store.follow_ups(FollowUpQuery(limit=1))] == ["k4"]
+        assert store.follow_ups(FollowUpQuery(team="nobody")) == []
+        assert listed == pure_follow_ups(log.batch)
+
+        log.record(CaseReopened("k2", "still charged twice"))  # off the list
+        log.record(CaseResolved("k2", "refunded", ""))  # the old feedback does not bring it back
+        store.apply(log.batch)
+        assert [f.case.case_id for f in store.follow_ups(FollowUpQuery())] == ["k4"]
+        assert store.follow_ups(FollowUpQuery()) == pure_follow_ups(log.batch)
+
+    def test_follow_ups_do_not_depend_on_whether_feedback_or_case_arrives_first(
+        self, store: ViewStore
+    ) -> None:
+        batch = follow_up_story().batch
+        feedback = [item for item in batch if isinstance(item[1], SurveySubmitted)]
+        rest = [item for item in batch if not isinstance(item[1], SurveySubmitted)]
+        store.apply(feedback, source="crm.feedback.v1#0")
+        store.apply(rest, source="crm.case.v1#0")
+        assert store.follow_ups(FollowUpQuery()) == pure_follow_ups(batch)
 
     def test_an_old_escalation_change_redelivered_from_another_source_changes_no_risk(
         self, store: ViewStore
@@ -241,3 +276,31 @@ class ViewsContract(ViewStoreHarness):
         assert all_views(apart, WEEK_CUSTOMERS, WEEK_CASES) == all_views(
             store, WEEK_CUSTOMERS, WEEK_CASES
         )
+
+
+def follow_up_story() -> BatchLog:
+    """Four resolved cases of one customer; two got negative feedback after they were settled."""
+    log = BatchLog()
+    log.record(registered("c-1"))
+    for case_id in ("k1", "k2", "k3", "k4"):
+        log.record(opened(case_id, "c-1"))
+    log.record(survey("fb-k1", "c-1", "k1", csat=1))  # while open: escalates then, not listed
+    for case_id in ("k1", "k2", "k3", "k4"):
+        log.record(CaseResolved(case_id, "fixed", ""))
+    log.record(survey("fb-k2-a", "c-1", "k2", csat=2))
+    log.record(survey("fb-k3", "c-1", "k3", csat=5))  # positive: not listed
+    log.record(survey("fb-k2-b", "c-1", "k2", csat=1))
+    log.record(CaseClosed("k4", ""))
+    log.record(survey("fb-k4", "c-1", "k4", csat=1))  # after the close: listed
+    return log
+
+
+def pure_follow_ups(batch: Batch) -> list[FollowUp]:
+    """The list as projections.follow_ups' rule makes it from the pure case views."""
+    views = case_view_changes(batch, lambda case_id: None)
+    found: dict[str, list[NegativeFeedback]] = {}
+    for case_id, feedback in negative_feedback(batch):
+        found.setdefault(case_id, []).append(feedback)
+    listed = [follow_up(view, found.get(view.case_id, ())) for view in views.values()]
+    chosen = [f for f in listed if f is not None]
+    return sorted(chosen, key=lambda f: (-f.since.timestamp(), f.case.case_id))

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import grpc
@@ -124,12 +124,14 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
         everything = client.whole_timeline(customer_id)
         assert len({e.event_id for e in everything}) == len(everything)
         before = [(e.event_id, e.global_position, e.summary) for e in everything]
+        story_end = max(e.occurred_at.ToDatetime(tzinfo=UTC) for e in everything)
     finally:
         client.close()
         server.kill()
 
     server = ServerProcess(data_dir, tmp_path / "second.log")
     client = Client(server.target, prefix="after-restart")
+    client.clock = story_end  # the timeline is in the order things happened: the note comes last
     try:
         _complete_or_fail(client, customer_id, len(expected))
         after = [

@@ -15,6 +15,8 @@ import pytest
 from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
+from projections.case_view import CaseView, apply_case_event
+from projections.timeline import timeline_entry
 from services.bootstrap import CODEC, build_applications
 from services.case import domain as case_domain
 from services.case.application import CaseApplication
@@ -29,7 +31,7 @@ from services.case.commands import (
     SetPendingOnCustomer,
 )
 from services.case.escalation import EscalationReason
-from services.case.events import Category, ContactOutcome
+from services.case.events import CaseEvent, Category, ContactOutcome
 from services.case.sla_facts import SlaApplied, SlaDue, SlaFulfilled, SlaResumed, SlaTarget
 from services.customer.application import CustomerApplication
 from services.customer.commands import ChangeTier, RegisterCustomer
@@ -80,6 +82,21 @@ class World:
     def events(self, case_id: str, kind: type) -> list[object]:
         decoded = [CODEC.decode(r.type, r.data) for r in self.store.read_stream(f"case-{case_id}")]
         return [e for e in decoded if isinstance(e, kind)]
+
+    def dated(self, case_id: str, event_type: str) -> list[datetime]:
+        """When each event of that type happened, as its envelope says."""
+        records = self.store.read_stream(f"case-{case_id}")
+        return [r.metadata.occurred_at for r in records if r.type.split(".")[2] == event_type]
+
+    def case_view(self, case_id: str) -> CaseView:
+        """The case view the projection folds from the case's stream."""
+        view = None
+        for recorded in self.store.read_stream(f"case-{case_id}"):
+            event = CODEC.decode(recorded.type, recorded.data)
+            assert isinstance(event, CaseEvent)
+            view = apply_case_event(view, event, recorded)
+        assert view is not None
+        return view
 
     def case(self, case_id: str) -> case_domain.Case:
         state = self.case_app.get(case_id).state
@@ -213,6 +230,37 @@ def test_a_priority_change_recomputes_the_due_instants(world: World) -> None:
     )
     process.run_once()
     assert world.types("c1").count("SlaBreached") == 1
+
+
+def test_a_breach_noticed_late_is_dated_when_the_clock_crossed_the_due_instant(
+    world: World,
+) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=5)  # the process was down: first response was due at T0 + 4 h
+    process.run_once()
+    due, at_risk = T0 + timedelta(hours=4), T0 + timedelta(hours=3, minutes=12)
+    assert world.dated("c1", "SlaBreached") == [due]
+    assert world.dated("c1", "SlaAtRisk") == [at_risk]
+    assert world.dated("c1", "CaseEscalationChanged") == [at_risk, due]
+    assert world.dated("c1", "SlaApplied") == [T0]  # the opening started the clock
+    breach = next(r for r in world.store.read_stream("case-c1") if "SlaBreached" in r.type)
+    entry = timeline_entry(breach, CODEC.decode(breach.type, breach.data))
+    assert entry.occurred_at == due
+    view = world.case_view("c1")
+    assert view.kpis.sla_decided_at == due
+
+
+def test_an_sla_reapplied_after_a_priority_change_is_dated_at_the_change(world: World) -> None:
+    world.open("c1")
+    process = world.process()
+    process.run_once()
+    world.clock.advance(hours=1)
+    world.do(ChangePriority("c1", Priority.HIGH, "outage"))
+    world.clock.advance(minutes=30)  # noticed half an hour later
+    process.run_once()
+    assert world.dated("c1", "SlaApplied") == [T0, T0 + timedelta(hours=1)]
 
 
 def test_vip_customers_get_the_tighter_targets(world: World) -> None:

@@ -122,6 +122,12 @@ def test_sla_timers_escalate_and_the_lists_follow(running: Running) -> None:
     view = r.client.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
     assert view.next_due_at.ToDatetime(tzinfo=UTC) > r.clock.now
     assert escalated(r) == []
+    first = next(d for d in view.sla_dues if d.target == R.SLA_TARGET_FIRST_RESPONSE)
+    # the facts are dated when the clock crossed each instant, not when the process noticed
+    at_risk_since, due = (
+        first.at_risk_at.ToDatetime(tzinfo=UTC),
+        first.due_at.ToDatetime(tzinfo=UTC),
+    )
 
     r.tick(minutes=48)  # 80 % of the first-response hour
     assert escalated(r) == [(case_id, 1)]
@@ -132,14 +138,13 @@ def test_sla_timers_escalate_and_the_lists_follow(running: Running) -> None:
     assert escalated(r, min_level=2) == []
     assert escalated(r, min_age=Duration(seconds=600)) == []
 
-    at_risk_since = r.clock.now
     r.tick(minutes=12)  # due
     assert escalated(r) == [(case_id, 2)]
     view = r.client.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
     started = {a.reason: a.since.ToDatetime(tzinfo=UTC) for a in view.escalation_reasons}
     assert started == {
         R.ESCALATION_REASON_SLA_AT_RISK: at_risk_since,
-        R.ESCALATION_REASON_SLA_BREACHED: r.clock.now,
+        R.ESCALATION_REASON_SLA_BREACHED: due,
     }
     assert view.escalated_since.ToDatetime(tzinfo=UTC) == at_risk_since
     assert escalated(r, min_age=Duration(seconds=600)) == [(case_id, 2)]
@@ -339,3 +344,70 @@ def test_a_survivor_is_at_risk_for_the_cases_of_a_merged_duplicate(running: Runn
     assert merged.at_risk and [(c.case_id, c.level) for c in merged.escalated_cases] == [
         (case_id, 2)
     ]
+
+
+def follow_ups(r: Running, **fields: object) -> list[str]:
+    request = timeline_service_pb2.ListFollowUpsRequest(**fields)  # type: ignore[arg-type]
+    reply = r.client.timeline.ListFollowUps(request)
+    return [listed.case.case_id for listed in reply.follow_ups]
+
+
+def survey(r: Running, customer_id: str, case_id: str, **scores: int) -> str:
+    reply = r.client.feedback.SubmitSurvey(
+        feedback_service_pb2.SubmitSurveyRequest(
+            context=r.client.context(),
+            customer_id=customer_id,
+            case_id=case_id,
+            channel=common_pb2.CHANNEL_EMAIL,
+            **scores,  # type: ignore[arg-type]
+        )
+    )
+    return reply.aggregate_id
+
+
+def resolve(r: Running, case_id: str) -> None:
+    r.client.cases.ResolveCase(
+        case_service_pb2.ResolveCaseRequest(
+            context=r.client.context(), case_id=case_id, resolution_code="done"
+        )
+    )
+
+
+def test_negative_feedback_after_resolution_is_followed_up_and_escalates_a_reopening(
+    running: Running,
+) -> None:
+    r = running
+    r.client.clock = r.clock.now - timedelta(hours=1)
+    customer = register(r)
+    rude, fine, detractor = (open_case(r, customer) for _ in range(3))
+    for case_id in (rude, fine, detractor):
+        resolve(r, case_id)
+    poor = survey(r, customer, rude, csat=1)
+    survey(r, customer, fine, csat=5)
+    survey(r, customer, detractor, nps=2)
+    r.tick()
+    # nothing escalates a resolved case; the negative ones wait for a supervisor, newest first
+    assert escalated(r) == []
+    assert follow_ups(r) == [detractor, rude]
+    assert follow_ups(r, limit=1) == [detractor]
+    listed = r.client.timeline.ListFollowUps(timeline_service_pb2.ListFollowUpsRequest())
+    first_rude = listed.follow_ups[1]
+    assert first_rude.case.status == R.CASE_STATUS_RESOLVED
+    assert [(f.feedback_id, f.negativity) for f in first_rude.feedback] == [
+        (poor, R.ESCALATION_REASON_NEGATIVE_FEEDBACK)
+    ]
+    assert first_rude.since == first_rude.feedback[0].at
+
+    r.client.cases.ReopenCase(
+        case_service_pb2.ReopenCaseRequest(
+            context=r.client.context(), case_id=rude, reason="still rude"
+        )
+    )
+    r.tick()
+    assert follow_ups(r) == [detractor]  # reopened: off the list, and escalated for the feedback
+    assert escalated(r) == [(rude, 2)]
+    assert escalated(r, reason=R.ESCALATION_REASON_NEGATIVE_FEEDBACK) == [(rude, 2)]
+
+    with pytest.raises(grpc.RpcError) as refused:
+        r.client.timeline.ListFollowUps(timeline_service_pb2.ListFollowUpsRequest(limit=501))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT

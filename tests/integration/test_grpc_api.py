@@ -520,6 +520,16 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "page_token",
     ),
     (
+        "v1 page token (the timeline is no longer in global order)",
+        lambda r: r.client.timeline.GetTimeline(
+            timeline_service_pb2.GetTimelineRequest(
+                customer_id=r.customer_id, page_token="djE6NQ=="
+            )
+        ),
+        C.INVALID_ARGUMENT,
+        "page_token",
+    ),
+    (
         "page too large",
         lambda r: r.client.timeline.GetTimeline(
             timeline_service_pb2.GetTimelineRequest(customer_id=r.customer_id, page_size=501)

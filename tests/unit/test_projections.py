@@ -26,7 +26,12 @@ from projections.lineage import (
     survivor_of,
     timeline_members,
 )
-from projections.store.queries import TimelineQuery, decode_page_token, encode_page_token
+from projections.store.queries import (
+    PageCursor,
+    TimelineQuery,
+    decode_page_token,
+    encode_page_token,
+)
 from projections.timeline import EntryKind, duration, timeline_changes, timeline_entry
 from services.bootstrap import CODEC
 from services.case.compensation import (
@@ -650,11 +655,31 @@ def test_the_survivor_is_the_end_of_the_active_chain() -> None:
 
 
 def test_page_tokens_round_trip() -> None:
-    assert decode_page_token(encode_page_token(1234)) == 1234
-    assert decode_page_token("") == 0
+    cursor = PageCursor("2026-05-04T09:00:00.000000", 1234)
+    assert decode_page_token(encode_page_token(cursor)) == cursor
+    assert decode_page_token("") is None
 
 
-@pytest.mark.parametrize("token", ["nope", "djI6NQ==", "djE6LTU=", "djE6eA==", "!!!!", "é"])
+def test_v1_page_tokens_are_refused() -> None:
+    """v1 tokens held a position in global order; the timeline is now in occurred order."""
+    with pytest.raises(InvalidInput) as raised:
+        TimelineQuery(CUSTOMER, page_token="djE6NQ==")  # v1:5
+    assert raised.value.field == "page_token"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "nope",
+        "djI6NQ==",
+        "djE6LTU=",
+        "djE6eA==",
+        "!!!!",
+        "é",
+        "djI6MjAyNi0wNS0wNHw1",  # v2:2026-05-04|5, not the canonical instant
+        "djI6MjAyNi0wNS0wNFQwOTowMDowMC4wMDAwMDB8MA==",  # v2:...|0
+    ],
+)
 def test_malformed_page_tokens_are_invalid_input(token: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         TimelineQuery(CUSTOMER, page_token=token)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm.vocabulary import ActorKind, Channel, Direction, Priority
-from services.case.escalation import CaseEscalationChanged, RaiseEscalation
+from services.case.escalation import CaseEscalationChanged, EscalationReason, RaiseEscalation
 from services.case.events import (
     CaseClosed,
     CaseOpened,
@@ -56,10 +56,10 @@ def scanned_timers(planner: Planner) -> Iterator[tuple[datetime, CaseWatch, Plan
                 continue
             if due.target not in watch.at_risk | watch.breached:
                 fact = SlaAtRisk(watch.case_id, due.target, due.due_at)
-                yield due.at_risk_at, watch, _timer(watch, due, AT_RISK, fact)
+                yield due.at_risk_at, watch, _timer(watch, due, AT_RISK, fact, due.at_risk_at)
             if due.target not in watch.breached:
                 fact_ = SlaBreached(watch.case_id, due.target, due.due_at)
-                yield due.due_at, watch, _timer(watch, due, BREACHED, fact_)
+                yield due.due_at, watch, _timer(watch, due, BREACHED, fact_, due.due_at)
 
 
 def scanned_due(planner: Planner, now: datetime) -> list[Planned]:
@@ -259,3 +259,86 @@ def test_a_state_planned_under_another_policy_is_not_restored() -> None:
     planner = Planner(DEFAULT_POLICY)
     start(DEFAULT_POLICY, planner).step(("open", "k1", "cust-1", Priority.NORMAL))
     assert Planner.restore(POLICIES[1], planner.state()) is None
+
+
+# ---------------------------------------------------------------- when planned facts happened
+
+
+def test_planned_facts_are_dated_at_the_instant_they_describe() -> None:
+    planner = Planner(DEFAULT_POLICY)
+    history = start(DEFAULT_POLICY, planner)
+    history.step(("open", "k1", "cust-1", Priority.NORMAL))
+    (applied,) = planner.pending()
+    assert applied.occurred_at == T0  # the opening started the clock
+    history.carry_out([applied], 1)
+    late = T0 + timedelta(hours=5)  # noticed an hour after the first response was due
+    at_risk, breached = planner.due_timers(late)
+    assert at_risk.occurred_at == T0 + timedelta(hours=3, minutes=12)
+    assert breached.occurred_at == T0 + timedelta(hours=4)
+    history.now = T0 + timedelta(hours=6)
+    history.feed(CasePriorityChanged("k1", Priority.NORMAL, Priority.HIGH, "outage"))
+    (reapplied,) = planner.pending()
+    assert reapplied.occurred_at == T0 + timedelta(hours=6)
+    assert saved_and_restored(planner).pending() == [reapplied]
+
+
+# ---------------------------------------------------------------- feedback after resolution
+
+
+def resolved_case(policy: SlaPolicy = DEFAULT_POLICY) -> tuple[Planner, History]:
+    planner = Planner(policy)
+    history = start(policy, planner)
+    history.step(("open", "k1", "cust-1", Priority.NORMAL))
+    history.carry_out(planner.pending(), 1)
+    history.step(("resolve", "k1"))
+    history.carry_out(planner.pending(), 1)
+    assert planner.pending() == []
+    return planner, history
+
+
+def escalations(planner: Planner) -> list[tuple[RaiseEscalation, datetime]]:
+    return [
+        (p.command, p.occurred_at)
+        for p in planner.pending()
+        if isinstance(p.command, RaiseEscalation)
+    ]
+
+
+def test_negative_feedback_after_resolution_escalates_a_reopening_within_the_window() -> None:
+    planner, history = resolved_case()
+    history.now += timedelta(days=1)
+    history.feed(survey("fb-late", "cust-1", "k1", csat=1))
+    assert planner.pending() == []  # a resolved case escalates nothing
+    history.now += timedelta(days=13)  # exactly 14 days: still within the window
+    reopened_at = history.now
+    history.step(("reopen", "k1"))
+    raised = RaiseEscalation(
+        "k1", EscalationReason.NEGATIVE_FEEDBACK, "feedback fb-late after resolution"
+    )
+    assert escalations(planner) == [(raised, reopened_at)]
+
+
+def test_negative_feedback_older_than_the_window_does_not_escalate_a_reopening() -> None:
+    planner, history = resolved_case(
+        replace(DEFAULT_POLICY, negative_feedback_window=timedelta(days=2))
+    )
+    history.feed(survey("fb-late", "cust-1", "k1", csat=2))
+    history.now += timedelta(days=2, seconds=1)
+    history.step(("reopen", "k1"))
+    assert escalations(planner) == []
+
+
+def test_positive_feedback_after_resolution_escalates_nothing_and_a_second_reopening_neither() -> (
+    None
+):
+    planner, history = resolved_case()
+    history.feed(survey("fb-good", "cust-1", "k1", csat=5))
+    history.feed(survey("fb-bad", "cust-1", "k1", csat=1))
+    history.now += timedelta(hours=1)
+    history.step(("reopen", "k1"))
+    assert len(escalations(planner)) == 1
+    history.carry_out(planner.pending(), 1)
+    history.step(("resolve", "k1"))
+    history.carry_out(planner.pending(), 1)
+    history.step(("reopen", "k1"))  # the feedback was answered by the first reopening
+    assert escalations(planner) == []

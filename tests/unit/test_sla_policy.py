@@ -157,6 +157,15 @@ def test_durations(text: str, expected: timedelta) -> None:
     assert policy.standard[Priority.LOW].first_response == expected
 
 
+def test_the_negative_feedback_window_is_14_days_unless_the_document_says() -> None:
+    assert DEFAULT_POLICY.negative_feedback_window == timedelta(days=14)
+    assert load_policy("{}").negative_feedback_window == timedelta(days=14)
+    window = load_policy(doc(negative_feedback_window="3d")).negative_feedback_window
+    assert window == timedelta(days=3)
+    # 0s: only a reopening at the very instant of the feedback escalates for it
+    assert load_policy(doc(negative_feedback_window="0s")).negative_feedback_window == timedelta(0)
+
+
 def test_a_period_may_end_at_24_00() -> None:
     week: dict[str, list[list[str]]] = {name: [] for name in DAYS[:6]}
     policy = load_policy(doc(calendar={"week": {**week, "sun": [["22:00", "24:00"]]}}))
@@ -215,6 +224,8 @@ def week(**days: Any) -> dict[str, Any]:
         (low_first_response("0m"), "targets.standard.low.first_response"),
         (low_first_response(""), "targets.standard.low.first_response"),
         (low_first_response("-1h"), "targets.standard.low.first_response"),
+        (doc(negative_feedback_window="2 weeks"), "negative_feedback_window"),
+        (doc(negative_feedback_window=14), "negative_feedback_window"),
     ],
 )
 def test_errors_name_the_json_path(text: str, path: str) -> None:
