@@ -12,13 +12,11 @@ event re-arms its own case's timers only, and asking what is due pops only what 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from crm.envelope import RecordedEvent
 from crm.eventcodec import from_plain, to_plain
-from crm.vocabulary import Priority
 from services.case import domain as case_domain
 from services.case.escalation import (
     CaseEscalationChanged,
@@ -40,7 +38,6 @@ from services.case.events import (
     ContactRecorded,
 )
 from services.case.sla_facts import (
-    SLA_EVENT_TYPES,
     RecordSlaFact,
     SlaApplied,
     SlaAtRisk,
@@ -62,16 +59,21 @@ from services.feedback.events import (
     VoiceOfCustomerRecorded,
 )
 from services.sla.policy import SlaPolicy, Targets
-from services.sla.timers import AT_RISK, BREACHED, Timer, TimerQueue
-
-Command = RecordSlaFact | RaiseEscalation
+from services.sla.timers import AT_RISK, TimerQueue
+from services.sla.watch import (
+    CaseWatch,
+    Command,
+    LateFeedback,
+    Planned,
+    plain_plan,
+    plan_from_plain,
+    watch_timers,
+)
 
 STATE_VERSION = 3
 """The shape and meaning of `Planner.state()`. Raise it whenever CaseWatch, the state or the way
 the planner folds events changes: a process then ignores a state saved by another version and
 replays history from event 0 instead."""
-
-_FACT_TYPES = {fact_type.TYPE: fact_type for fact_type in SLA_EVENT_TYPES}
 
 
 ESCALATION_OF_FEEDBACK = {
@@ -79,56 +81,6 @@ ESCALATION_OF_FEEDBACK = {
     feedback_domain.Negativity.NEGATIVE_SENTIMENT: EscalationReason.NEGATIVE_SENTIMENT,
 }
 """How the case escalates on negative feedback: the feedback service says why it is negative."""
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A command for the case service, with the ids that make it idempotent and traceable.
-
-    `occurred_at` is the instant the fact describes (the event that started or moved the clock,
-    the at-risk or due instant a timer fired for), not the moment the process noticed: the
-    command is dated with it, so timelines, views and KPIs place the fact where it happened
-    while the envelope's recorded_at keeps when it was written.
-    """
-
-    request_id: str
-    causation_id: str
-    command: Command
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class LateFeedback:
-    """Negative feedback that arrived while its case was resolved: nothing to escalate then,
-    but a reopening within the policy's window escalates for it."""
-
-    feedback_id: str
-    reason: EscalationReason
-    at: datetime
-
-
-@dataclass
-class CaseWatch:
-    """What the planner knows about one case that is not closed."""
-
-    case_id: str
-    customer_id: str
-    priority: Priority
-    category: Category
-    status: CaseStatus
-    starts: dict[SlaTarget, datetime]
-    pauses: list[tuple[datetime, datetime | None]] = field(default_factory=list)
-    dues: tuple[SlaDue, ...] = ()
-    paused: bool = False
-    at_risk: set[SlaTarget] = field(default_factory=set)
-    breached: set[SlaTarget] = field(default_factory=set)
-    fulfilled: set[SlaTarget] = field(default_factory=set)
-    escalation: tuple[EscalationReason, ...] = ()
-    late_feedback: tuple[LateFeedback, ...] = ()
-
-    @property
-    def active(self) -> bool:
-        return self.status in (CaseStatus.OPEN, CaseStatus.PENDING_CUSTOMER)
 
 
 class Planner:
@@ -154,7 +106,7 @@ class Planner:
             "policy_version": self.policy.version,
             "vip": sorted(customer for customer, vip in self._vip.items() if vip),
             "watches": [to_plain(watch) for watch in self.watches.values()],
-            "pending": [_plain_plan(planned) for planned in self._pending.values()],
+            "pending": [plain_plan(planned) for planned in self._pending.values()],
         }
 
     @classmethod
@@ -170,7 +122,7 @@ class Planner:
             planner._watch(watch)
             planner._arm(watch.case_id)
         for plain in state["pending"]:
-            planned = _plan_from_plain(plain)
+            planned = plan_from_plain(plain)
             planner._pending[planned.request_id] = planned
         return planner
 
@@ -409,44 +361,6 @@ class Planner:
             self._timers.disarm(case_id)
         else:
             self._timers.arm(case_id, self._rank[case_id], watch_timers(watch))
-
-
-def watch_timers(watch: CaseWatch) -> tuple[Timer, ...]:
-    """Every timer of the case still to fire, with its instant: per due, at risk then breached."""
-    if not watch.active or watch.paused:
-        return ()
-    timers = []
-    for due in watch.dues:
-        if due.target in watch.fulfilled:
-            continue
-        if due.target not in watch.at_risk and due.target not in watch.breached:
-            timers.append(Timer(due.at_risk_at, due, AT_RISK))
-        if due.target not in watch.breached:
-            timers.append(Timer(due.due_at, due, BREACHED))
-    return tuple(timers)
-
-
-def _plain_plan(planned: Planned) -> dict[str, Any]:
-    command = planned.command
-    fact = command.fact.TYPE if isinstance(command, RecordSlaFact) else ""
-    return {
-        "request_id": planned.request_id,
-        "causation_id": planned.causation_id,
-        "fact": fact,  # which SLA fact the command records; "" for an escalation
-        "command": to_plain(command),
-        "occurred_at": planned.occurred_at.isoformat(),
-    }
-
-
-def _plan_from_plain(plain: dict[str, Any]) -> Planned:
-    raw = plain["command"]
-    command: Command
-    if plain["fact"]:
-        command = RecordSlaFact(raw["case_id"], from_plain(_FACT_TYPES[plain["fact"]], raw["fact"]))
-    else:
-        command = from_plain(RaiseEscalation, raw)
-    occurred_at = datetime.fromisoformat(plain["occurred_at"])
-    return Planned(plain["request_id"], plain["causation_id"], command, occurred_at)
 
 
 def _by_value(item: tuple[EscalationReason, LateFeedback]) -> str:

@@ -35,8 +35,9 @@ from crm.vocabulary import Actor, ActorKind
 from services.case.application import CaseApplication
 from services.events import DomainEvent
 from services.sla.checkpoint import DeadlineCheckpoint, SavedState
-from services.sla.planner import STATE_VERSION, Planned, Planner
+from services.sla.planner import STATE_VERSION, Planner
 from services.sla.policy import SlaPolicy
+from services.sla.watch import Planned
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from services.case.escalation import CaseEscalationChanged, EscalationReason
 from services.case.events import CaseOpened
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached, SlaFulfilled, SlaTarget
 from services.events import DomainEvent
-from services.sla.planner import Planned, Planner
+from services.sla.planner import Planner
 from services.sla.policy import SlaPolicy
 from services.sla.process import ACTOR
+from services.sla.watch import Planned
 
 SLA_REASONS = {EscalationReason.SLA_AT_RISK, EscalationReason.SLA_BREACHED}
 

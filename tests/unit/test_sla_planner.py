@@ -31,9 +31,10 @@ from services.case.events import (
 from services.case.sla_facts import RecordSlaFact, SlaAtRisk, SlaBreached
 from services.customer.events import Tier, TierChanged
 from services.events import DomainEvent
-from services.sla.planner import STATE_VERSION, CaseWatch, Planned, Planner, _timer
+from services.sla.planner import STATE_VERSION, Planner, _timer
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.timers import AT_RISK, BREACHED
+from services.sla.watch import CaseWatch, Planned
 from tests.support import T0, recorded, registered, survey
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"

@@ -45,8 +45,9 @@ from services.customer.events import Tier, TierChanged
 from services.events import DomainEvent
 from services.feedback.events import SurveySubmitted
 from services.sla.calendar import BusinessCalendar
-from services.sla.planner import Planned, Planner
+from services.sla.planner import Planner
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, Targets, load_policy
+from services.sla.watch import Planned
 from tests.support import contact, opened, recorded, registered, survey
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
