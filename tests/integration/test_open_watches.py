@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
@@ -27,7 +28,6 @@ from crm.v1 import (
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client, poll
-from tests.server_thread import ServerThread
 
 REGISTERED = "crm.customer.CustomerRegistered.v1"
 OPENED = "crm.case.CaseOpened.v1"
