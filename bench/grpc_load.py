@@ -162,15 +162,21 @@ async def hot_case(target: str, case_id: str, callers: int, calls: int, run: str
 
 
 async def get_case_with_watches(
-    target: str, case_id: str, customers: list[str], watches: int, calls: int
+    target: str, case_id: str, customers: list[str], watches: int, calls: int, after: int
 ) -> Sample:
-    """GetCase latencies of one caller while `watches` idle WatchTimeline streams are open."""
+    """GetCase latencies of one caller while `watches` idle WatchTimeline streams are open.
+
+    The watches start after global position `after` (the store's end), so they send no history
+    and only wait: what they cost the other calls is what holding them open costs.
+    """
     async with grpc.aio.insecure_channel(target) as channel:
         cases = case_service_pb2_grpc.CaseServiceStub(channel)
         timeline = timeline_service_pb2_grpc.TimelineServiceStub(channel)
         streams = [
             timeline.WatchTimeline(
-                timeline_service_pb2.WatchTimelineRequest(customer_id=customers[w % len(customers)])
+                timeline_service_pb2.WatchTimelineRequest(
+                    customer_id=customers[w % len(customers)], after_position=after
+                )
             )
             for w in range(watches)
         ]

@@ -11,6 +11,7 @@ import asyncio
 import bisect
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import grpc
@@ -28,7 +29,7 @@ class Lag:
     offered: int
     achieved: float = 0.0
     lags: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
     unseen: int = 0
 
     @property
@@ -82,8 +83,8 @@ async def offered_load(
         async def send(i: int) -> None:
             try:
                 reply = await stub.AddNote(note_request(cases[i % len(cases)], f"{run}-{i}"))
-            except grpc.aio.AioRpcError:
-                result.errors += 1
+            except grpc.aio.AioRpcError as error:
+                result.errors[error.code().name] += 1
             else:
                 acks.append((time.perf_counter(), reply.global_position))
 

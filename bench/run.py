@@ -162,7 +162,8 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
             lag = await offered_load(
                 target, system.view_store, offered, plan.lag_seconds, lag_cases, f"lag{offered}"
             )
-            note = f"achieved {lag.achieved:.0f}/s, {lag.errors} refused, {lag.unseen} unseen"
+            refused = dict(lag.errors) or "none"
+            note = f"achieved {lag.achieved:.0f}/s, refused {refused}, {lag.unseen} unseen"
             rows.append(
                 Row("e2e lag", f"ack -> views at {offered}/s, p50", lag.p50, "ms", note=note)
             )
@@ -183,11 +184,12 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
         rows.append(Row("hot case", "16 callers on one case, p99", sample.p99, "ms"))
 
         customers = [f"tc-{c}" for c in range(64)]
+        end = system.store.last_position()
         quiet = await grpc_load.get_case_with_watches(
-            target, cases[0], customers, 0, plan.watch_calls
+            target, cases[0], customers, 0, plan.watch_calls, end
         )
         busy = await grpc_load.get_case_with_watches(
-            target, cases[0], customers, WATCHES, plan.watch_calls
+            target, cases[0], customers, WATCHES, plan.watch_calls, end
         )
         for label, base, value in (("p50", quiet.p50, busy.p50), ("p99", quiet.p99, busy.p99)):
             rows.append(Row("watches", f"GetCase, no watch, {label}", base, "ms", 1.0))
