@@ -31,6 +31,7 @@ class Lag:
     lags: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     unseen: int = 0
+    first_error: str = ""
 
     @property
     def p50(self) -> float:
@@ -85,6 +86,7 @@ async def offered_load(
                 reply = await stub.AddNote(note_request(cases[i % len(cases)], f"{run}-{i}"))
             except grpc.aio.AioRpcError as error:
                 result.errors[error.code().name] += 1
+                result.first_error = result.first_error or str(error.details())
             else:
                 acks.append((time.perf_counter(), reply.global_position))
 

@@ -68,9 +68,11 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
     rows: list[Row] = []
+    progress("storage: appends, commands, rebuild")
     rows += storage_rows(plan)
     with tempfile.TemporaryDirectory() as tmp:
         rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
+        progress(f"memory: a fresh process writes {plan.memory_events} events")
         rows += memory_rows(plan, Path(tmp) / "memory")
     print_table(rows)
     document = {
@@ -128,6 +130,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
         target = server.target
         cases = await asyncio.to_thread(open_cases, system, 64, 256, "t")
         payload = note_request(cases[0], "echo-payload").SerializeToString()
+        progress("gRPC: commands beside echo at 1, 16, 64 callers")
         for callers in CONCURRENCY:
             baseline = await grpc_load.echo_throughput(echo.target, callers, plan.seconds, payload)
             done = await grpc_load.command_throughput(
@@ -138,6 +141,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
         echo.stop()
 
         first: Sample | None = None
+        progress(f"latency on streams of {plan.stream_lengths} events")
         for length in plan.stream_lengths:
             [case_id] = await asyncio.to_thread(open_cases, system, 1, 1, f"len{length}-")
             await asyncio.to_thread(add_notes, system, case_id, length - 1)
@@ -158,17 +162,20 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
             )
 
         lag_cases = cases * 4  # 1,024 ids over the 256 cases: few in flight on one case
+        progress(f"end-to-end lag at {RATES} commands/s")
         for offered in RATES:
             lag = await offered_load(
                 target, system.view_store, offered, plan.lag_seconds, lag_cases, f"lag{offered}"
             )
             refused = dict(lag.errors) or "none"
             note = f"achieved {lag.achieved:.0f}/s, refused {refused}, {lag.unseen} unseen"
+            note += f" (first: {lag.first_error})" if lag.first_error else ""
             rows.append(
                 Row("e2e lag", f"ack -> views at {offered}/s, p50", lag.p50, "ms", note=note)
             )
             rows.append(Row("e2e lag", f"ack -> views at {offered}/s, p99", lag.p99, "ms"))
 
+        progress("16 callers on one case; GetCase with idle watches")
         [hot] = await asyncio.to_thread(open_cases, system, 1, 1, "hot-")
         sample = await grpc_load.hot_case(target, hot, 16, plan.hot_calls, "hot")
         aborted = sample.errors.get("ABORTED", 0)
@@ -242,6 +249,11 @@ def memory_rows(plan: Plan, data_dir: Path) -> list[Row]:
             note,
         ),
     ]
+
+
+def progress(step: str) -> None:
+    """One line on stderr per measurement group, so a long run shows where it is."""
+    print(f"bench: {step}", file=sys.stderr, flush=True)
 
 
 def print_table(rows: list[Row]) -> None:
