@@ -147,6 +147,7 @@ async def command_latency(target: str, case_id: str, calls: int, run: str) -> Sa
         async def call(c: int, i: int) -> object:
             return await stub.AddNote(note_request(case_id, f"{run}-{i}"))
 
+        await fixed_calls(1, 10, lambda c, i: call(c, -1 - i))  # warm up
         return await fixed_calls(1, calls, call)
 
 

@@ -24,6 +24,7 @@ from bench.grpc_load import Sample, note_request
 from bench.lag import offered_load
 from bench.servers import EchoServer, add_notes, embedded, open_cases
 from bench.storage import measure_storage
+from services.bootstrap import System
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
         first: Sample | None = None
         progress(f"latency on streams of {plan.stream_lengths} events")
         for length in plan.stream_lengths:
+            await settle(system)
             [case_id] = await asyncio.to_thread(open_cases, system, 1, 1, f"len{length}-")
             await asyncio.to_thread(add_notes, system, case_id, length - 1)
             sample = await grpc_load.command_latency(
@@ -164,6 +166,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
         lag_cases = cases * 4  # 1,024 ids over the 256 cases: few in flight on one case
         progress(f"end-to-end lag at {RATES} commands/s")
         for offered in RATES:
+            await settle(system)
             lag = await offered_load(
                 target, system.view_store, offered, plan.lag_seconds, lag_cases, f"lag{offered}"
             )
@@ -177,6 +180,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
 
         progress("16 callers on one case; GetCase with idle watches")
         [hot] = await asyncio.to_thread(open_cases, system, 1, 1, "hot-")
+        await settle(system)
         sample = await grpc_load.hot_case(target, hot, 16, plan.hot_calls, "hot")
         aborted = sample.errors.get("ABORTED", 0)
         rows.append(
@@ -192,6 +196,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
 
         customers = [f"tc-{c}" for c in range(64)]
         end = system.store.last_position()
+        await settle(system)
         quiet = await grpc_load.get_case_with_watches(
             target, cases[0], customers, 0, plan.watch_calls, end
         )
@@ -211,6 +216,13 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
                 )
             )
     return rows
+
+
+async def settle(system: System) -> None:
+    """Wait until the projector has caught up, so no measurement pays for the previous one."""
+    assert system.projector is not None
+    position = system.store.last_position()
+    await asyncio.to_thread(system.projector.wait_until, position, 120.0)
 
 
 def _command_row(callers: int, done: Sample, baseline: Sample) -> Row:
