@@ -17,7 +17,7 @@ help:
 	@echo "make proto  - regenerate Python code from protos/"
 	@echo "make lint   - ruff, mypy and the import contracts only"
 	@echo "make mutate - mutation testing of the pure core (slow, not in CI); MODULE=crm/envelope.py for one file"
-	@echo "make bench  - throughput of appends, commands and projections beside their baselines"
+	@echo "make bench  - storage, gRPC, latency, lag and memory figures beside baselines (BENCH_ARGS=--quick: ~2 min)"
 	@echo "make run-distributed - broker, gRPC server, relay and projection worker on one machine"
 	@echo "make kafka  - a local single-node Kafka broker (KRaft, needs Java 17 and Maven) on 127.0.0.1:9092"
 
@@ -73,7 +73,7 @@ mutate: $(GENERATED)
 	@$(VENV)/bin/mutmut results | grep -v ': not checked$$' | grep -F '$(MUTATE_MODULE)' || true
 
 bench: $(GENERATED)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf crm/v1 $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants

@@ -1,137 +1,279 @@
-"""`make bench`: throughput of the write and projection paths, each beside a baseline in one run.
+"""`make bench`: what the system adds on top of its baselines, each measured in the same run.
 
-Absolute numbers depend on the machine; the ratios say what the system adds on top of the bare
-storage it uses: appends against plain SQLite inserts of the same bytes (same durability), command
-handling against bare appends, projection against reading the same events back.
+Absolute numbers depend on the machine; read the ratios: appends against plain SQLite inserts,
+commands against appends, gRPC commands against a bare grpc.aio echo server, latency on a long
+stream against a short one, GetCase with idle watches against none, rebuild against reading back.
+End-to-end lag is measured embedded (in-process projector); the Kafka path is not measured here.
+Prints a table, then the same rows as JSON (also written to `--json PATH`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sqlite3
+import asyncio
+import json
+import subprocess
+import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.history import HistoryWriter
-from crm.command_handling import CommandContext
-from crm.envelope import EventMetadata, NewEvent
-from crm.eventstore.port import StreamState
-from crm.eventstore.sqlite import SqliteEventStore
-from crm.vocabulary import Actor, ActorKind, Channel, Priority
-from projections.runner import rebuild
-from projections.store.sqlite import SqliteViewStore
-from services.bootstrap import CODEC, build_applications
-from services.case.commands import AddNote, OpenCase
-from services.case.events import CaseNoteAdded, Category
-from services.customer.commands import RegisterCustomer
-from services.customer.events import Segment
-
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-AGENT = Actor(ActorKind.AGENT, "agent-1")
+from bench import grpc_load
+from bench.grpc_load import Sample, note_request
+from bench.lag import offered_load
+from bench.servers import EchoServer, add_notes, embedded, open_cases
+from bench.storage import measure_storage
+from services.bootstrap import System
 
 
-def rate(count: int, run: Callable[[], object]) -> float:
-    """Operations per second of `run`, which performs `count` operations."""
-    started = time.perf_counter()
-    run()
-    return count / (time.perf_counter() - started)
+@dataclass(frozen=True)
+class Plan:
+    """How long each measurement runs: the full run (< 10 min) or `--quick` (~2 min)."""
+
+    storage_events: int
+    seconds: float
+    stream_lengths: tuple[int, ...]
+    latency_calls: int
+    lag_seconds: float
+    hot_calls: int
+    watch_calls: int
+    memory_events: int
 
 
-def bare_inserts(path: Path, payload: bytes, count: int) -> None:
-    """The baseline: one durable SQLite insert per event, no checks, no hashing."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, stream TEXT, data BLOB)")
-    for i in range(count):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO t VALUES (?, ?, ?)", (str(uuid.uuid4()), f"s-{i}", payload))
-        conn.execute("COMMIT")
-    conn.close()
+FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000)
+QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000)
+CONCURRENCY = (1, 16, 64)
+RATES = (100, 500, 1_000)
+WATCHES = 500
 
 
-def appends(store: SqliteEventStore, payload: bytes, count: int) -> None:
-    metadata = EventMetadata("c-1", T0, AGENT, "r", "", "r")
-    for i in range(count):
-        event = NewEvent(str(uuid.uuid4()), "crm.case.CaseNoteAdded.v1", payload, metadata)
-        store.append(f"case-{i}", [event], StreamState.NO_STREAM)
+@dataclass(frozen=True)
+class Row:
+    """One measured line: its value, and its ratio to the baseline named in `against`."""
 
-
-def commands(store: SqliteEventStore, count: int) -> None:
-    clock = lambda: T0 + timedelta(days=1)  # noqa: E731
-    apps = build_applications(store, clock)
-    customer_app, case_app = apps.customers, apps.cases
-    context = CommandContext("register", AGENT, T0)
-    customer_app.handle(RegisterCustomer("c-1", "Bench", (), "en", Segment.B2C), context)
-    case_app.handle(
-        OpenCase("k-1", "c-1", Channel.EMAIL, Category.CONTRACT, Priority.LOW, "s", ""),
-        CommandContext("open", AGENT, T0),
-    )
-    for i in range(count):
-        note = AddNote(f"k-{i % 50 + 2}", f"n-{i}", "called back")
-        if i < 50:
-            case_app.handle(
-                OpenCase(
-                    f"k-{i + 2}",
-                    "c-1",
-                    Channel.EMAIL,
-                    Category.CONTRACT,
-                    Priority.LOW,
-                    "s",
-                    "",
-                ),
-                CommandContext(f"open-{i}", AGENT, T0),
-            )
-        case_app.handle(note, CommandContext(f"note-{i}", AGENT, T0))
+    group: str
+    what: str
+    value: float
+    unit: str
+    ratio: float | None = None
+    against: str = ""
+    note: str = ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="a ~2 minute run with fewer events")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args()
-    count: int = args.events
+    plan = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    rows: list[Row] = []
+    progress("storage: appends, commands, rebuild")
+    rows += storage_rows(plan)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        payload = CODEC.encode(CaseNoteAdded("case-1", "n-1", "called back"))[1]
-        baseline = rate(count, lambda: bare_inserts(root / "bare.db", payload, count))
-        store = SqliteEventStore(root / "events.db")
-        appended = rate(count, lambda: appends(store, payload, count))
-        store.close()
-        command_store = SqliteEventStore(root / "commands.db")
-        handled = rate(count, lambda: commands(command_store, count))
-        command_store.close()
+        rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
+        progress(f"memory: a fresh process writes {plan.memory_events} events")
+        rows += memory_rows(plan, Path(tmp) / "memory")
+    print_table(rows)
+    document = {
+        "plan": "quick" if args.quick else "full",
+        "seconds": round(time.perf_counter() - started),
+        "kafka_lag": "not measured (embedded only)",
+        "rows": [asdict(row) for row in rows],
+    }
+    text = json.dumps(document, indent=1)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    print(text)
 
-        history = SqliteEventStore(root / "history.db")
-        writer = HistoryWriter(history, seed=1)
-        writer.write(count)
-        total = history.last_position()
-        read_back = rate(total, lambda: _read_all(history))
-        view_store = SqliteViewStore(root / "views.db")
-        projected = rate(total, lambda: rebuild(history, view_store, CODEC))
-        view_store.close()
-        history.close()
 
-    print(f"{'path':46} {'per second':>12} {'ratio':>8}")
-    rows = [
-        ("plain SQLite insert, one commit each (baseline)", baseline, 1.0),
-        ("event store append, one event each", appended, appended / baseline),
-        ("command handled (load, decide, append)", handled, handled / appended),
-        ("read all events back (baseline)", read_back, 1.0),
-        ("projection rebuild (timeline, views, KPIs)", projected, projected / read_back),
+def storage_rows(plan: Plan) -> list[Row]:
+    s = measure_storage(plan.storage_events)
+    n = f"{plan.storage_events} events"
+    return [
+        Row("storage", "plain SQLite insert, one commit each", s["insert"], "/s", 1.0, "", n),
+        Row(
+            "storage", "event store append", s["append"], "/s", s["append"] / s["insert"], "insert"
+        ),
+        Row(
+            "storage",
+            "command (load, decide, append)",
+            s["command"],
+            "/s",
+            s["command"] / s["append"],
+            "append",
+        ),
+        Row(
+            "rebuild",
+            "read all events back",
+            s["read_back"],
+            "/s",
+            1.0,
+            "",
+            f"{s['rebuild_events']:.0f} events",
+        ),
+        Row(
+            "rebuild",
+            "projection rebuild (all projections)",
+            s["rebuild"],
+            "/s",
+            s["rebuild"] / s["read_back"],
+            "read back",
+        ),
     ]
-    for name, per_second, ratio in rows:
-        print(f"{name:46} {per_second:12.0f} {ratio:8.2f}")
-    print("ratios: append vs plain insert, command vs append, rebuild vs reading back")
 
 
-def _read_all(store: SqliteEventStore) -> None:
-    position = 0
-    while batch := store.read_all(after=position, limit=1000):
-        position = batch[-1].global_position
+async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
+    rows: list[Row] = []
+    echo = EchoServer()
+    with embedded(data_dir) as (system, server):
+        target = server.target
+        cases = await asyncio.to_thread(open_cases, system, 64, 256, "t")
+        payload = note_request(cases[0], "echo-payload").SerializeToString()
+        progress("gRPC: commands beside echo at 1, 16, 64 callers")
+        for callers in CONCURRENCY:
+            baseline = await grpc_load.echo_throughput(echo.target, callers, plan.seconds, payload)
+            done = await grpc_load.command_throughput(
+                target, callers, plan.seconds, cases, f"tp{callers}"
+            )
+            rows.append(Row("grpc", f"echo, {callers} callers", baseline.per_second, "/s", 1.0))
+            rows.append(_command_row(callers, done, baseline))
+        echo.stop()
+
+        first: Sample | None = None
+        progress(f"latency on streams of {plan.stream_lengths} events")
+        for length in plan.stream_lengths:
+            await settle(system)
+            [case_id] = await asyncio.to_thread(open_cases, system, 1, 1, f"len{length}-")
+            await asyncio.to_thread(add_notes, system, case_id, length - 1)
+            sample = await grpc_load.command_latency(
+                target, case_id, plan.latency_calls, f"lat{length}"
+            )
+            first = first or sample
+            what = f"AddNote on a {length}-event stream"
+            rows.append(
+                Row(
+                    "latency", what + ", p50", sample.p50, "ms", sample.p50 / first.p50, "10 events"
+                )
+            )
+            rows.append(
+                Row(
+                    "latency", what + ", p99", sample.p99, "ms", sample.p99 / first.p99, "10 events"
+                )
+            )
+
+        lag_cases = cases * 4  # 1,024 ids over the 256 cases: few in flight on one case
+        progress(f"end-to-end lag at {RATES} commands/s")
+        for offered in RATES:
+            await settle(system)
+            lag = await offered_load(
+                target, system.view_store, offered, plan.lag_seconds, lag_cases, f"lag{offered}"
+            )
+            refused = dict(lag.errors) or "none"
+            note = f"achieved {lag.achieved:.0f}/s, refused {refused}, {lag.unseen} unseen"
+            note += f" (first: {lag.first_error})" if lag.first_error else ""
+            rows.append(
+                Row("e2e lag", f"ack -> views at {offered}/s, p50", lag.p50, "ms", note=note)
+            )
+            rows.append(Row("e2e lag", f"ack -> views at {offered}/s, p99", lag.p99, "ms"))
+
+        progress("16 callers on one case; GetCase with idle watches")
+        [hot] = await asyncio.to_thread(open_cases, system, 1, 1, "hot-")
+        await settle(system)
+        sample = await grpc_load.hot_case(target, hot, 16, plan.hot_calls, "hot")
+        aborted = sample.errors.get("ABORTED", 0)
+        rows.append(
+            Row(
+                "hot case",
+                "16 callers on one case, ABORTED",
+                aborted,
+                "calls",
+                note=f"of {16 * plan.hot_calls}; other errors {dict(sample.errors)}",
+            )
+        )
+        rows.append(Row("hot case", "16 callers on one case, p99", sample.p99, "ms"))
+
+        customers = [f"tc-{c}" for c in range(64)]
+        end = system.store.last_position()
+        await settle(system)
+        quiet = await grpc_load.get_case_with_watches(
+            target, cases[0], customers, 0, plan.watch_calls, end
+        )
+        busy = await grpc_load.get_case_with_watches(
+            target, cases[0], customers, WATCHES, plan.watch_calls, end
+        )
+        for label, base, value in (("p50", quiet.p50, busy.p50), ("p99", quiet.p99, busy.p99)):
+            rows.append(Row("watches", f"GetCase, no watch, {label}", base, "ms", 1.0))
+            rows.append(
+                Row(
+                    "watches",
+                    f"GetCase, {WATCHES} idle watches, {label}",
+                    value,
+                    "ms",
+                    value / base,
+                    "no watch",
+                )
+            )
+    return rows
+
+
+async def settle(system: System) -> None:
+    """Wait until the projector has caught up, so no measurement pays for the previous one."""
+    assert system.projector is not None
+    position = system.store.last_position()
+    await asyncio.to_thread(system.projector.wait_until, position, 120.0)
+
+
+def _command_row(callers: int, done: Sample, baseline: Sample) -> Row:
+    note = f"errors {dict(done.errors)}" if done.errors else ""
+    return Row(
+        "grpc",
+        f"AddNote, {callers} callers",
+        done.per_second,
+        "/s",
+        done.per_second / baseline.per_second,
+        "echo",
+        note,
+    )
+
+
+def memory_rows(plan: Plan, data_dir: Path) -> list[Row]:
+    """RSS of a fresh process running the embedded system after `plan.memory_events` events."""
+    data_dir.mkdir(parents=True)
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.memory", str(plan.memory_events), str(data_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    m = json.loads(output.strip().splitlines()[-1])
+    note = f"{m['events']} events in {m['seconds']} s; peak {m['peak_rss_mib']} MiB"
+    return [
+        Row("memory", "RSS at start", m["rss_start_mib"], "MiB", 1.0),
+        Row(
+            "memory",
+            f"RSS after {m['events']} events",
+            m["rss_mib"],
+            "MiB",
+            m["rss_mib"] / m["rss_start_mib"],
+            "start",
+            note,
+        ),
+    ]
+
+
+def progress(step: str) -> None:
+    """One line on stderr per measurement group, so a long run shows where it is."""
+    print(f"bench: {step}", file=sys.stderr, flush=True)
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'group':9} {'what':46} {'value':>10} {'unit':5} {'ratio':>6}  against / note")
+    for row in rows:
+        ratio = "" if row.ratio is None else f"{row.ratio:6.2f}"
+        tail = " ".join(part for part in (row.against, row.note) if part)
+        print(f"{row.group:9} {row.what:46} {row.value:10.1f} {row.unit:5} {ratio:>6}  {tail}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
@@ -28,7 +29,6 @@ from crm.v1 import (
 from services.bootstrap import System, build_system
 from services.sla.process import DeadlineProcess
 from tests.grpc_client import Client
-from tests.server_thread import ServerThread
 from tests.support import FakeClock
 
 R = case_events_pb2

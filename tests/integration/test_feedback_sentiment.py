@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from bench.server_thread import ServerThread
 from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.settings import Settings
@@ -41,7 +42,6 @@ from services.feedback.events import (
 )
 from services.feedback.sentiment_ja import JapanesePolarity
 from tests.grpc_client import Client
-from tests.server_thread import ServerThread
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 CUSTOMER = Actor(ActorKind.CUSTOMER, "c-1")

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
+from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
@@ -28,7 +29,6 @@ from crm.v1 import (
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client, poll, stamp
-from tests.server_thread import ServerThread
 
 C = grpc.StatusCode
 

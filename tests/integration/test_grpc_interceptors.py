@@ -10,12 +10,12 @@ from typing import Any, TypeAlias
 import grpc
 import pytest
 
+from bench.server_thread import ServerThread
 from crm import errors
 from crm.settings import Settings
 from crm.v1 import case_service_pb2, customer_service_pb2, timeline_service_pb2
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client
-from tests.server_thread import ServerThread
 
 C = grpc.StatusCode
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
+from bench.server_thread import ServerThread
 from crm.command_handling import CommandContext
 from crm.settings import Settings
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2
@@ -57,7 +58,6 @@ from services.customer.commands import (
 from services.customer.events import Segment
 from services.feedback.commands import SubmitSurvey
 from tests.grpc_client import Client
-from tests.server_thread import ServerThread
 
 FIRST, RESOLUTION = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
 AGENT = Actor(ActorKind.AGENT, "a-1")

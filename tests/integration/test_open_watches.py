@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
+from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
@@ -28,7 +29,6 @@ from crm.v1 import (
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client, poll
-from tests.server_thread import ServerThread
 
 REGISTERED = "crm.customer.CustomerRegistered.v1"
 OPENED = "crm.case.CaseOpened.v1"

@@ -1,7 +1,7 @@
-"""The asyncio gRPC server on an event loop in a thread of its own, for synchronous tests.
+"""The asyncio gRPC server on an event loop in a thread of its own, for synchronous callers.
 
-Tests keep their plain blocking clients (tests/grpc_client.py); the server they talk to is the
-production one, created and stopped on its loop through `call`.
+Tests and `make bench` keep their own clients (blocking, or on a loop of their own); the server
+they talk to is the production one, created and stopped on its loop through `call`.
 """
 
 from __future__ import annotations
