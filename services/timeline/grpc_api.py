@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import Context, optional_instant
-from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
+from crm.protocodec import duration, enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
 from crm.validation import require_id
 from crm.vocabulary import Channel, Direction
@@ -122,12 +122,12 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             if request.reason
             else ""
         )
-        min_age = request.min_age.ToTimedelta() if request.HasField("min_age") else None
+        min_age = duration(request.min_age, "min_age") if request.HasField("min_age") else None
         query = EscalationQuery(
             min_level=request.min_level or 1,
             team=request.team,
             reason=reason,
-            escalated_before=None if min_age is None else self._clock() - min_age,
+            escalated_before=None if min_age is None else _age_cutoff(self._clock(), min_age),
             limit=request.limit or 100,
         )
         views = await self._io.run(self._views.escalated_cases, query)
@@ -253,6 +253,12 @@ def _ratio(ratio: Ratio) -> timeline_service_pb2.KpiRatio:
     return timeline_service_pb2.KpiRatio(
         value=ratio.value, numerator=ratio.numerator, denominator=ratio.denominator
     )
+
+
+def _age_cutoff(now: datetime, min_age: timedelta) -> datetime:
+    """Escalated at least `min_age` before `now`; an age reaching past year 1 stops there."""
+    earliest = datetime.min.replace(tzinfo=UTC)
+    return now - min_age if min_age < now - earliest else earliest
 
 
 def _durations(durations: Durations) -> timeline_service_pb2.KpiDurations:

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from crm.settings import Settings
@@ -532,6 +533,22 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         lambda r: r.client.timeline.GetTimeline(timeline_service_pb2.GetTimelineRequest()),
         C.INVALID_ARGUMENT,
         "customer_id",
+    ),
+    (
+        "escalations with a negative min_age",
+        lambda r: r.client.timeline.ListEscalatedCases(
+            timeline_service_pb2.ListEscalatedCasesRequest(min_age=Duration(seconds=-1))
+        ),
+        C.INVALID_ARGUMENT,
+        "min_age",
+    ),
+    (
+        "escalations with a min_age of 2**62 seconds",
+        lambda r: r.client.timeline.ListEscalatedCases(
+            timeline_service_pb2.ListEscalatedCasesRequest(min_age=Duration(seconds=2**62))
+        ),
+        C.INVALID_ARGUMENT,
+        "min_age",
     ),
     (
         "view of unknown case",
