@@ -13,7 +13,7 @@ from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import duration, enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
-from crm.validation import require_id
+from crm.validation import require_id, require_range
 from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
@@ -33,6 +33,7 @@ DIMENSION = timeline_service_pb2.KpiDimension.DESCRIPTOR
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 WATCH_BATCH = 200
 WATCH_POLL_SECONDS = 0.5
+MAX_POSITION = 2**63 - 1
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
@@ -81,7 +82,8 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         # written (on the Kafka path an entry can land behind one already sent).
         sequence = covered = await io.run(views.timeline_watermark)
         sent: set[str] = set()
-        position = request.after_position
+        # A global position is an SQLite INTEGER: a signed 64-bit number.
+        position = require_range("after_position", request.after_position, 0, MAX_POSITION)
         while entries := await io.run(views.entries_after, customer_id, position, WATCH_BATCH):
             for entry in entries:
                 sent.add(entry.event_id)

@@ -551,6 +551,21 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "min_age",
     ),
     (
+        "watch after a position SQLite cannot hold",
+        lambda r: next(
+            iter(
+                r.client.timeline.WatchTimeline(
+                    timeline_service_pb2.WatchTimelineRequest(
+                        customer_id=r.customer_id, after_position=2**63
+                    ),
+                    timeout=5,
+                )
+            )
+        ),
+        C.INVALID_ARGUMENT,
+        "after_position",
+    ),
+    (
         "view of unknown case",
         lambda r: r.client.timeline.GetCaseView(
             timeline_service_pb2.GetCaseViewRequest(case_id="ghost")
