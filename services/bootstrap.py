@@ -174,7 +174,13 @@ async def build_server(settings: Settings) -> Server:
     except StartupError:
         system.close()
         raise
+    report_store_health(system, server)
     return Server(system, server)
+
+
+def report_store_health(system: System, server: GrpcServer) -> None:
+    """Health turns NOT_SERVING when the event store can no longer write where it was opened."""
+    system.store.on_unavailable(server.stop_serving_health)
 
 
 @dataclass
