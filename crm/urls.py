@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from crm.errors import InvalidInput
@@ -65,9 +66,8 @@ def require_writable_directory(directory: Path, field: str) -> None:
 def _writable(path: Path, *, probe_dir: bool) -> bool:
     try:
         if probe_dir:
-            probe = path / f".crm-write-probe-{os.getpid()}"
-            probe.touch(exist_ok=True)
-            probe.unlink()
+            with tempfile.TemporaryFile(dir=path, prefix=".crm-write-probe-"):
+                pass  # a unique name: processes and threads starting together never collide
         else:
             with open(path, "r+b"):
                 pass
