@@ -75,6 +75,8 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         self, request: timeline_service_pb2.WatchTimelineRequest, context: Context
     ) -> AsyncIterator[timeline_service_pb2.TimelineEntry]:
         customer_id = require_id("customer_id", request.customer_id)
+        # A global position is an SQLite INTEGER: a signed 64-bit number.
+        position = require_range("after_position", request.after_position, 0, MAX_POSITION)
         views, io = self._views, self._io
         # Read before the views: a change notified while reading wakes the first wait at once.
         seen = views.change_generation
@@ -82,8 +84,6 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         # written (on the Kafka path an entry can land behind one already sent).
         sequence = covered = await io.run(views.timeline_watermark)
         sent: set[str] = set()
-        # A global position is an SQLite INTEGER: a signed 64-bit number.
-        position = require_range("after_position", request.after_position, 0, MAX_POSITION)
         while entries := await io.run(views.entries_after, customer_id, position, WATCH_BATCH):
             for entry in entries:
                 sent.add(entry.event_id)
