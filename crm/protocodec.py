@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -77,6 +78,21 @@ def instant(stamp: Timestamp, field: str = "timestamp") -> datetime:
     if not 0 <= stamp.nanos < 1_000_000_000:
         raise InvalidInput(field, "nanos must be between 0 and 999,999,999")
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def duration(value: Duration, field: str = "duration") -> timedelta:
+    """The span a Duration names, never negative; InvalidInput naming `field` otherwise.
+
+    A span longer than any instant can be away from another (beyond years 1 to 9999) is refused
+    too, so subtracting it from a clock reading can never overflow.
+    """
+    if value.seconds < 0 or value.nanos < 0:
+        raise InvalidInput(field, "must not be negative")
+    if value.nanos >= 1_000_000_000:
+        raise InvalidInput(field, "nanos must be between 0 and 999,999,999")
+    if value.seconds > MAX_TIMESTAMP_SECONDS - MIN_TIMESTAMP_SECONDS:
+        raise InvalidInput(field, "must be shorter than 10,000 years")
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
 def to_message(obj: Any, message: Message) -> Message:

@@ -22,6 +22,7 @@ from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
+    DATA_DIR,
     DEADLINE_CHECKPOINT_URL,
     EVENT_STORE_URL,
     LISTEN,
@@ -33,7 +34,7 @@ from crm.settings import (
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.urls import sqlite_path
+from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
@@ -174,7 +175,13 @@ async def build_server(settings: Settings) -> Server:
     except StartupError:
         system.close()
         raise
+    report_store_health(system, server)
     return Server(system, server)
+
+
+def report_store_health(system: System, server: GrpcServer) -> None:
+    """Health turns NOT_SERVING when the event store can no longer write where it was opened."""
+    system.store.on_unavailable(server.stop_serving_health)
 
 
 @dataclass
@@ -193,6 +200,7 @@ class RelayProcess:
 def build_relay(settings: Settings) -> RelayProcess:
     store = _event_store(settings)
     url = settings.relay_checkpoint_url
+    _data_dir_writable(settings, url)
     with attributed_to(RELAY_CHECKPOINT_URL, url):
         checkpoint = RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
     relay = Relay(
@@ -317,18 +325,31 @@ def build_what_if(settings: Settings, candidate_file: Path) -> WhatIf:
     return WhatIf(_event_store(settings), candidate)
 
 
+def _data_dir_writable(settings: Settings, url: str) -> None:
+    """A store file in a read-only data dir is the data dir's error: that is the setting to fix."""
+    if not url.startswith(SQLITE_PREFIX):
+        return
+    directory = Path(url[len(SQLITE_PREFIX) :]).parent
+    if directory.is_dir() and directory.resolve() == settings.data_dir.resolve():
+        with attributed_to(DATA_DIR):
+            require_writable_directory(settings.data_dir, DATA_DIR.name)
+
+
 def _event_store(settings: Settings) -> EventStore:
+    _data_dir_writable(settings, settings.event_store_url)
     with attributed_to(EVENT_STORE_URL, settings.event_store_url):
         return open_event_store(settings.event_store_url)
 
 
 def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
     url = settings.deadline_checkpoint_url
+    _data_dir_writable(settings, url)
     with attributed_to(DEADLINE_CHECKPOINT_URL, url):
         return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
 
 
 def _view_store(settings: Settings) -> ViewStore:
+    _data_dir_writable(settings, settings.read_store_url)
     with attributed_to(READ_STORE_URL, settings.read_store_url):
         return open_view_store(settings.read_store_url)
 

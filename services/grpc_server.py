@@ -87,6 +87,22 @@ class GrpcServer:
         self._io = io
         self._health = health
         self._system = system
+        self._loop = asyncio.get_running_loop()
+
+    def stop_serving_health(self, reason: str) -> None:
+        """Report every service NOT_SERVING from now on; callable from any thread.
+
+        For a store that can no longer write where it was opened: load balancers and
+        orchestrators stop sending calls, which would all be refused as UNAVAILABLE anyway.
+        """
+        del reason  # the store logged it
+
+        async def not_serving() -> None:
+            for name in (*SERVICE_NAMES, ""):
+                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        if not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(not_serving(), self._loop)
 
     async def start(self) -> None:
         await self._server.start()

@@ -14,7 +14,7 @@ Besides the events, a store keeps two things of its own:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -76,6 +76,7 @@ class EventStore(ABC):
     def __init__(self) -> None:
         self.appended = ChangeSignal()
         self._doorbell: Doorbell | None = None
+        self._unavailable_listeners: list[Callable[[str], None]] = []
 
     @abstractmethod
     def append(
@@ -139,6 +140,16 @@ class EventStore(ABC):
         """Wake followers in every process that opened the same file (crm/doorbell.py), for
         adapters whose database cannot notify by itself."""
         self._doorbell = ring_across_processes(self.appended, store_file)
+
+    def on_unavailable(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(reason)` (on the failing thread) when the store finds it can no longer
+        write where it was opened; a server stops reporting itself healthy then."""
+        self._unavailable_listeners.append(listener)
+
+    def report_unavailable(self, reason: str) -> None:
+        """Adapters call it before raising the OperationalError that says why."""
+        for listener in self._unavailable_listeners:
+            listener(reason)
 
     def notify_appended(self) -> None:
         """Wake followers in this process (crm.follow); adapters call it after each commit."""

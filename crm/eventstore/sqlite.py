@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from crm.errors import (
     ConcurrencyConflict,
     IntegrityError,
     InvalidInput,
+    OperationalError,
 )
 from crm.eventstore import sqlite_requests
 from crm.eventstore.group_commit import GroupCommitter, TransactionLost
@@ -116,6 +118,7 @@ class SqliteEventStore(EventStore):
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 _migrate(conn, self._path)
+        self._identity = _file_identity(self._path)
 
     def _connection(self) -> sqlite3.Connection:
         with _translated():
@@ -126,6 +129,26 @@ class SqliteEventStore(EventStore):
         conn = self._connection()
         with _translated(), immediate(conn):
             yield conn
+            self._check_file()  # last thing before COMMIT: raising here rolls the batch back
+
+    def _check_file(self) -> None:
+        """Refuse to commit into a file that is no longer the one at the store's path.
+
+        An open connection keeps writing to the file it opened even after it was deleted or
+        replaced, so every commit would be acknowledged into a file nobody will ever read again.
+        One stat per commit batch notices it.
+        """
+        identity = _file_identity(self._path)
+        if identity == self._identity:
+            return
+        what = "was removed" if identity is None else "was replaced by another file"
+        reason = (
+            f"sqlite event store {self._path} {what} while open; nothing more is written:"
+            " restore the file and restart the server"
+        )
+        log.error(reason)
+        self.report_unavailable(reason)
+        raise OperationalError(reason)
 
     def close(self) -> None:
         """Close every thread's connection; the store is unusable afterwards."""
@@ -304,6 +327,15 @@ class SqliteEventStore(EventStore):
             return None
         revision, event_id, version, state = row
         return Snapshot(stream, revision, event_id, version, bytes(state))
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at `path`, None when there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

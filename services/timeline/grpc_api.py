@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import Context, optional_instant
-from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
+from crm.protocodec import duration, enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
-from crm.validation import require_id
+from crm.validation import require_id, require_range
 from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
 from projections.follow_ups import FollowUp
@@ -34,6 +34,7 @@ DIMENSION = timeline_service_pb2.KpiDimension.DESCRIPTOR
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 WATCH_BATCH = 200
 WATCH_POLL_SECONDS = 0.5
+MAX_POSITION = 2**63 - 1
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
@@ -76,6 +77,8 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         self, request: timeline_service_pb2.WatchTimelineRequest, context: Context
     ) -> AsyncIterator[timeline_service_pb2.TimelineEntry]:
         customer_id = require_id("customer_id", request.customer_id)
+        # A global position is an SQLite INTEGER: a signed 64-bit number.
+        position = require_range("after_position", request.after_position, 0, MAX_POSITION)
         views, io = self._views, self._io
         # Read before the views: a change notified while reading wakes the first wait at once.
         seen = views.change_generation
@@ -83,7 +86,6 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
         # written (on the Kafka path an entry can land behind one already sent).
         sequence = covered = await io.run(views.timeline_watermark)
         sent: set[str] = set()
-        position = request.after_position
         while entries := await io.run(views.entries_after, customer_id, position, WATCH_BATCH):
             for entry in entries:
                 sent.add(entry.event_id)
@@ -139,12 +141,12 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
             if request.reason
             else ""
         )
-        min_age = request.min_age.ToTimedelta() if request.HasField("min_age") else None
+        min_age = duration(request.min_age, "min_age") if request.HasField("min_age") else None
         query = EscalationQuery(
             min_level=request.min_level or 1,
             team=request.team,
             reason=reason,
-            escalated_before=None if min_age is None else self._clock() - min_age,
+            escalated_before=None if min_age is None else _age_cutoff(self._clock(), min_age),
             limit=request.limit or 100,
         )
         views = await self._io.run(self._views.escalated_cases, query)
@@ -277,6 +279,12 @@ def _ratio(ratio: Ratio) -> timeline_service_pb2.KpiRatio:
     return timeline_service_pb2.KpiRatio(
         value=ratio.value, numerator=ratio.numerator, denominator=ratio.denominator
     )
+
+
+def _age_cutoff(now: datetime, min_age: timedelta) -> datetime:
+    """Escalated at least `min_age` before `now`; an age reaching past year 1 stops there."""
+    earliest = datetime.min.replace(tzinfo=UTC)
+    return now - min_age if min_age < now - earliest else earliest
 
 
 def _durations(durations: Durations) -> timeline_service_pb2.KpiDurations:

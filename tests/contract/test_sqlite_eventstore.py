@@ -332,3 +332,25 @@ def test_a_snapshot_survives_reopening(tmp_path: Path) -> None:
         assert reopened.read_snapshot("Case-1") == snapshot
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_store_file_lost_while_open_fails_appends_and_tells_listeners(
+    tmp_path: Path, how: str
+) -> None:
+    """An open connection would go on writing to the old inode; nothing may be acknowledged."""
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    told: list[str] = []
+    store.on_unavailable(told.append)
+    store.append("case-1", new_events(1), StreamState.NO_STREAM)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if how == "replaced":
+        SqliteEventStore(path).close()
+    try:
+        with pytest.raises(OperationalError, match=rf"events\.db was {how}"):
+            store.append("case-1", new_events(1, start=1), 0)
+        assert len(told) == 1 and str(path) in told[0]
+    finally:
+        store.close()

@@ -170,3 +170,39 @@ def test_a_listen_address_in_use_stops_the_server_with_one_line_and_status_2(
         f"crm-server: --listen / CRM_LISTEN: cannot listen on 127.0.0.1:{port}: "
         "in use, or not an address of this machine"
     )
+
+
+def _read_only(path: Path) -> None:
+    """No write bit for anyone: the server must refuse it even when it runs as root."""
+    path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+@pytest.mark.parametrize(
+    ("made_read_only", "named", "said"),
+    [
+        ("data dir", "--data-dir / CRM_DATA_DIR: ", "the directory is read-only"),
+        ("events.db", "--event-store-url / CRM_EVENT_STORE_URL: ", "the file is read-only"),
+        ("views.db", "--read-store-url / CRM_READ_STORE_URL: ", "the file is read-only"),
+    ],
+)
+def test_a_read_only_store_stops_the_server_with_one_line_and_status_2(
+    tmp_path: Path, made_read_only: str, named: str, said: str
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if made_read_only == "data dir":
+        SqliteEventStore(data_dir / "events.db").close()
+        _read_only(data_dir)
+    else:
+        SqliteEventStore(data_dir / made_read_only).close()  # any SQLite file will do
+        _read_only(data_dir / made_read_only)
+    try:
+        done = launch("server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0")
+    finally:
+        data_dir.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"crm-server: {named}"), lines[0]
+    assert said in lines[0] and "make it writable" in lines[0], lines[0]
+    assert "Traceback" not in done.stderr

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from bench.server_thread import ServerThread
@@ -542,6 +543,37 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         lambda r: r.client.timeline.GetTimeline(timeline_service_pb2.GetTimelineRequest()),
         C.INVALID_ARGUMENT,
         "customer_id",
+    ),
+    (
+        "escalations with a negative min_age",
+        lambda r: r.client.timeline.ListEscalatedCases(
+            timeline_service_pb2.ListEscalatedCasesRequest(min_age=Duration(seconds=-1))
+        ),
+        C.INVALID_ARGUMENT,
+        "min_age",
+    ),
+    (
+        "escalations with a min_age of 2**62 seconds",
+        lambda r: r.client.timeline.ListEscalatedCases(
+            timeline_service_pb2.ListEscalatedCasesRequest(min_age=Duration(seconds=2**62))
+        ),
+        C.INVALID_ARGUMENT,
+        "min_age",
+    ),
+    (
+        "watch after a position SQLite cannot hold",
+        lambda r: next(
+            iter(
+                r.client.timeline.WatchTimeline(
+                    timeline_service_pb2.WatchTimelineRequest(
+                        customer_id=r.customer_id, after_position=2**63
+                    ),
+                    timeout=5,
+                )
+            )
+        ),
+        C.INVALID_ARGUMENT,
+        "after_position",
     ),
     (
         "view of unknown case",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from crm.errors import InvalidInput
 from crm.protocodec import (
     MAX_TIMESTAMP_SECONDS,
     MIN_TIMESTAMP_SECONDS,
+    duration,
     event_message_class,
     event_to_message,
     from_message,
@@ -128,3 +130,17 @@ def test_a_timestamp_outside_its_range_is_invalid_input_naming_the_field(
 def test_the_edges_of_the_timestamp_range_are_instants() -> None:
     assert instant(Timestamp(seconds=MIN_TIMESTAMP_SECONDS)).year == 1
     assert instant(Timestamp(seconds=MAX_TIMESTAMP_SECONDS, nanos=999_999_999)).year == 9999
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(-1, 0), (0, -1), (0, 1_000_000_000), (2**62, 0), (-(2**63), 0), (2**63 - 1, 0)],
+)
+def test_a_duration_out_of_range_is_refused_naming_its_field(seconds: int, nanos: int) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        duration(Duration(seconds=seconds, nanos=nanos), "min_age")
+    assert refused.value.field == "min_age"
+
+
+def test_a_duration_in_range_is_its_timedelta() -> None:
+    assert duration(Duration(seconds=90, nanos=5_000), "x") == timedelta(seconds=90, microseconds=5)
