@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
@@ -40,7 +41,6 @@ from crm.v1 import (
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client
-from tests.server_thread import ServerThread
 
 LONG_RUN = os.environ.get("CRM_FUZZ_EXAMPLES")
 EXAMPLES = int(LONG_RUN or 50)

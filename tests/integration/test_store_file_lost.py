@@ -17,11 +17,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import common_pb2, customer_events_pb2, customer_service_pb2
 from services.bootstrap import build_system, report_store_health
 from tests.grpc_client import Client, poll
-from tests.server_thread import ServerThread
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
