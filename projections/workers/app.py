@@ -67,6 +67,9 @@ def create_app(settings: WorkerSettings, view_store: ViewStore, codec: EventCode
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=settings.rebalance_timeout,
+        # A worker that joined while its topics were still being created is assigned no
+        # partitions until its metadata refreshes: every 5 s, not Kafka's default 5 minutes.
+        consumer_metadata_max_age_ms=5_000,
     )
     topics = app.topic(
         *topic_names(settings.namespace),
