@@ -21,6 +21,23 @@ from tests.grpc_client import poll
 from tests.support import T0, opened, recorded, registered
 
 
+def _watch_in_a_thread(
+    servicer: TimelineServicer, customer_id: str, count: int, received: list[int]
+) -> threading.Thread:
+    """A started watch on a loop of its own that ends after `count` entries, noting positions."""
+
+    async def watch() -> None:
+        request = timeline_service_pb2.WatchTimelineRequest(customer_id=customer_id)
+        async for entry in servicer.WatchTimeline(request, context=None):  # type: ignore[arg-type]
+            received.append(entry.global_position)
+            if len(received) == count:
+                return
+
+    watcher = threading.Thread(target=asyncio.run, args=(watch(),))
+    watcher.start()
+    return watcher
+
+
 def test_an_entry_written_behind_one_already_sent_still_reaches_the_watcher(
     tmp_path: Path,
 ) -> None:
@@ -31,16 +48,7 @@ def test_an_entry_written_behind_one_already_sent_still_reaches_the_watcher(
     io = BlockingPool(2)
     servicer = TimelineServicer(views, threading.Event(), clock=lambda: T0, io=io)
     received: list[int] = []
-
-    async def watch() -> None:
-        request = timeline_service_pb2.WatchTimelineRequest(customer_id="c-1")
-        async for entry in servicer.WatchTimeline(request, context=None):  # type: ignore[arg-type]
-            received.append(entry.global_position)
-            if len(received) == 3:
-                return
-
-    watcher = threading.Thread(target=asyncio.run, args=(watch(),))
-    watcher.start()
+    watcher = _watch_in_a_thread(servicer, "c-1", 3, received)
     poll(lambda: received == [2])
     views.apply([(recorded(customer, 1, at=T0), customer)], source="crm.customer.v1#0")
     views.notify_changed()
@@ -66,16 +74,7 @@ def test_an_entry_written_by_another_process_reaches_the_watcher_by_polling(
     io = BlockingPool(2)
     servicer = TimelineServicer(views, threading.Event(), clock=lambda: T0, io=io)
     received: list[int] = []
-
-    async def watch() -> None:
-        request = timeline_service_pb2.WatchTimelineRequest(customer_id="c-1")
-        async for entry in servicer.WatchTimeline(request, context=None):  # type: ignore[arg-type]
-            received.append(entry.global_position)
-            if len(received) == 2:
-                return
-
-    watcher = threading.Thread(target=asyncio.run, args=(watch(),))
-    watcher.start()
+    watcher = _watch_in_a_thread(servicer, "c-1", 2, received)
     poll(lambda: received == [1])
     case = opened("k-1", "c-1")
     writer.apply([(recorded(case, 2, at=T0), case)], source="crm.case.v1#0")
