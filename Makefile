@@ -9,7 +9,7 @@ GENERATED := crm/v1/.generated-stamp
 # Settings come from CRM_* environment variables (`make run CRM_LISTEN=...` works too); their
 # defaults live in crm/settings.py alone, and `.venv/bin/crm-server --help` lists them.
 
-.PHONY: run run-distributed test lint unit proto bench clean help kafka mutate
+.PHONY: run run-distributed test lint unit proto bench clean help kafka mutate postgres-binaries
 
 help:
 	@echo "make run    - start the whole system (embedded mode); crm-server --help lists its settings"
@@ -59,8 +59,14 @@ lint: $(GENERATED)
 unit: $(GENERATED)
 	$(VENV)/bin/pytest -q tests/unit
 
-test: lint
+test: lint postgres-binaries
 	$(VENV)/bin/pytest -q
+
+# The tests start a throwaway PostgreSQL (deploy/postgres/local_postgres.py) with this machine's
+# binaries; Debian's package brings them where they are missing (needs root, as CI is).
+postgres-binaries:
+	@$(PYTHON) deploy/postgres/local_postgres.py --check 2>/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
 # Mutation testing of the pure core ([tool.mutmut] in pyproject.toml lists the files), against the
 # unit and contract tiers only. One worker: the machine has two cores and other suites run beside it.

@@ -1,11 +1,11 @@
-"""Fixtures shared by every test tier; the Kafka broker lives in its own plugin module."""
+"""Fixtures shared by every test tier; the Kafka broker and PostgreSQL live in plugin modules."""
 
 import os
 
 import pytest
 from hypothesis import settings
 
-pytest_plugins = ["tests.kafka_broker"]
+pytest_plugins = ["tests.kafka_broker", "tests.postgres_server"]
 
 # `make mutate` runs the tests in-process under mutmut, which sets this variable.
 UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ

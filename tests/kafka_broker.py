@@ -58,7 +58,7 @@ class KafkaBroker(Protocol):
 
 
 def note_start(config: pytest.Config, what: str, seconds: float) -> None:
-    """Remember a broker (re)start time for the terminal summary."""
+    """Remember a shared server's start time for the terminal summary."""
     config.stash.setdefault(START_TIMES, []).append(f"{what} in {seconds:.1f}s")
 
 
@@ -75,7 +75,8 @@ def kafka_broker(
     broker: KafkaBroker = local_kafka.LocalKafka(tmp_path_factory.mktemp("kafka"))
     started = time.monotonic()
     broker.start()
-    note_start(pytestconfig, f"started on {broker.bootstrap}", time.monotonic() - started)
+    seconds = time.monotonic() - started
+    note_start(pytestconfig, f"kafka broker started on {broker.bootstrap}", seconds)
     try:
         yield broker
     finally:
@@ -85,6 +86,6 @@ def kafka_broker(
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    """Say how long the broker took to start: the cost every Kafka test session pays."""
+    """Say how long the shared servers took to start: the cost every session using them pays."""
     for line in config.stash.get(START_TIMES, []):
-        terminalreporter.write_line(f"kafka broker: {line}")
+        terminalreporter.write_line(line)
