@@ -55,6 +55,7 @@ class CommandContext:
     occurred_at: datetime
     correlation_id: str = ""
     causation_id: str = ""
+    via: Actor | None = None  # the caller, when it acted for `actor`
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ class StreamHandler(Generic[S, E]):
             causation_id=context.causation_id,
             request_id=context.request_id,
             command_digest=digest,
+            via=context.via,
         )
         new_events = []
         for index, event in enumerate(events):

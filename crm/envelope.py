@@ -30,8 +30,12 @@ class EventMetadata:
     causation_id: str
     request_id: str
     command_digest: str = ""
+    via: Actor | None = None  # who made the call when it acted for `actor` (a bot, a system)
 
     def to_dict(self) -> dict[str, str]:
+        """The stored (and hashed) form; `via` appears only when set, so events recorded
+        before it existed hash exactly as they did."""
+        via = {} if self.via is None else {"via_kind": self.via.kind.value, "via_id": self.via.id}
         return {
             "customer_id": self.customer_id,
             "occurred_at": self.occurred_at.isoformat(),
@@ -41,6 +45,7 @@ class EventMetadata:
             "causation_id": self.causation_id,
             "request_id": self.request_id,
             "command_digest": self.command_digest,
+            **via,
         }
 
     @classmethod
@@ -53,6 +58,7 @@ class EventMetadata:
             causation_id=raw["causation_id"],
             request_id=raw["request_id"],
             command_digest=raw.get("command_digest", ""),
+            via=Actor(ActorKind(raw["via_kind"]), raw["via_id"]) if "via_kind" in raw else None,
         )
 
 

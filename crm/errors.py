@@ -43,6 +43,10 @@ class Unauthenticated(CrmError):
     """The caller did not prove who it is."""
 
 
+class ResourceExhausted(CrmError):
+    """The caller has used up a limit (calls in progress, open watches); retry later."""
+
+
 class PersistenceError(CrmError):
     """A store failed for reasons outside the domain (named after PEP 249's tree)."""
 

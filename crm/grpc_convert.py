@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.command_handling import CommandContext, CommandOutcome
 from crm.errors import InvalidInput
+from crm.identity import Attribution, attribute, current_principal
 from crm.protocodec import enum_from_proto, instant
 from crm.v1 import common_pb2
 from crm.vocabulary import Actor, ActorKind
@@ -23,15 +24,27 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 def command_context(request: Message) -> CommandContext:
-    """The CommandContext of a request; a missing context, request id, time or actor is refused."""
+    """The CommandContext of a request; a missing context, request id or time is refused.
+
+    The actor comes from the caller's credential (crm.identity); the request's own actor may be
+    left out, and one the caller may not speak for is refused. Only with authentication off is
+    the request's actor taken as it is, and then it is required.
+    """
     if not request.HasField("context"):
-        raise InvalidInput("context", "is required (request_id, occurred_at, actor)")
+        raise InvalidInput("context", "is required (request_id, occurred_at)")
     context: common_pb2.CommandContext = getattr(request, "context")  # noqa: B009
     if not context.request_id:
         raise InvalidInput("context.request_id", "is required; it makes retries safe")
+    principal = current_principal()
+    if principal is None:
+        attribution = Attribution(actor(context, "context.actor"))
+    else:
+        claimed = actor(context, "context.actor") if context.HasField("actor") else None
+        attribution = attribute(principal, claimed)
     return CommandContext(
         request_id=context.request_id,
-        actor=actor(context, "context.actor"),
+        actor=attribution.actor,
+        via=attribution.via,
         occurred_at=required_instant(context, "occurred_at", "context.occurred_at"),
         correlation_id=context.correlation_id,
         causation_id=context.causation_id,

@@ -209,7 +209,7 @@ def envelope(recorded: RecordedEvent, event: Any) -> common_pb2.EventEnvelope:
     payload = AnyMessage()
     payload.Pack(event_to_message(recorded.type, event))
     meta = recorded.metadata
-    return common_pb2.EventEnvelope(
+    wire = common_pb2.EventEnvelope(
         event_id=recorded.event_id,
         stream=recorded.stream,
         revision=recorded.revision,
@@ -226,3 +226,6 @@ def envelope(recorded: RecordedEvent, event: Any) -> common_pb2.EventEnvelope:
         content_hash=recorded.content_hash,
         payload=payload,
     )
+    if meta.via is not None:
+        wire.via.CopyFrom(actor_to_proto(meta.via.kind, meta.via.id))
+    return wire

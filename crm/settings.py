@@ -367,6 +367,170 @@ LOCAL_KAFKA_PORT = Setting(
     metavar="PORT",
 )
 
+
+def _on(text: str) -> bool:
+    return _choice("on", "off")(text) == "on"
+
+
+def _reflection_open(text: str) -> bool:
+    return _choice("authenticated", "open")(text) == "open"
+
+
+def _optional_path(what: str) -> Callable[[str], Path | None]:
+    def parse(text: str) -> Path | None:
+        if not text:
+            return None
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"no file {text!r}; give the path of {what}, or nothing")
+        return path
+
+    return parse
+
+
+AUTH = Setting(
+    name="auth",
+    flag="--auth",
+    env="CRM_AUTH",
+    default="jwt",
+    parse=_choice("jwt", "off"),
+    help="jwt: every call but health checks needs a bearer token (or a client certificate);"
+    " off: nobody is asked (development only; a warning is logged at start)",
+    metavar="{jwt,off}",
+)
+
+TOKEN_KEYS = Setting(
+    name="token_keys",
+    flag="--token-keys",
+    env="CRM_TOKEN_KEYS",
+    default="",
+    parse=_optional_path("a JWKS file or a PEM public key"),
+    help="the keys bearer tokens are checked with: a JWKS file (RS256, ES256, HS256 keys) or a"
+    " PEM public key (RS256, ES256); none: an HS256 development secret generated on first"
+    f" start at {DATA_DIR_MARK}/dev-token-key.jwks.json, which crm-token signs with",
+    metavar="FILE",
+)
+
+TOKEN_AUDIENCE = Setting(
+    name="token_audience",
+    flag="--token-audience",
+    env="CRM_TOKEN_AUDIENCE",
+    default="crm",
+    parse=_text,
+    help="the audience (aud claim) every bearer token must name",
+    metavar="TEXT",
+)
+
+TOKEN_ISSUER = Setting(
+    name="token_issuer",
+    flag="--token-issuer",
+    env="CRM_TOKEN_ISSUER",
+    default="",
+    parse=_text,
+    help="the issuer (iss claim) every bearer token must name; none: not checked",
+    metavar="TEXT",
+)
+
+TLS = Setting(
+    name="tls",
+    flag="--tls",
+    env="CRM_TLS",
+    default="on",
+    parse=_on,
+    help="on: the server speaks TLS only; off: plaintext (development only; a warning is"
+    " logged at start)",
+    metavar="{on,off}",
+)
+
+TLS_CERT = Setting(
+    name="tls_cert",
+    flag="--tls-cert",
+    env="CRM_TLS_CERT",
+    default="",
+    parse=_optional_path("a PEM certificate chain"),
+    help="the server's PEM certificate chain (with --tls-key); none: a self-signed one"
+    f" generated on first start at {DATA_DIR_MARK}/tls/server.crt",
+    metavar="FILE",
+)
+
+TLS_KEY = Setting(
+    name="tls_key",
+    flag="--tls-key",
+    env="CRM_TLS_KEY",
+    default="",
+    parse=_optional_path("a PEM private key"),
+    help="the private key of --tls-cert (PEM)",
+    metavar="FILE",
+)
+
+TLS_CLIENT_CA = Setting(
+    name="tls_client_ca",
+    flag="--tls-client-ca",
+    env="CRM_TLS_CLIENT_CA",
+    default="",
+    parse=_optional_path("PEM CA certificates"),
+    help="mutual TLS: every connection must show a client certificate signed by these CAs;"
+    " one without a bearer token is the service its common name names",
+    metavar="FILE",
+)
+
+MAX_REQUEST_BYTES = Setting(
+    name="max_request_bytes",
+    flag="--max-request-bytes",
+    env="CRM_MAX_REQUEST_BYTES",
+    default="262144",
+    parse=_whole(1024),
+    help="the largest request message accepted; larger ones get RESOURCE_EXHAUSTED",
+    metavar="BYTES",
+)
+
+MAX_CALLS_PER_CALLER = Setting(
+    name="max_calls_per_caller",
+    flag="--max-calls-per-caller",
+    env="CRM_MAX_CALLS_PER_CALLER",
+    default="64",
+    parse=_whole(1),
+    help="calls one caller may have in progress at once; more get RESOURCE_EXHAUSTED",
+    metavar="N",
+)
+
+MAX_WATCHES_PER_CALLER = Setting(
+    name="max_watches_per_caller",
+    flag="--max-watches-per-caller",
+    env="CRM_MAX_WATCHES_PER_CALLER",
+    default="8",
+    parse=_whole(1),
+    help="WatchTimeline streams one caller may keep open at once; more get RESOURCE_EXHAUSTED",
+    metavar="N",
+)
+
+REFLECTION = Setting(
+    name="reflection_open",
+    flag="--reflection",
+    env="CRM_REFLECTION",
+    default="authenticated",
+    parse=_reflection_open,
+    help="authenticated: reflection needs a credential like any call; open: anyone may list"
+    " the services (development)",
+    metavar="{authenticated,open}",
+)
+
+SECURITY = (
+    AUTH,
+    TOKEN_KEYS,
+    TOKEN_AUDIENCE,
+    TOKEN_ISSUER,
+    TLS,
+    TLS_CERT,
+    TLS_KEY,
+    TLS_CLIENT_CA,
+    MAX_REQUEST_BYTES,
+    MAX_CALLS_PER_CALLER,
+    MAX_WATCHES_PER_CALLER,
+    REFLECTION,
+)
+"""What the gRPC server reads to decide who may call it, how, and how much."""
+
 # Resolution goes in this order: DATA_DIR first, since other defaults name it.
 ALL: tuple[Setting[Any], ...] = (
     DATA_DIR,
@@ -388,6 +552,7 @@ ALL: tuple[Setting[Any], ...] = (
     KAFKA_SESSION_TIMEOUT,
     PROJECTION,
     LOCAL_KAFKA_PORT,
+    *SECURITY,
 )
 
 
@@ -414,6 +579,18 @@ class Settings:
     kafka_session_timeout: float
     projection: str
     local_kafka_port: int
+    auth: str
+    token_keys: Path | None
+    token_audience: str
+    token_issuer: str
+    tls: bool
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_client_ca: Path | None
+    max_request_bytes: int
+    max_calls_per_caller: int
+    max_watches_per_caller: int
+    reflection_open: bool
 
     @classmethod
     def defaults(cls, **given: Any) -> Settings:

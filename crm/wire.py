@@ -76,6 +76,10 @@ def from_kafka(value: bytes, codec: EventCodec) -> tuple[RecordedEvent, Any]:
     event = from_message(message, codec.class_for(wire.type))
     _, data = codec.encode(event)
     kind = enum_from_proto(ActorKind, wire.actor.kind, common_pb2.ActorKind.DESCRIPTOR, "actor")
+    via = None
+    if wire.HasField("via"):
+        via_kind = enum_from_proto(ActorKind, wire.via.kind, common_pb2.ActorKind.DESCRIPTOR, "via")
+        via = Actor(via_kind, wire.via.id)
     recorded = RecordedEvent(
         stream=wire.stream,
         revision=wire.revision,
@@ -90,6 +94,7 @@ def from_kafka(value: bytes, codec: EventCodec) -> tuple[RecordedEvent, Any]:
             correlation_id=wire.correlation_id,
             causation_id=wire.causation_id,
             request_id=wire.request_id,
+            via=via,
         ),
         recorded_at=instant(wire.recorded_at),
         previous_hash=wire.previous_hash,

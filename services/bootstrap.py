@@ -7,6 +7,7 @@ start (store URLs, policy and limits files, the listen address), so a wrong valu
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,11 +34,18 @@ from crm.settings import (
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
     SLA_POLICY_FILE,
+    TLS_CERT,
+    TLS_CLIENT_CA,
+    TLS_KEY,
+    TOKEN_KEYS,
     Setting,
+    SettingError,
     Settings,
     StartupError,
 )
 from crm.startup import attributed_to
+from crm.tls import check_certificates, check_pair, ensure_self_signed
+from crm.tokens import DEV_KEY_FILE, KeySet, TokenRules, ensure_dev_key, load_key_set
 from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
@@ -46,6 +54,8 @@ from projections.store.port import ViewStore
 from projections.workers.app import WorkerSettings, create_app
 from relay.checkpoint import RelayCheckpoint
 from relay.publisher import Relay
+from services.authentication import Authenticator
+from services.caller_limits import Limits
 from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
@@ -54,9 +64,12 @@ from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, create_server
+from services.server_security import ServerSecurity, TlsFiles
 from services.sla.checkpoint import DeadlineCheckpoint
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
 from services.sla.process import DeadlineProcess
+
+log = logging.getLogger("crm.bootstrap")
 
 CODEC = EventCodec(EVENT_TYPES)
 """Every event type the services record, by its versioned name: the codec every process uses."""
@@ -172,15 +185,104 @@ class Server:
 
 async def build_server(settings: Settings) -> Server:
     """Build the system and its gRPC server on the running event loop, which will serve it."""
+    security = build_security(settings)
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen)
+            server = await create_server(system, settings.listen, security=security)
     except StartupError:
         system.close()
         raise
     report_store_health(system, server)
     return Server(system, server)
+
+
+def dev_token_key(settings: Settings) -> Path:
+    """Where the development token secret lives when no key set is configured."""
+    return settings.data_dir / DEV_KEY_FILE
+
+
+def build_security(settings: Settings) -> ServerSecurity:
+    """Credentials, TLS and limits from the settings; development keys and a self-signed
+    certificate are generated in the data dir on first start when none are configured."""
+    authenticator = None
+    if settings.auth == "off":
+        log.warning("authentication is off (--auth off): every caller may call every RPC")
+    else:
+        if settings.token_keys is None:
+            with attributed_to(DATA_DIR):
+                ensure_dev_key(dev_token_key(settings))
+            log.info("bearer tokens for development: crm-token --role agent --subject agent-7")
+        keys_file = settings.token_keys or dev_token_key(settings)
+        keys = _key_set(keys_file)
+        rules = TokenRules(settings.token_audience, settings.token_issuer)
+        authenticator = Authenticator(keys, rules, settings.tls_client_ca is not None)
+    return ServerSecurity(
+        authenticator,
+        _tls(settings),
+        Limits(settings.max_calls_per_caller, settings.max_watches_per_caller),
+        settings.max_request_bytes,
+        settings.reflection_open,
+    )
+
+
+def build_token_signer(settings: Settings) -> tuple[KeySet, TokenRules]:
+    """`crm-token`: the key set the server checks tokens with, which must hold an HS256 secret."""
+    keys_file = settings.token_keys or dev_token_key(settings)
+    if not keys_file.exists():
+        raise SettingError(
+            DATA_DIR,
+            f"no development key {str(keys_file)!r} yet; start crm-server (make run) once with"
+            " this data dir to create it, or give --token-keys",
+        )
+    keys = _key_set(keys_file)
+    if keys.signing_key is None:
+        raise SettingError(TOKEN_KEYS, "holds public keys only; crm-token signs with HS256 secrets")
+    return keys, TokenRules(settings.token_audience, settings.token_issuer)
+
+
+def _key_set(path: Path) -> KeySet:
+    try:
+        return load_key_set(path)
+    except ValueError as error:
+        raise SettingError(TOKEN_KEYS, str(error)) from None
+
+
+def _tls(settings: Settings) -> TlsFiles | None:
+    if not settings.tls:
+        log.warning("TLS is off (--tls off): calls and tokens cross the network in plaintext")
+        if settings.tls_client_ca is not None:
+            raise SettingError(TLS_CLIENT_CA, "needs TLS; give --tls on, or no client CA")
+        return None
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingError(TLS_KEY, "give --tls-cert and --tls-key together, or neither")
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None or key is None:
+        cert, key = dev_certificate(settings)
+        with attributed_to(DATA_DIR):
+            if ensure_self_signed(cert, key):
+                log.info("generated a self-signed TLS certificate: %s", cert)
+        log.info("TLS with a self-signed certificate; clients trust %s", cert)
+    with attributed_to(TLS_CERT, cert):
+        chain, private = cert.read_bytes(), key.read_bytes()
+    try:
+        check_pair(chain, private)
+    except ValueError as error:
+        raise SettingError(TLS_CERT, f"{cert}: {error}") from None
+    if settings.tls_client_ca is None:
+        return TlsFiles(chain, private)
+    with attributed_to(TLS_CLIENT_CA, settings.tls_client_ca):
+        client_ca = settings.tls_client_ca.read_bytes()
+    try:
+        check_certificates(client_ca)
+    except ValueError as error:
+        raise SettingError(TLS_CLIENT_CA, f"{settings.tls_client_ca} {error}") from None
+    return TlsFiles(chain, private, client_ca)
+
+
+def dev_certificate(settings: Settings) -> tuple[Path, Path]:
+    """The self-signed certificate and key generated in the data dir, when none is configured."""
+    return settings.data_dir / "tls" / "server.crt", settings.data_dir / "tls" / "server.key"
 
 
 def report_store_health(system: System, server: GrpcServer) -> None:

@@ -37,6 +37,7 @@ from services.customer.application import CustomerApplication
 from services.customer.grpc_api import CustomerServicer
 from services.feedback.application import FeedbackApplication
 from services.feedback.grpc_api import FeedbackServicer
+from services.server_security import ServerSecurity
 from services.timeline.grpc_api import TimelineServicer
 
 SERVICE_NAMES = (
@@ -124,20 +125,21 @@ async def create_server(
     system: Served,
     listen: str,
     *,
+    security: ServerSecurity,
     store_threads: int = STORE_THREADS,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
 ) -> GrpcServer:
     """A server with every service registered and bound to `listen`, ready to start.
 
     Call it on the event loop that will run the server. The error mapping is the first
-    interceptor, so it also maps what the given ones (authentication ...) raise.
+    interceptor, so it also maps what authentication and the given ones raise.
     """
     io = BlockingPool(store_threads, name="store-io")
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        interceptors=[ErrorMappingInterceptor(), security.interceptor(), *interceptors],
         # Without SO_REUSEPORT a second server on a taken port fails to start instead of
         # silently sharing the port with the first.
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), *security.options()],
     )
     customer_service_pb2_grpc.add_CustomerServiceServicer_to_server(
         CustomerServicer(system.customers, io), server
@@ -157,7 +159,7 @@ async def create_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(listen)
+        port = security.add_port(server, listen)
     except RuntimeError:  # what grpc raises when it cannot bind
         port = 0
     if port == 0:

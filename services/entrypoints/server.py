@@ -24,6 +24,7 @@ from crm.settings import (
     LOG_FORMAT,
     PROJECTOR,
     READ_STORE_URL,
+    SECURITY,
     SLA_POLICY_FILE,
     Settings,
 )
@@ -44,6 +45,7 @@ USES = (
     DEADLINE_CHECKPOINT_URL,
     GRACE_SECONDS,
     EARLIEST_OCCURRED_AT,
+    *SECURITY,
 )
 
 log = logging.getLogger("crm.server")

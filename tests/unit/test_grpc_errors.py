@@ -21,6 +21,7 @@ from crm.grpc_errors import status_for
         (errors.ConcurrencyConflict("stream moved"), grpc.StatusCode.ABORTED),
         (errors.PermissionDenied("not a supervisor"), grpc.StatusCode.PERMISSION_DENIED),
         (errors.Unauthenticated("no token"), grpc.StatusCode.UNAUTHENTICATED),
+        (errors.ResourceExhausted("too many calls"), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (errors.OperationalError("database is locked"), grpc.StatusCode.UNAVAILABLE),
     ],
 )
