@@ -12,7 +12,10 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from bench.credentials import ClientAccess, test_security
+from crm.tokens import TokenRules
 from services.grpc_server import GrpcServer, Served, create_server
+from services.server_security import ServerSecurity
 
 T = TypeVar("T")
 TIMEOUT = 30.0
@@ -21,18 +24,36 @@ TIMEOUT = 30.0
 class ServerThread:
     """A started server on an ephemeral port (or `listen`); `stop` it, or use it as a context."""
 
-    def __init__(self, system: Served, listen: str = "127.0.0.1:0", **options: Any) -> None:
+    def __init__(
+        self,
+        system: Served,
+        listen: str = "127.0.0.1:0",
+        *,
+        security: ServerSecurity | None = None,
+        **options: Any,
+    ) -> None:
+        """`security` defaults to bearer tokens checked against a fresh key, in plaintext."""
+        self.security = security or test_security()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
         try:
-            self.server: GrpcServer = self.call(create_server(system, listen, **options))
+            self.server: GrpcServer = self.call(
+                create_server(system, listen, security=self.security, **options)
+            )
             self.call(self.server.start())
         except BaseException:
             self._end_loop()
             raise
         self.port = self.server.port
         self.target = f"127.0.0.1:{self.port}"
+        authenticator = self.security.authenticator
+        self.access = ClientAccess(
+            self.target,
+            None if authenticator is None else authenticator.keys,
+            authenticator.rules if authenticator is not None else TokenRules("crm"),
+            None if self.security.tls is None else self.security.tls.certificate_chain,
+        )
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = TIMEOUT) -> T:
         """Run a coroutine on the server's loop and wait for its result."""

@@ -100,6 +100,11 @@ def load_key_set(path: Path) -> KeySet:
         raise ValueError(f"{str(path)!r} is neither a JWKS (JSON) nor a PEM public key") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError(f'{str(path)!r} is JSON without a "keys" list; give a JWKS')
+    return key_set_from_jwks(document)
+
+
+def key_set_from_jwks(document: Mapping[str, Any]) -> KeySet:
+    """The keys of a JWKS document (already parsed); ValueError names what is wrong."""
     return KeySet([_jwk(entry) for entry in document["keys"]])
 
 

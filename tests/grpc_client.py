@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bench.credentials import ClientAccess
 from crm.v1 import (
     case_service_pb2_grpc,
     common_pb2,
@@ -34,9 +34,10 @@ class Client:
     """Stubs plus a context maker: every call gets a fresh request id unless one is given."""
 
     def __init__(
-        self, target: str, prefix: str = "req", history: timedelta = timedelta(hours=2)
+        self, access: ClientAccess, prefix: str = "req", history: timedelta = timedelta(hours=2)
     ) -> None:
-        self.channel = grpc.insecure_channel(target)
+        # Each call is authenticated as the actor its context names (bench.credentials).
+        self.channel = access.channel()
         self.customers = customer_service_pb2_grpc.CustomerServiceStub(self.channel)
         self.cases = case_service_pb2_grpc.CaseServiceStub(self.channel)
         self.feedback = feedback_service_pb2_grpc.FeedbackServiceStub(self.channel)
@@ -58,6 +59,10 @@ class Client:
             occurred_at=stamp(self.clock),
             actor=common_pb2.Actor(kind=kind, id=actor_id),
         )
+
+    def supervisor_context(self, request_id: str = "") -> common_pb2.CommandContext:
+        """A context for what only supervisors may do: merges, approvals, de-escalation."""
+        return self.context(request_id, "supervisor-1", common_pb2.ACTOR_KIND_SUPERVISOR)
 
     def whole_timeline(
         self, customer_id: str, kinds: tuple[timeline_service_pb2.EntryKind.ValueType, ...] = ()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.credentials import ClientAccess
 from tests.grpc_client import poll
 
 
@@ -29,6 +30,8 @@ class ServerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.target = poll(self._listening, timeout=30)
+        # Started with the defaults: its development key and self-signed certificate.
+        self.access = ClientAccess.of_data_dir(self.target, data_dir)
 
     def _listening(self) -> str | None:
         if self.process.poll() is not None:

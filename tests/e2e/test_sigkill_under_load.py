@@ -72,7 +72,7 @@ class Caller(threading.Thread):
 def test_sigkill_during_group_commits_loses_and_doubles_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     server = ServerProcess(data_dir, tmp_path / "first.log")
-    client = Client(server.target)
+    client = Client(server.access)
     customer_id = client.customers.RegisterCustomer(
         customer_service_pb2.RegisterCustomerRequest(
             context=_context("register"),
@@ -107,7 +107,7 @@ def test_sigkill_during_group_commits_loses_and_doubles_nothing(tmp_path: Path) 
     assert len(acknowledged) >= 200, "the callers never got going"
 
     again = ServerProcess(data_dir, tmp_path / "second.log")
-    client = Client(again.target)
+    client = Client(again.access)
     try:
         for caller in callers:
             for request_id in caller.sent:  # a retry of everything, with the same ids

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -46,7 +45,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
     server = ServerProcess(data_dir, tmp_path / "first.log")
     # Recent enough that no SLA timer of the high-priority case fires during the test.
-    client = Client(server.target, prefix="story", history=timedelta(minutes=20))
+    client = Client(server.access, prefix="story", history=timedelta(minutes=20))
     try:
         customer_id, case_id, retried = _tell_story(client)
         expected = _expected_story()
@@ -87,7 +86,7 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
         server.kill()
 
     server = ServerProcess(data_dir, tmp_path / "second.log")
-    client = Client(server.target, prefix="after-restart")
+    client = Client(server.access, prefix="after-restart")
     client.clock = story_end  # the timeline is in the order things happened: the note comes last
     try:
         _complete_or_fail(client, customer_id, len(expected))
@@ -118,7 +117,7 @@ def test_server_answers_health_checks_and_lists_services_by_reflection(
     data_dir: Path, tmp_path: Path
 ) -> None:
     server = ServerProcess(data_dir, tmp_path / "server.log")
-    channel = grpc.insecure_channel(server.target)
+    channel = server.access.channel()
     try:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", *SERVICES):

@@ -64,7 +64,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
-    client = Client(server.target, prefix="esc", history=timedelta(minutes=10))
+    client = Client(server.access, prefix="esc", history=timedelta(minutes=10))
     yield Running(system, client, clock)
     client.close()
     server.stop(1)
@@ -198,7 +198,7 @@ def test_urgency_order_explicit_requests_and_vip_complaints(running: Running) ->
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     r.client.cases.DeEscalateCase(
         case_service_pb2.DeEscalateCaseRequest(
-            context=r.client.context(), case_id=watched, note="supervisor called back"
+            context=r.client.supervisor_context(), case_id=watched, note="supervisor called back"
         )
     )
     r.settle()
@@ -333,7 +333,7 @@ def test_a_survivor_is_at_risk_for_the_cases_of_a_merged_duplicate(running: Runn
     assert not risk(r, survivor).at_risk
     r.client.customers.MergeCustomers(
         customer_service_pb2.MergeCustomersRequest(
-            context=r.client.context(),
+            context=r.client.supervisor_context(),
             duplicate_customer_id=duplicate,
             survivor_customer_id=survivor,
             reason="same phone number",

@@ -153,7 +153,7 @@ def test_a_retried_request_is_recognised_whatever_the_analyzer_says_now(
 def test_get_feedback_returns_the_sentiment_through_grpc(tmp_path: Path) -> None:
     system = build_system(Settings.defaults(data_dir=tmp_path))
     server = ServerThread(system)
-    client = Client(server.target, prefix="sentiment")
+    client = Client(server.access, prefix="sentiment")
     try:
         customer_id = client.customers.RegisterCustomer(
             customer_service_pb2.RegisterCustomerRequest(

@@ -105,7 +105,7 @@ def fuzzing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzing]:
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
-    client = Client(server.target, prefix="seed")
+    client = Client(server.access, prefix="seed")
     customer = client.customers.RegisterCustomer(
         customer_service_pb2.RegisterCustomerRequest(
             context=client.context(),

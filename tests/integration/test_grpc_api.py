@@ -51,7 +51,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
-    client = Client(server.target, prefix="api")
+    client = Client(server.access, prefix="api")
     customer_id = _register(client, "Aiko Tanaka")
     other_customer_id = _register(client, "Ben Ito")
     case_id = _open_case(client, customer_id)
@@ -170,15 +170,17 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "context.occurred_at",
     ),
     (
-        "no actor",
+        "actor without a kind",  # leaving the actor out is fine: the credential names it
         lambda r: _register_req(
             r,
             context=common_pb2.CommandContext(
-                request_id="x-2", occurred_at=stamp(datetime.now(UTC))
+                request_id="x-2",
+                occurred_at=stamp(datetime.now(UTC)),
+                actor=common_pb2.Actor(id="agent-1"),
             ),
         ),
         C.INVALID_ARGUMENT,
-        "context.actor",
+        "context.actor.kind",
     ),
     (
         "future time",
@@ -261,7 +263,7 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "merge into itself",
         lambda r: r.client.customers.MergeCustomers(
             customer_service_pb2.MergeCustomersRequest(
-                context=_ctx(r),
+                context=r.client.supervisor_context(),
                 duplicate_customer_id=r.customer_id,
                 survivor_customer_id=r.customer_id,
             )
@@ -273,7 +275,9 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "merge into unknown",
         lambda r: r.client.customers.MergeCustomers(
             customer_service_pb2.MergeCustomersRequest(
-                context=_ctx(r), duplicate_customer_id=r.customer_id, survivor_customer_id="ghost"
+                context=r.client.supervisor_context(),
+                duplicate_customer_id=r.customer_id,
+                survivor_customer_id="ghost",
             )
         ),
         C.NOT_FOUND,
@@ -283,7 +287,9 @@ REFUSALS: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "undo a merge that is not there",
         lambda r: r.client.customers.UndoMerge(
             customer_service_pb2.UndoMergeRequest(
-                context=_ctx(r), duplicate_customer_id=r.customer_id, reason="mistake"
+                context=r.client.supervisor_context(),
+                duplicate_customer_id=r.customer_id,
+                reason="mistake",
             )
         ),
         C.FAILED_PRECONDITION,

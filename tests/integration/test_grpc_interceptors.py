@@ -72,7 +72,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     data_dir: Path = tmp_path_factory.mktemp("interceptors")
     system: System = build_system(Settings.defaults(data_dir=data_dir))
     server = ServerThread(system, interceptors=[RefusingInterceptor(), ReplacingInterceptor()])
-    client = Client(server.target, prefix="intercepted")
+    client = Client(server.access, prefix="intercepted")
     yield client
     client.close()
     server.stop(1)

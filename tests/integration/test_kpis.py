@@ -231,7 +231,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     write_story(Story(system))
     assert system.projector.wait_until(system.store.last_position(), DEADLINE)
     server = ServerThread(system)
-    client = Client(server.target, prefix="kpi")
+    client = Client(server.access, prefix="kpi")
     yield Running(system, client, data_dir)
     client.close()
     server.stop(1)

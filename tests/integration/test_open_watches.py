@@ -47,7 +47,7 @@ def _start(data_dir: Path) -> Running:
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
-    return Running(system, server, Client(server.target, prefix="watches"))
+    return Running(system, server, Client(server.access, prefix="watches"))
 
 
 def _stop(running: Running) -> None:
@@ -234,7 +234,7 @@ def test_a_survivors_watch_sees_the_entries_of_a_profile_merged_into_it(tmp_path
         (watch,) = _watch(client, survivor, 1)
         client.customers.MergeCustomers(
             customer_service_pb2.MergeCustomersRequest(
-                context=client.context(),
+                context=client.supervisor_context(),
                 duplicate_customer_id=duplicate,
                 survivor_customer_id=survivor,
             ),

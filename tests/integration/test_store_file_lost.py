@@ -33,7 +33,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[Client, Path]]:
     system = build_system(settings)
     server = ServerThread(system)
     report_store_health(system, server.server)
-    client = Client(server.target, prefix="lost")
+    client = Client(server.access, prefix="lost")
     yield client, tmp_path / "events.db"
     client.close()
     server.stop(1)
