@@ -76,7 +76,7 @@ def test_a_token_signed_with_another_key_is_refused() -> None:
 
 def test_unsigned_and_unknown_algorithm_tokens_are_refused() -> None:
     keys = key_set_from_jwks(new_secret_jwks())
-    unsigned = jwt.encode(_claims(), None, algorithm="none")
+    unsigned = jwt.encode(_claims(), "", algorithm="none")
     _refused(keys, unsigned)
     secret = keys.keys[0].key
     hs512 = jwt.encode(_claims(), secret * 2, algorithm="HS512")
