@@ -48,7 +48,7 @@ UNLIMITED = Limits(calls=1_000_000, watches=1_000_000)
 """Per-caller limits out of the way: suites open hundreds of watches as one caller on purpose."""
 
 
-def test_security(**overrides: Any) -> ServerSecurity:
+def suite_security(**overrides: Any) -> ServerSecurity:
     """What a test or benchmark server checks: tokens signed with a fresh key, in plaintext,
     with no per-caller limit unless one is given."""
     keys = key_set_from_jwks(new_secret_jwks())

@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from bench.credentials import ClientAccess, test_security
+from bench.credentials import ClientAccess, suite_security
 from crm.tokens import TokenRules
 from services.grpc_server import GrpcServer, Served, create_server
 from services.server_security import ServerSecurity
@@ -33,7 +33,7 @@ class ServerThread:
         **options: Any,
     ) -> None:
         """`security` defaults to bearer tokens checked against a fresh key, in plaintext."""
-        self.security = security or test_security()
+        self.security = security or suite_security()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-aio", daemon=True)
         self._thread.start()
