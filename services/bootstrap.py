@@ -185,14 +185,15 @@ class Server:
 
 async def build_server(settings: Settings) -> Server:
     """Build the system and its gRPC server on the running event loop, which will serve it."""
-    security = build_security(settings)
     system = build_system(settings)
     try:
+        security = build_security(settings)
         with attributed_to(LISTEN):
             server = await create_server(system, settings.listen, security=security)
     except StartupError:
         system.close()
         raise
+    announce_security(settings, security)
     report_store_health(system, server)
     return Server(system, server)
 
@@ -205,25 +206,46 @@ def dev_token_key(settings: Settings) -> Path:
 def build_security(settings: Settings) -> ServerSecurity:
     """Credentials, TLS and limits from the settings; development keys and a self-signed
     certificate are generated in the data dir on first start when none are configured."""
+    tls = _tls(settings)
     authenticator = None
-    if settings.auth == "off":
-        log.warning("authentication is off (--auth off): every caller may call every RPC")
-    else:
+    if settings.auth != "off":
         if settings.token_keys is None:
             with attributed_to(DATA_DIR):
                 ensure_dev_key(dev_token_key(settings))
-            log.info("bearer tokens for development: crm-token --role agent --subject agent-7")
-        keys_file = settings.token_keys or dev_token_key(settings)
-        keys = _key_set(keys_file)
+        keys = _key_set(settings.token_keys or dev_token_key(settings))
         rules = TokenRules(settings.token_audience, settings.token_issuer)
         authenticator = Authenticator(keys, rules, settings.tls_client_ca is not None)
+    # Said once everything is known to be right, so a wrong setting stays a one-line error.
+    if authenticator is None:
+        log.warning("authentication is off (--auth off): every caller may call every RPC")
+    elif settings.token_keys is None:
+        log.info("development bearer tokens: crm-token --role agent --subject agent-7 --team t1")
+    if tls is None:
+        log.warning("TLS is off (--tls off): calls and tokens cross the network in plaintext")
+    elif settings.tls_cert is None:
+        log.info(
+            "TLS with a self-signed certificate; clients trust %s", dev_certificate(settings)[0]
+        )
     return ServerSecurity(
         authenticator,
-        _tls(settings),
+        tls,
         Limits(settings.max_calls_per_caller, settings.max_watches_per_caller),
         settings.max_request_bytes,
         settings.reflection_open,
     )
+
+
+def announce_security(settings: Settings, security: ServerSecurity) -> None:
+    """Log how callers get in, once the server is built (a wrong setting stays one line)."""
+    if security.authenticator is None:
+        log.warning("authentication is off (--auth off): every caller may call every RPC")
+    elif settings.token_keys is None:
+        log.info("development bearer tokens: crm-token --role agent --subject agent-7 --team t1")
+    if security.tls is None:
+        log.warning("TLS is off (--tls off): calls and tokens cross the network in plaintext")
+    elif settings.tls_cert is None:
+        certificate = dev_certificate(settings)[0]
+        log.info("TLS with a self-signed certificate; clients trust %s", certificate)
 
 
 def build_token_signer(settings: Settings) -> tuple[KeySet, TokenRules]:
@@ -250,7 +272,6 @@ def _key_set(path: Path) -> KeySet:
 
 def _tls(settings: Settings) -> TlsFiles | None:
     if not settings.tls:
-        log.warning("TLS is off (--tls off): calls and tokens cross the network in plaintext")
         if settings.tls_client_ca is not None:
             raise SettingError(TLS_CLIENT_CA, "needs TLS; give --tls on, or no client CA")
         return None
@@ -260,9 +281,7 @@ def _tls(settings: Settings) -> TlsFiles | None:
     if cert is None or key is None:
         cert, key = dev_certificate(settings)
         with attributed_to(DATA_DIR):
-            if ensure_self_signed(cert, key):
-                log.info("generated a self-signed TLS certificate: %s", cert)
-        log.info("TLS with a self-signed certificate; clients trust %s", cert)
+            ensure_self_signed(cert, key)
     with attributed_to(TLS_CERT, cert):
         chain, private = cert.read_bytes(), key.read_bytes()
     try:

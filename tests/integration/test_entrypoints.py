@@ -20,6 +20,7 @@ from services.entrypoints import (
     rebuild,
     relay,
     server,
+    token,
     what_if,
 )
 from tests.support import T0, EventLog, opened, registered
@@ -31,6 +32,7 @@ ENTRYPOINTS = {
     "deadline_worker": deadline_worker.USES,
     "what_if": what_if.USES,
     "rebuild": rebuild.USES,
+    "token": token.USES,
 }
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"
 
@@ -88,6 +90,38 @@ def test_help_lists_the_settings_the_process_reads(name: str) -> None:
             ["--compensation-limits-file", "broken.json"],
             {},
             "--compensation-limits-file / CRM_COMPENSATION_LIMITS_FILE: broken.json",
+        ),
+        ("server", ["--auth", "maybe"], {}, "--auth / CRM_AUTH: 'maybe' is not one of jwt, off"),
+        (
+            "server",
+            ["--token-keys", "broken.json"],
+            {},
+            "--token-keys / CRM_TOKEN_KEYS: 'broken.json' is neither a JWKS",
+        ),
+        (
+            "server",
+            [],
+            {"CRM_TLS_CERT": "broken.json"},
+            "--tls-key / CRM_TLS_KEY: give --tls-cert and --tls-key together",
+        ),
+        (
+            "server",
+            ["--tls-cert", "broken.json", "--tls-key", "broken.json"],
+            {},
+            "--tls-cert / CRM_TLS_CERT: broken.json: is not a PEM certificate chain",
+        ),
+        (
+            "server",
+            ["--tls", "off", "--tls-client-ca", "broken.json"],
+            {},
+            "--tls-client-ca / CRM_TLS_CLIENT_CA: needs TLS",
+        ),
+        ("server", ["--max-request-bytes", "10"], {}, "--max-request-bytes / CRM_MAX_REQUEST"),
+        (
+            "token",
+            ["--role", "agent", "--subject", "agent-7"],
+            {},
+            "--data-dir / CRM_DATA_DIR: no development key",
         ),
         (
             "what_if",
