@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bench.credentials import ClientAccess
 from bench.servers import ECHO_METHOD
 from crm.v1 import (
     case_service_pb2,
@@ -124,10 +125,10 @@ async def echo_throughput(target: str, callers: int, seconds: float, payload: by
 
 
 async def command_throughput(
-    target: str, callers: int, seconds: float, cases: list[str], run: str
+    server: ClientAccess, callers: int, seconds: float, cases: list[str], run: str
 ) -> Sample:
     """AddNote per second, `callers` at a time; each caller owns its cases, so none conflict."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with server.aio_channel() as channel:
         stub = case_service_pb2_grpc.CaseServiceStub(channel)
         owned = [cases[c::callers] for c in range(callers)]
 
@@ -139,9 +140,9 @@ async def command_throughput(
         return await closed_loop(callers, seconds, call)
 
 
-async def command_latency(target: str, case_id: str, calls: int, run: str) -> Sample:
+async def command_latency(server: ClientAccess, case_id: str, calls: int, run: str) -> Sample:
     """One caller's AddNote latencies on one case."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with server.aio_channel() as channel:
         stub = case_service_pb2_grpc.CaseServiceStub(channel)
 
         async def call(c: int, i: int) -> object:
@@ -151,9 +152,11 @@ async def command_latency(target: str, case_id: str, calls: int, run: str) -> Sa
         return await fixed_calls(1, calls, call)
 
 
-async def hot_case(target: str, case_id: str, callers: int, calls: int, run: str) -> Sample:
+async def hot_case(
+    server: ClientAccess, case_id: str, callers: int, calls: int, run: str
+) -> Sample:
     """`callers` adding notes to one case at once: conflicts show as ABORTED."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with server.aio_channel() as channel:
         stub = case_service_pb2_grpc.CaseServiceStub(channel)
 
         async def call(c: int, i: int) -> object:
@@ -163,14 +166,14 @@ async def hot_case(target: str, case_id: str, callers: int, calls: int, run: str
 
 
 async def get_case_with_watches(
-    target: str, case_id: str, customers: list[str], watches: int, calls: int, after: int
+    server: ClientAccess, case_id: str, customers: list[str], watches: int, calls: int, after: int
 ) -> Sample:
     """GetCase latencies of one caller while `watches` idle WatchTimeline streams are open.
 
     The watches start after global position `after` (the store's end), so they send no history
     and only wait: what they cost the other calls is what holding them open costs.
     """
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with server.aio_channel() as channel:
         cases = case_service_pb2_grpc.CaseServiceStub(channel)
         timeline = timeline_service_pb2_grpc.TimelineServiceStub(channel)
         streams = [

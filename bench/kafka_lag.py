@@ -26,6 +26,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.credentials import ClientAccess
 from bench.lag import Lag, offered_load
 from crm.settings import Settings
 from crm.v1 import (
@@ -99,8 +100,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def distributed(data_dir: Path) -> Iterator[tuple[str, Settings]]:
-    """The distributed shape on free ports: (the server's target, the settings it runs with)."""
+def distributed(data_dir: Path) -> Iterator[tuple[ClientAccess, Settings]]:
+    """The distributed shape on free ports: (how to reach its server, the settings it runs with).
+
+    The server runs with the defaults: the key and certificate it makes in the data dir."""
     data_dir.mkdir(parents=True, exist_ok=True)
     listen = f"127.0.0.1:{_free_port()}"
     env = {
@@ -124,7 +127,8 @@ def distributed(data_dir: Path) -> Iterator[tuple[str, Settings]]:
                 break
         else:
             raise RuntimeError("the distributed system did not start")
-        yield listen, Settings.defaults(data_dir=data_dir, listen=listen)
+        access = ClientAccess.of_data_dir(listen, data_dir)
+        yield access, Settings.defaults(data_dir=data_dir, listen=listen)
     finally:
         child.terminate()
         try:
@@ -159,9 +163,9 @@ async def _serving(channel: grpc.aio.Channel, timeout: float = 120) -> None:
         await asyncio.sleep(0.2)
 
 
-async def open_cases_over_grpc(target: str, customers: int, cases: int) -> list[str]:
+async def open_cases_over_grpc(server: ClientAccess, customers: int, cases: int) -> list[str]:
     """Register customers and open cases through the API (the server runs in another process)."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with server.aio_channel() as channel:
         await _serving(channel)
         customer_stub = customer_service_pb2_grpc.CustomerServiceStub(channel)
         case_stub = case_service_pb2_grpc.CaseServiceStub(channel)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import grpc
 
+from bench.credentials import ClientAccess
 from bench.grpc_load import note_request, percentile
 from crm.v1 import case_service_pb2_grpc
 from projections.catalogue import PROJECTION_NAMES
@@ -82,7 +83,7 @@ class Visibility(Protocol):
 
 
 async def offered_load(
-    target: str,
+    server: ClientAccess,
     views: ViewStore,
     rate: int,
     seconds: float,
@@ -94,7 +95,7 @@ async def offered_load(
     result = Lag(offered=rate)
     acks: list[tuple[float, int]] = []
     visible = watch(views)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with server.aio_channel() as channel:
         stub = case_service_pb2_grpc.CaseServiceStub(channel)
 
         async def send(i: int) -> None:

@@ -130,7 +130,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
     rows: list[Row] = []
     echo = EchoServer()
     with embedded(data_dir) as (system, server):
-        target = server.target
+        target = server.access
         cases = await asyncio.to_thread(open_cases, system, 64, 256, "t")
         payload = note_request(cases[0], "echo-payload").SerializeToString()
         progress("gRPC: commands beside echo at 1, 16, 64 callers")
