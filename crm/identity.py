@@ -91,16 +91,18 @@ def attribute(principal: Principal, claimed: Actor | None) -> Attribution:
     if target is None or target == own:
         return Attribution(own)
     if target.kind not in MAY_ACT_FOR.get(principal.role, frozenset()):
+        where = "context.actor" if claimed is not None else "the credential's acting_for"
         raise PermissionDenied(
-            f"context.actor: {claimed or target} is not the caller; a {principal.role.value}"
-            " is recorded as itself" + _whom(principal.role)
+            f"{where}: {target} is not the caller, {own}; {_whom(principal.role)}"
         )
     return Attribution(target, via=own)
 
 
 def _whom(role: Role) -> str:
     kinds = sorted(kind.value for kind in MAY_ACT_FOR.get(role, frozenset()))
-    return f" or acts for an {', '.join(kinds)}" if kinds else ""
+    if not kinds:
+        return f"the role {role.value} acts only for itself"
+    return f"the role {role.value} may act only for: {', '.join(kinds)}"
 
 
 def parse_actor(text: str) -> Actor:
