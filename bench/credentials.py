@@ -19,7 +19,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from crm.identity import ACTOR_KIND_OF, MAY_ACT_FOR, Role
+from crm.errors import InvalidInput
+from crm.identity import MAY_ACT_FOR, Role
+from crm.protocodec import enum_from_proto
 from crm.tokens import (
     DEV_KEY_FILE,
     KeySet,
@@ -29,6 +31,7 @@ from crm.tokens import (
     load_key_set,
     new_secret_jwks,
 )
+from crm.v1 import common_pb2
 from crm.vocabulary import Actor, ActorKind
 from services.access import allowed_roles
 from services.authentication import Authenticator
@@ -37,11 +40,14 @@ from services.server_security import ServerSecurity
 
 GATEWAY = "test-gateway"
 """The internal system a test's call goes through when the actor it names cannot call itself."""
-_NATURAL = {kind: role for role, kind in ACTOR_KIND_OF.items() if role is not Role.ADMIN}
-_NATURAL[ActorKind.SYSTEM] = Role.SERVICE
+_NATURAL = {
+    ActorKind.AGENT: Role.AGENT,
+    ActorKind.SUPERVISOR: Role.SUPERVISOR,
+    ActorKind.BOT: Role.BOT,
+    ActorKind.SYSTEM: Role.SERVICE,
+}
+"""The role an actor of each kind has when it calls for itself (customers never call)."""
 _PREFERRED_READER = (Role.AGENT, Role.SUPERVISOR, Role.AUDITOR, Role.SERVICE, Role.ADMIN)
-_KINDS = {1: ActorKind.AGENT, 2: ActorKind.SUPERVISOR, 3: ActorKind.BOT, 4: ActorKind.CUSTOMER}
-_KINDS[5] = ActorKind.SYSTEM
 
 
 UNLIMITED = Limits(calls=1_000_000, watches=1_000_000)
@@ -82,8 +88,11 @@ def request_actor(request: Any) -> Actor | None:
     if not request.HasField("context") or not request.context.HasField("actor"):  # type: ignore[attr-defined]
         return None
     actor = request.context.actor  # type: ignore[attr-defined]
-    kind = _KINDS.get(actor.kind)
-    return None if kind is None or not actor.id else Actor(kind, actor.id)
+    try:
+        kind = enum_from_proto(ActorKind, actor.kind, common_pb2.ActorKind.DESCRIPTOR, "actor")
+    except InvalidInput:
+        return None  # the server refuses it on its own
+    return Actor(kind, actor.id) if actor.id else None
 
 
 @dataclass

@@ -100,6 +100,7 @@ class CertificateAuthority:
         self.certificate = _sign(name, self._key, None, ca=True)
 
     def server(self, names: tuple[str, ...] = LOCAL_NAMES) -> KeyPair:
+        """A server certificate valid for `names`, signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = _sign(names[0], key, (self._name, self._key), ca=False, names=names)
         return KeyPair(certificate, _pem_key(key))

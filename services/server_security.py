@@ -41,6 +41,7 @@ class ServerSecurity:
     reflection_open: bool = False
 
     def interceptor(self) -> AuthenticationInterceptor:
+        """The interceptor that checks every call (one per server: it counts per caller)."""
         return AuthenticationInterceptor(
             self.authenticator, CallerLimits(self.limits), reflection_open=self.reflection_open
         )
