@@ -41,6 +41,9 @@ from tests.grpc_client import poll, stamp
 
 C = grpc.StatusCode
 HOLD = (("hold", "1"),)
+PROBE_SECONDS = 2.0
+"""How long a probing call may wait; a refusal comes far sooner, even on a busy machine."""
+POLL_SECONDS = 60.0
 NAME = "Aiko Tanaka"
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
@@ -50,6 +53,7 @@ class Holding(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         self.released = threading.Event()
+        self.held = 0  # calls waiting now (changed on the server's loop only)
 
     async def intercept_service(
         self,
@@ -64,8 +68,12 @@ class Holding(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         released = self.released
 
         async def held(request: Any, context: Any) -> Any:
-            while not released.is_set():
-                await asyncio.sleep(0.01)
+            self.held += 1
+            try:
+                while not released.is_set():
+                    await asyncio.sleep(0.01)
+            finally:
+                self.held -= 1
             return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -94,6 +102,8 @@ class Secured:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     system = build_system(Settings.defaults(data_dir=tmp_path_factory.mktemp("auth")))
+    assert system.projector is not None
+    system.projector.start()  # watches begin with the customer's history
     holding = Holding()
     server = ServerThread(
         system, security=suite_security(limits=Limits(calls=2, watches=2)), interceptors=[holding]
@@ -330,15 +340,23 @@ def test_one_caller_cannot_hold_more_calls_than_its_limit_while_others_still_can
     request = customer_service_pb2.GetCustomerRequest(customer_id=secured.customer_id)
     held = [stub.GetCustomer.future(request, metadata=HOLD) for _ in range(2)]
 
+    def both_held() -> bool:
+        for call in held:
+            if call.done():
+                raise AssertionError(f"a held call ended: {call.code()} {call.details()}")
+        return secured.holding.held == 2
+
+    poll(both_held, timeout=POLL_SECONDS)
+
     def refused_for_the_third() -> bool:
         try:
-            stub.GetCustomer(request, metadata=HOLD, timeout=0.3)
+            stub.GetCustomer(request, metadata=HOLD, timeout=PROBE_SECONDS)
         except grpc.RpcError as error:
             return error.code() == C.RESOURCE_EXHAUSTED
         return False
 
     try:
-        poll(refused_for_the_third)
+        poll(refused_for_the_third, timeout=POLL_SECONDS)
         other = secured.channel(Role.SUPERVISOR, "sup-2")
         customer_service_pb2_grpc.CustomerServiceStub(other).GetCustomer(request)
         other.close()
@@ -355,24 +373,34 @@ def test_one_caller_cannot_open_more_watches_than_its_limit(secured: Secured) ->
     agent = secured.channel(Role.AGENT, "watcher")
     stub = timeline_service_pb2_grpc.TimelineServiceStub(agent)
     request = timeline_service_pb2.WatchTimelineRequest(customer_id=secured.customer_id)
-    watches = [stub.WatchTimeline(request) for _ in range(2)]
+    watches = []
+    for _ in range(2):
+        watch = stub.WatchTimeline(request, timeout=POLL_SECONDS)
+        next(iter(watch))  # the history's first entry: the server counts this watch by now
+        watches.append(watch)
 
     def refused() -> str | None:
-        extra = stub.WatchTimeline(request, timeout=0.5)
+        extra = stub.WatchTimeline(request, timeout=PROBE_SECONDS)
         try:
             next(iter(extra))
         except grpc.RpcError as error:
             if error.code() == C.RESOURCE_EXHAUSTED:
                 return error.details() or "?"
-        except StopIteration:
-            pass
+        finally:
+            extra.cancel()  # type: ignore[no-untyped-call]
         return None
 
-    message = poll(refused)
-    assert "watches" in message
-    for watch in watches:
-        watch.cancel()  # type: ignore[no-untyped-call]
-    poll(lambda: refused() is None)
+    message = refused()
+    assert message is not None and "watches" in message
+    other = secured.channel(Role.AGENT, "another-watcher")
+    next(
+        iter(
+            timeline_service_pb2_grpc.TimelineServiceStub(other).WatchTimeline(request, timeout=10)
+        )
+    )
+    other.close()
+    watches.pop().cancel()  # type: ignore[no-untyped-call]
+    poll(lambda: refused() is None, timeout=POLL_SECONDS)
     agent.close()
 
 
