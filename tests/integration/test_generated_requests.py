@@ -105,6 +105,9 @@ def fuzzing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzing]:
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
+    # Authenticated: every call carries a token fitting the actor its context names, so the
+    # requests reach the servicers as a real caller's would (a wild actor is refused early).
+    assert server.security.authenticator is not None
     client = Client(server.access, prefix="seed")
     customer = client.customers.RegisterCustomer(
         customer_service_pb2.RegisterCustomerRequest(
