@@ -121,6 +121,22 @@ def _address(text: str) -> str:
     return text
 
 
+SERVICE_NAMES = ("customer", "case", "feedback", "timeline")
+"""The gRPC services one server can serve, by the names the `services` setting takes."""
+
+
+def _services(text: str) -> tuple[str, ...]:
+    """A comma list of service names, each once, in the order of SERVICE_NAMES."""
+    named = [name.strip() for name in text.split(",") if name.strip()]
+    choices = ",".join(SERVICE_NAMES)
+    if not named:
+        raise ValueError(f"{text!r} names no service; give one or more of {choices}")
+    unknown = [name for name in named if name not in SERVICE_NAMES]
+    if unknown:
+        raise ValueError(f"no service {unknown[0]!r}; give one or more of {choices}")
+    return tuple(name for name in SERVICE_NAMES if name in named)
+
+
 def _port(text: str) -> int:
     if not _DIGITS.fullmatch(text) or int(text) > 65535:
         raise ValueError(f"{text!r} is not a port; give a whole number from 0 to 65535")
@@ -183,6 +199,16 @@ LISTEN = Setting(
     parse=_address,
     help="where the gRPC server listens; port 0 picks a free one and logs it",
     metavar="HOST:PORT",
+)
+
+SERVICES = Setting(
+    name="services",
+    flag="--services",
+    env="CRM_SERVICES",
+    default=",".join(SERVICE_NAMES),
+    parse=_services,
+    help="the gRPC services this server serves (a comma list), so each can run and scale apart",
+    metavar="NAME[,NAME...]",
 )
 
 DATA_DIR = Setting(
@@ -371,6 +397,7 @@ LOCAL_KAFKA_PORT = Setting(
 ALL: tuple[Setting[Any], ...] = (
     DATA_DIR,
     LISTEN,
+    SERVICES,
     EVENT_STORE_URL,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
@@ -396,6 +423,7 @@ class Settings:
     """The value of every setting; those a process does not read keep their defaults."""
 
     listen: str
+    services: tuple[str, ...]
     data_dir: Path
     event_store_url: str
     read_store_url: str

@@ -171,7 +171,7 @@ async def build_server(settings: Settings) -> Server:
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen)
+            server = await create_server(system, settings.listen, services=settings.services)
     except StartupError:
         system.close()
         raise

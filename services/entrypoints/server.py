@@ -1,4 +1,4 @@
-"""`crm-server`: the embedded system in one process, all four gRPC services, stores, projector.
+"""`crm-server`: the gRPC services it is told to serve (all four by default), stores, projector.
 
 It registers gRPC health checking and server reflection, logs where it listens, and on SIGTERM or
 Ctrl-C stops taking calls, lets running calls finish within a grace period, stops the deadline
@@ -24,6 +24,7 @@ from crm.settings import (
     LOG_FORMAT,
     PROJECTOR,
     READ_STORE_URL,
+    SERVICES,
     SLA_POLICY_FILE,
     Settings,
 )
@@ -33,6 +34,7 @@ from services.bootstrap import Server, build_server
 PROG = "crm-server"
 USES = (
     LISTEN,
+    SERVICES,
     DATA_DIR,
     EVENT_STORE_URL,
     READ_STORE_URL,
@@ -76,6 +78,7 @@ async def serve(server: Server, settings: Settings) -> None:
         server.port,
         extra={
             "port": server.port,
+            "services": list(settings.services),
             "event_store": settings.event_store_url,
             "view_store": settings.read_store_url,
         },
