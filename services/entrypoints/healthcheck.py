@@ -22,12 +22,17 @@ USES = (LISTEN, SERVICES)
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = SettingsParser(PROG, __doc__, USES)
-    tool = parser.add_argument_group("health check")
+def parser() -> SettingsParser:
+    """Its command line: the settings it shares with the server, and how long to wait."""
+    parsed = SettingsParser(PROG, __doc__, USES)
+    tool = parsed.add_argument_group("health check")
     tool.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer")
+    return parsed
+
+
+def main(argv: list[str] | None = None) -> None:
     with exit_on_error(PROG):
-        settings, args = parser.settings(argv)
+        settings, args = parser().settings(argv)
     problem = check(settings, args.timeout)
     if problem:
         sys.stderr.write(f"{PROG}: {problem}\n")
