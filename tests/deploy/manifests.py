@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from crm.settings import Settings
 from crm.startup import SettingsParser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,6 +226,26 @@ def project_containers() -> list[Container]:
         for c in [*compose_containers(), *k8s_containers()]
         if c.image == project_image()
     ]
+
+
+def settings_of(container: Container) -> Settings:
+    """The settings its process would resolve at start; a wrong one raises SettingError."""
+    try:
+        settings, _ = parser_of(container.script).settings(
+            list(container.command[1:]), environ=container.env
+        )
+    except SystemExit as exc:  # argparse refusing a flag the process does not take
+        raise AssertionError(f"{container.where}: {container.command} is refused") from exc
+    return settings
+
+
+def reads(container: Container) -> set[str]:
+    """The names of the settings its process reads."""
+    return {setting.name for setting in parser_of(container.script).uses}
+
+
+def served(container: Container) -> tuple[str, ...]:
+    return settings_of(container).services if container.script == "crm-server" else ()
 
 
 def listen_port(listen: str) -> int:

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from crm.settings import ALL, SERVICE_NAMES, SettingError, Settings
+from crm.settings import ALL, SERVICE_NAMES, SettingError
 from projections.catalogue import PROJECTION_NAMES
 from tests.deploy.manifests import (
     CRM_VARIABLE,
@@ -23,8 +23,10 @@ from tests.deploy.manifests import (
     k8s_documents,
     k8s_objects,
     listen_port,
-    parser_of,
     project_containers,
+    reads,
+    served,
+    settings_of,
 )
 
 SHAPES = {"compose": compose_containers, "k8s": k8s_containers}
@@ -34,26 +36,6 @@ SHARED_STORE_SCHEMES = ("postgresql", "kurrentdb")
 
 def _ids(containers: list[Container]) -> list[str]:
     return [c.where for c in containers]
-
-
-def settings_of(container: Container) -> Settings:
-    """The settings its process would resolve at start; a wrong one raises SettingError."""
-    try:
-        settings, _ = parser_of(container.script).settings(
-            list(container.command[1:]), environ=container.env
-        )
-    except SystemExit as exc:  # argparse refusing a flag the process does not take
-        raise AssertionError(f"{container.where}: {container.command} is refused") from exc
-    return settings
-
-
-def reads(container: Container) -> set[str]:
-    """The names of the settings its process reads."""
-    return {setting.name for setting in parser_of(container.script).uses}
-
-
-def served(container: Container) -> tuple[str, ...]:
-    return settings_of(container).services if container.script == "crm-server" else ()
 
 
 def test_every_crm_variable_deploy_names_is_a_declared_setting() -> None:

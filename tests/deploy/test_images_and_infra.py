@@ -8,6 +8,7 @@ be the ones the manifests actually start.
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from crm.postgres_connections import open_pool
 from crm.wire import topic_names
 from tests.deploy.manifests import (
     COMPOSE,
@@ -32,6 +34,7 @@ from tests.deploy.manifests import (
     project_containers,
     project_image,
     pyproject,
+    reads,
 )
 
 PINNED = re.compile(r"[a-z0-9./-]+:\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?")
@@ -207,3 +210,27 @@ def test_both_shapes_create_the_same_view_store_database() -> None:
     compose_sql = "".join(p.read_text() for p in sorted(Path(DEPLOY / "initdb").glob("*.sql")))
     k8s_sql = "".join(k8s_named("ConfigMap", "postgres-initdb")["data"].values())
     assert _create_database(compose_sql) == _create_database(k8s_sql) == ["crm_views"]
+
+
+def _max_connections(arguments: list[str]) -> int:
+    (setting,) = [a for a in arguments if a.startswith("max_connections=")]
+    return int(setting.split("=")[1])
+
+
+@pytest.mark.parametrize("shape", ["compose", "k8s"])
+def test_postgres_takes_every_pool_of_every_replica_at_its_largest(shape: str) -> None:
+    """Each process opens one pool per PostgreSQL store it reads, of open_pool's default size
+    (an estimate: the adapters may size theirs otherwise); all replicas together must fit."""
+    pool = inspect.signature(open_pool).parameters["max_size"].default
+    needed = 0
+    for container in project_containers():
+        if container.where.startswith(f"{shape}:"):
+            stores = {"event_store_url", "read_store_url"} & reads(container)
+            needed += container.replicas * len(stores) * pool
+    if shape == "compose":
+        arguments = compose()["services"]["postgres"]["command"]
+    else:
+        (server,) = k8s_named("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"]
+        arguments = server["args"]
+    reserved = 3  # superuser_reserved_connections, PostgreSQL's default
+    assert needed <= _max_connections(arguments) - reserved, f"{needed} connections at most"
