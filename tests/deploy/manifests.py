@@ -253,8 +253,8 @@ def listen_port(listen: str) -> int:
 
 
 def deploy_texts() -> dict[str, str]:
-    """Every file of deploy/ that configures a deployment, by its path under deploy/."""
-    paths = [COMPOSE, DOCKERFILE, *sorted(K8S.glob("*.yaml"))]
+    """Every file of deploy/ that configures or explains a deployment, by its path under it."""
+    paths = [COMPOSE, DOCKERFILE, DEPLOY / "README.md", *sorted(K8S.glob("*.yaml"))]
     return {str(p.relative_to(DEPLOY)): p.read_text() for p in paths}
 
 
