@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import grpc_load, kafka_lag
+from bench import grpc_load, kafka_lag, scale_out
 from bench.grpc_load import Sample, note_request
 from bench.lag import Lag, offered_load
 from bench.servers import EchoServer, add_notes, embedded, open_cases
@@ -40,10 +40,12 @@ class Plan:
     hot_calls: int
     watch_calls: int
     memory_events: int
+    scale_out_commands: int
 
 
-FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000)
-QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000)
+FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 3_000)
+QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
+PARTITIONS = (1, 2, 4)
 CONCURRENCY = (1, 16, 64)
 RATES = (100, 500, 1_000)
 WATCHES = 500
@@ -76,6 +78,8 @@ def main() -> None:
         rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
         progress(f"end-to-end lag through Kafka at {RATES} commands/s")
         rows += asyncio.run(kafka_rows(plan, Path(tmp) / "kafka"))
+        progress(f"relay + timeline workers through Kafka with {PARTITIONS} partitions")
+        rows += scale_out_rows(plan, Path(tmp) / "scale-out")
         progress(f"memory: a fresh process writes {plan.memory_events} events")
         rows += memory_rows(plan, Path(tmp) / "memory")
     print_table(rows)
@@ -223,6 +227,27 @@ async def kafka_rows(plan: Plan, data_dir: Path) -> list[Row]:
     for lag in await kafka_lag.kafka_lags(data_dir, RATES, plan.lag_seconds):
         rows += _lag_rows("kafka lag", "ack -> GetTimeline", lag)
     return rows
+
+
+def scale_out_rows(plan: Plan, data_dir: Path) -> list[Row]:
+    missing = kafka_lag.missing_tools()
+    if missing:
+        note = f"not measured: a local Kafka broker needs {' and '.join(missing)}"
+        return [Row("scale-out", "relay + timeline workers", 0.0, "/s", note=note)]
+    runs = scale_out.measure(data_dir, plan.scale_out_commands, PARTITIONS)
+    one = runs[0].per_second or 1.0
+    return [
+        Row(
+            "scale-out",
+            f"relay + timeline, {run.partitions} partitions and workers",
+            run.per_second,
+            "/s",
+            run.per_second / one,
+            "1 partition",
+            note=f"{run.events} events",
+        )
+        for run in runs
+    ]
 
 
 def _lag_rows(group: str, what: str, lag: Lag) -> list[Row]:
