@@ -20,6 +20,9 @@ from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
+from crm.lease import FileLease, Lease
+from crm.postgres_connections import is_postgres
+from crm.postgres_lease import PostgresLease
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
@@ -30,6 +33,7 @@ from crm.settings import (
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
     SLA_POLICY_FILE,
+    Setting,
     Settings,
     StartupError,
 )
@@ -191,8 +195,10 @@ class RelayProcess:
     relay: Relay
     store: EventStore
     checkpoint: RelayCheckpoint
+    lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
+        self.lease.release()
         self.checkpoint.close()
         self.store.close()
 
@@ -211,7 +217,7 @@ def build_relay(settings: Settings) -> RelayProcess:
         namespace=settings.topic_namespace,
         codec=CODEC,
     )
-    return RelayProcess(relay, store, checkpoint)
+    return RelayProcess(relay, store, checkpoint, _lease(url, RELAY_CHECKPOINT_URL, "crm-relay"))
 
 
 @dataclass
@@ -247,11 +253,14 @@ class DeadlineWorker:
 
     process: DeadlineProcess
     store: EventStore
+    lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
-        """Stop the process (it saves its state and closes its checkpoint), close the store."""
+        """Stop the process (it saves its state and closes its checkpoint), close the store,
+        and give the lease up for a standby."""
         self.process.close()
         self.store.close()
+        self.lease.release()
 
 
 def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
@@ -261,7 +270,8 @@ def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> Dea
     store = _event_store(settings)
     cases = build_applications(store, now).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
-    return DeadlineWorker(process, store)
+    url = settings.deadline_checkpoint_url
+    return DeadlineWorker(process, store, _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines"))
 
 
 @dataclass
@@ -346,6 +356,18 @@ def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
     _data_dir_writable(settings, url)
     with attributed_to(DEADLINE_CHECKPOINT_URL, url):
         return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
+
+
+def _lease(checkpoint_url: str, setting: Setting[str], name: str) -> Lease:
+    """The lease of the copies sharing a checkpoint: whoever resumes from it must hold it.
+
+    Beside an SQLite checkpoint, a lock on a file next to it (copies on one machine); in a
+    PostgreSQL checkpoint's database, an advisory lock (copies anywhere).
+    """
+    if is_postgres(checkpoint_url):
+        return PostgresLease(checkpoint_url, name)
+    path = sqlite_path(checkpoint_url, setting.name)
+    return FileLease(path.with_name(path.name + ".lease"))
 
 
 def _view_store(settings: Settings) -> ViewStore:
