@@ -98,6 +98,7 @@ REGISTER: Mapping[str, Register] = {
     "feedback": _feedback,
     "timeline": _timeline,
 }
+"""How each service joins a server, by its setting name: a server registers only those named."""
 
 
 class GrpcServer:
