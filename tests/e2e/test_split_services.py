@@ -106,9 +106,16 @@ def test_a_story_told_to_four_servers_shows_on_the_timeline_server(split: Split)
         kinds = (timeline_service_pb2.ENTRY_KIND_SLA,)
         sla = poll(lambda: query.whole_timeline(customer_id, kinds), timeout=30)
         assert sla[0].summary.startswith("SLA policy default-1 applied: first response due")
+        running = {s for s, server in split.servers.items() if _ran_deadlines(server)}
+        assert running == {"case"}, "one deadline process, in the case server alone"
     finally:
         for client in (*clients.values(), clock):
             client.close()
+
+
+def _ran_deadlines(server: ServerProcess) -> bool:
+    """Whether the server's log shows a deadline process starting in it."""
+    return '"message": "deadline process' in server.log_path.read_text()
 
 
 def _only_its_own_service_answers(service: str, client: Client) -> None:
