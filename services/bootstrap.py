@@ -175,7 +175,9 @@ async def build_server(settings: Settings) -> Server:
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen)
+            server = await create_server(
+                system, settings.listen, max_concurrent_calls=settings.max_concurrent_calls
+            )
     except StartupError:
         system.close()
         raise
