@@ -323,6 +323,16 @@ GRACE_SECONDS = Setting(
     metavar="SECONDS",
 )
 
+MAX_CONCURRENT_CALLS = Setting(
+    name="max_concurrent_calls",
+    flag="--max-concurrent-calls",
+    env="CRM_MAX_CONCURRENT_CALLS",
+    default="1000",
+    parse=_whole(1),
+    help="calls (open watches included) a server runs at once; more get RESOURCE_EXHAUSTED",
+    metavar="N",
+)
+
 KAFKA_BOOTSTRAP = Setting(
     name="kafka_bootstrap",
     flag="--bootstrap",
@@ -408,6 +418,7 @@ ALL: tuple[Setting[Any], ...] = (
     PROJECTOR,
     DEADLINES,
     GRACE_SECONDS,
+    MAX_CONCURRENT_CALLS,
     EARLIEST_OCCURRED_AT,
     KAFKA_BOOTSTRAP,
     KAFKA_PARTITIONS,
@@ -435,6 +446,7 @@ class Settings:
     in_process_projector: bool
     in_process_deadlines: bool
     grace_seconds: float
+    max_concurrent_calls: int
     earliest_occurred_at: datetime
     kafka_bootstrap: str
     kafka_partitions: int

@@ -175,7 +175,12 @@ async def build_server(settings: Settings) -> Server:
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen, services=settings.services)
+            server = await create_server(
+                system,
+                settings.listen,
+                services=settings.services,
+                max_concurrent_calls=settings.max_concurrent_calls,
+            )
     except StartupError:
         system.close()
         raise

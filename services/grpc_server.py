@@ -155,12 +155,16 @@ class GrpcServer:
         await asyncio.to_thread(self._io.shutdown)
 
 
+PENDING_CALLS = 100_000
+
+
 async def create_server(
     system: Served,
     listen: str,
     *,
     services: Sequence[str] | None = None,
     store_threads: int = STORE_THREADS,
+    max_concurrent_calls: int = 1000,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
 ) -> GrpcServer:
     """A server with the named services (all when None) registered and bound to `listen`.
@@ -176,9 +180,17 @@ async def create_server(
     io = BlockingPool(store_threads, name="store-io")
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor(), *interceptors],
-        # Without SO_REUSEPORT a second server on a taken port fails to start instead of
-        # silently sharing the port with the first.
-        options=[("grpc.so_reuseport", 0)],
+        # Over capacity, calls beyond the limit are refused at once with RESOURCE_EXHAUSTED, a
+        # code a caller can back off on; the core's own queue of calls not yet taken by the
+        # loop is made large enough never to shed them first, as it would, with CANCELLED.
+        maximum_concurrent_rpcs=max_concurrent_calls,
+        options=[
+            # Without SO_REUSEPORT a second server on a taken port fails to start instead of
+            # silently sharing the port with the first.
+            ("grpc.so_reuseport", 0),
+            ("grpc.server.max_pending_requests", PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS),
+        ],
     )
     served = [FULL_NAMES[name] for name in REGISTER if name in services]
     for name in REGISTER:
