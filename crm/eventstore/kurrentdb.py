@@ -37,6 +37,7 @@ from crm.errors import (
     OperationalError,
 )
 from crm.eventstore import kurrentdb_index as index
+from crm.eventstore.kurrentdb_client import KurrentClient
 from crm.eventstore.kurrentdb_mapping import (
     StreamNames,
     commit_position,
@@ -88,9 +89,7 @@ def translated(what: str) -> Iterator[None]:
 class KurrentDBEventStore(EventStore):
     """Event store in a KurrentDB / EventStoreDB server (or cluster) reached by one client."""
 
-    def __init__(
-        self, client: kdb.KurrentDBClient, *, namespace: str = "", watch: bool = True
-    ) -> None:
+    def __init__(self, client: KurrentClient, *, namespace: str = "", watch: bool = True) -> None:
         super().__init__()
         self._client = client
         self.names = StreamNames(namespace)
@@ -200,8 +199,9 @@ class KurrentDBEventStore(EventStore):
         return end, index.bindings(key, recorded)
 
     def _release(self, bound: Sequence[tuple[str, int]]) -> None:
-        """Void bindings whose append will not happen; if this fails they read as void anyway
-        once their stream moves past the revision they named."""
+        """Void bindings whose append will not happen, so later checks need not read their
+        stream. Only tidiness: a binding left behind (this failed, or the process died) reads as
+        void once another append takes its revision, and as pending until then."""
         for key, entry in bound:
             try:
                 self._client.append_to_stream(

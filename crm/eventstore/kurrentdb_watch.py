@@ -13,8 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-import kurrentdbclient as kdb
 from kurrentdbclient.common import AbstractCatchupSubscription
+
+from crm.eventstore.kurrentdb_client import KurrentClient
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ RETRY_SECONDS = 1.0
 class AppendWatch:
     """A thread that follows `$all` (the store's event streams only) and calls `ring` per event."""
 
-    def __init__(self, client: kdb.KurrentDBClient, events_filter: str, ring: Callable[[], None]):
+    def __init__(self, client: KurrentClient, events_filter: str, ring: Callable[[], None]):
         self._client = client
         self._filter = events_filter
         self._ring = ring
