@@ -48,7 +48,7 @@ from crm.eventstore.kurrentdb_mapping import (
     revision_matches,
     to_client_event,
 )
-from crm.eventstore.kurrentdb_url import connection_uri, redacted
+from crm.eventstore.kurrentdb_url import connection_uri
 from crm.eventstore.kurrentdb_watch import AppendWatch
 from crm.eventstore.port import (
     AppendResult,
@@ -58,6 +58,7 @@ from crm.eventstore.port import (
     Snapshot,
     StreamState,
 )
+from crm.urls import redacted
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ Kept apart from the adapter and free of a top-level client import, so the factor
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from crm.errors import InvalidInput
+from crm.urls import redacted
 
 KURRENTDB_FORM = "kurrentdb://[user:password@]host:2113[?tls=false] (or esdb://)"
 _SCHEMES = ("kurrentdb", "kurrentdb+discover", "esdb", "esdb+discover", "kdb", "kdb+discover")
@@ -45,11 +45,3 @@ def connection_uri(url: str, field: str) -> str:
                 f" expected {KURRENTDB_FORM}",
             )
     return url
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, which must not reach a log line or the terminal."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)

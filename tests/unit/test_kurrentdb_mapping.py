@@ -23,8 +23,9 @@ from crm.eventstore.kurrentdb_mapping import (
     revision_matches,
     to_client_event,
 )
-from crm.eventstore.kurrentdb_url import connection_uri, is_kurrentdb, redacted
+from crm.eventstore.kurrentdb_url import connection_uri, is_kurrentdb
 from crm.eventstore.port import StreamState
+from crm.urls import redacted
 from crm.vocabulary import Actor, ActorKind
 
 FIELD = "event_store_url"
