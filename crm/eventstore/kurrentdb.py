@@ -319,8 +319,18 @@ class KurrentDBEventStore(EventStore):
                     name, events=[event], current_version=kdb.StreamState.ANY
                 )
             else:
-                # The first snapshot of a stream: from now on the server keeps only the newest.
-                self._client.set_stream_metadata(name, metadata={"$maxCount": 1})
+                self._keep_one(name)
+
+    def _keep_one(self, name: str) -> None:
+        """Let the server drop all but the newest snapshot of a stream (set with its first).
+
+        Failing only costs room on the server, since reads take the newest; the snapshot itself
+        is saved, so this logs rather than raises.
+        """
+        try:
+            self._client.set_stream_metadata(name, metadata={"$maxCount": 1})
+        except (kdb_errors.KurrentDBClientError, grpc.RpcError) as exc:
+            log.warning("kurrentdb event store: %s keeps every snapshot: %r", name, exc)
 
     def read_snapshot(self, stream: str, after_revision: int = -1) -> Snapshot | None:
         """The stream's snapshot if it was folded past `after_revision`; None otherwise."""
