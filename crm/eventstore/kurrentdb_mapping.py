@@ -3,8 +3,8 @@
 Everything here is pure, so it is tested without a server:
 - stream names: the port's streams live under an optional namespace; the store's own streams (the
   request index, snapshots) have reserved prefixes, and `$` belongs to the server;
-- expected revisions: the port's ANY / NO_STREAM / exact number, and the exact revision an append
-  is finally sent with;
+- expected revisions: whether the port's ANY / NO_STREAM / exact number holds for a stream, and the
+  client's `current_version` an append is sent with, always exact (ANY is resolved beforehand);
 - global positions: `$all`'s commit position plus one, so positions start above 0 (0 means
   "nothing read yet") and keep the commit order; they are not dense;
 - events: the envelope, the hashes and our own event id travel in the KurrentDB event's metadata,
@@ -102,15 +102,6 @@ def revision_matches(expected: ExpectedRevision, actual: int) -> bool:
     if expected is StreamState.NO_STREAM:
         return actual == -1
     return expected == actual
-
-
-def current_version(expected: ExpectedRevision) -> int | kdb.StreamState:
-    """The port's expected revision as the client's `current_version`."""
-    if expected is StreamState.ANY:
-        return kdb.StreamState.ANY
-    if expected is StreamState.NO_STREAM:
-        return kdb.StreamState.NO_STREAM
-    return expected
 
 
 def exact_version(actual: int) -> int | kdb.StreamState:

@@ -16,7 +16,6 @@ from crm.eventstore.kurrentdb_mapping import (
     StreamNames,
     client_event_id,
     commit_position,
-    current_version,
     exact_version,
     from_client_event,
     global_position,
@@ -217,13 +216,6 @@ def test_expected_revisions_match_the_streams_last_revision(
     expected: int | StreamState, actual: int, matches: bool
 ) -> None:
     assert revision_matches(expected, actual) is matches
-
-
-def test_expected_revisions_map_to_the_clients_current_version() -> None:
-    assert current_version(StreamState.ANY) is kdb.StreamState.ANY
-    assert current_version(StreamState.NO_STREAM) is kdb.StreamState.NO_STREAM
-    assert current_version(0) == 0
-    assert current_version(41) == 41
 
 
 def test_appends_are_sent_at_the_exact_revision_read() -> None:
