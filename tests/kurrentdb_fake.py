@@ -34,7 +34,10 @@ FIRST_POSITION = 1_000  # the server writes records of its own before any event
 class FakeKurrentDB:
     """One in-memory server; several stores may share it, as processes share a real one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, one_position_per_append: bool = False) -> None:
+        # True gives every event of an append the same commit position: a server that does so
+        # would break the adapter's global order, which must then refuse to read.
+        self._one_position_per_append = one_position_per_append
         self._changed = threading.Condition()
         self._log: list[kdb.RecordedEvent] = []
         self._streams: dict[str, list[kdb.RecordedEvent]] = {}
@@ -88,8 +91,9 @@ class FakeKurrentDB:
     def _write(
         self, stream_name: str, stream: list[kdb.RecordedEvent], new: list[kdb.NewEvent]
     ) -> int:
-        for event in new:
-            self._next_position += 17 + len(event.data) // 64  # gaps, as records take room
+        for n, event in enumerate(new):
+            if n == 0 or not self._one_position_per_append:
+                self._next_position += 17 + len(event.data) // 64  # gaps, as records take room
             recorded = kdb.RecordedEvent(
                 type=event.type,
                 data=event.data,

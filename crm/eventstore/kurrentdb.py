@@ -14,7 +14,6 @@ one event. Appends that arrive together are not grouped: each is one round trip 
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import random
@@ -264,15 +263,13 @@ class KurrentDBEventStore(EventStore):
                 limit=limit if start is None else limit + 1,
             ) as response,
         ):
-            recorded = [
-                e
-                for e in response
-                if (start is None or e.commit_position > start)
-                and self.names.is_event_stream(e.stream_name)
-            ]
-        events = [from_client_event(e, self.names) for e in recorded[:limit]]
-        _check_increasing([after, *(e.global_position for e in events)])
-        return events
+            recorded = [e for e in response if self.names.is_event_stream(e.stream_name)]
+        # Checked before the event at `after` is dropped: a second event at that very position
+        # is one the previous page could not have delivered.
+        _check_increasing(start, [e.commit_position for e in recorded])
+        if start is not None and recorded and recorded[0].commit_position == start:
+            recorded = recorded[1:]
+        return [from_client_event(e, self.names) for e in recorded[:limit]]
 
     def last_position(self) -> int:
         """The global position of the newest event, 0 for an empty store."""
@@ -349,19 +346,22 @@ class KurrentDBEventStore(EventStore):
         return Snapshot(stream, revision, event_id, version, newest[0].data)
 
 
-def _check_increasing(positions: list[int]) -> None:
-    """Refuse a page whose positions do not grow: followers would skip or repeat events.
+def _check_increasing(start: int | None, commits: Sequence[int]) -> None:
+    """Refuse a page whose commit positions do not grow: followers would skip or repeat events.
 
-    It holds if every event of an append has a commit position of its own, which this adapter
-    assumes of the server and its conformance run checks; should a server break it, reading
-    stops here instead of going wrong quietly.
+    `start` is where the read began (it includes the event there, if any). Positions grow if
+    every event of an append has a commit position of its own, which this adapter assumes of the
+    server and its conformance run checks; should a server break it, reading stops here instead
+    of going wrong quietly.
     """
-    for earlier, later in itertools.pairwise(positions):
-        if later <= earlier:
+    previous = -1 if start is None else start - 1
+    for position in commits:
+        if position <= previous:
             raise IntegrityError(
-                f"global positions do not grow ({earlier} then {later}): this server gives"
+                f"commit positions do not grow ({previous} then {position}): this server gives"
                 " several events one commit position, which this adapter does not support"
             )
+        previous = position
 
 
 def open_kurrentdb(url: str, field: str, *, namespace: str = "") -> KurrentDBEventStore:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from crm.envelope import verify_chain
-from crm.errors import ConcurrencyConflict, InvalidInput, OperationalError
+from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
 from crm.eventstore.kurrentdb import KurrentDBEventStore
 from crm.eventstore.port import EventStore, Snapshot, StreamState
 from tests.contract.eventstore_contract import (
@@ -205,3 +205,18 @@ def test_names_of_the_server_and_of_the_store_are_refused(
         store.append(stream, new_events(1), StreamState.ANY)
     assert caught.value.field == "stream"
     assert store.last_position() == 0
+
+
+def test_a_server_giving_one_append_one_position_is_refused_when_read() -> None:
+    """Followers page by position: events sharing one would be skipped after a page boundary."""
+    store = KurrentDBEventStore(FakeKurrentDB(one_position_per_append=True), watch=False)
+    try:
+        store.append("Case-1", new_events(2), StreamState.NO_STREAM)
+        with pytest.raises(IntegrityError, match="one commit position"):
+            store.read_all()
+        # Paged one by one, the second event shows up beside the first when reading on.
+        (first,) = store.read_all(limit=1)
+        with pytest.raises(IntegrityError, match="one commit position"):
+            store.read_all(after=first.global_position, limit=1)
+    finally:
+        store.close()
