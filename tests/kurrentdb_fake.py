@@ -44,6 +44,7 @@ class FakeKurrentDB:
         self._max_count: dict[str, int] = {}
         self._next_position = FIRST_POSITION
         self.unavailable_for: set[str] = set()  # appends to these streams fail as if cut off
+        self.refused_subscriptions = 0  # this many subscriptions fail before one is taken
         # Run once just before the next append to a stream: another writer that gets there first.
         self.before_append: dict[str, Callable[[], object]] = {}
 
@@ -168,6 +169,9 @@ class FakeKurrentDB:
         filter_by_stream_name: bool = False,
     ) -> AbstractCatchupSubscription:
         with self._changed:
+            if self.refused_subscriptions > 0:
+                self.refused_subscriptions -= 1
+                raise kdb_errors.ServiceUnavailableError("subscription refused")
             if from_end:
                 start = self._log[-1].commit_position if self._log else 0
             else:

@@ -49,6 +49,9 @@ class AppendWatch:
                     self._subscription = subscription
                 if self._stopped.is_set():
                     break
+                # Whatever was appended while there was no subscription rang nothing: one ring
+                # now sends followers to look.
+                self._ring()
                 for event in subscription:
                     position = event.commit_position
                     self._ring()

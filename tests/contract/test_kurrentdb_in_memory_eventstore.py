@@ -14,6 +14,7 @@ import pytest
 
 from crm.envelope import verify_chain
 from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
+from crm.eventstore import kurrentdb_watch
 from crm.eventstore.kurrentdb import KurrentDBEventStore
 from crm.eventstore.port import EventStore, Snapshot, StreamState
 from tests.contract.eventstore_contract import (
@@ -181,8 +182,15 @@ def test_stores_in_two_namespaces_of_one_server_see_only_their_own_events(
         right.close()
 
 
-def test_following_wakes_for_appends_made_through_another_store(server: FakeKurrentDB) -> None:
+@pytest.mark.parametrize("refused", [0, 2])
+def test_following_wakes_for_appends_made_through_another_store(
+    server: FakeKurrentDB, monkeypatch: pytest.MonkeyPatch, refused: int
+) -> None:
+    # A subscription refused at first is taken again after a pause (shortened here).
+    monkeypatch.setattr(kurrentdb_watch, "RETRY_SECONDS", 0.05)
+    server.refused_subscriptions = refused
     follower = KurrentDBEventStore(server)
+    wait_until(lambda: server.refused_subscriptions == 0, "the refusals to be used up")
     writer = KurrentDBEventStore(server, watch=False)
     following = Following(follower, idle=60.0)  # only the subscription can wake it in time
     try:
