@@ -52,6 +52,8 @@ class Binding:
 
 
 class State(Enum):
+    """What a binding's stream says about it (see the module's docstring)."""
+
     RECORDED = "recorded"
     VOID = "void"
     PENDING = "pending"

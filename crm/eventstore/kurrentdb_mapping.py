@@ -61,6 +61,7 @@ class StreamNames:
                 )
 
     def server(self, stream: str) -> str:
+        """The server's name of a port stream."""
         return self.namespace + stream
 
     def port(self, server_stream: str) -> str:
@@ -72,12 +73,15 @@ class StreamNames:
         return server_stream[len(self.namespace) :]
 
     def request(self, request_id: str) -> str:
+        """The index stream of a request id's bindings."""
         return f"{self.namespace}{REQUEST_PREFIX}{request_id}"
 
     def event_key(self, event_id: str) -> str:
+        """The index stream of an event appended without a request id."""
         return f"{self.namespace}{EVENT_KEY_PREFIX}{event_id}"
 
     def snapshot(self, stream: str) -> str:
+        """The stream that keeps a port stream's snapshot."""
         return f"{self.namespace}{SNAPSHOT_PREFIX}{stream}"
 
     def events_filter(self) -> str:
@@ -114,6 +118,7 @@ def exact_version(actual: int) -> int | kdb.StreamState:
 
 
 def describe(expected: ExpectedRevision) -> str:
+    """An expected or actual revision as conflict messages name it (-1: no_stream)."""
     if isinstance(expected, StreamState):
         return expected.value
     return "no_stream" if expected < 0 else str(expected)
