@@ -38,7 +38,7 @@ from crm.settings import (
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path
+from crm.urls import SQLITE_PREFIX, redacted, require_writable_directory, sqlite_path
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
@@ -352,7 +352,8 @@ def _data_dir_writable(settings: Settings, url: str) -> None:
 
 def _event_store(settings: Settings) -> EventStore:
     _data_dir_writable(settings, settings.event_store_url)
-    with attributed_to(EVENT_STORE_URL, settings.event_store_url):
+    # The URL as errors show it: a server's URL may carry a password.
+    with attributed_to(EVENT_STORE_URL, redacted(settings.event_store_url)):
         return open_event_store(settings.event_store_url)
 
 

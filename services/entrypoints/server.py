@@ -30,6 +30,7 @@ from crm.settings import (
     Settings,
 )
 from crm.startup import SettingsParser, exit_on_error
+from crm.urls import redacted
 from services.bootstrap import Server, build_server
 
 PROG = "crm-server"
@@ -81,7 +82,7 @@ async def serve(server: Server, settings: Settings) -> None:
         extra={
             "port": server.port,
             "services": list(settings.services),
-            "event_store": settings.event_store_url,
+            "event_store": redacted(settings.event_store_url),  # a server URL may hold a password
             "view_store": settings.read_store_url,
         },
     )
