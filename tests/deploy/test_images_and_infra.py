@@ -21,6 +21,7 @@ from crm.wire import topic_names
 from tests.deploy.manifests import (
     COMPOSE,
     DEPLOY,
+    DOCKERFILE,
     ROOT,
     compose,
     compose_containers,
@@ -234,3 +235,14 @@ def test_postgres_takes_every_pool_of_every_replica_at_its_largest(shape: str) -
         arguments = server["args"]
     reserved = 3  # superuser_reserved_connections, PostgreSQL's default
     assert needed <= _max_connections(arguments) - reserved, f"{needed} connections at most"
+
+
+def test_the_extras_the_image_can_be_built_with_are_the_projects() -> None:
+    """The Dockerfile installs `.[EXTRAS]`; every extra its comments offer must exist."""
+    instructions = dockerfile_instructions()
+    assert ("ARG", 'EXTRAS=""') in instructions
+    runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert '".${EXTRAS:+[$EXTRAS]}"' in runs
+    offered = re.findall(r"EXTRAS=(\w+)", DOCKERFILE.read_text())
+    extras = set(pyproject()["project"]["optional-dependencies"]) - {"dev"}
+    assert offered and set(offered) <= extras
