@@ -149,3 +149,80 @@ def test_two_servers_take_commands_on_one_case_exactly_once(
     poll(notes_shown, timeout=60)
     first.close()
     second.close()
+
+
+def _add_notes_with_failover(
+    clients: tuple[Client, Client], case_id: str, prefix: str, acked: dict[str, int]
+) -> None:
+    """Send each note to the first server; when it is gone, send the same request to the other."""
+    client, fallback = clients
+    for n in range(NOTES_PER_CALLER):
+        request = case_service_pb2.AddNoteRequest(
+            context=client.context(f"{prefix}-{n}"),
+            case_id=case_id,
+            note_id=f"{prefix}-{n}",
+            text="called back",
+        )
+        for _ in range(RETRIES):
+            try:
+                acked[request.note_id] = client.cases.AddNote(request, timeout=30).global_position
+                break
+            except grpc.RpcError as error:
+                if error.code() is grpc.StatusCode.ABORTED:
+                    continue
+                # The server died under the call: whether it committed or not, the same request
+                # at the other server either records it or answers as the first time.
+                client = fallback
+        else:
+            raise AssertionError(f"{prefix}-{n} was refused {RETRIES} times")
+
+
+def test_a_server_killed_mid_stream_loses_and_doubles_nothing(
+    servers: tuple[ServerProcess, ServerProcess], event_store_url: str
+) -> None:
+    survivor, doomed = servers
+    survivor_client = Client(survivor.target, "s")
+    customer = survivor_client.customers.RegisterCustomer(
+        customer_service_pb2.RegisterCustomerRequest(
+            context=survivor_client.context(),
+            name="Aoi",
+            language="ja",
+            segment=customer_events_pb2.SEGMENT_B2C,
+        )
+    ).aggregate_id
+    case_id = survivor_client.cases.OpenCase(
+        case_service_pb2.OpenCaseRequest(
+            context=survivor_client.context(),
+            customer_id=customer,
+            channel=common_pb2.CHANNEL_PHONE,
+            category=case_events_pb2.CATEGORY_CONTRACT,
+            priority=common_pb2.PRIORITY_HIGH,
+            subject="Renewal",
+        )
+    ).aggregate_id
+
+    acked: dict[str, int] = {}
+    callers = [
+        threading.Thread(
+            target=_add_notes_with_failover,
+            args=((Client(doomed.target, f"d{k}"), survivor_client), case_id, f"k{k}", acked),
+        )
+        for k in range(CALLERS_PER_SERVER)
+    ]
+    for caller in callers:
+        caller.start()
+    poll(lambda: len(acked) >= 8, timeout=60)
+    doomed.kill()  # SIGKILL, group commits in flight
+    for caller in callers:
+        caller.join(120)
+
+    store = open_event_store(event_store_url)
+    try:
+        stream = store.read_stream(f"case-{case_id}")
+        notes = [e.metadata.request_id for e in stream if e.type.endswith("CaseNoteAdded.v1")]
+        assert len(acked) == CALLERS_PER_SERVER * NOTES_PER_CALLER
+        assert sorted(notes) == sorted(acked)  # every acknowledged note once, nothing else
+        assert verify_chain(stream) == len(stream)
+    finally:
+        store.close()
+        survivor_client.close()
