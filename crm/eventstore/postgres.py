@@ -46,9 +46,14 @@ from crm.postgres_connections import open_pool, translated
 log = logging.getLogger(__name__)
 
 LABEL = "postgres event store"
-CONNECTION_WAIT_SECONDS = 10.0
+CONNECTION_WAIT_SECONDS = 5.0
 """How long a call waits for a pooled connection (all busy, or the server unreachable) before it
 fails with OperationalError, so a command gets UNAVAILABLE instead of hanging."""
+RECONNECT_SECONDS = 10.0
+"""How long the pool retries one lost connection, its pauses doubling from one second, before it
+gives up on that attempt. The pool's default (five minutes) lets the pauses grow to minutes, so
+a server back after a long outage would wait that long to be used; once an attempt gave up, the
+next call that finds no connection starts a fresh one at once."""
 
 Connection = psycopg.Connection[Any]
 
@@ -106,6 +111,7 @@ class PostgresEventStore(EventStore):
         """Open a pool on `url` (a bad URL fails naming `field`) and create the tables."""
         super().__init__()
         self._pool = open_pool(url, field, label=LABEL, max_size=max_connections)
+        self._pool.reconnect_timeout = RECONNECT_SECONDS
         self._closed = False
         try:
             with self._connection() as conn:
