@@ -201,7 +201,8 @@ EVENT_STORE_URL = Setting(
     env="CRM_EVENT_STORE_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/events.db",
     parse=_text,
-    help="the event store, the source of truth (sqlite:////abs/path.db for an absolute path)",
+    help="the event store, the source of truth: sqlite:///<path> (sqlite:////abs/path.db for an"
+    " absolute path) or postgresql://<user>@<host>:<port>/<database> (postgres:// too)",
     metavar="URL",
 )
 

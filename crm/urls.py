@@ -86,3 +86,16 @@ def unsupported(url: str, field: str, supported: str) -> InvalidInput:
     return InvalidInput(
         field, f"unsupported URL {url!r} (scheme {scheme!r}); supported: {supported}"
     )
+
+
+def without_password(url: str) -> str:
+    """The URL as it may be shown in an error or a log: a password in it replaced by `***`."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, slash, path = rest.partition("/")
+    credentials, at, host = authority.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"

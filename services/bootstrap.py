@@ -34,7 +34,7 @@ from crm.settings import (
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path
+from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path, without_password
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
@@ -337,7 +337,8 @@ def _data_dir_writable(settings: Settings, url: str) -> None:
 
 def _event_store(settings: Settings) -> EventStore:
     _data_dir_writable(settings, settings.event_store_url)
-    with attributed_to(EVENT_STORE_URL, settings.event_store_url):
+    # A PostgreSQL URL may carry a password: errors at start show the URL without it.
+    with attributed_to(EVENT_STORE_URL, without_password(settings.event_store_url)):
         return open_event_store(settings.event_store_url)
 
 
