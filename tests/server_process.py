@@ -15,9 +15,11 @@ from tests.grpc_client import poll
 class ServerProcess:
     """`crm-server` as a child process on a free port, with its log in a file."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, event_store_url: str | None = None) -> None:
+        """`event_store_url` None leaves the event store at its default, a file in `data_dir`."""
         self.log_path = log_path
         self._log = log_path.open("w")
+        store = {} if event_store_url is None else {"CRM_EVENT_STORE_URL": event_store_url}
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "services.entrypoints.server"),
@@ -26,7 +28,7 @@ class ServerProcess:
             ],
             stderr=self._log,
             stdout=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **store},
         )
         self.target = poll(self._listening, timeout=30)
 
