@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from typing import Any
 
 import psycopg
 import pytest
@@ -51,7 +52,7 @@ _HOLD_SLOW_APPENDS = f"""
 """
 
 
-def _waiting(conn: psycopg.Connection[tuple[object, ...]], wait_event: str) -> int:
+def _waiting(conn: psycopg.Connection[tuple[Any, ...]], wait_event: str) -> int:
     """How many of this database's backends wait on a lock of the given kind right now."""
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
@@ -62,7 +63,7 @@ def _waiting(conn: psycopg.Connection[tuple[object, ...]], wait_event: str) -> i
 
 
 @pytest.fixture
-def gate(postgres_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def gate(postgres_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A connection holding the gate: appends to Case-slow stop after inserting, until released."""
     PostgresEventStore(postgres_url).close()  # the tables, before the trigger goes on them
     conn = psycopg.connect(postgres_url, autocommit=True)
@@ -75,7 +76,7 @@ def gate(postgres_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 
 
 def test_appends_after_a_held_one_wait_and_no_reader_sees_past_it(
-    postgres_url: str, gate: psycopg.Connection[tuple[object, ...]]
+    postgres_url: str, gate: psycopg.Connection[tuple[Any, ...]]
 ) -> None:
     slow_store = PostgresEventStore(postgres_url)
     later_stores = [
