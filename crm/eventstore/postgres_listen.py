@@ -45,10 +45,11 @@ class AppendListener:
     def stop(self, wake: Callable[[str], None]) -> None:
         """End the thread: `wake(payload)` sends a notification that ends its wait at once."""
         self._stopped.set()
-        try:
-            wake(self._token)
-        except Exception:  # the wait ends within WAIT_SECONDS anyway
-            log.debug("%s: could not wake the listener to stop it", self._label)
+        if self.listening.is_set():  # otherwise it waits to reconnect, and that wait is over
+            try:
+                wake(self._token)
+            except Exception:  # the wait ends within WAIT_SECONDS anyway
+                log.debug("%s: could not wake the listener to stop it", self._label)
         self._thread.join(WAIT_SECONDS + 1)
 
     def _run(self) -> None:
