@@ -58,7 +58,12 @@ next call that finds no connection starts a fresh one at once."""
 Connection = psycopg.Connection[Any]
 
 # Taken first in every append transaction; the NOTIFY is delivered only if it commits.
-_BEGIN_APPENDS = f"LOCK TABLE events IN EXCLUSIVE MODE; NOTIFY {CHANNEL}"
+_LOCK = "LOCK TABLE events IN EXCLUSIVE MODE"
+_NOTIFY = f"NOTIFY {CHANNEL}"
+
+_RECORDED = (
+    "SELECT event_id, stream, revision, global_position FROM events WHERE event_id = ANY(%s)"
+)
 
 _COLUMNS = (
     "stream, revision, global_position, event_id, type, data, metadata, recorded_at,"
@@ -143,8 +148,12 @@ class PostgresEventStore(EventStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        with self._connection() as conn, _translated(), conn.transaction():
-            conn.execute(_BEGIN_APPENDS)
+        # In pipeline mode statements go out together and the client waits only where it needs
+        # an answer: BEGIN, the lock, the NOTIFY and the first append's reads share one round
+        # trip, and COMMIT waits for nothing else.
+        with self._connection() as conn, _translated(), conn.pipeline(), conn.transaction():
+            conn.execute(_LOCK)
+            conn.execute(_NOTIFY)
             yield conn
 
     def close(self) -> None:
@@ -168,12 +177,18 @@ class PostgresEventStore(EventStore):
         ids = [event.event_id for event in events]
 
         def append_in(conn: Connection) -> tuple[AppendResult, bool]:
-            with _translated():
-                replayed = _replayed(conn, stream, ids)
+            # The inner pipeline block syncs when it ends, so an error of this append's
+            # statements is raised here, inside its savepoint, and not in the next append's.
+            with _translated(), conn.pipeline():
+                # Everything the append decides on is asked at once: one round trip.
+                recorded = conn.execute(_RECORDED, (ids,))
+                bound = postgres_requests.ask_bindings(conn, stream, events)
+                head = conn.execute(_HEAD, (stream,))
+                replayed = _replayed(stream, ids, recorded.fetchall())
                 if replayed is not None:
                     return replayed, False  # nothing written: the events are recorded already
-                postgres_requests.check_bindings(conn, stream, events)
-                return _write(conn, stream, events, expected), True
+                postgres_requests.refuse_other_commands(stream, bound)
+                return _write(conn, stream, events, expected, head.fetchone()), True
 
         result, written = self.commits.submit(append_in)
         if written:
@@ -262,12 +277,11 @@ def _check_append(stream: str, events: Sequence[NewEvent], expected: ExpectedRev
             raise InvalidInput(name, "must not contain a NUL character")
 
 
-def _replayed(conn: Connection, stream: str, ids: list[str]) -> AppendResult | None:
-    """The original result if these exact events were appended before; None if all are new."""
-    rows = conn.execute(
-        "SELECT event_id, stream, revision, global_position FROM events WHERE event_id = ANY(%s)",
-        (ids,),
-    ).fetchall()
+def _replayed(stream: str, ids: list[str], rows: list[tuple[Any, ...]]) -> AppendResult | None:
+    """The original result if these exact events were appended before; None if all are new.
+
+    `rows` are the recorded events among `ids` (event id, stream, revision, position).
+    """
     if not rows:
         return None
     found = {row[0]: row for row in rows}
@@ -296,10 +310,17 @@ def _replayed(conn: Connection, stream: str, ids: list[str]) -> AppendResult | N
 
 
 def _write(
-    conn: Connection, stream: str, events: Sequence[NewEvent], expected: ExpectedRevision
+    conn: Connection,
+    stream: str,
+    events: Sequence[NewEvent],
+    expected: ExpectedRevision,
+    head: tuple[Any, ...] | None,
 ) -> AppendResult:
-    """Check the expected revision and insert, under the append lock the transaction holds."""
-    head = conn.execute(_HEAD, (stream,)).fetchone()
+    """Check the expected revision and insert, under the append lock the transaction holds.
+
+    `head` is the answer to _HEAD: the store's last position, the stream's last revision and
+    content hash (None for a new stream).
+    """
     assert head is not None  # the aggregate subquery always yields one row
     position, last_revision, last_hash = head
     found = last_revision is not None

@@ -35,8 +35,12 @@ def find(conn: Connection, request_id: str) -> list[RequestRecord]:
     ]
 
 
-def check_bindings(conn: Connection, stream: str, events: Sequence[NewEvent]) -> None:
-    """Refuse an append whose request ids are bound to other commands than its events name."""
+def ask_bindings(
+    conn: Connection, stream: str, events: Sequence[NewEvent]
+) -> psycopg.Cursor[Any] | None:
+    """Ask which of the append's request ids are bound to other commands than its events name
+    (the answer is read by `refuse_other_commands`, so a pipeline can send the question along
+    with others); None when the append carries no request id."""
     digests: dict[str, str] = {}
     for event in events:
         request_id, digest = event.metadata.request_id, event.metadata.command_digest
@@ -45,13 +49,18 @@ def check_bindings(conn: Connection, stream: str, events: Sequence[NewEvent]) ->
                 f"stream {stream}: request {request_id} names two commands in one append"
             )
     if not digests:
-        return
-    other = conn.execute(
+        return None
+    return conn.execute(
         "SELECT r.request_id FROM event_requests AS r"
         " JOIN unnest(%s::text[], %s::text[]) AS asked (request_id, digest)"
         " ON r.request_id = asked.request_id WHERE r.command_digest <> asked.digest LIMIT 1",
         (list(digests), list(digests.values())),
-    ).fetchone()
+    )
+
+
+def refuse_other_commands(stream: str, asked: psycopg.Cursor[Any] | None) -> None:
+    """Refuse the append if `ask_bindings` found a request id bound to another command."""
+    other = None if asked is None else asked.fetchone()
     if other is not None:
         raise ConcurrencyConflict(
             f"stream {stream}: request {other[0]} was recorded for another command"

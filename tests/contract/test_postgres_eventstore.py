@@ -13,7 +13,13 @@ import psycopg
 import pytest
 
 from crm.envelope import verify_chain
-from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
+from crm.errors import (
+    ConcurrencyConflict,
+    IntegrityError,
+    InvalidInput,
+    OperationalError,
+    PersistenceError,
+)
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore, Snapshot, StreamState
 from crm.eventstore.postgres import PostgresEventStore
@@ -268,3 +274,48 @@ def test_a_snapshot_survives_reopening(postgres_url: str) -> None:
         assert reopened.read_snapshot("Case-1") == snapshot
     finally:
         reopened.close()
+
+
+def test_an_append_the_database_refuses_fails_alone_in_its_group(postgres_url: str) -> None:
+    """A statement error inside one append's savepoint (a trigger refusing its stream, as a
+    constraint might) rolls back that append only; the others of its transaction commit."""
+    store = PostgresEventStore(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as raw:
+        raw.execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN RAISE EXCEPTION 'poisoned stream'; END $$;"
+            " CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW"
+            " WHEN (NEW.stream = 'Case-poison') EXECUTE FUNCTION refuse_poison();"
+        )
+    blocker = psycopg.connect(postgres_url)
+    blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    outcomes: dict[str, BaseException | int] = {}
+
+    def append(stream: str) -> None:
+        try:
+            outcomes[stream] = store.append(stream, new_events(2), StreamState.ANY).revision
+        except BaseException as exc:  # compared below
+            outcomes[stream] = exc
+
+    streams = ["Case-first", "Case-a", "Case-poison", "Case-b"]
+    threads = [threading.Thread(target=append, args=(s,), daemon=True) for s in streams]
+    try:
+        threads[0].start()
+        wait_until(lambda: store.commits.writing, "the first append to wait as the writer")
+        for thread in threads[1:]:
+            thread.start()
+        wait_until(lambda: store.commits.queued == 3, "three queued appends")
+    finally:
+        blocker.commit()
+        blocker.close()
+    for thread in threads:
+        thread.join(DEADLINE_SECONDS)
+    try:
+        poisoned = outcomes.pop("Case-poison")
+        assert isinstance(poisoned, PersistenceError) and "poisoned stream" in str(poisoned)
+        assert outcomes == {"Case-first": 1, "Case-a": 1, "Case-b": 1}
+        assert store.read_stream("Case-poison") == []
+        assert [e.global_position for e in store.read_all()] == list(range(1, 7))
+        assert store.append("Case-c", [new_event()], StreamState.NO_STREAM).global_position == 7
+    finally:
+        store.close()
