@@ -134,7 +134,7 @@ def postgres_storage_rows(plan: Plan) -> list[Row]:
     n = f"{plan.storage_events} events"
     batched = f"{plan.storage_events / p['append_threads_transactions']:.1f} appends a commit"
     return [
-        Row("storage", "plain PostgreSQL insert, same rows, one commit each", p["insert"], "/s",
+        Row("storage", "plain PostgreSQL insert, one commit each", p["insert"], "/s",
             1.0, "", n),
         Row("storage", "PostgreSQL event store append", p["append"], "/s",
             p["append"] / p["insert"], "pg insert"),
