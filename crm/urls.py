@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from crm.errors import InvalidInput
 
@@ -88,14 +89,12 @@ def unsupported(url: str, field: str, supported: str) -> InvalidInput:
     )
 
 
-def without_password(url: str) -> str:
-    """The URL as it may be shown in an error or a log: a password in it replaced by `***`."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
+def redacted(url: str) -> str:
+    """The URL without its password (a server URL may carry one), for messages and logs."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not parseable as a URL: nothing to find a password in
         return url
-    authority, slash, path = rest.partition("/")
-    credentials, at, host = authority.rpartition("@")
-    if not at or ":" not in credentials:
+    if password is None:
         return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+    return url.replace(f":{password}@", ":***@", 1)

@@ -20,6 +20,9 @@ from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
+from crm.lease import FileLease, Lease
+from crm.postgres_connections import is_postgres
+from crm.postgres_lease import PostgresLease
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
@@ -30,11 +33,12 @@ from crm.settings import (
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
     SLA_POLICY_FILE,
+    Setting,
     Settings,
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path, without_password
+from crm.urls import SQLITE_PREFIX, redacted, require_writable_directory, sqlite_path
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
@@ -171,7 +175,12 @@ async def build_server(settings: Settings) -> Server:
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen)
+            server = await create_server(
+                system,
+                settings.listen,
+                services=settings.services,
+                max_concurrent_calls=settings.max_concurrent_calls,
+            )
     except StartupError:
         system.close()
         raise
@@ -191,8 +200,10 @@ class RelayProcess:
     relay: Relay
     store: EventStore
     checkpoint: RelayCheckpoint
+    lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
+        self.lease.release()
         self.checkpoint.close()
         self.store.close()
 
@@ -211,7 +222,7 @@ def build_relay(settings: Settings) -> RelayProcess:
         namespace=settings.topic_namespace,
         codec=CODEC,
     )
-    return RelayProcess(relay, store, checkpoint)
+    return RelayProcess(relay, store, checkpoint, _lease(url, RELAY_CHECKPOINT_URL, "crm-relay"))
 
 
 @dataclass
@@ -247,11 +258,14 @@ class DeadlineWorker:
 
     process: DeadlineProcess
     store: EventStore
+    lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
-        """Stop the process (it saves its state and closes its checkpoint), close the store."""
+        """Stop the process (it saves its state and closes its checkpoint), close the store,
+        and give the lease up for a standby."""
         self.process.close()
         self.store.close()
+        self.lease.release()
 
 
 def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
@@ -261,7 +275,8 @@ def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> Dea
     store = _event_store(settings)
     cases = build_applications(store, now).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
-    return DeadlineWorker(process, store)
+    url = settings.deadline_checkpoint_url
+    return DeadlineWorker(process, store, _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines"))
 
 
 @dataclass
@@ -337,8 +352,8 @@ def _data_dir_writable(settings: Settings, url: str) -> None:
 
 def _event_store(settings: Settings) -> EventStore:
     _data_dir_writable(settings, settings.event_store_url)
-    # A PostgreSQL URL may carry a password: errors at start show the URL without it.
-    with attributed_to(EVENT_STORE_URL, without_password(settings.event_store_url)):
+    # The URL as errors show it: a server's URL may carry a password.
+    with attributed_to(EVENT_STORE_URL, redacted(settings.event_store_url)):
         return open_event_store(settings.event_store_url)
 
 
@@ -347,6 +362,18 @@ def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
     _data_dir_writable(settings, url)
     with attributed_to(DEADLINE_CHECKPOINT_URL, url):
         return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
+
+
+def _lease(checkpoint_url: str, setting: Setting[str], name: str) -> Lease:
+    """The lease of the copies sharing a checkpoint: whoever resumes from it must hold it.
+
+    Beside an SQLite checkpoint, a lock on a file next to it (copies on one machine); in a
+    PostgreSQL checkpoint's database, an advisory lock (copies anywhere).
+    """
+    if is_postgres(checkpoint_url):
+        return PostgresLease(checkpoint_url, name)
+    path = sqlite_path(checkpoint_url, setting.name)
+    return FileLease(path.with_name(path.name + ".lease"))
 
 
 def _view_store(settings: Settings) -> ViewStore:

@@ -12,23 +12,28 @@ from pathlib import Path
 from tests.grpc_client import poll
 
 
+def event_store_flags(url: str | None) -> tuple[str, ...]:
+    """The server's arguments for an event store URL; None keeps the default file in the data
+    dir."""
+    return () if url is None else ("--event-store-url", url)
+
+
 class ServerProcess:
     """`crm-server` as a child process on a free port, with its log in a file."""
 
-    def __init__(self, data_dir: Path, log_path: Path, event_store_url: str | None = None) -> None:
-        """`event_store_url` None leaves the event store at its default, a file in `data_dir`."""
+    def __init__(self, data_dir: Path, log_path: Path, *extra: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
-        store = {} if event_store_url is None else {"CRM_EVENT_STORE_URL": event_store_url}
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "services.entrypoints.server"),
                 *("--listen", "127.0.0.1:0"),
                 *("--data-dir", str(data_dir), "--log-format", "json"),
+                *extra,
             ],
             stderr=self._log,
             stdout=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **store},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.target = poll(self._listening, timeout=30)
 

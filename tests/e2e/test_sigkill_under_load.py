@@ -27,7 +27,7 @@ from crm.v1 import (
     customer_service_pb2,
 )
 from tests.grpc_client import Client, stamp
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, event_store_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_sigkill_during_group_commits_loses_and_doubles_nothing(
     tmp_path: Path, event_store_url: str | None
 ) -> None:
     data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir, tmp_path / "first.log", event_store_url)
+    server = ServerProcess(data_dir, tmp_path / "first.log", *event_store_flags(event_store_url))
     client = Client(server.target)
     customer_id = client.customers.RegisterCustomer(
         customer_service_pb2.RegisterCustomerRequest(
@@ -108,7 +108,7 @@ def test_sigkill_during_group_commits_loses_and_doubles_nothing(
     acknowledged = [rid for caller in callers for rid in caller.acknowledged]
     assert len(acknowledged) >= 200, "the callers never got going"
 
-    again = ServerProcess(data_dir, tmp_path / "second.log", event_store_url)
+    again = ServerProcess(data_dir, tmp_path / "second.log", *event_store_flags(event_store_url))
     client = Client(again.target)
     try:
         for caller in callers:
