@@ -23,6 +23,7 @@ from pathlib import Path
 from bench import grpc_load, kafka_lag, scale_out
 from bench.grpc_load import Sample, note_request
 from bench.lag import Lag, offered_load
+from bench.postgres_storage import THREADS, measure_postgres_storage
 from bench.servers import EchoServer, add_notes, embedded, open_cases
 from bench.storage import measure_storage
 from services.bootstrap import System
@@ -74,6 +75,8 @@ def main() -> None:
     rows: list[Row] = []
     progress("storage: appends, commands, rebuild")
     rows += storage_rows(plan)
+    progress("storage: PostgreSQL appends beside plain inserts")
+    rows += postgres_storage_rows(plan)
     with tempfile.TemporaryDirectory() as tmp:
         rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
         progress(f"end-to-end lag through Kafka at {RATES} commands/s")
@@ -128,6 +131,22 @@ def storage_rows(plan: Plan) -> list[Row]:
             "read back",
         ),
     ]
+
+
+def postgres_storage_rows(plan: Plan) -> list[Row]:
+    p = measure_postgres_storage(plan.storage_events)
+    if p is None:
+        return [Row("storage", "PostgreSQL: not measured (no binaries)", 0.0, "")]
+    n = f"{plan.storage_events} events"
+    batched = f"{plan.storage_events / p['append_threads_transactions']:.1f} appends a commit"
+    return [
+        Row("storage", "plain PostgreSQL insert, one commit each", p["insert"], "/s",
+            1.0, "", n),
+        Row("storage", "PostgreSQL event store append", p["append"], "/s",
+            p["append"] / p["insert"], "pg insert"),
+        Row("storage", f"PostgreSQL event store append, {THREADS} threads", p["append_threads"],
+            "/s", p["append_threads"] / p["insert"], "pg insert", batched),
+    ]  # fmt: skip
 
 
 async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:

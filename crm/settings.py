@@ -228,8 +228,9 @@ EVENT_STORE_URL = Setting(
     default=f"sqlite:///{DATA_DIR_MARK}/events.db",
     parse=_text,
     help="the event store, the source of truth: sqlite:///<path> (sqlite:////abs/path.db for an"
-    " absolute path), or a KurrentDB / EventStoreDB server, kurrentdb://[user:password@]host:2113"
-    "[?tls=false] (esdb:// too)",
+    " absolute path), postgresql://<user>@<host>:<port>/<database> (postgres:// too), or a"
+    " KurrentDB / EventStoreDB server, kurrentdb://[user:password@]host:2113[?tls=false]"
+    " (esdb:// too)",
     metavar="URL",
 )
 

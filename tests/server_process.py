@@ -12,6 +12,12 @@ from pathlib import Path
 from tests.grpc_client import poll
 
 
+def event_store_flags(url: str | None) -> tuple[str, ...]:
+    """The server's arguments for an event store URL; None keeps the default file in the data
+    dir."""
+    return () if url is None else ("--event-store-url", url)
+
+
 class ServerProcess:
     """`crm-server` as a child process on a free port, with its log in a file."""
 

@@ -34,8 +34,12 @@ NOTES_PER_CALLER = 10
 RETRIES = 50
 
 
-@pytest.fixture
-def event_store_url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def event_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One SQLite file both servers open, or one PostgreSQL database both connect to."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
     return f"sqlite:///{tmp_path / 'events.db'}"
 
 

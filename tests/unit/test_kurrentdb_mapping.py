@@ -131,7 +131,9 @@ def test_the_factory_refuses_an_unreachable_server_at_start() -> None:
 
 
 def test_the_factory_names_kurrentdb_among_the_supported_urls() -> None:
-    with pytest.raises(InvalidInput, match=r"sqlite:///<path>, kurrentdb://") as caught:
+    with pytest.raises(
+        InvalidInput, match=r"sqlite:///<path>, postgresql://\S+, kurrentdb://"
+    ) as caught:
         open_event_store("mysql://localhost/crm")
     assert caught.value.field == FIELD
 
