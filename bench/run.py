@@ -20,9 +20,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import grpc_load, kafka_lag
+from bench import grpc_load, kafka_lag, scale_out
 from bench.grpc_load import Sample, note_request
 from bench.lag import Lag, offered_load
+from bench.postgres_storage import THREADS, measure_postgres_storage
 from bench.servers import EchoServer, add_notes, embedded, open_cases
 from bench.storage import measure_storage
 from services.bootstrap import System
@@ -40,10 +41,12 @@ class Plan:
     hot_calls: int
     watch_calls: int
     memory_events: int
+    scale_out_commands: int
 
 
-FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000)
-QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000)
+FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 3_000)
+QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
+PARTITIONS = (1, 2, 4)
 CONCURRENCY = (1, 16, 64)
 RATES = (100, 500, 1_000)
 WATCHES = 500
@@ -72,10 +75,14 @@ def main() -> None:
     rows: list[Row] = []
     progress("storage: appends, commands, rebuild")
     rows += storage_rows(plan)
+    progress("storage: PostgreSQL appends beside plain inserts")
+    rows += postgres_storage_rows(plan)
     with tempfile.TemporaryDirectory() as tmp:
         rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
         progress(f"end-to-end lag through Kafka at {RATES} commands/s")
         rows += asyncio.run(kafka_rows(plan, Path(tmp) / "kafka"))
+        progress(f"relay + timeline workers through Kafka with {PARTITIONS} partitions")
+        rows += scale_out_rows(plan, Path(tmp) / "scale-out")
         progress(f"memory: a fresh process writes {plan.memory_events} events")
         rows += memory_rows(plan, Path(tmp) / "memory")
     print_table(rows)
@@ -124,6 +131,22 @@ def storage_rows(plan: Plan) -> list[Row]:
             "read back",
         ),
     ]
+
+
+def postgres_storage_rows(plan: Plan) -> list[Row]:
+    p = measure_postgres_storage(plan.storage_events)
+    if p is None:
+        return [Row("storage", "PostgreSQL: not measured (no binaries)", 0.0, "")]
+    n = f"{plan.storage_events} events"
+    batched = f"{plan.storage_events / p['append_threads_transactions']:.1f} appends a commit"
+    return [
+        Row("storage", "plain PostgreSQL insert, one commit each", p["insert"], "/s",
+            1.0, "", n),
+        Row("storage", "PostgreSQL event store append", p["append"], "/s",
+            p["append"] / p["insert"], "pg insert"),
+        Row("storage", f"PostgreSQL event store append, {THREADS} threads", p["append_threads"],
+            "/s", p["append_threads"] / p["insert"], "pg insert", batched),
+    ]  # fmt: skip
 
 
 async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
@@ -223,6 +246,27 @@ async def kafka_rows(plan: Plan, data_dir: Path) -> list[Row]:
     for lag in await kafka_lag.kafka_lags(data_dir, RATES, plan.lag_seconds):
         rows += _lag_rows("kafka lag", "ack -> GetTimeline", lag)
     return rows
+
+
+def scale_out_rows(plan: Plan, data_dir: Path) -> list[Row]:
+    missing = kafka_lag.missing_tools()
+    if missing:
+        note = f"not measured: a local Kafka broker needs {' and '.join(missing)}"
+        return [Row("scale-out", "relay + timeline workers", 0.0, "/s", note=note)]
+    runs = scale_out.measure(data_dir, plan.scale_out_commands, PARTITIONS)
+    one = runs[0].per_second or 1.0
+    return [
+        Row(
+            "scale-out",
+            f"relay + timeline, {run.partitions} partitions and workers",
+            run.per_second,
+            "/s",
+            run.per_second / one,
+            "1 partition",
+            note=f"{run.events} events",
+        )
+        for run in runs
+    ]
 
 
 def _lag_rows(group: str, what: str, lag: Lag) -> list[Row]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from crm.errors import IntegrityError
+from crm.errors import HistoryBroken
 from crm.vocabulary import Actor, ActorKind
 
 GENESIS_HASH = "0" * 64
@@ -120,23 +120,41 @@ def chain_hash(
 
 def verify_chain(events: Iterable[RecordedEvent]) -> int:
     """Recompute the hash chain of one stream's events; returns how many were verified."""
-    expected_previous = GENESIS_HASH
     count = 0
-    for expected_revision, event in enumerate(events):
-        if event.revision != expected_revision:
-            raise IntegrityError(
-                f"{event.stream}: revision {event.revision} found where {expected_revision} belongs"
-            )
-        if event.previous_hash != expected_previous:
-            raise IntegrityError(f"{event.stream}@{event.revision}: link to previous event broken")
-        as_new = NewEvent(event.event_id, event.type, event.data, event.metadata)
-        recomputed = chain_hash(
-            event.previous_hash, event.stream, event.revision, as_new, event.recorded_at
-        )
-        if recomputed != event.content_hash:
-            raise IntegrityError(
-                f"{event.stream}@{event.revision}: content altered after recording"
-            )
-        expected_previous = event.content_hash
-        count += 1
+
+    def counted() -> Iterable[RecordedEvent]:
+        nonlocal count
+        for event in events:
+            count += 1
+            yield event
+
+    verify_links(counted(), GENESIS_HASH, 0)
     return count
+
+
+def verify_links(events: Iterable[RecordedEvent], previous_hash: str, revision: int) -> str:
+    """Check that `events` continue a stream whose event before `revision` hashes to
+    `previous_hash`: each in its place, linked to the one before, its content unchanged.
+
+    Returns the content hash of the last event (`previous_hash` for none); raises HistoryBroken
+    at the first event that breaks the chain.
+    """
+    expected_previous = previous_hash
+    for expected_revision, event in enumerate(events, start=revision):
+        if event.revision != expected_revision:
+            raise HistoryBroken(event, f"found where revision {expected_revision} belongs")
+        if event.previous_hash != expected_previous:
+            raise HistoryBroken(event, "its link to the previous event is broken")
+        check_content(event)
+        expected_previous = event.content_hash
+    return expected_previous
+
+
+def check_content(event: RecordedEvent) -> None:
+    """Raise HistoryBroken unless the event's content still hashes to its recorded hash."""
+    as_new = NewEvent(event.event_id, event.type, event.data, event.metadata)
+    recomputed = chain_hash(
+        event.previous_hash, event.stream, event.revision, as_new, event.recorded_at
+    )
+    if recomputed != event.content_hash:
+        raise HistoryBroken(event, "its content was altered after it was recorded")

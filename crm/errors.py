@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class CrmError(Exception):
     """Root of every error the system raises on purpose."""
@@ -57,3 +59,32 @@ class OperationalError(PersistenceError):
 
 class IntegrityError(PersistenceError):
     """The store detected data that breaks its own guarantees (e.g. a broken hash chain)."""
+
+
+class HistoryBroken(IntegrityError):
+    """A stored event no longer matches its hash chain: altered, moved or cut loose.
+
+    Names the first bad event exactly, so an operator can find it; nothing is appended on top.
+    """
+
+    def __init__(self, event: StoredPlace, problem: str) -> None:
+        super().__init__(
+            f"the history of {event.stream} is broken at revision {event.revision}"
+            f" (global position {event.global_position}): {problem}"
+        )
+        self.stream = event.stream
+        self.revision = event.revision
+        self.global_position = event.global_position
+
+
+class StoredPlace(Protocol):
+    """Where an event sits in the store (crm.envelope.RecordedEvent has these)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def revision(self) -> int: ...
+
+    @property
+    def global_position(self) -> int: ...

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from crm.envelope import RecordedEvent
-from crm.errors import CrmError, PersistenceError
+from crm.envelope import GENESIS_HASH, RecordedEvent, check_content, verify_links
+from crm.errors import CrmError, HistoryBroken, PersistenceError
 from crm.eventcodec import EventCodec, from_plain, to_plain
 from crm.eventstore.port import EventStore, Snapshot
 
@@ -66,6 +66,7 @@ class Folded(Generic[S]):
     event_id: str
     state: S
     snapshot_revision: int = -1
+    content_hash: str = ""  # of the event at `revision`, once checked ("" from a snapshot)
 
 
 class StateCache(Generic[S]):
@@ -155,7 +156,12 @@ class StateLoader(Generic[S, E]):
         records = self._store.read_stream(stream)
         if not records:
             return None, -1
-        first = Folded(0, records[0].event_id, self._evolve(None, records[0]), known)
+        check_content(records[0])
+        if records[0].previous_hash != GENESIS_HASH:
+            raise HistoryBroken(records[0], "the first event links to an event before it")
+        first = Folded(
+            0, records[0].event_id, self._evolve(None, records[0]), known, records[0].content_hash
+        )
         return self._fold_on(stream, first, records[1:])
 
     def _fold_from(self, stream: str, start: Folded[S]) -> tuple[S, int] | None:
@@ -166,16 +172,25 @@ class StateLoader(Generic[S, E]):
                 "%s does not hold %s at %d: folded again", stream, start.event_id, start.revision
             )
             return None
-        return self._fold_on(stream, start, records[1:])
+        # The events after the start are checked against it; the start against its own content,
+        # and against the hash it had when it was read before (a cached state).
+        check_content(records[0])
+        if start.content_hash and records[0].content_hash != start.content_hash:
+            raise HistoryBroken(records[0], "it changed since it was last read")
+        return self._fold_on(
+            stream, replace(start, content_hash=records[0].content_hash), records[1:]
+        )
 
     def _fold_on(self, stream: str, start: Folded[S], tail: list[RecordedEvent]) -> tuple[S, int]:
+        """Fold the checked tail of events on the start (a broken chain raises HistoryBroken)."""
+        last_hash = verify_links(tail, start.content_hash, start.revision + 1)
         state = start.state
         for record in tail:
             state = self._evolve(state, record)
         folded = start
         if tail:
             last = tail[-1]
-            folded = Folded(last.revision, last.event_id, state, start.snapshot_revision)
+            folded = Folded(last.revision, last.event_id, state, start.snapshot_revision, last_hash)
         due = folded.revision - folded.snapshot_revision >= self._snapshot_every
         if due and self._save_snapshot(stream, folded):
             folded = replace(folded, snapshot_revision=folded.revision)

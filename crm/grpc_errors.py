@@ -33,6 +33,7 @@ STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.OperationalError, grpc.StatusCode.UNAVAILABLE),
+    (errors.HistoryBroken, grpc.StatusCode.DATA_LOSS),
 )
 
 
@@ -40,6 +41,11 @@ def status_for(error: Exception) -> tuple[grpc.StatusCode, str]:
     """The status code and caller-facing message for an error."""
     for error_type, code in STATUS_OF:
         if isinstance(error, error_type):
+            if code is grpc.StatusCode.DATA_LOSS:
+                # An alert for the operators: stored history no longer matches its hashes.
+                error_id = uuid.uuid4().hex[:12]
+                log.error("ALERT broken history, error %s: %s", error_id, error)
+                return code, f"{error} (error {error_id}); nothing was recorded"
             return code, str(error)
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error %s", error_id, exc_info=error)

@@ -158,3 +158,21 @@ def check_certificates(pem: bytes) -> None:
         x509.load_pem_x509_certificates(pem)
     except ValueError:
         raise ValueError("is not a PEM certificate bundle") from None
+
+
+def certificate_name(certificate_chain: bytes) -> str:
+    """A name the first certificate of a chain is valid for: its first DNS name, else its CN.
+
+    A client on the server's own host (a health check) connects to the loopback address and
+    asks for this name instead, so the certificate need not name the loopback address.
+    """
+    leaf = x509.load_pem_x509_certificates(certificate_chain)[0]
+    try:
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = names.get_values_for_type(x509.DNSName)
+        if dns:
+            return dns[0]
+    except x509.ExtensionNotFound:
+        pass
+    common = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(common[0].value) if common else "localhost"

@@ -46,7 +46,7 @@ from crm.settings import (
 from crm.startup import attributed_to
 from crm.tls import check_certificates, check_pair, ensure_self_signed
 from crm.tokens import DEV_KEY_FILE, KeySet, TokenRules, ensure_dev_key, load_key_set
-from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path
+from crm.urls import SQLITE_PREFIX, redacted, require_writable_directory, sqlite_path
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
@@ -189,7 +189,13 @@ async def build_server(settings: Settings) -> Server:
     try:
         security = build_security(settings)
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen, security=security)
+            server = await create_server(
+                system,
+                settings.listen,
+                security=security,
+                services=settings.services,
+                max_concurrent_calls=settings.max_concurrent_calls,
+            )
     except StartupError:
         system.close()
         raise
@@ -468,7 +474,8 @@ def _data_dir_writable(settings: Settings, url: str) -> None:
 
 def _event_store(settings: Settings) -> EventStore:
     _data_dir_writable(settings, settings.event_store_url)
-    with attributed_to(EVENT_STORE_URL, settings.event_store_url):
+    # The URL as errors show it: a server's URL may carry a password.
+    with attributed_to(EVENT_STORE_URL, redacted(settings.event_store_url)):
         return open_event_store(settings.event_store_url)
 
 

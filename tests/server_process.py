@@ -13,10 +13,16 @@ from bench.credentials import ClientAccess
 from tests.grpc_client import poll
 
 
+def event_store_flags(url: str | None) -> tuple[str, ...]:
+    """The server's arguments for an event store URL; None keeps the default file in the data
+    dir."""
+    return () if url is None else ("--event-store-url", url)
+
+
 class ServerProcess:
     """`crm-server` as a child process on a free port, with its log in a file."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, *extra: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
@@ -24,6 +30,7 @@ class ServerProcess:
                 *(sys.executable, "-m", "services.entrypoints.server"),
                 *("--listen", "127.0.0.1:0"),
                 *("--data-dir", str(data_dir), "--log-format", "json"),
+                *extra,
             ],
             stderr=self._log,
             stdout=self._log,

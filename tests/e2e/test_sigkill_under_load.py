@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from crm.envelope import verify_chain
-from crm.eventstore.sqlite import SqliteEventStore
+from crm.eventstore.factory import open_event_store
 from crm.v1 import (
     case_events_pb2,
     case_service_pb2,
@@ -27,7 +27,7 @@ from crm.v1 import (
     customer_service_pb2,
 )
 from tests.grpc_client import Client, stamp
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, event_store_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -69,9 +69,11 @@ class Caller(threading.Thread):
             self.acknowledged.append(request_id)
 
 
-def test_sigkill_during_group_commits_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_sigkill_during_group_commits_loses_and_doubles_nothing(
+    tmp_path: Path, event_store_url: str | None
+) -> None:
     data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir, tmp_path / "first.log")
+    server = ServerProcess(data_dir, tmp_path / "first.log", *event_store_flags(event_store_url))
     client = Client(server.access)
     customer_id = client.customers.RegisterCustomer(
         customer_service_pb2.RegisterCustomerRequest(
@@ -106,7 +108,7 @@ def test_sigkill_during_group_commits_loses_and_doubles_nothing(tmp_path: Path) 
     acknowledged = [rid for caller in callers for rid in caller.acknowledged]
     assert len(acknowledged) >= 200, "the callers never got going"
 
-    again = ServerProcess(data_dir, tmp_path / "second.log")
+    again = ServerProcess(data_dir, tmp_path / "second.log", *event_store_flags(event_store_url))
     client = Client(again.access)
     try:
         for caller in callers:
@@ -118,7 +120,7 @@ def test_sigkill_during_group_commits_loses_and_doubles_nothing(tmp_path: Path) 
         client.close()
         assert again.terminate() == 0
 
-    store = SqliteEventStore(data_dir / "events.db")
+    store = open_event_store(event_store_url or f"sqlite:///{data_dir / 'events.db'}")
     try:
         for caller in callers:
             stream = store.read_stream(f"case-{caller.case_id}")

@@ -25,7 +25,7 @@ from crm.v1 import (
     timeline_service_pb2,
 )
 from tests.grpc_client import Client, poll, stamp
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, event_store_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +42,10 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
-def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
-    server = ServerProcess(data_dir, tmp_path / "first.log")
+def test_support_story_survives_sigkill(
+    data_dir: Path, tmp_path: Path, event_store_url: str | None
+) -> None:
+    server = ServerProcess(data_dir, tmp_path / "first.log", *event_store_flags(event_store_url))
     # Recent enough that no SLA timer of the high-priority case fires during the test.
     client = Client(server.access, prefix="story", history=timedelta(minutes=20))
     try:
@@ -85,7 +87,7 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
         client.close()
         server.kill()
 
-    server = ServerProcess(data_dir, tmp_path / "second.log")
+    server = ServerProcess(data_dir, tmp_path / "second.log", *event_store_flags(event_store_url))
     client = Client(server.access, prefix="after-restart")
     client.clock = story_end  # the timeline is in the order things happened: the note comes last
     try:

@@ -15,7 +15,7 @@ from crm.identity import Role
 from crm.settings import Settings
 from services.access import ACCESS, allowed_roles, markdown_table
 from services.bootstrap import System, build_system
-from services.grpc_server import SERVICE_NAMES
+from services.grpc_server import FULL_NAMES
 
 CALL_SECONDS = 10.0
 WATCH_SECONDS = 0.5
@@ -23,7 +23,7 @@ WATCH_SECONDS = 0.5
 
 def _methods() -> list[MethodDescriptor]:
     pool = descriptor_pool.Default()
-    return [m for name in SERVICE_NAMES for m in pool.FindServiceByName(name).methods]
+    return [m for name in FULL_NAMES.values() for m in pool.FindServiceByName(name).methods]
 
 
 METHODS = _methods()

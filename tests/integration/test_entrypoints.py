@@ -69,9 +69,23 @@ def test_help_lists_the_settings_the_process_reads(name: str) -> None:
         ("server", ["--listen", "localhost"], {}, "--listen / CRM_LISTEN"),
         (
             "server",
-            ["--event-store-url", "postgresql://db/crm"],
+            ["--event-store-url", "mysql://db/crm"],
             {},
             "--event-store-url / CRM_EVENT_STORE_URL: unsupported URL",
+        ),
+        (
+            "server",
+            ["--event-store-url", "postgresql://crm:s3cret@127.0.0.1:1/crm"],
+            {},
+            "--event-store-url / CRM_EVENT_STORE_URL: postgresql://crm:***@127.0.0.1:1/crm:"
+            " cannot connect to PostgreSQL at 127.0.0.1:1/crm",
+        ),
+        (
+            "relay",
+            [],
+            {"CRM_EVENT_STORE_URL": "postgres://crm@127.0.0.1:notaport/crm"},
+            "--event-store-url / CRM_EVENT_STORE_URL: postgres://crm@127.0.0.1:notaport/crm:"
+            " malformed PostgreSQL URL",
         ),
         (
             "deadline_worker",
@@ -140,6 +154,7 @@ def test_a_wrong_value_stops_the_process_with_one_line_and_status_2(
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"crm-{name.replace('_', '-')}: {named}"), done.stderr
     assert "Traceback" not in done.stderr
+    assert "s3cret" not in done.stderr
 
 
 def test_a_tool_reads_the_event_store_in_the_data_dir(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ by another fold version is ignored. The examples below them show what each part 
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm.envelope import EventMetadata, NewEvent, RecordedEvent
+from crm.envelope import EventMetadata, NewEvent, RecordedEvent, chain_hash
+from crm.errors import HistoryBroken
 from crm.eventstore.port import Snapshot, StreamState
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.folding import Fold, StateLoader, encode_state
@@ -350,3 +352,62 @@ def test_the_cache_keeps_the_most_recently_used_streams_only(tmp_path: Path) -> 
         assert states.cache.get("case-case-1") is None and states.cache.get("case-case-3") is None
     finally:
         store.close()
+
+
+def _rewrite(path: Path, stream: str, revision: int) -> None:
+    """Change a stored event's data behind the store's back, as an intruder with file access."""
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "UPDATE events SET data = ? WHERE stream = ? AND revision = ?",
+            (b'{"case_id": "case-1", "note_id": "x", "text": "rewritten"}', stream, revision),
+        )
+
+
+@pytest.mark.parametrize("start", ["cold", "snapshot", "warm cache"])
+def test_a_rewritten_event_in_what_a_load_reads_breaks_it_with_history_broken(
+    long_case: tuple[CountingStore, list[Any]], start: str, tmp_path: Path
+) -> None:
+    store, events = long_case
+    states = loader(store, snapshot_every=10 if start == "snapshot" else 10_000)
+    if start != "cold":
+        states.load("case-case-1")  # leaves a cached state (and a snapshot) at the end
+        metadata = EventMetadata("cust-1", instant(len(events)), AGENT, "corr", "", "req-late")
+        type_name, data = CODEC.encode(CaseNoteAdded("case-1", "note-late", "called again"))
+        event = NewEvent(str(uuid.uuid4()), type_name, data, metadata)
+        store.append("case-case-1", [event], len(events) - 1)
+    if start == "snapshot":
+        states = loader(store, snapshot_every=10)  # a new process: no cache, the snapshot
+    _rewrite(tmp_path / "events.db", "case-case-1", len(events) if start != "cold" else 3)
+    with pytest.raises(HistoryBroken, match="its content was altered") as broken:
+        states.load("case-case-1")
+    assert broken.value.stream == "case-case-1"
+    assert broken.value.revision == (len(events) if start != "cold" else 3)
+
+
+def test_a_cached_event_rewritten_in_place_breaks_the_next_load(
+    long_case: tuple[CountingStore, list[Any]], tmp_path: Path
+) -> None:
+    store, events = long_case
+    states = loader(store, snapshot_every=10_000)
+    states.load("case-case-1")
+    _rewrite(tmp_path / "events.db", "case-case-1", len(events) - 1)
+    with pytest.raises(HistoryBroken, match="its content was altered"):
+        states.load("case-case-1")
+
+
+def test_a_cached_event_rewritten_and_resealed_breaks_the_next_load(
+    long_case: tuple[CountingStore, list[Any]], tmp_path: Path
+) -> None:
+    store, _ = long_case
+    states = loader(store, snapshot_every=10_000)
+    states.load("case-case-1")
+    last = store.read_stream("case-case-1")[-1]
+    forged = NewEvent(last.event_id, last.type, b'{"text": "rewritten"}', last.metadata)
+    resealed = chain_hash(last.previous_hash, last.stream, last.revision, forged, last.recorded_at)
+    with sqlite3.connect(tmp_path / "events.db") as raw:
+        raw.execute(
+            "UPDATE events SET data = ?, content_hash = ? WHERE stream = ? AND revision = ?",
+            (forged.data, resealed, last.stream, last.revision),
+        )
+    with pytest.raises(HistoryBroken, match="changed since it was last read"):
+        states.load("case-case-1")

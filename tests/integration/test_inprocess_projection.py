@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from crm.errors import InvariantViolated
+from crm.eventstore.port import EventStore
+from crm.eventstore.postgres import PostgresEventStore
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Channel
 from projections.catalogue import PROJECTION_NAMES, TIMELINE, Batch
@@ -40,8 +42,12 @@ DEADLINE = 10.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
-    event_store = SqliteEventStore(tmp_path / "events.db")
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EventStore]:
+    """An SQLite file; a test parametrized with `indirect=["store"]` may ask for "postgresql"."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        event_store: EventStore = PostgresEventStore(request.getfixturevalue("postgres_url"))
+    else:
+        event_store = SqliteEventStore(tmp_path / "events.db")
     yield event_store
     event_store.close()
 
@@ -54,12 +60,12 @@ def view_store(tmp_path: Path) -> Iterator[SqliteViewStore]:
 
 
 @pytest.fixture
-def log(store: SqliteEventStore) -> EventLog:
+def log(store: EventStore) -> EventLog:
     return EventLog(store)
 
 
 @pytest.fixture
-def projector(store: SqliteEventStore, view_store: SqliteViewStore) -> Iterator[InProcessProjector]:
+def projector(store: EventStore, view_store: SqliteViewStore) -> Iterator[InProcessProjector]:
     running = InProcessProjector(store, view_store, CODEC, poll_interval=0.05)
     running.start()
     yield running
@@ -95,6 +101,7 @@ def test_a_new_projector_continues_from_the_checkpoint(
     assert len(set(ids)) == len(ids)
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 def test_rebuild_gives_the_same_views_as_live(
     tmp_path: Path, log: EventLog, view_store: SqliteViewStore, projector: InProcessProjector
 ) -> None:

@@ -53,3 +53,23 @@ def test_anything_else_is_internal_with_a_generic_message_and_a_logged_id(
     assert str(error) not in message
     error_id = message.split()[2].rstrip(";")
     assert any(error_id in record.getMessage() for record in caplog.records)
+
+
+def test_broken_history_is_data_loss_naming_the_event_with_an_alert_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Place:
+        stream, revision, global_position = "case-7", 3, 41
+
+    error = errors.HistoryBroken(Place(), "its content was altered after it was recorded")
+    with caplog.at_level(logging.ERROR):
+        code, message = status_for(error)
+    assert code is grpc.StatusCode.DATA_LOSS
+    assert message.startswith(
+        "the history of case-7 is broken at revision 3 (global position 41): its content was"
+    )
+    error_id = message.rsplit("(error ", 1)[1].split(")")[0]
+    assert any(
+        "ALERT" in record.getMessage() and error_id in record.getMessage()
+        for record in caplog.records
+    )

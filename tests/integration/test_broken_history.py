@@ -1,0 +1,111 @@
+"""History altered behind the system's back is noticed on use: DATA_LOSS, an alert, no append.
+
+A command loads its stream's events after its cached state (all of them on a cold start) and
+checks their hash chain before deciding; a broken one refuses the command, names the first bad
+event, and leaves the stream as it found it. Other streams keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bench.server_thread import ServerThread
+from crm.settings import Settings
+from crm.v1 import (
+    case_events_pb2,
+    case_service_pb2,
+    common_pb2,
+    customer_events_pb2,
+    customer_service_pb2,
+)
+from services.bootstrap import System, build_system
+from tests.grpc_client import Client
+
+
+def _open_case(client: Client) -> str:
+    customer = client.customers.RegisterCustomer(
+        customer_service_pb2.RegisterCustomerRequest(
+            context=client.context(),
+            name="Ren",
+            language="ja",
+            segment=customer_events_pb2.SEGMENT_B2C,
+        )
+    ).aggregate_id
+    return client.cases.OpenCase(
+        case_service_pb2.OpenCaseRequest(
+            context=client.context(),
+            customer_id=customer,
+            channel=common_pb2.CHANNEL_EMAIL,
+            category=case_events_pb2.CATEGORY_RETURNS_CANCELLATION,
+            priority=common_pb2.PRIORITY_NORMAL,
+            subject="Return",
+        )
+    ).aggregate_id
+
+
+def _note(client: Client, case_id: str) -> case_service_pb2.AddNoteRequest:
+    return case_service_pb2.AddNoteRequest(
+        context=client.context(), case_id=case_id, text="called back"
+    )
+
+
+@dataclass
+class Serving:
+    system: System
+    server: ServerThread
+    client: Client
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.stop()
+        self.system.close()
+
+
+def _serve(data_dir: Path, prefix: str) -> Serving:
+    system = build_system(
+        Settings.defaults(data_dir=data_dir, in_process_projector=False, in_process_deadlines=False)
+    )
+    server = ServerThread(system)
+    return Serving(system, server, Client(server.access, prefix=prefix))
+
+
+@pytest.mark.parametrize("altered_revision", [1, 2])
+def test_a_command_on_an_altered_stream_is_refused_with_data_loss(
+    tmp_path: Path, altered_revision: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _serve(tmp_path, "first")
+    client = first.client
+    case_id = _open_case(client)
+    other_case = _open_case(client)
+    client.cases.AddNote(_note(client, case_id))
+    client.cases.AddNote(_note(client, case_id))
+    first.stop()
+    with sqlite3.connect(tmp_path / "events.db") as raw:
+        raw.execute(
+            "UPDATE events SET data = ? WHERE stream = ? AND revision = ?",
+            (b'{"text": "rewritten"}', f"case-{case_id}", altered_revision),
+        )
+        before = raw.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    second = _serve(tmp_path, "second")  # a cold start: the whole stream is loaded and checked
+    client = second.client
+    try:
+        with caplog.at_level(logging.ERROR), pytest.raises(grpc.RpcError) as refused:
+            client.cases.AddNote(_note(client, case_id))
+        assert refused.value.code() is grpc.StatusCode.DATA_LOSS
+        details = refused.value.details() or ""
+        assert f"case-{case_id} is broken at revision {altered_revision}" in details
+        assert "content was altered" in details
+        assert any("ALERT broken history" in r.getMessage() for r in caplog.records)
+        client.cases.AddNote(_note(client, other_case))  # other streams keep working
+    finally:
+        second.stop()
+    with sqlite3.connect(tmp_path / "events.db") as raw:
+        after = raw.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert after == before + 1  # the other case's note, nothing on the broken stream
