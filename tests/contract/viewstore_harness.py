@@ -67,6 +67,11 @@ class ViewStoreHarness(ABC):
     def reopen_store(self, store: ViewStore) -> ViewStore:
         """The data of `store` (closed by the caller) opened again, as a restarted process would."""
 
+    @abstractmethod
+    def record_schema_version(self, store: ViewStore, projection: str, version: int) -> None:
+        """Record in the open store's data that `projection`'s rows were built under another
+        schema version, as if the code had moved on since they were written."""
+
     @pytest.fixture(autouse=True)
     def _closing(self) -> Iterator[None]:
         self._opened: list[ViewStore] = []
