@@ -12,12 +12,22 @@ from psycopg import Connection
 
 from crm.tracking import checkpoint_key
 
+SCHEMA_LOCK = 0x63726D5F736368  # "crm_sch": every store's schema changes take it, one at a time
+"""Concurrent CREATE TABLE IF NOT EXISTS of one table can fail in PostgreSQL; processes that start
+together (a relay, a worker, a server on one database) create their tables one after another."""
+
 TRACKING_SCHEMA = """
     CREATE TABLE IF NOT EXISTS checkpoints (
         consumer TEXT COLLATE "C" PRIMARY KEY,
         position BIGINT NOT NULL
     )
 """
+
+
+def create_tracking(conn: Connection[Any]) -> None:
+    """Create the checkpoint table if missing, in the caller's transaction, under SCHEMA_LOCK."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+    conn.execute(TRACKING_SCHEMA)
 
 
 def read_checkpoint(conn: Connection[Any], consumer: str, source: str = "") -> int:

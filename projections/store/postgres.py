@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
@@ -69,7 +69,7 @@ _MODULES: dict[str, ModuleType] = {  # each: TABLES, MIGRATIONS, write(conn, new
 
 def projection_tables(
     projections: Sequence[Projection] = PROJECTIONS,
-    extra: dict[str, tuple[Migration, ...]] | None = None,
+    extra: Mapping[str, tuple[Migration, ...]] | None = None,
 ) -> tuple[ProjectionTables, ...]:
     """Each projection's tables and migrations as this code knows them; `extra` appends steps
     (tests use it to play a later release)."""
@@ -83,8 +83,9 @@ def projection_tables(
     )
 
 
-def _lock_key(projection: str) -> int:
-    """A stable 64-bit advisory lock key per projection, the same in every process."""
+def projection_lock_key(projection: str) -> int:
+    """The advisory lock a writer of `projection` holds for its transaction: a stable 64-bit
+    key, the same in every process."""
     digest = hashlib.sha256(f"crm view store {projection}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -152,7 +153,7 @@ class PostgresViewStore(ViewStore):
         kept_by_name: dict[str, Remembered[Any]] | None = getattr(self._replaying, "kept", None)
         with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
             for name in names:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(name),))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (projection_lock_key(name),))
             wrote = False
             for name in names:
                 checkpoint = read_checkpoint(conn, name, source)

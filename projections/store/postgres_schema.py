@@ -20,12 +20,11 @@ from typing import Any
 from psycopg import Connection
 
 from crm.errors import OperationalError
-from crm.postgres_tracking import TRACKING_SCHEMA, forget_checkpoints
+from crm.postgres_tracking import SCHEMA_LOCK, TRACKING_SCHEMA, forget_checkpoints
 from projections.catalogue import Projection
 
 log = logging.getLogger(__name__)
 
-MIGRATION_LOCK = 0x63726D5F76696577  # "crm_view": one migrator at a time per database
 BOOKKEEPING = (
     TRACKING_SCHEMA,
     """
@@ -74,7 +73,7 @@ class Migrated:
 def migrate(conn: Connection[Any], projections: Sequence[ProjectionTables]) -> Migrated:
     """Bring every projection's tables to the code's layout and version, in the caller's
     transaction; refuses (OperationalError) a store migrated by code newer than this."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
     for statement in BOOKKEEPING:
         conn.execute(statement)
     versions = {
