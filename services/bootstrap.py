@@ -20,6 +20,7 @@ from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
+from crm.postgres_connections import POSTGRES_FORM, is_postgres
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
@@ -34,13 +35,21 @@ from crm.settings import (
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.urls import SQLITE_PREFIX, require_writable_directory, sqlite_path
+from crm.urls import (
+    SQLITE_FORM,
+    SQLITE_PREFIX,
+    is_sqlite,
+    require_writable_directory,
+    sqlite_path,
+    unsupported,
+)
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
 from projections.store.port import ViewStore
 from projections.workers.app import WorkerSettings, create_app
-from relay.checkpoint import RelayCheckpoint
+from relay.checkpoint import RelayCheckpoint, RelayCheckpointPort
+from relay.postgres_checkpoint import PostgresRelayCheckpoint
 from relay.publisher import Relay
 from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
@@ -50,8 +59,9 @@ from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, create_server
-from services.sla.checkpoint import DeadlineCheckpoint
+from services.sla.checkpoint import DeadlineCheckpoint, DeadlineCheckpointPort
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
+from services.sla.postgres_checkpoint import PostgresDeadlineCheckpoint
 from services.sla.process import DeadlineProcess
 
 CODEC = EventCodec(EVENT_TYPES)
@@ -190,7 +200,7 @@ class RelayProcess:
 
     relay: Relay
     store: EventStore
-    checkpoint: RelayCheckpoint
+    checkpoint: RelayCheckpointPort
 
     def close(self) -> None:
         self.checkpoint.close()
@@ -199,10 +209,7 @@ class RelayProcess:
 
 def build_relay(settings: Settings) -> RelayProcess:
     store = _event_store(settings)
-    url = settings.relay_checkpoint_url
-    _data_dir_writable(settings, url)
-    with attributed_to(RELAY_CHECKPOINT_URL, url):
-        checkpoint = RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
+    checkpoint = _relay_checkpoint(settings)
     relay = Relay(
         store,
         checkpoint,
@@ -341,17 +348,42 @@ def _event_store(settings: Settings) -> EventStore:
         return open_event_store(settings.event_store_url)
 
 
-def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
+def _relay_checkpoint(settings: Settings) -> RelayCheckpointPort:
+    url = settings.relay_checkpoint_url
+    _data_dir_writable(settings, url)  # only an SQLite file's
+    with attributed_to(RELAY_CHECKPOINT_URL, _shown(url)):
+        if is_postgres(url):
+            return PostgresRelayCheckpoint(url, "relay", field=RELAY_CHECKPOINT_URL.name)
+        _require_sqlite(url, RELAY_CHECKPOINT_URL.name)
+        return RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
+
+
+def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpointPort:
     url = settings.deadline_checkpoint_url
-    _data_dir_writable(settings, url)
-    with attributed_to(DEADLINE_CHECKPOINT_URL, url):
+    _data_dir_writable(settings, url)  # only an SQLite file's
+    with attributed_to(DEADLINE_CHECKPOINT_URL, _shown(url)):
+        if is_postgres(url):
+            return PostgresDeadlineCheckpoint(url, field=DEADLINE_CHECKPOINT_URL.name)
+        _require_sqlite(url, DEADLINE_CHECKPOINT_URL.name)
         return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
 
 
 def _view_store(settings: Settings) -> ViewStore:
     _data_dir_writable(settings, settings.read_store_url)
-    with attributed_to(READ_STORE_URL, settings.read_store_url):
+    with attributed_to(READ_STORE_URL, _shown(settings.read_store_url)):
         return open_view_store(settings.read_store_url)
+
+
+def _require_sqlite(url: str, field: str) -> None:
+    """A checkpoint URL that is neither PostgreSQL nor SQLite names no adapter."""
+    if not is_sqlite(url):
+        raise unsupported(url, field, f"{SQLITE_FORM}, {POSTGRES_FORM}")
+
+
+def _shown(url: str) -> str | None:
+    """What a start-up error may quote of a store URL: a PostgreSQL URL may hold a password, and
+    its errors name host, port and database themselves."""
+    return None if is_postgres(url) else url
 
 
 def _policy(path: Path | None) -> SlaPolicy:
