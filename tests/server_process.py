@@ -15,7 +15,8 @@ from tests.grpc_client import poll
 class ServerProcess:
     """`crm-server` as a child process on a free port, with its log in a file."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        """Start it; `env` adds variables (CRM_* settings) to this process's environment."""
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
@@ -26,7 +27,7 @@ class ServerProcess:
             ],
             stderr=self._log,
             stdout=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.target = poll(self._listening, timeout=30)
 

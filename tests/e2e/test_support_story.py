@@ -2,7 +2,8 @@
 
 A customer calls, the case is bounced between two departments, a chat follows, a poor CSAT and a
 complaint arrive, the case is resolved and reopened. The timeline must show every step in order;
-after SIGKILL and a restart the same timeline comes back, nothing lost or doubled.
+after SIGKILL and a restart the same timeline comes back, nothing lost or doubled; with the views
+in the SQLite file of the data dir, and again in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -43,8 +44,18 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
-def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
-    server = ServerProcess(data_dir, tmp_path / "first.log")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def views_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The server's view store: the SQLite file in the data dir, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"CRM_READ_STORE_URL": str(request.getfixturevalue("postgres_url"))}
+
+
+def test_support_story_survives_sigkill(
+    data_dir: Path, tmp_path: Path, views_env: dict[str, str]
+) -> None:
+    server = ServerProcess(data_dir, tmp_path / "first.log", views_env)
     # Recent enough that no SLA timer of the high-priority case fires during the test.
     client = Client(server.target, prefix="story", history=timedelta(minutes=20))
     try:
@@ -86,7 +97,7 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
         client.close()
         server.kill()
 
-    server = ServerProcess(data_dir, tmp_path / "second.log")
+    server = ServerProcess(data_dir, tmp_path / "second.log", views_env)
     client = Client(server.target, prefix="after-restart")
     client.clock = story_end  # the timeline is in the order things happened: the note comes last
     try:
@@ -108,6 +119,7 @@ def test_support_story_survives_sigkill(data_dir: Path, tmp_path: Path) -> None:
         assert [(e.event_id, e.global_position, e.summary) for e in everything[:-1]] == before
         assert server.terminate() == 0
         assert '"message": "stopped"' in server.log_path.read_text()
+        assert (data_dir / "views.db").exists() == (not views_env)
     finally:
         client.close()
         if server.process.poll() is None:
