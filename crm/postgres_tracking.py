@@ -6,6 +6,7 @@ a consumer's position is written by the statement that sits in the transaction o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Connection
@@ -36,6 +37,19 @@ def read_checkpoint(conn: Connection[Any], consumer: str, source: str = "") -> i
         "SELECT position FROM checkpoints WHERE consumer = %s", (checkpoint_key(consumer, source),)
     ).fetchone()
     return 0 if row is None else int(row[0])
+
+
+def read_checkpoints(
+    conn: Connection[Any], consumers: Sequence[str], source: str = ""
+) -> dict[str, int]:
+    """The recorded position of each consumer from one source (0 if none), in one query."""
+    keys = {checkpoint_key(consumer, source): consumer for consumer in consumers}
+    rows = conn.execute(
+        "SELECT consumer, position FROM checkpoints WHERE consumer = ANY(%s::text[])",
+        (list(keys),),
+    ).fetchall()
+    found = {keys[str(key)]: int(position) for key, position in rows}
+    return {consumer: found.get(consumer, 0) for consumer in consumers}
 
 
 def write_checkpoint(conn: Connection[Any], consumer: str, source: str, position: int) -> None:

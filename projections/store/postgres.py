@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from crm.errors import InvalidInput
 from crm.postgres_connections import open_pool, translated
-from crm.postgres_tracking import read_checkpoint, write_checkpoint
+from crm.postgres_tracking import read_checkpoint, read_checkpoints, write_checkpoint
 from projections.case_view import CaseView
 from projections.catalogue import (
     CASE_VIEWS,
@@ -149,14 +149,25 @@ class PostgresViewStore(ViewStore):
             projection_named(name)
         if not batch:
             return
-        names = sorted(set(projections))  # one order of locking in every process: no deadlock
+        names = sorted(set(projections))
         kept_by_name: dict[str, Remembered[Any]] | None = getattr(self._replaying, "kept", None)
-        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
-            for name in names:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (projection_lock_key(name),))
+        # Pipeline mode: writes travel together, only reads (checkpoints, views folded into)
+        # and the commit wait for the server.
+        with (
+            translated(_LABEL),
+            self._pool.connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+        ):
+            conn.execute(  # in the order of the keys in every process: no deadlock
+                "SELECT pg_advisory_xact_lock(key) FROM"
+                " (SELECT key FROM unnest(%s::bigint[]) AS key ORDER BY key) AS keys",
+                ([projection_lock_key(name) for name in names],),
+            )
+            checkpoints = read_checkpoints(conn, names, source)
             wrote = False
             for name in names:
-                checkpoint = read_checkpoint(conn, name, source)
+                checkpoint = checkpoints[name]
                 fresh = news(batch, checkpoint)
                 if not fresh:
                     continue
