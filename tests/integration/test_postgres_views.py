@@ -294,3 +294,32 @@ def test_a_writer_of_a_projection_waits_for_another_writers_commit_and_no_other(
         assert store.checkpoint("case_views") == store.checkpoint("timeline") == len(batch)
     finally:
         store.close()
+
+
+def test_a_listener_whose_connection_dropped_listens_again(postgres_url: str) -> None:
+    url = schema_url(postgres_url, "views")
+    store = PostgresViewStore(url, pool_size=1)
+    writer = PostgresViewStore(url, pool_size=1)
+    store.listen_across_processes()
+
+    def changed_after(seen: int) -> bool:
+        deadline = time.monotonic() + DEADLINE * 3
+        while store.change_generation == seen and time.monotonic() < deadline:
+            store.wait_for_change(DEADLINE)
+        return store.change_generation != seen
+
+    try:
+        seen = store.change_generation
+        with psycopg.connect(url, autocommit=True) as admin:
+            dropped = admin.execute(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'postgresql view store listener'"
+            ).fetchone()
+        assert dropped == (1,)
+        assert changed_after(seen), "no wake on listening again"  # something may have changed
+        seen = store.change_generation
+        writer.apply(week_story().batch[:3])
+        assert changed_after(seen), "no wake for a batch written after the drop"
+    finally:
+        writer.close()
+        store.close()
