@@ -100,6 +100,7 @@ def write(conn: Connection[Any], news: Batch, kept: None = None) -> None:
 
 
 def members(conn: Connection[Any], customer_id: str) -> frozenset[str]:
+    """The customer and every profile merged into it now."""
     rows = conn.execute(f"{MEMBERS} SELECT id FROM members", (customer_id,)).fetchall()
     return frozenset(str(row[0]) for row in rows)
 
@@ -152,6 +153,7 @@ def page(conn: Connection[Any], query: TimelineQuery) -> TimelinePage:
 def entries_after(
     conn: Connection[Any], customer_id: str, after_position: int, limit: int
 ) -> list[TimelineEntry]:
+    """Entries of the customer and its merged profiles after a global position, oldest first."""
     rows = _entries(
         conn,
         "AND global_position > %s",
@@ -170,6 +172,7 @@ def watermark(conn: Connection[Any]) -> int:
 def writers_after(
     conn: Connection[Any], after_sequence: int, limit: int
 ) -> list[tuple[int, str, str]]:
+    """(number, customer, event type) of the entries written after a number, in that order."""
     rows = conn.execute(
         "SELECT seq, customer_id, event_type FROM timeline WHERE seq > %s ORDER BY seq LIMIT %s",
         (after_sequence, max(limit, 0)),
@@ -180,6 +183,8 @@ def writers_after(
 def entries_applied_after(
     conn: Connection[Any], customer_id: str, after_sequence: int, limit: int
 ) -> tuple[list[TimelineEntry], int]:
+    """The customer's entries (merged profiles included) written after a number, and the last
+    number read."""
     sql = (
         f"{MEMBERS} SELECT seq, {ENTRY_COLUMNS} FROM timeline"
         " WHERE customer_id IN (SELECT id FROM members) AND seq > %s ORDER BY seq LIMIT %s"
