@@ -8,6 +8,7 @@ import multiprocessing
 import threading
 import time
 from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from tests.contract.test_postgres_viewstore import schema_url
 from tests.contract.viewstore_contract import SOURCES
 from tests.contract.viewstore_harness import all_views
 from tests.contract.viewstore_stories import WEEK_CASES, WEEK_CUSTOMERS, week_story
+from tests.integration.test_entrypoints import launch
 from tests.postgres_server import load_local_postgres
 from tests.support import stream_of
 
@@ -323,3 +325,23 @@ def test_a_listener_whose_connection_dropped_listens_again(postgres_url: str) ->
     finally:
         writer.close()
         store.close()
+
+
+def test_a_server_older_than_its_view_store_stops_at_start_with_one_line(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    PostgresViewStore(postgres_url, tables=projection_tables(extra=NEXT_RELEASE)).close()
+
+    done = launch(
+        "server",
+        *("--read-store-url", postgres_url, "--listen", "127.0.0.1:0"),
+        env={"CRM_DATA_DIR": str(tmp_path)},
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(
+        "crm-server: --read-store-url / CRM_READ_STORE_URL: postgresql view store: projection"
+        " timeline has 2 migrations applied, this code knows 1"
+    ), done.stderr
