@@ -12,7 +12,9 @@ import bisect
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 
@@ -71,13 +73,27 @@ class CheckpointWatch:
         self._thread.join(5)
 
 
+class Visibility(Protocol):
+    """When an acknowledged event became visible: CheckpointWatch, or kafka_lag's TimelineWatch."""
+
+    def reached(self, position: int) -> float | None: ...
+
+    def stop(self) -> None: ...
+
+
 async def offered_load(
-    target: str, views: ViewStore, rate: int, seconds: float, cases: list[str], run: str
+    target: str,
+    views: ViewStore,
+    rate: int,
+    seconds: float,
+    cases: list[str],
+    run: str,
+    watch: Callable[[ViewStore], Visibility] = CheckpointWatch,
 ) -> Lag:
     """Send AddNote at `rate` per second for `seconds`; the lag of each acknowledged one."""
     result = Lag(offered=rate)
     acks: list[tuple[float, int]] = []
-    watch = CheckpointWatch(views)
+    visible = watch(views)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = case_service_pb2_grpc.CaseServiceStub(channel)
 
@@ -102,11 +118,11 @@ async def offered_load(
         result.achieved = len(acks) / (time.perf_counter() - started)
     last = max((position for _, position in acks), default=0)
     deadline = time.perf_counter() + 30
-    while watch.reached(last) is None and time.perf_counter() < deadline:
+    while visible.reached(last) is None and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
-    watch.stop()
+    visible.stop()
     for acked, position in acks:
-        seen = watch.reached(position)
+        seen = visible.reached(position)
         if seen is None:
             result.unseen += 1
         else:

@@ -3,7 +3,8 @@
 Absolute numbers depend on the machine; read the ratios: appends against plain SQLite inserts,
 commands against appends, gRPC commands against a bare grpc.aio echo server, latency on a long
 stream against a short one, GetCase with idle watches against none, rebuild against reading back.
-End-to-end lag is measured embedded (in-process projector); the Kafka path is not measured here.
+End-to-end lag is measured embedded (in-process projector) and through Kafka (the distributed
+shape of `make run-distributed`: relay, a worker per projection).
 Prints a table, then the same rows as JSON (also written to `--json PATH`).
 """
 
@@ -19,9 +20,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import grpc_load
+from bench import grpc_load, kafka_lag, scale_out
 from bench.grpc_load import Sample, note_request
-from bench.lag import offered_load
+from bench.lag import Lag, offered_load
 from bench.servers import EchoServer, add_notes, embedded, open_cases
 from bench.storage import measure_storage
 from services.bootstrap import System
@@ -39,10 +40,12 @@ class Plan:
     hot_calls: int
     watch_calls: int
     memory_events: int
+    scale_out_commands: int
 
 
-FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000)
-QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000)
+FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 3_000)
+QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
+PARTITIONS = (1, 2, 4)
 CONCURRENCY = (1, 16, 64)
 RATES = (100, 500, 1_000)
 WATCHES = 500
@@ -73,13 +76,16 @@ def main() -> None:
     rows += storage_rows(plan)
     with tempfile.TemporaryDirectory() as tmp:
         rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
+        progress(f"end-to-end lag through Kafka at {RATES} commands/s")
+        rows += asyncio.run(kafka_rows(plan, Path(tmp) / "kafka"))
+        progress(f"relay + timeline workers through Kafka with {PARTITIONS} partitions")
+        rows += scale_out_rows(plan, Path(tmp) / "scale-out")
         progress(f"memory: a fresh process writes {plan.memory_events} events")
         rows += memory_rows(plan, Path(tmp) / "memory")
     print_table(rows)
     document = {
         "plan": "quick" if args.quick else "full",
         "seconds": round(time.perf_counter() - started),
-        "kafka_lag": "not measured (embedded only)",
         "rows": [asdict(row) for row in rows],
     }
     text = json.dumps(document, indent=1)
@@ -170,13 +176,7 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
             lag = await offered_load(
                 target, system.view_store, offered, plan.lag_seconds, lag_cases, f"lag{offered}"
             )
-            refused = dict(lag.errors) or "none"
-            note = f"achieved {lag.achieved:.0f}/s, refused {refused}, {lag.unseen} unseen"
-            note += f" (first: {lag.first_error})" if lag.first_error else ""
-            rows.append(
-                Row("e2e lag", f"ack -> views at {offered}/s, p50", lag.p50, "ms", note=note)
-            )
-            rows.append(Row("e2e lag", f"ack -> views at {offered}/s, p99", lag.p99, "ms"))
+            rows += _lag_rows("e2e lag", "ack -> views", lag)
 
         progress("16 callers on one case; GetCase with idle watches")
         [hot] = await asyncio.to_thread(open_cases, system, 1, 1, "hot-")
@@ -216,6 +216,48 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
                 )
             )
     return rows
+
+
+async def kafka_rows(plan: Plan, data_dir: Path) -> list[Row]:
+    missing = kafka_lag.missing_tools()
+    if missing:
+        note = f"not measured: a local Kafka broker needs {' and '.join(missing)}"
+        return [Row("kafka lag", "ack -> GetTimeline", 0.0, "ms", note=note)]
+    rows = []
+    for lag in await kafka_lag.kafka_lags(data_dir, RATES, plan.lag_seconds):
+        rows += _lag_rows("kafka lag", "ack -> GetTimeline", lag)
+    return rows
+
+
+def scale_out_rows(plan: Plan, data_dir: Path) -> list[Row]:
+    missing = kafka_lag.missing_tools()
+    if missing:
+        note = f"not measured: a local Kafka broker needs {' and '.join(missing)}"
+        return [Row("scale-out", "relay + timeline workers", 0.0, "/s", note=note)]
+    runs = scale_out.measure(data_dir, plan.scale_out_commands, PARTITIONS)
+    one = runs[0].per_second or 1.0
+    return [
+        Row(
+            "scale-out",
+            f"relay + timeline, {run.partitions} partitions and workers",
+            run.per_second,
+            "/s",
+            run.per_second / one,
+            "1 partition",
+            note=f"{run.events} events",
+        )
+        for run in runs
+    ]
+
+
+def _lag_rows(group: str, what: str, lag: Lag) -> list[Row]:
+    refused = dict(lag.errors) or "none"
+    note = f"achieved {lag.achieved:.0f}/s, refused {refused}, {lag.unseen} unseen"
+    note += f" (first: {lag.first_error})" if lag.first_error else ""
+    return [
+        Row(group, f"{what} at {lag.offered}/s, p50", lag.p50, "ms", note=note),
+        Row(group, f"{what} at {lag.offered}/s, p99", lag.p99, "ms"),
+    ]
 
 
 async def settle(system: System) -> None:

@@ -121,6 +121,22 @@ def _address(text: str) -> str:
     return text
 
 
+SERVICE_NAMES = ("customer", "case", "feedback", "timeline")
+"""The gRPC services one server can serve, by the names the `services` setting takes."""
+
+
+def _services(text: str) -> tuple[str, ...]:
+    """A comma list of service names, each once, in the order of SERVICE_NAMES."""
+    named = [name.strip() for name in text.split(",") if name.strip()]
+    choices = ",".join(SERVICE_NAMES)
+    if not named:
+        raise ValueError(f"{text!r} names no service; give one or more of {choices}")
+    unknown = [name for name in named if name not in SERVICE_NAMES]
+    if unknown:
+        raise ValueError(f"no service {unknown[0]!r}; give one or more of {choices}")
+    return tuple(name for name in SERVICE_NAMES if name in named)
+
+
 def _port(text: str) -> int:
     if not _DIGITS.fullmatch(text) or int(text) > 65535:
         raise ValueError(f"{text!r} is not a port; give a whole number from 0 to 65535")
@@ -185,6 +201,16 @@ LISTEN = Setting(
     metavar="HOST:PORT",
 )
 
+SERVICES = Setting(
+    name="services",
+    flag="--services",
+    env="CRM_SERVICES",
+    default=",".join(SERVICE_NAMES),
+    parse=_services,
+    help="the gRPC services this server serves (a comma list), so each can run and scale apart",
+    metavar="NAME[,NAME...]",
+)
+
 DATA_DIR = Setting(
     name="data_dir",
     flag="--data-dir",
@@ -201,7 +227,9 @@ EVENT_STORE_URL = Setting(
     env="CRM_EVENT_STORE_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/events.db",
     parse=_text,
-    help="the event store, the source of truth (sqlite:////abs/path.db for an absolute path)",
+    help="the event store, the source of truth: sqlite:///<path> (sqlite:////abs/path.db for an"
+    " absolute path), or a KurrentDB / EventStoreDB server, kurrentdb://[user:password@]host:2113"
+    "[?tls=false] (esdb:// too)",
     metavar="URL",
 )
 
@@ -300,6 +328,16 @@ GRACE_SECONDS = Setting(
     metavar="SECONDS",
 )
 
+MAX_CONCURRENT_CALLS = Setting(
+    name="max_concurrent_calls",
+    flag="--max-concurrent-calls",
+    env="CRM_MAX_CONCURRENT_CALLS",
+    default="1000",
+    parse=_whole(1),
+    help="calls (open watches included) a server runs at once; more get RESOURCE_EXHAUSTED",
+    metavar="N",
+)
+
 KAFKA_BOOTSTRAP = Setting(
     name="kafka_bootstrap",
     flag="--bootstrap",
@@ -374,6 +412,7 @@ LOCAL_KAFKA_PORT = Setting(
 ALL: tuple[Setting[Any], ...] = (
     DATA_DIR,
     LISTEN,
+    SERVICES,
     EVENT_STORE_URL,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
@@ -384,6 +423,7 @@ ALL: tuple[Setting[Any], ...] = (
     PROJECTOR,
     DEADLINES,
     GRACE_SECONDS,
+    MAX_CONCURRENT_CALLS,
     EARLIEST_OCCURRED_AT,
     KAFKA_BOOTSTRAP,
     KAFKA_PARTITIONS,
@@ -399,6 +439,7 @@ class Settings:
     """The value of every setting; those a process does not read keep their defaults."""
 
     listen: str
+    services: tuple[str, ...]
     data_dir: Path
     event_store_url: str
     read_store_url: str
@@ -410,6 +451,7 @@ class Settings:
     in_process_projector: bool
     in_process_deadlines: bool
     grace_seconds: float
+    max_concurrent_calls: int
     earliest_occurred_at: datetime
     kafka_bootstrap: str
     kafka_partitions: int

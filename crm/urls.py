@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from crm.errors import InvalidInput
 
@@ -86,3 +87,14 @@ def unsupported(url: str, field: str, supported: str) -> InvalidInput:
     return InvalidInput(
         field, f"unsupported URL {url!r} (scheme {scheme!r}); supported: {supported}"
     )
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (a server URL may carry one), for messages and logs."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not parseable as a URL: nothing to find a password in
+        return url
+    if password is None:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)

@@ -20,7 +20,9 @@ from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
+from crm.lease import FileLease, Lease
 from crm.postgres_connections import POSTGRES_FORM, is_postgres
+from crm.postgres_lease import PostgresLease
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
@@ -31,6 +33,7 @@ from crm.settings import (
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
     SLA_POLICY_FILE,
+    Setting,
     Settings,
     StartupError,
 )
@@ -39,6 +42,7 @@ from crm.urls import (
     SQLITE_FORM,
     SQLITE_PREFIX,
     is_sqlite,
+    redacted,
     require_writable_directory,
     sqlite_path,
     unsupported,
@@ -181,7 +185,12 @@ async def build_server(settings: Settings) -> Server:
     system = build_system(settings)
     try:
         with attributed_to(LISTEN):
-            server = await create_server(system, settings.listen)
+            server = await create_server(
+                system,
+                settings.listen,
+                services=settings.services,
+                max_concurrent_calls=settings.max_concurrent_calls,
+            )
     except StartupError:
         system.close()
         raise
@@ -201,8 +210,10 @@ class RelayProcess:
     relay: Relay
     store: EventStore
     checkpoint: RelayCheckpointPort
+    lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
+        self.lease.release()
         self.checkpoint.close()
         self.store.close()
 
@@ -218,7 +229,8 @@ def build_relay(settings: Settings) -> RelayProcess:
         namespace=settings.topic_namespace,
         codec=CODEC,
     )
-    return RelayProcess(relay, store, checkpoint)
+    lease = _lease(settings.relay_checkpoint_url, RELAY_CHECKPOINT_URL, "crm-relay")
+    return RelayProcess(relay, store, checkpoint, lease)
 
 
 @dataclass
@@ -254,11 +266,14 @@ class DeadlineWorker:
 
     process: DeadlineProcess
     store: EventStore
+    lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
-        """Stop the process (it saves its state and closes its checkpoint), close the store."""
+        """Stop the process (it saves its state and closes its checkpoint), close the store,
+        and give the lease up for a standby."""
         self.process.close()
         self.store.close()
+        self.lease.release()
 
 
 def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
@@ -268,7 +283,8 @@ def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> Dea
     store = _event_store(settings)
     cases = build_applications(store, now).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
-    return DeadlineWorker(process, store)
+    url = settings.deadline_checkpoint_url
+    return DeadlineWorker(process, store, _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines"))
 
 
 @dataclass
@@ -344,14 +360,15 @@ def _data_dir_writable(settings: Settings, url: str) -> None:
 
 def _event_store(settings: Settings) -> EventStore:
     _data_dir_writable(settings, settings.event_store_url)
-    with attributed_to(EVENT_STORE_URL, settings.event_store_url):
+    # The URL as errors show it: a server's URL may carry a password.
+    with attributed_to(EVENT_STORE_URL, redacted(settings.event_store_url)):
         return open_event_store(settings.event_store_url)
 
 
 def _relay_checkpoint(settings: Settings) -> RelayCheckpointPort:
     url = settings.relay_checkpoint_url
     _data_dir_writable(settings, url)  # only an SQLite file's
-    with attributed_to(RELAY_CHECKPOINT_URL, _shown(url)):
+    with attributed_to(RELAY_CHECKPOINT_URL, redacted(url)):
         if is_postgres(url):
             return PostgresRelayCheckpoint(url, "relay", field=RELAY_CHECKPOINT_URL.name)
         _require_sqlite(url, RELAY_CHECKPOINT_URL.name)
@@ -361,16 +378,28 @@ def _relay_checkpoint(settings: Settings) -> RelayCheckpointPort:
 def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpointPort:
     url = settings.deadline_checkpoint_url
     _data_dir_writable(settings, url)  # only an SQLite file's
-    with attributed_to(DEADLINE_CHECKPOINT_URL, _shown(url)):
+    with attributed_to(DEADLINE_CHECKPOINT_URL, redacted(url)):
         if is_postgres(url):
             return PostgresDeadlineCheckpoint(url, field=DEADLINE_CHECKPOINT_URL.name)
         _require_sqlite(url, DEADLINE_CHECKPOINT_URL.name)
         return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
 
 
+def _lease(checkpoint_url: str, setting: Setting[str], name: str) -> Lease:
+    """The lease of the copies sharing a checkpoint: whoever resumes from it must hold it.
+
+    Beside an SQLite checkpoint, a lock on a file next to it (copies on one machine); in a
+    PostgreSQL checkpoint's database, an advisory lock (copies anywhere).
+    """
+    if is_postgres(checkpoint_url):
+        return PostgresLease(checkpoint_url, name)
+    path = sqlite_path(checkpoint_url, setting.name)
+    return FileLease(path.with_name(path.name + ".lease"))
+
+
 def _view_store(settings: Settings) -> ViewStore:
     _data_dir_writable(settings, settings.read_store_url)
-    with attributed_to(READ_STORE_URL, _shown(settings.read_store_url)):
+    with attributed_to(READ_STORE_URL, redacted(settings.read_store_url)):
         return open_view_store(settings.read_store_url)
 
 
@@ -378,12 +407,6 @@ def _require_sqlite(url: str, field: str) -> None:
     """A checkpoint URL that is neither PostgreSQL nor SQLite names no adapter."""
     if not is_sqlite(url):
         raise unsupported(url, field, f"{SQLITE_FORM}, {POSTGRES_FORM}")
-
-
-def _shown(url: str) -> str | None:
-    """What a start-up error may quote of a store URL: a PostgreSQL URL may hold a password, and
-    its errors name host, port and database themselves."""
-    return None if is_postgres(url) else url
 
 
 def _policy(path: Path | None) -> SlaPolicy:

@@ -1,15 +1,16 @@
-"""The gRPC server of the embedded system: every service, health checking and reflection.
+"""The gRPC server: the services it is told to serve, health checking and reflection.
 
 An asyncio server (grpc.aio): servicers are coroutines, their blocking store and view-store work
 runs on a bounded pool of threads (`STORE_THREADS`), and a streaming watch that waits for news
-holds no thread at all, so open watches never starve other calls.
+holds no thread at all, so open watches never starve other calls. One server serves all four
+services (the embedded system) or any of them (`services`), so each can run and scale apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import grpc
@@ -39,12 +40,13 @@ from services.feedback.application import FeedbackApplication
 from services.feedback.grpc_api import FeedbackServicer
 from services.timeline.grpc_api import TimelineServicer
 
-SERVICE_NAMES = (
-    customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name,
-    case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name,
-    feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name,
-    timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name,
-)
+FULL_NAMES: Mapping[str, str] = {
+    "customer": customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name,
+    "case": case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name,
+    "feedback": feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name,
+    "timeline": timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name,
+}
+"""The gRPC name (health, reflection) of each service, by the name the `services` setting uses."""
 STORE_THREADS = 16
 """Threads running the servicers' blocking store and view-store calls, and so at most as many
 SQLite connections per store; calls beyond it queue without a thread. As many as the thread pool
@@ -68,8 +70,39 @@ class Served(Protocol):
     def clock(self) -> Clock: ...
 
 
+Register = Callable[[Served, BlockingPool, grpc.aio.Server], None]
+
+
+def _customer(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
+    servicer = CustomerServicer(system.customers, io)
+    customer_service_pb2_grpc.add_CustomerServiceServicer_to_server(servicer, server)
+
+
+def _case(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
+    case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(system.cases, io), server)
+
+
+def _feedback(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
+    servicer = FeedbackServicer(system.feedback, io)
+    feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(servicer, server)
+
+
+def _timeline(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
+    servicer = TimelineServicer(system.view_store, system.stopping, system.clock, io)
+    timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(servicer, server)
+
+
+REGISTER: Mapping[str, Register] = {
+    "customer": _customer,
+    "case": _case,
+    "feedback": _feedback,
+    "timeline": _timeline,
+}
+"""How each service joins a server, by its setting name: a server registers only those named."""
+
+
 class GrpcServer:
-    """The asyncio server of every service, bound to its port, with its pool of store threads.
+    """The asyncio server of its services, bound to its port, with its pool of store threads.
 
     Start and stop it on the event loop it was created on (grpc.aio binds a server to one loop).
     """
@@ -81,8 +114,10 @@ class GrpcServer:
         io: BlockingPool,
         health: AsyncHealthServicer,
         system: Served,
+        served: Sequence[str],
     ) -> None:
         self.port = port
+        self.served = tuple(served)  # the gRPC names of the services registered
         self._server = server
         self._io = io
         self._health = health
@@ -90,7 +125,7 @@ class GrpcServer:
         self._loop = asyncio.get_running_loop()
 
     def stop_serving_health(self, reason: str) -> None:
-        """Report every service NOT_SERVING from now on; callable from any thread.
+        """Report every service served NOT_SERVING from now on; callable from any thread.
 
         For a store that can no longer write where it was opened: load balancers and
         orchestrators stop sending calls, which would all be refused as UNAVAILABLE anyway.
@@ -98,7 +133,7 @@ class GrpcServer:
         del reason  # the store logged it
 
         async def not_serving() -> None:
-            for name in (*SERVICE_NAMES, ""):
+            for name in (*self.served, ""):
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
         if not self._loop.is_closed():
@@ -120,41 +155,53 @@ class GrpcServer:
         await asyncio.to_thread(self._io.shutdown)
 
 
+PENDING_CALLS = 100_000
+
+
 async def create_server(
     system: Served,
     listen: str,
     *,
+    services: Sequence[str] | None = None,
     store_threads: int = STORE_THREADS,
+    max_concurrent_calls: int = 1000,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
 ) -> GrpcServer:
-    """A server with every service registered and bound to `listen`, ready to start.
+    """A server with the named services (all when None) registered and bound to `listen`.
 
-    Call it on the event loop that will run the server. The error mapping is the first
-    interceptor, so it also maps what the given ones (authentication ...) raise.
+    Call it on the event loop that will run the server. Health reports each service registered,
+    and the server as a whole (""), SERVING; reflection lists only those. The error mapping is the
+    first interceptor, so it also maps what the given ones (authentication ...) raise.
     """
+    services = tuple(REGISTER) if services is None else services
+    unknown = [name for name in services if name not in REGISTER]
+    if unknown or not services:
+        raise ValueError(f"services {list(services)}: give one or more of {', '.join(REGISTER)}")
     io = BlockingPool(store_threads, name="store-io")
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor(), *interceptors],
-        # Without SO_REUSEPORT a second server on a taken port fails to start instead of
-        # silently sharing the port with the first.
-        options=[("grpc.so_reuseport", 0)],
+        # Over capacity, calls beyond the limit are refused at once with RESOURCE_EXHAUSTED, a
+        # code a caller can back off on; the core's own queue of calls not yet taken by the
+        # loop is made large enough never to shed them first, as it would, with CANCELLED.
+        maximum_concurrent_rpcs=max_concurrent_calls,
+        options=[
+            # Without SO_REUSEPORT a second server on a taken port fails to start instead of
+            # silently sharing the port with the first.
+            ("grpc.so_reuseport", 0),
+            ("grpc.server.max_pending_requests", PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS),
+        ],
     )
-    customer_service_pb2_grpc.add_CustomerServiceServicer_to_server(
-        CustomerServicer(system.customers, io), server
-    )
-    case_service_pb2_grpc.add_CaseServiceServicer_to_server(CaseServicer(system.cases, io), server)
-    feedback_service_pb2_grpc.add_FeedbackServiceServicer_to_server(
-        FeedbackServicer(system.feedback, io), server
-    )
-    timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(
-        TimelineServicer(system.view_store, system.stopping, system.clock, io), server
-    )
+    served = [FULL_NAMES[name] for name in REGISTER if name in services]
+    for name in REGISTER:
+        if name in services:
+            REGISTER[name](system, io, server)
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in (*SERVICE_NAMES, ""):
+    for name in (*served, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*served, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
         port = server.add_insecure_port(listen)
@@ -163,4 +210,4 @@ async def create_server(
     if port == 0:
         io.shutdown()
         raise OSError(f"cannot listen on {listen}: in use, or not an address of this machine")
-    return GrpcServer(server, port, io, health_servicer, system)
+    return GrpcServer(server, port, io, health_servicer, system, served)

@@ -15,8 +15,7 @@ from tests.grpc_client import poll
 class ServerProcess:
     """`crm-server` as a child process on a free port, with its log in a file."""
 
-    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
-        """Start it; `env` adds variables (CRM_* settings) to this process's environment."""
+    def __init__(self, data_dir: Path, log_path: Path, *extra: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
@@ -24,10 +23,11 @@ class ServerProcess:
                 *(sys.executable, "-m", "services.entrypoints.server"),
                 *("--listen", "127.0.0.1:0"),
                 *("--data-dir", str(data_dir), "--log-format", "json"),
+                *extra,
             ],
             stderr=self._log,
             stdout=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.target = poll(self._listening, timeout=30)
 

@@ -1,4 +1,4 @@
-"""`crm-server`: the embedded system in one process, all four gRPC services, stores, projector.
+"""`crm-server`: the gRPC services it is told to serve (all four by default), stores, projector.
 
 It registers gRPC health checking and server reflection, logs where it listens, and on SIGTERM or
 Ctrl-C stops taking calls, lets running calls finish within a grace period, stops the deadline
@@ -22,17 +22,21 @@ from crm.settings import (
     GRACE_SECONDS,
     LISTEN,
     LOG_FORMAT,
+    MAX_CONCURRENT_CALLS,
     PROJECTOR,
     READ_STORE_URL,
+    SERVICES,
     SLA_POLICY_FILE,
     Settings,
 )
 from crm.startup import SettingsParser, exit_on_error
+from crm.urls import redacted
 from services.bootstrap import Server, build_server
 
 PROG = "crm-server"
 USES = (
     LISTEN,
+    SERVICES,
     DATA_DIR,
     EVENT_STORE_URL,
     READ_STORE_URL,
@@ -43,6 +47,7 @@ USES = (
     DEADLINES,
     DEADLINE_CHECKPOINT_URL,
     GRACE_SECONDS,
+    MAX_CONCURRENT_CALLS,
     EARLIEST_OCCURRED_AT,
 )
 
@@ -76,7 +81,8 @@ async def serve(server: Server, settings: Settings) -> None:
         server.port,
         extra={
             "port": server.port,
-            "event_store": settings.event_store_url,
+            "services": list(settings.services),
+            "event_store": redacted(settings.event_store_url),  # a server URL may hold a password
             "view_store": settings.read_store_url,
         },
     )

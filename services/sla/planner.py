@@ -58,7 +58,7 @@ from services.feedback.events import (
     SurveySubmitted,
     VoiceOfCustomerRecorded,
 )
-from services.sla.policy import SlaPolicy, Targets
+from services.sla.policy import SlaPolicy, Targets, policy_digest
 from services.sla.timers import AT_RISK, TimerQueue
 from services.sla.watch import (
     CaseWatch,
@@ -104,6 +104,7 @@ class Planner:
         ones are not watched), the VIP customers and the plans not known to be carried out."""
         return {
             "policy_version": self.policy.version,
+            "policy_digest": policy_digest(self.policy),
             "vip": sorted(customer for customer, vip in self._vip.items() if vip),
             "watches": [to_plain(watch) for watch in self.watches.values()],
             "pending": [plain_plan(planned) for planned in self._pending.values()],
@@ -111,9 +112,14 @@ class Planner:
 
     @classmethod
     def restore(cls, policy: SlaPolicy, state: dict[str, Any]) -> Planner | None:
-        """The planner `state` was taken from; None if it was planning under another policy
-        version (its due instants were decided under that one: replay instead)."""
+        """The planner `state` was taken from; None if it was planning under another policy, by
+        version or by content (its due instants were decided under that one: replay instead).
+
+        The content counts too: an operator who edits a target or the feedback window without
+        renaming the version must not resume with plans made under the old rules."""
         if state["policy_version"] != policy.version:
+            return None
+        if state.get("policy_digest") != policy_digest(policy):
             return None
         planner = cls(policy)
         planner._vip = dict.fromkeys(state["vip"], True)

@@ -11,6 +11,7 @@ for that reason).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -139,6 +140,11 @@ def load_policy(text: str) -> SlaPolicy:
     vip = _table(targets.get("vip", {}), "targets.vip", default.vip)
     with _at("", {"standard": "targets.standard", "vip": "targets.vip"}):
         return SlaPolicy(version, calendar, standard, vip, fraction, window)
+
+
+def policy_digest(policy: SlaPolicy) -> str:
+    """A fingerprint of every rule of the policy: equal digests mean equal rules."""
+    return hashlib.sha256(dump_policy(policy).encode()).hexdigest()
 
 
 def dump_policy(policy: SlaPolicy) -> str:

@@ -45,17 +45,17 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def views_env(request: pytest.FixtureRequest) -> dict[str, str]:
+def views_flags(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """The server's view store: the SQLite file in the data dir, or a PostgreSQL database."""
     if request.param == "sqlite":
-        return {}
-    return {"CRM_READ_STORE_URL": str(request.getfixturevalue("postgres_url"))}
+        return ()
+    return ("--read-store-url", str(request.getfixturevalue("postgres_url")))
 
 
 def test_support_story_survives_sigkill(
-    data_dir: Path, tmp_path: Path, views_env: dict[str, str]
+    data_dir: Path, tmp_path: Path, views_flags: tuple[str, ...]
 ) -> None:
-    server = ServerProcess(data_dir, tmp_path / "first.log", views_env)
+    server = ServerProcess(data_dir, tmp_path / "first.log", *views_flags)
     # Recent enough that no SLA timer of the high-priority case fires during the test.
     client = Client(server.target, prefix="story", history=timedelta(minutes=20))
     try:
@@ -97,7 +97,7 @@ def test_support_story_survives_sigkill(
         client.close()
         server.kill()
 
-    server = ServerProcess(data_dir, tmp_path / "second.log", views_env)
+    server = ServerProcess(data_dir, tmp_path / "second.log", *views_flags)
     client = Client(server.target, prefix="after-restart")
     client.clock = story_end  # the timeline is in the order things happened: the note comes last
     try:
@@ -119,7 +119,7 @@ def test_support_story_survives_sigkill(
         assert [(e.event_id, e.global_position, e.summary) for e in everything[:-1]] == before
         assert server.terminate() == 0
         assert '"message": "stopped"' in server.log_path.read_text()
-        assert (data_dir / "views.db").exists() == (not views_env)
+        assert (data_dir / "views.db").exists() == (not views_flags)
     finally:
         client.close()
         if server.process.poll() is None:

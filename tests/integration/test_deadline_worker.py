@@ -73,3 +73,61 @@ def test_the_worker_records_an_overdue_breach_once_and_stops_cleanly(tmp_path: P
     assert [watch["case_id"] for watch in json.loads(saved.state)["watches"]] == ["k-1"]
     checkpoint.close()
     store.close()
+
+
+def _open_overdue_case(store: SqliteEventStore, n: int) -> None:
+    opened_at = datetime.now(UTC) - timedelta(hours=1)  # urgent: 15 min first response, overdue
+    applications = build_applications(store, system_clock)
+    applications.customers.handle(
+        RegisterCustomer(f"c-{n}", "Sora", (), "ja", Segment.B2C),
+        CommandContext(f"register-{n}", AGENT, opened_at),
+    )
+    applications.cases.handle(
+        OpenCase(f"k-{n}", f"c-{n}", Channel.CHAT, Category.CONTRACT, Priority.URGENT, "s", ""),
+        CommandContext(f"open-{n}", AGENT, opened_at),
+    )
+
+
+def test_a_standby_worker_takes_over_when_the_active_one_is_killed(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+
+    def start(name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "services.entrypoints.deadline_worker"),
+                    *("--event-store-url", f"sqlite:///{path}"),
+                    *("--data-dir", str(tmp_path)),  # one checkpoint, and one lease beside it
+                ],
+                env={**os.environ, "CRM_LOG_FORMAT": "json"},
+                stderr=log,
+            )
+        return process, log_path
+
+    def breaches(case_id: str) -> int:
+        return [r.type.split(".")[2] for r in store.read_stream(f"case-{case_id}")].count(
+            "SlaBreached"
+        )
+
+    active, active_log = start("first")
+    poll(lambda: '"deadline worker active"' in active_log.read_text(), timeout=30)
+    standby, standby_log = start("second")
+    try:
+        poll(lambda: '"deadline worker standby' in standby_log.read_text(), timeout=30)
+        _open_overdue_case(store, 1)
+        poll(lambda: breaches("k-1") == 1, timeout=30)
+        active.send_signal(signal.SIGKILL)
+        active.wait(timeout=10)
+        poll(lambda: '"deadline worker active"' in standby_log.read_text(), timeout=30)
+        _open_overdue_case(store, 2)
+        poll(lambda: breaches("k-2") == 1, timeout=30)
+    finally:
+        for process in (active, standby):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+    assert standby.returncode == 0
+    assert (breaches("k-1"), breaches("k-2")) == (1, 1)  # nothing recorded twice by the two
+    store.close()

@@ -88,9 +88,10 @@ class Deployment:
         self.store = SqliteEventStore(self.events_path)
         self.components: list[Component] = []
 
-    def relay(self) -> Component:
+    def relay(self, name: str = "relay") -> Component:
+        """A relay copy; copies share the checkpoint, and so the lease beside it."""
         return self._start(
-            "relay",
+            name,
             [
                 *("-m", "services.entrypoints.relay", "--log-format", "json"),
                 *("--event-store-url", f"sqlite:///{self.events_path}"),
@@ -259,3 +260,21 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     kafka_broker.restart()
     traffic.join()
     deployment.assert_live_equals_replay(timeout=300)
+
+
+def test_a_standby_relay_takes_over_when_the_active_one_is_killed(
+    deployment: Deployment,
+) -> None:
+    writer = HistoryWriter(deployment.store, seed=41)
+    writer.write(100)
+    active = deployment.relay("relay-a")
+    poll(lambda: '"relay active"' in active.log_path.read_text(), timeout=60)
+    standby = deployment.relay("relay-b")
+    poll(lambda: '"relay standby' in standby.log_path.read_text(), timeout=60)
+    deployment.workers()
+    traffic = Traffic(writer, 500)
+    traffic.wait_for(150)
+    active.kill()
+    poll(lambda: '"relay active"' in standby.log_path.read_text(), timeout=30)
+    traffic.join()
+    deployment.assert_live_equals_replay()

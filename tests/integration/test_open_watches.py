@@ -254,3 +254,26 @@ def test_a_survivors_watch_sees_the_entries_of_a_profile_merged_into_it(tmp_path
         watch.cancel()
     finally:
         _stop(running)
+
+
+def test_calls_beyond_the_limit_are_refused_with_resource_exhausted(tmp_path: Path) -> None:
+    system = build_system(Settings.defaults(data_dir=tmp_path))
+    assert system.projector is not None
+    system.projector.start()
+    server = ServerThread(system, max_concurrent_calls=3)
+    client = Client(server.target, prefix="limited")
+    try:
+        customer_id = _register(client)
+        poll(lambda: _projected(client, customer_id))
+        idle = server.tasks()
+        watches = _watch(client, customer_id, 3)  # the limit, held open
+        with pytest.raises(grpc.RpcError) as refused:
+            _register(client)
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        _cancel(watches)
+        poll(lambda: server.tasks() <= idle, timeout=DEADLINE)
+        assert _register(client)  # room again once the watches ended
+    finally:
+        client.close()
+        server.stop(1)
+        system.close()

@@ -139,7 +139,10 @@ def test_an_unreachable_postgresql_url_stops_the_process_with_one_line(
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith(f"crm-{name.replace('_', '-')}: {named}: cannot connect")
+    assert done.stderr.startswith(
+        f"crm-{name.replace('_', '-')}: {named}: postgresql://crm:***@127.0.0.1:"
+    ), done.stderr
+    assert ": cannot connect to PostgreSQL at 127.0.0.1:" in done.stderr
     assert "s3cret-word" not in done.stderr
 
 

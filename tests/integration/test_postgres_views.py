@@ -342,6 +342,6 @@ def test_a_server_older_than_its_view_store_stops_at_start_with_one_line(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(
-        "crm-server: --read-store-url / CRM_READ_STORE_URL: postgresql view store: projection"
-        " timeline has 2 migrations applied, this code knows 1"
+        f"crm-server: --read-store-url / CRM_READ_STORE_URL: {postgres_url}: postgresql view"
+        " store: projection timeline has 2 migrations applied, this code knows 1"
     ), done.stderr

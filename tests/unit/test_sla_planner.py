@@ -343,3 +343,19 @@ def test_positive_feedback_after_resolution_escalates_nothing_and_a_second_reope
     history.carry_out(planner.pending(), 1)
     history.step(("reopen", "k1"))  # the feedback was answered by the first reopening
     assert escalations(planner) == []
+
+
+def test_a_state_saved_under_other_rules_of_the_same_version_is_not_resumed() -> None:
+    planner = Planner(DEFAULT_POLICY)
+    start(DEFAULT_POLICY, planner)
+    state = json.loads(json.dumps(planner.state()))
+    edited = replace(DEFAULT_POLICY, negative_feedback_window=timedelta(days=30))
+    assert edited.version == DEFAULT_POLICY.version
+    assert Planner.restore(edited, state) is None
+    assert Planner.restore(DEFAULT_POLICY, state) is not None
+
+
+def test_a_state_saved_before_policy_digests_were_kept_is_not_resumed() -> None:
+    state = json.loads(json.dumps(Planner(DEFAULT_POLICY).state()))
+    del state["policy_digest"]
+    assert Planner.restore(DEFAULT_POLICY, state) is None

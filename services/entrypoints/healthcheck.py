@@ -1,0 +1,66 @@
+"""`crm-healthcheck`: exit 0 when the local crm-server serves each of its services, else 1.
+
+For container health checks that have no gRPC probe of their own (docker compose): it reads the
+same `listen` and `services` settings as the server beside it, so one environment configures
+both, and asks gRPC health about every service named. A wildcard listen host (0.0.0.0, [::]) is
+asked on the loopback address.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from crm.settings import LISTEN, SERVICES, Settings
+from crm.startup import SettingsParser, exit_on_error
+from services.grpc_server import FULL_NAMES
+
+PROG = "crm-healthcheck"
+USES = (LISTEN, SERVICES)
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
+
+
+def parser() -> SettingsParser:
+    """Its command line: the settings it shares with the server, and how long to wait."""
+    parsed = SettingsParser(PROG, __doc__, USES)
+    tool = parsed.add_argument_group("health check")
+    tool.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each answer")
+    return parsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    with exit_on_error(PROG):
+        settings, args = parser().settings(argv)
+    problem = check(settings, args.timeout)
+    if problem:
+        sys.stderr.write(f"{PROG}: {problem}\n")
+        raise SystemExit(1)
+
+
+def target(listen: str) -> str:
+    """Where to reach a server that listens on `listen`: loopback for a wildcard host."""
+    host, _, port = listen.rpartition(":")
+    return f"{WILDCARDS.get(host, host)}:{port}"
+
+
+def check(settings: Settings, timeout: float) -> str | None:
+    """None when the server and each of its services answer SERVING, else what is wrong."""
+    address = target(settings.listen)
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", *(FULL_NAMES[service] for service in settings.services)):
+            shown = name or "the server"
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=timeout)
+            except grpc.RpcError as exc:
+                return f"{address}: {shown}: {exc.code().name}"
+            if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                return f"{address}: {shown}: {status}"
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests of deploy/: schemas, and agreement with the code."""

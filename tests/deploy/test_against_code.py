@@ -1,0 +1,191 @@
+"""deploy/ against the code: every command, flag, variable, port and image it names exists.
+
+Both shapes (compose, Kubernetes) are read into one list of containers; each container of the
+project's image must run a console script of pyproject.toml with arguments and an environment
+its own parser accepts, as the process would at start.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+
+from crm.settings import ALL, SERVICE_NAMES, SettingError
+from projections.catalogue import PROJECTION_NAMES
+from tests.deploy.manifests import (
+    CRM_VARIABLE,
+    Container,
+    compose_containers,
+    console_scripts,
+    deploy_texts,
+    k8s_containers,
+    k8s_documents,
+    k8s_objects,
+    listen_port,
+    project_containers,
+    reads,
+    served,
+    settings_of,
+)
+
+SHAPES = {"compose": compose_containers, "k8s": k8s_containers}
+SHARED_STORE_SCHEMES = ("postgresql", "kurrentdb")
+"""Stores several processes share across machines; SQLite files cannot be shared that way."""
+
+
+def _ids(containers: list[Container]) -> list[str]:
+    return [c.where for c in containers]
+
+
+def test_every_crm_variable_deploy_names_is_a_declared_setting() -> None:
+    declared = {setting.env for setting in ALL}
+    for path, text in deploy_texts().items():
+        unknown = set(CRM_VARIABLE.findall(text)) - declared
+        assert not unknown, f"deploy/{path} names {sorted(unknown)}, which crm/settings.py lacks"
+
+
+@pytest.mark.parametrize("container", project_containers(), ids=_ids(project_containers()))
+def test_each_project_container_runs_a_console_script_its_parser_accepts(
+    container: Container,
+) -> None:
+    assert container.script in console_scripts(), f"{container.where}: not a console script"
+    try:
+        settings_of(container)
+    except SettingError as exc:
+        raise AssertionError(f"{container.where}: {exc}") from None
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_service_has_a_server_of_its_own_and_each_projection_a_worker(shape: str) -> None:
+    containers = [c for c in project_containers() if c.where.startswith(f"{shape}:")]
+    servers = [served(c) for c in containers if c.script == "crm-server"]
+    assert all(len(services) == 1 for services in servers), servers
+    assert sorted(s for (s,) in servers) == sorted(SERVICE_NAMES)
+    workers = [c for c in containers if c.script == "crm-projection-worker"]
+    assert sorted(settings_of(c).projection for c in workers) == sorted(PROJECTION_NAMES)
+    for script in ("crm-relay", "crm-deadline-worker"):
+        (single,) = [c for c in containers if c.script == script]
+        if shape == "k8s":
+            # Its lease is a file lock beside an SQLite checkpoint on a ReadWriteOnce volume: it
+            # holds on one machine only, so one replica, never two overlapping in a rollout.
+            (workload,) = [
+                d
+                for d in k8s_objects("Deployment")
+                if single.where.startswith(f"k8s:Deployment/{d['metadata']['name']}/")
+            ]
+            assert single.replicas == 1, f"{single.where}: only one may run"
+            assert workload["spec"]["strategy"]["type"] == "Recreate", single.where
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_no_server_projects_or_runs_deadlines_where_workers_do(shape: str) -> None:
+    for container in project_containers():
+        if container.where.startswith(f"{shape}:") and container.script == "crm-server":
+            settings = settings_of(container)
+            assert not settings.in_process_projector, container.where
+            assert not settings.in_process_deadlines, container.where
+
+
+def test_every_shared_store_is_a_server_database_and_every_checkpoint_file_is_kept() -> None:
+    for container in project_containers():
+        settings = settings_of(container)
+        for store in {"event_store_url", "read_store_url"} & reads(container):
+            url = getattr(settings, store)
+            assert url.split("://")[0] in SHARED_STORE_SCHEMES, f"{container.where}: {url}"
+        kept = {
+            "crm-relay": settings.relay_checkpoint_url,
+            "crm-deadline-worker": settings.deadline_checkpoint_url,
+        }
+        if container.script not in kept:
+            continue
+        url = kept[container.script]
+        assert url.startswith("sqlite:///"), url
+        path = PurePosixPath(url.removeprefix("sqlite:///"))
+        holders = [m for m in container.mounts if path.is_relative_to(m.path)]
+        assert holders and all(m.persistent for m in holders), (
+            f"{container.where}: {path} must live on a volume that outlives the container"
+        )
+
+
+def test_kubernetes_probes_and_ports_are_the_port_the_server_listens_on() -> None:
+    for container in project_containers():
+        if not container.where.startswith("k8s:") or container.script != "crm-server":
+            continue
+        settings = settings_of(container)
+        port = listen_port(settings.listen)
+        assert container.ports == (port,), container.where
+        probes = [container.raw[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
+        assert [probe["grpc"]["port"] for probe in probes] == [port] * 3, container.where
+        # Ready means this server's own service serves; alive means the server answers at all.
+        (service,) = settings.services
+        assert container.raw["readinessProbe"]["grpc"]["service"] == (
+            f"crm.v1.{service.capitalize()}Service"
+        )
+        assert "service" not in container.raw["livenessProbe"]["grpc"]
+
+
+def test_compose_health_checks_ask_the_server_about_its_own_services() -> None:
+    for container in project_containers():
+        if not container.where.startswith("compose:") or container.script != "crm-server":
+            continue
+        test = container.raw["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[1] in console_scripts(), container.where
+        check = Container(container.where, container.image, tuple(test[1:]), container.env)
+        assert settings_of(check).services == served(container)
+        assert settings_of(check).listen == settings_of(container).listen
+        assert container.ports == (listen_port(settings_of(container).listen),)
+
+
+def test_each_kubernetes_service_reaches_a_port_its_pods_open() -> None:
+    pods = [
+        (w["spec"]["template"], w) for k in ("Deployment", "StatefulSet") for w in k8s_objects(k)
+    ]
+    for service in k8s_objects("Service"):
+        selector = service["spec"]["selector"]
+        matching = [t for t, _ in pods if selector.items() <= t["metadata"]["labels"].items()]
+        assert matching, f"Service {service['metadata']['name']} selects no pod"
+        for template in matching:
+            opened = {
+                p.get("name"): p["containerPort"]
+                for c in template["spec"]["containers"]
+                for p in c.get("ports", [])
+            }
+            for port in service["spec"]["ports"]:
+                target = port.get("targetPort", port["port"])
+                assert target in opened or target in opened.values(), (
+                    f"Service {service['metadata']['name']}: no container port {target}"
+                )
+
+
+def test_every_kubernetes_selector_matches_its_own_pod_template() -> None:
+    templates = []
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in k8s_objects(kind):
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+            templates.append(labels)
+    for budget in k8s_objects("PodDisruptionBudget"):
+        wanted = budget["spec"]["selector"]["matchLabels"].items()
+        assert any(wanted <= labels.items() for labels in templates), budget["metadata"]["name"]
+
+
+def test_every_kubernetes_container_asks_for_resources_and_sets_limits() -> None:
+    for container in k8s_containers():
+        resources = container.raw["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container.where
+        assert {"cpu", "memory"} <= set(resources["limits"]), container.where
+
+
+def test_every_namespaced_object_is_in_the_crm_namespace() -> None:
+    kinds = [doc["kind"] for _, doc in k8s_documents()]
+    assert kinds.count("Namespace") == 1
+    for _, doc in k8s_documents():
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "crm", doc["metadata"]["name"]
+
+
+def test_a_server_is_given_longer_to_stop_than_it_gives_running_calls() -> None:
+    for container in project_containers():
+        if container.script == "crm-server":
+            assert container.stop_grace > settings_of(container).grace_seconds, container.where
