@@ -46,9 +46,16 @@ def _postgresql(request: pytest.FixtureRequest, _shared: Path) -> tuple[str, str
     return server.create_database("split_events"), server.create_database("split_views")
 
 
+def _postgresql_views(request: pytest.FixtureRequest, shared: Path) -> tuple[str, str]:
+    """The SQLite event store file beside a PostgreSQL view store: four processes open and
+    migrate the one view store together at start."""
+    server = request.getfixturevalue("postgres_server")
+    return f"sqlite:///{shared}/events.db", server.create_database("split_views_only")
+
+
 # PostgreSQL joins once its event and view store adapters are on main ("postgresql":
 # _postgresql); with the pg-events and pg-views branches merged, the story passed on it too.
-STORES: dict[str, StoreUrls] = {"sqlite": _sqlite}
+STORES: dict[str, StoreUrls] = {"sqlite": _sqlite, "postgresql-views": _postgresql_views}
 OFF = ("--projector", "off", "--deadlines", "off")
 ROLES = {
     "customer": OFF,
