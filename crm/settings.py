@@ -240,7 +240,8 @@ READ_STORE_URL = Setting(
     env="CRM_READ_STORE_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/views.db",
     parse=_text,
-    help="the view store the projections write and the query API reads",
+    help="the view store the projections write and the query API reads: sqlite:///<path>, or"
+    " postgresql://<user>@<host>:<port>/<database> (migrated in place at start)",
     metavar="URL",
 )
 
@@ -250,7 +251,8 @@ RELAY_CHECKPOINT_URL = Setting(
     env="CRM_RELAY_CHECKPOINT_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/relay.db",
     parse=_text,
-    help="the relay's checkpoint: the last global position Kafka acknowledged",
+    help="the relay's checkpoint: the last global position Kafka acknowledged; an SQLite file"
+    " or PostgreSQL (postgresql://...)",
     metavar="URL",
 )
 
@@ -261,7 +263,8 @@ DEADLINE_CHECKPOINT_URL = Setting(
     default=f"sqlite:///{DATA_DIR_MARK}/deadlines.db",
     parse=_text,
     help="the deadline process's saved timers (open cases' SLA watches) and the position they"
-    " reflect; a restart reads only the events after it",
+    " reflect; a restart reads only the events after it; an SQLite file or PostgreSQL"
+    " (postgresql://...)",
     metavar="URL",
 )
 

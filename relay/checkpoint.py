@@ -1,12 +1,14 @@
 """The relay's checkpoint: the global position of the last event Kafka acknowledged.
 
-Kept in its own small SQLite file (the kernel's tracking table), written with synchronous=FULL, and
-only ever moved after the broker acknowledged every event up to it: a crash re-sends at most one
-batch, never skips one.
+Only ever moved after the broker acknowledged every event up to it: a crash re-sends at most one
+batch, never skips one. `RelayCheckpointPort` is what the relay needs; `RelayCheckpoint` keeps it
+in its own small SQLite file (the kernel's tracking table), written with synchronous=FULL, and
+relay/postgres_checkpoint.py in a PostgreSQL database.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 
 from crm.sqlite_connections import ThreadConnections, immediate, translated
@@ -16,7 +18,23 @@ from crm.tracking import Tracking
 _LABEL = "relay checkpoint"
 
 
-class RelayCheckpoint(Tracking):
+class RelayCheckpointPort(Tracking):
+    """Where the relay's position is kept; safe to read and move from any thread."""
+
+    @abstractmethod
+    def position(self) -> int:
+        """The global position of the last event Kafka acknowledged, 0 if none."""
+
+    @abstractmethod
+    def advance(self, position: int) -> None:
+        """Record, durably, that every event up to `position` is acknowledged by Kafka."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store; the checkpoint is unusable afterwards."""
+
+
+class RelayCheckpoint(RelayCheckpointPort):
     """One consumer's position in one SQLite file, safe to read and move from any thread."""
 
     def __init__(self, path: str | Path, name: str = "relay") -> None:

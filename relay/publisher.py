@@ -21,7 +21,7 @@ from crm.eventstore.port import EventStore
 from crm.follow import Follower
 from crm.kafka_admin import ensure_topics
 from crm.wire import to_kafka, topic_names
-from relay.checkpoint import RelayCheckpoint
+from relay.checkpoint import RelayCheckpointPort
 from services.events import DomainEvent
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Relay:
     def __init__(
         self,
         store: EventStore,
-        checkpoint: RelayCheckpoint,
+        checkpoint: RelayCheckpointPort,
         bootstrap: str,
         *,
         partitions: int,

@@ -22,7 +22,7 @@ from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
 from crm.lease import FileLease, Lease
-from crm.postgres_connections import is_postgres
+from crm.postgres_connections import POSTGRES_FORM, is_postgres
 from crm.postgres_lease import PostgresLease
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
@@ -46,13 +46,22 @@ from crm.settings import (
 from crm.startup import attributed_to
 from crm.tls import check_certificates, check_pair, ensure_self_signed
 from crm.tokens import DEV_KEY_FILE, KeySet, TokenRules, ensure_dev_key, load_key_set
-from crm.urls import SQLITE_PREFIX, redacted, require_writable_directory, sqlite_path
+from crm.urls import (
+    SQLITE_FORM,
+    SQLITE_PREFIX,
+    is_sqlite,
+    redacted,
+    require_writable_directory,
+    sqlite_path,
+    unsupported,
+)
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
 from projections.store.port import ViewStore
 from projections.workers.app import WorkerSettings, create_app
-from relay.checkpoint import RelayCheckpoint
+from relay.checkpoint import RelayCheckpoint, RelayCheckpointPort
+from relay.postgres_checkpoint import PostgresRelayCheckpoint
 from relay.publisher import Relay
 from services.authentication import Authenticator
 from services.caller_limits import Limits
@@ -65,8 +74,9 @@ from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, create_server
 from services.server_security import ServerSecurity, TlsFiles
-from services.sla.checkpoint import DeadlineCheckpoint
+from services.sla.checkpoint import DeadlineCheckpoint, DeadlineCheckpointPort
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
+from services.sla.postgres_checkpoint import PostgresDeadlineCheckpoint
 from services.sla.process import DeadlineProcess
 
 log = logging.getLogger("crm.bootstrap")
@@ -321,7 +331,7 @@ class RelayProcess:
 
     relay: Relay
     store: EventStore
-    checkpoint: RelayCheckpoint
+    checkpoint: RelayCheckpointPort
     lease: Lease  # held by the one active copy; the others wait as standbys
 
     def close(self) -> None:
@@ -332,10 +342,7 @@ class RelayProcess:
 
 def build_relay(settings: Settings) -> RelayProcess:
     store = _event_store(settings)
-    url = settings.relay_checkpoint_url
-    _data_dir_writable(settings, url)
-    with attributed_to(RELAY_CHECKPOINT_URL, url):
-        checkpoint = RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
+    checkpoint = _relay_checkpoint(settings)
     relay = Relay(
         store,
         checkpoint,
@@ -344,7 +351,8 @@ def build_relay(settings: Settings) -> RelayProcess:
         namespace=settings.topic_namespace,
         codec=CODEC,
     )
-    return RelayProcess(relay, store, checkpoint, _lease(url, RELAY_CHECKPOINT_URL, "crm-relay"))
+    lease = _lease(settings.relay_checkpoint_url, RELAY_CHECKPOINT_URL, "crm-relay")
+    return RelayProcess(relay, store, checkpoint, lease)
 
 
 @dataclass
@@ -479,10 +487,23 @@ def _event_store(settings: Settings) -> EventStore:
         return open_event_store(settings.event_store_url)
 
 
-def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpoint:
+def _relay_checkpoint(settings: Settings) -> RelayCheckpointPort:
+    url = settings.relay_checkpoint_url
+    _data_dir_writable(settings, url)  # only an SQLite file's
+    with attributed_to(RELAY_CHECKPOINT_URL, redacted(url)):
+        if is_postgres(url):
+            return PostgresRelayCheckpoint(url, "relay", field=RELAY_CHECKPOINT_URL.name)
+        _require_sqlite(url, RELAY_CHECKPOINT_URL.name)
+        return RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
+
+
+def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpointPort:
     url = settings.deadline_checkpoint_url
-    _data_dir_writable(settings, url)
-    with attributed_to(DEADLINE_CHECKPOINT_URL, url):
+    _data_dir_writable(settings, url)  # only an SQLite file's
+    with attributed_to(DEADLINE_CHECKPOINT_URL, redacted(url)):
+        if is_postgres(url):
+            return PostgresDeadlineCheckpoint(url, field=DEADLINE_CHECKPOINT_URL.name)
+        _require_sqlite(url, DEADLINE_CHECKPOINT_URL.name)
         return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
 
 
@@ -500,8 +521,14 @@ def _lease(checkpoint_url: str, setting: Setting[str], name: str) -> Lease:
 
 def _view_store(settings: Settings) -> ViewStore:
     _data_dir_writable(settings, settings.read_store_url)
-    with attributed_to(READ_STORE_URL, settings.read_store_url):
+    with attributed_to(READ_STORE_URL, redacted(settings.read_store_url)):
         return open_view_store(settings.read_store_url)
+
+
+def _require_sqlite(url: str, field: str) -> None:
+    """A checkpoint URL that is neither PostgreSQL nor SQLite names no adapter."""
+    if not is_sqlite(url):
+        raise unsupported(url, field, f"{SQLITE_FORM}, {POSTGRES_FORM}")
 
 
 def _policy(path: Path | None) -> SlaPolicy:

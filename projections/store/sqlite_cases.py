@@ -3,19 +3,18 @@ escalated cases supervisors work from, and negative feedback by case for their f
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from crm.eventcodec import from_plain, to_plain
 from crm.instants import sortable_instant
 from projections.case_view import CaseView, case_view_changes
 from projections.catalogue import Batch
 from projections.follow_ups import FollowUp, NegativeFeedback, follow_up, negative_feedback
 from projections.store.queries import EscalationQuery, FollowUpQuery
 from projections.store.remembered import Remembered
+from projections.store.rows import decode_view, encode_view
 from services.feedback.domain import Negativity
 
 TABLES = ("case_views", "case_feedback")
@@ -156,15 +155,6 @@ def case_feedback(conn: sqlite3.Connection, case_id: str) -> list[NegativeFeedba
         NegativeFeedback(feedback_id, Negativity(negative), datetime.fromisoformat(at), position)
         for feedback_id, negative, at, position in rows
     ]
-
-
-def encode_view(view: CaseView) -> str:
-    return json.dumps(to_plain(view), sort_keys=True)
-
-
-def decode_view(text: str) -> CaseView:
-    view: CaseView = from_plain(CaseView, json.loads(text))
-    return view
 
 
 def _row(view: CaseView) -> tuple[Any, ...]:

@@ -20,7 +20,8 @@ from projections.kpi_tally import build_report
 from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, kpi_changes
 from projections.store import sqlite_timeline
 from projections.store.remembered import Remembered
-from projections.store.sqlite_cases import encode_view, loader
+from projections.store.rows import encode_view
+from projections.store.sqlite_cases import loader
 
 T = TypeVar("T")
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
 from projections.store.queries import PageCursor, TimelinePage, TimelineQuery, encode_page_token
-from projections.timeline import EntryKind, TimelineEntry, timeline_changes
+from projections.store.rows import ENTRY_COLUMNS, entry_from_row, entry_row
+from projections.timeline import TimelineEntry, timeline_changes
 
 TABLES = ("timeline", "customer_merges")
 SCHEMA = (
@@ -63,20 +63,15 @@ MEMBERS = """
 `timeline_members` as an index-backed query (the conformance suite proves the two equal). UNION,
 not UNION ALL, drops rows already seen, so even a cycle of links terminates."""
 
-_ENTRY_COLUMNS = (
-    "event_id, global_position, customer_id, case_id, kind, event_type, channel, direction,"
-    " actor, occurred_at, summary"
-)
-
 
 def write(conn: sqlite3.Connection, news: Batch, kept: None = None) -> None:
     """Insert the batch's entries once each, and keep the newest fact of each merge link (it
     reads nothing back, so it keeps nothing in a rebuild)."""
     changes = timeline_changes(news)
     conn.executemany(
-        f"INSERT INTO timeline ({_ENTRY_COLUMNS}, occurred_utc)"
+        f"INSERT INTO timeline ({ENTRY_COLUMNS}, occurred_utc)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        [(*_entry_row(entry), sortable_instant(entry.occurred_at)) for entry in changes.entries],
+        [(*entry_row(entry), sortable_instant(entry.occurred_at)) for entry in changes.entries],
     )
     conn.executemany(
         "INSERT INTO customer_merges (duplicate_id, survivor_id, merge_id, active, position)"
@@ -133,7 +128,7 @@ def page(conn: sqlite3.Connection, query: TimelineQuery) -> TimelinePage:
         f"ORDER BY occurred_utc {order}, global_position {order} LIMIT ?",
         params,
     )
-    entries = [_entry(row) for row in rows[: query.page_size]]
+    entries = [entry_from_row(row) for row in rows[: query.page_size]]
     if len(rows) <= query.page_size:
         return TimelinePage(entries)
     last = entries[-1]
@@ -150,7 +145,7 @@ def entries_after(
         "ORDER BY global_position ASC LIMIT ?",
         [customer_id, after_position, max(limit, 0)],
     )
-    return [_entry(row) for row in rows]
+    return [entry_from_row(row) for row in rows]
 
 
 def watermark(conn: sqlite3.Connection) -> int:
@@ -173,53 +168,19 @@ def entries_applied_after(
     conn: sqlite3.Connection, customer_id: str, after_sequence: int, limit: int
 ) -> tuple[list[TimelineEntry], int]:
     sql = (
-        f"{MEMBERS} SELECT rowid, {_ENTRY_COLUMNS} FROM timeline"
+        f"{MEMBERS} SELECT rowid, {ENTRY_COLUMNS} FROM timeline"
         " WHERE customer_id IN (SELECT id FROM members) AND rowid > ? ORDER BY rowid LIMIT ?"
     )
     rows = conn.execute(sql, [customer_id, after_sequence, limit]).fetchall()
     last = int(rows[-1][0]) if rows else after_sequence
-    return [_entry(row[1:]) for row in rows], last
+    return [entry_from_row(row[1:]) for row in rows], last
 
 
 def _entries(
     conn: sqlite3.Connection, conditions: str, order: str, params: Sequence[Any]
 ) -> list[tuple[Any, ...]]:
     sql = (
-        f"{MEMBERS} SELECT {_ENTRY_COLUMNS} FROM timeline"
+        f"{MEMBERS} SELECT {ENTRY_COLUMNS} FROM timeline"
         f" WHERE customer_id IN (SELECT id FROM members) {conditions} {order}"
     )
     return conn.execute(sql, params).fetchall()
-
-
-def _entry_row(entry: TimelineEntry) -> tuple[Any, ...]:
-    return (
-        entry.event_id,
-        entry.global_position,
-        entry.customer_id,
-        entry.case_id,
-        entry.kind.value,
-        entry.event_type,
-        entry.channel,
-        entry.direction,
-        entry.actor,
-        entry.occurred_at.isoformat(),
-        entry.summary,
-    )
-
-
-def _entry(row: tuple[Any, ...]) -> TimelineEntry:
-    event_id, position, customer_id, case_id, kind, event_type = row[:6]
-    channel, direction, actor, occurred_at, summary = row[6:]
-    return TimelineEntry(
-        event_id=event_id,
-        global_position=position,
-        customer_id=customer_id,
-        case_id=case_id,
-        kind=EntryKind(kind),
-        event_type=event_type,
-        channel=channel,
-        direction=direction,
-        actor=actor,
-        occurred_at=datetime.fromisoformat(occurred_at),
-        summary=summary,
-    )

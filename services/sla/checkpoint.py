@@ -1,13 +1,16 @@
 """The deadline process's checkpoint: its planner's state and the global position it reflects.
 
-Kept in a small SQLite file of its own: the kernel's tracking table holds the position, a table
-beside it the planner's state (JSON) and the planner version that wrote it, both written in one
-transaction with synchronous=FULL, so a restart never pairs a state with a position it does not
-reflect. A restart then reads only the events after that position instead of all of history.
+The kernel's tracking table holds the position, a table beside it the planner's state (JSON) and
+the planner version that wrote it, both written in one durable transaction, so a restart never
+pairs a state with a position it does not reflect. A restart then reads only the events after that
+position instead of all of history. `DeadlineCheckpointPort` is what the process needs;
+`DeadlineCheckpoint` keeps it in a small SQLite file of its own, and
+services/sla/postgres_checkpoint.py in a PostgreSQL database.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from crm.tracking import Tracking
 _LABEL = "deadline checkpoint"
 CONSUMER = "deadline-process"
 
-_STATES_SCHEMA = """
+STATES_SCHEMA = """
     CREATE TABLE IF NOT EXISTS planner_states (
         consumer TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
@@ -36,7 +39,23 @@ class SavedState:
     state: str
 
 
-class DeadlineCheckpoint(Tracking):
+class DeadlineCheckpointPort(Tracking):
+    """Where one planner's state is saved; safe to use from any thread."""
+
+    @abstractmethod
+    def load(self) -> SavedState | None:
+        """The state last saved, None if none was."""
+
+    @abstractmethod
+    def save(self, saved: SavedState) -> None:
+        """Replace the saved state and its position, together."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store; the checkpoint is unusable afterwards."""
+
+
+class DeadlineCheckpoint(DeadlineCheckpointPort):
     """One planner's saved state in one SQLite file, safe to use from any thread."""
 
     def __init__(self, path: str | Path, name: str = CONSUMER) -> None:
@@ -47,7 +66,7 @@ class DeadlineCheckpoint(Tracking):
             conn.execute("PRAGMA journal_mode=WAL")
             with immediate(conn):
                 conn.execute(TRACKING_SCHEMA)
-                conn.execute(_STATES_SCHEMA)
+                conn.execute(STATES_SCHEMA)
 
     def checkpoint(self, consumer: str, source: str = "") -> int:
         with translated(_LABEL):

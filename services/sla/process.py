@@ -34,7 +34,7 @@ from crm.follow import Follower
 from crm.vocabulary import Actor, ActorKind
 from services.case.application import CaseApplication
 from services.events import DomainEvent
-from services.sla.checkpoint import DeadlineCheckpoint, SavedState
+from services.sla.checkpoint import DeadlineCheckpointPort, SavedState
 from services.sla.planner import STATE_VERSION, Planner
 from services.sla.policy import SlaPolicy
 from services.sla.watch import Planned
@@ -67,7 +67,7 @@ class DeadlineProcess:
         clock: Clock,
         codec: EventCodec,
         *,
-        checkpoint: DeadlineCheckpoint | None = None,
+        checkpoint: DeadlineCheckpointPort | None = None,
         save_every_events: int = SAVE_EVERY_EVENTS,
         save_every_seconds: float = SAVE_EVERY_SECONDS,
     ) -> None:

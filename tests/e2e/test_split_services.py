@@ -8,6 +8,7 @@ with its in-process projector; in deploy/ the Kafka workers) and one runs the de
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,14 +42,17 @@ def _sqlite(_request: pytest.FixtureRequest, shared: Path) -> tuple[str, str]:
 
 
 def _postgresql(request: pytest.FixtureRequest, _shared: Path) -> tuple[str, str]:
-    """Two databases of the session's PostgreSQL, as deploy/ gives the stores two."""
+    """Two new databases of the session's PostgreSQL, as deploy/ gives the stores two; the four
+    processes open and migrate both together at start."""
     server = request.getfixturevalue("postgres_server")
-    return server.create_database("split_events"), server.create_database("split_views")
+    suffix = uuid.uuid4().hex[:12]
+    return (
+        server.create_database(f"split_events_{suffix}"),
+        server.create_database(f"split_views_{suffix}"),
+    )
 
 
-# PostgreSQL joins once its event and view store adapters are on main ("postgresql":
-# _postgresql); with the pg-events and pg-views branches merged, the story passed on it too.
-STORES: dict[str, StoreUrls] = {"sqlite": _sqlite}
+STORES: dict[str, StoreUrls] = {"sqlite": _sqlite, "postgresql": _postgresql}
 OFF = ("--projector", "off", "--deadlines", "off")
 ROLES = {
     "customer": OFF,

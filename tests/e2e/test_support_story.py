@@ -2,11 +2,13 @@
 
 A customer calls, the case is bounced between two departments, a chat follows, a poor CSAT and a
 complaint arrive, the case is resolved and reopened. The timeline must show every step in order;
-after SIGKILL and a restart the same timeline comes back, nothing lost or doubled.
+after SIGKILL and a restart the same timeline comes back, nothing lost or doubled; with the views
+in the SQLite file of the data dir, and again in PostgreSQL.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from crm.v1 import (
     timeline_service_pb2,
 )
 from tests.grpc_client import Client, poll, stamp
+from tests.postgres_server import PostgresServer
 from tests.server_process import ServerProcess, event_store_flags
 
 pytestmark = pytest.mark.e2e
@@ -42,10 +45,21 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
 
 
+@pytest.fixture
+def views_flags(request: pytest.FixtureRequest, event_store_url: str | None) -> tuple[str, ...]:
+    """The server's view store: the SQLite file in the data dir beside an SQLite event store, a
+    PostgreSQL database of its own beside a PostgreSQL one."""
+    if event_store_url is None:
+        return ()
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return ("--read-store-url", server.create_database(f"views_{uuid.uuid4().hex[:12]}"))
+
+
 def test_support_story_survives_sigkill(
-    data_dir: Path, tmp_path: Path, event_store_url: str | None
+    data_dir: Path, tmp_path: Path, event_store_url: str | None, views_flags: tuple[str, ...]
 ) -> None:
-    server = ServerProcess(data_dir, tmp_path / "first.log", *event_store_flags(event_store_url))
+    flags = (*event_store_flags(event_store_url), *views_flags)
+    server = ServerProcess(data_dir, tmp_path / "first.log", *flags)
     # Recent enough that no SLA timer of the high-priority case fires during the test.
     client = Client(server.access, prefix="story", history=timedelta(minutes=20))
     try:
@@ -87,7 +101,7 @@ def test_support_story_survives_sigkill(
         client.close()
         server.kill()
 
-    server = ServerProcess(data_dir, tmp_path / "second.log", *event_store_flags(event_store_url))
+    server = ServerProcess(data_dir, tmp_path / "second.log", *flags)
     client = Client(server.access, prefix="after-restart")
     client.clock = story_end  # the timeline is in the order things happened: the note comes last
     try:
@@ -109,6 +123,7 @@ def test_support_story_survives_sigkill(
         assert [(e.event_id, e.global_position, e.summary) for e in everything[:-1]] == before
         assert server.terminate() == 0
         assert '"message": "stopped"' in server.log_path.read_text()
+        assert (data_dir / "views.db").exists() == (not views_flags)
     finally:
         client.close()
         if server.process.poll() is None:

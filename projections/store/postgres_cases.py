@@ -1,0 +1,189 @@
+"""The case views projection's tables in the PostgreSQL view store: one view per case, the list of
+escalated cases supervisors work from, and negative feedback by case for their follow-up list.
+
+The same rows and queries as projections/store/sqlite_cases.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection
+
+from crm.instants import sortable_instant
+from projections.case_view import CaseView, case_view_changes
+from projections.catalogue import Batch
+from projections.follow_ups import FollowUp, NegativeFeedback, follow_up, negative_feedback
+from projections.store.postgres_schema import Migration
+from projections.store.queries import EscalationQuery, FollowUpQuery
+from projections.store.remembered import Remembered
+from projections.store.rows import decode_view, encode_view
+from services.feedback.domain import Negativity
+
+TABLES = ("case_views", "case_feedback")
+# The whole view as JSON, plus the columns lists filter and order by.
+MIGRATIONS = (
+    Migration(
+        "case views and negative feedback by case",
+        (
+            """
+            CREATE TABLE case_views (
+                case_id TEXT COLLATE "C" PRIMARY KEY,
+                customer_id TEXT COLLATE "C" NOT NULL,
+                status TEXT COLLATE "C" NOT NULL,
+                team TEXT COLLATE "C" NOT NULL,
+                escalation_level INTEGER NOT NULL,
+                escalated_since TEXT COLLATE "C",
+                next_due_utc TEXT COLLATE "C",
+                settled_position BIGINT NOT NULL,
+                view TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE case_feedback (
+                feedback_id TEXT COLLATE "C" PRIMARY KEY,
+                case_id TEXT COLLATE "C" NOT NULL,
+                negativity TEXT COLLATE "C" NOT NULL,
+                occurred_at TEXT COLLATE "C" NOT NULL,
+                occurred_utc TEXT COLLATE "C" NOT NULL,
+                global_position BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX case_feedback_by_case ON case_feedback (case_id, global_position)",
+            "CREATE INDEX case_views_by_status ON case_views (status)",
+            "CREATE INDEX case_views_by_level ON case_views (escalation_level)",
+            "CREATE INDEX case_views_by_customer ON case_views (customer_id)",
+        ),
+    ),
+)
+
+
+def write(conn: Connection[Any], news: Batch, kept: Remembered[CaseView] | None) -> None:
+    """Write a batch's case views and negative feedback by case; `kept` holds views written
+    before, during a rebuild."""
+    views = case_view_changes(news, loader(conn, "case_views", kept))
+    if kept is not None:
+        kept.keep(views)
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO case_views (case_id, customer_id, status, team, escalation_level,"
+            " escalated_since, next_due_utc, settled_position, view)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (case_id) DO UPDATE SET"
+            " customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,"
+            " team = EXCLUDED.team, escalation_level = EXCLUDED.escalation_level,"
+            " escalated_since = EXCLUDED.escalated_since, next_due_utc = EXCLUDED.next_due_utc,"
+            " settled_position = EXCLUDED.settled_position, view = EXCLUDED.view",
+            [_row(view) for view in views.values()],
+        )
+        cursor.executemany(
+            "INSERT INTO case_feedback (feedback_id, case_id, negativity, occurred_at,"
+            " occurred_utc, global_position) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (feedback_id) DO NOTHING",
+            [
+                (
+                    f.feedback_id,
+                    case_id,
+                    f.negativity.value,
+                    f.at.isoformat(),
+                    sortable_instant(f.at),
+                    f.global_position,
+                )
+                for case_id, f in negative_feedback(news)
+            ],
+        )
+
+
+def loader(
+    conn: Connection[Any], table: str, kept: Remembered[CaseView] | None
+) -> Callable[[str], CaseView | None]:
+    """How a batch loads a case's stored view: from what is kept first, when anything is."""
+
+    def read(case_id: str) -> CaseView | None:
+        return case_view(conn, case_id, table)
+
+    return read if kept is None else kept.loader(read)
+
+
+def case_view(conn: Connection[Any], case_id: str, table: str) -> CaseView | None:
+    """A stored view from `table` (the case views projection's, or the KPI facts' own copy)."""
+    found = conn.execute(f"SELECT view FROM {table} WHERE case_id = %s", (case_id,)).fetchone()
+    return None if found is None else decode_view(found[0])
+
+
+def escalated(conn: Connection[Any], query: EscalationQuery) -> list[CaseView]:
+    """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
+    conditions = ["escalation_level >= %s"]
+    params: list[Any] = [query.min_level]
+    if query.team:
+        conditions.append("team = %s")
+        params.append(query.team)
+    if query.reason:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM jsonb_array_elements(view::jsonb -> 'escalation_reasons') r"
+            " WHERE r ->> 'reason' = %s)"
+        )
+        params.append(query.reason)
+    if query.escalated_before is not None:
+        conditions.append("escalated_since <= %s")
+        params.append(sortable_instant(query.escalated_before))
+    # NULLS placed as SQLite places them: a case without a due date after those with one.
+    sql = (
+        f"SELECT view FROM case_views WHERE {' AND '.join(conditions)}"
+        " ORDER BY escalation_level DESC, next_due_utc ASC NULLS LAST,"
+        " escalated_since ASC NULLS FIRST, case_id LIMIT %s"
+    )
+    rows = conn.execute(sql, [*params, query.limit]).fetchall()
+    return [decode_view(row[0]) for row in rows]
+
+
+def follow_ups(conn: Connection[Any], query: FollowUpQuery) -> list[FollowUp]:
+    """The follow-up list, most recent feedback first: projections.follow_ups' rule in SQL to
+    pick and order the cases (the conformance suite proves the two equal), then the rule itself."""
+    conditions = ["v.status IN ('resolved', 'closed')"]
+    params: list[Any] = []
+    if query.team:
+        conditions.append("v.team = %s")
+        params.append(query.team)
+    sql = (
+        "SELECT v.case_id, v.view, MAX(f.occurred_utc) AS since FROM case_views v"
+        " JOIN case_feedback f ON f.case_id = v.case_id"
+        " AND f.global_position > v.settled_position"
+        f" WHERE {' AND '.join(conditions)} GROUP BY v.case_id"
+        " ORDER BY since DESC, v.case_id LIMIT %s"
+    )
+    listed = []
+    for case_id, text, _since in conn.execute(sql, [*params, query.limit]).fetchall():
+        found = follow_up(decode_view(text), case_feedback(conn, case_id))
+        if found is not None:
+            listed.append(found)
+    return listed
+
+
+def case_feedback(conn: Connection[Any], case_id: str) -> list[NegativeFeedback]:
+    """The negative feedback linked to a case, in global order."""
+    rows = conn.execute(
+        "SELECT feedback_id, negativity, occurred_at, global_position FROM case_feedback"
+        " WHERE case_id = %s ORDER BY global_position",
+        (case_id,),
+    ).fetchall()
+    return [
+        NegativeFeedback(feedback_id, Negativity(negative), datetime.fromisoformat(at), position)
+        for feedback_id, negative, at, position in rows
+    ]
+
+
+def _row(view: CaseView) -> tuple[Any, ...]:
+    next_due = view.next_due_at
+    return (
+        view.case_id,
+        view.customer_id,
+        view.status.value,
+        view.team,
+        view.escalation_level,
+        None if view.escalated_since is None else sortable_instant(view.escalated_since),
+        None if next_due is None else sortable_instant(next_due),
+        view.settled_position,
+        encode_view(view),
+    )

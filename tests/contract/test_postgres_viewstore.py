@@ -1,0 +1,76 @@
+"""The PostgreSQL adapter against the shared view store contract, on a real server.
+
+Every store the suite opens lives in a schema of its own (the URL's search_path) in one database
+for this module: as empty and as apart from the others as a new database, without copying a
+template database for each of the suite's several hundred stores (a copy, and the server's
+flushing of it at shutdown, cost more than the tests themselves on a busy disk).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from projections.store.port import ViewStore
+from projections.store.postgres import PostgresViewStore
+from tests.contract.viewstore_contract import ViewStoreContract
+from tests.postgres_server import PostgresServer
+
+_SCHEMAS = itertools.count(1)
+
+
+def schema_url(database_url: str, schema: str) -> str:
+    """The database URL with `schema` created and first on the search path."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return f"{database_url}?options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(scope="module")
+def views_database(postgres_server: PostgresServer) -> str:
+    """One database for the module's stores, each in its own schema."""
+    return postgres_server.create_database(f"views_contract_{os.getpid()}")
+
+
+class TestPostgresViewStore(ViewStoreContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, views_database: str) -> None:
+        self.database_url = views_database
+        self.urls: dict[ViewStore, str] = {}
+        self.schemas: dict[str, str] = {}  # url -> its schema
+
+    def make_store(self) -> ViewStore:
+        schema = f"views_{next(_SCHEMAS)}"
+        url = schema_url(self.database_url, schema)
+        self.schemas[url] = schema
+        store = PostgresViewStore(url, pool_size=2)
+        self.urls[store] = url
+        return store
+
+    def reopen_store(self, store: ViewStore) -> ViewStore:
+        again = PostgresViewStore(self.urls[store], pool_size=2)
+        self.urls[again] = self.urls[store]
+        return again
+
+    @contextmanager
+    def scratch_store(self) -> Iterator[ViewStore]:
+        """As the harness's, then the schema dropped: a property opens a hundred stores, and
+        the server's files of dropped tables need no flushing when it stops."""
+        with super().scratch_store() as store:
+            url = self.urls[store]
+            yield store
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {self.schemas[url]} CASCADE")
+
+    def record_schema_version(self, store: ViewStore, projection: str, version: int) -> None:
+        with psycopg.connect(self.urls[store], autocommit=True) as conn:
+            conn.execute(
+                "UPDATE projection_versions SET version = %s WHERE projection = %s",
+                (version, projection),
+            )
