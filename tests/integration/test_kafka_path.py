@@ -256,7 +256,7 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     # Restart a broker that the relay and the worker are busy with, not one they are still
     # connecting to: a worker that cannot reach any broker at start-up exits, and is restarted
     # by its supervisor (deploy/), which this test does not run.
-    poll(lambda: _projected(deployment.views_path) > 50)
+    poll(lambda: _projected(deployment.views_path) > 50, timeout=120)  # workers start and join
     kafka_broker.restart()
     traffic.join()
     deployment.assert_live_equals_replay(timeout=300)
