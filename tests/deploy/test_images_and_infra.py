@@ -315,19 +315,23 @@ def _connections(container: Container, monkeypatch: pytest.MonkeyPatch) -> int:
     return total
 
 
-def test_the_connection_count_follows_the_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the budget below adds up, for the sizes the adapters ask for today."""
+def test_the_readme_gives_the_pool_sizes_the_adapters_ask_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy/README.md's connection table, row by row, against what each adapter opens."""
     assert set(OPENERS) == POSTGRES_SETTINGS
+    readme = (DEPLOY / "README.md").read_text()
     url = "postgresql://crm@postgres:5432/crm"
-    sizes = {setting: _pool_size(setting, url, monkeypatch) for setting in OPENERS}
-    assert sizes == {
-        "event_store_url": 8,
-        "read_store_url": 16,
-        "relay_checkpoint_url": 2,
-        "deadline_checkpoint_url": 2,
-    }
+    for setting, (_, _, beside) in OPENERS.items():
+        row = re.search(rf"^  \| `CRM_{setting.upper()}` \| (\d+) \(.*?\| (\d+)[ ,]", readme, re.M)
+        assert row, f"deploy/README.md has no connection row for CRM_{setting.upper()}"
+        assert int(row[1]) == _pool_size(setting, url, monkeypatch), setting
+        assert int(row[2]) == beside, setting
     (relay,) = [c for c in project_containers() if c.where == "compose:relay"]
-    assert _connections(relay, monkeypatch) == (8 + 1) + (2 + 1)
+    event_store, checkpoint = (
+        _pool_size(s, url, monkeypatch) for s in ("event_store_url", "relay_checkpoint_url")
+    )
+    assert _connections(relay, monkeypatch) == (event_store + 1) + (checkpoint + 1)
 
 
 @pytest.mark.parametrize("shape", ["compose", "k8s"])
@@ -350,6 +354,11 @@ def test_postgres_takes_every_connection_of_every_replica_at_its_largest(
         arguments = server["args"]
     reserved = 3  # superuser_reserved_connections, PostgreSQL's default
     assert needed <= _max_connections(arguments) - reserved, f"{needed} connections at most"
+    stated = f"compose needs {needed}" if shape == "compose" else f"({needed} as `tests/deploy`"
+    assert stated in " ".join((DEPLOY / "README.md").read_text().split()), (
+        f"deploy/README.md should give {needed} for {shape}"
+    )
+    assert f"max_connections={_max_connections(arguments)}`" in (DEPLOY / "README.md").read_text()
 
 
 def _server_setting(arguments: list[str], name: str) -> int:
