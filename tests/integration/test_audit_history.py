@@ -373,13 +373,25 @@ def _export(client: Client, subject: audit_service_pb2.AuditSubject, path: Path)
     return lines
 
 
-def _outside_check(path: Path) -> subprocess.CompletedProcess[str]:
+def _readme_script(directory: Path) -> Path:
+    """The verification script the README's Audit section shows, written to a file."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("**Checking an export**") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    script = directory / "readme_verify.py"
+    script.write_text(code[: code.index("```")], encoding="utf-8")
+    return script
+
+
+def _outside_check(path: Path, script: Path = VERIFY_SCRIPT) -> subprocess.CompletedProcess[str]:
+    """Run a verification script in a fresh interpreter that sees none of the project."""
     return subprocess.run(
-        [sys.executable, "-I", str(VERIFY_SCRIPT), str(path)],
+        [sys.executable, "-I", str(script), str(path)],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
+        cwd=path.parent,
     )
 
 
@@ -419,16 +431,20 @@ def _tampered(lines: list[str], how: str) -> tuple[list[str], int]:
     return changed, at + 2  # the line moved up now comes after a later position
 
 
+@pytest.mark.parametrize("script", ["deploy", "readme"])
 @pytest.mark.parametrize("how", ["byte", "removed", "swapped"])
 def test_the_outside_script_names_the_line_of_an_altered_export(
-    story: Story, tmp_path: Path, how: str
+    story: Story, tmp_path: Path, how: str, script: str
 ) -> None:
     lines = _export(story.client, _customer(story.survivor), tmp_path / "export.jsonl")
+    checker = VERIFY_SCRIPT if script == "deploy" else _readme_script(tmp_path)
+    assert _outside_check(tmp_path / "export.jsonl", checker).returncode == 0
     changed, line = _tampered(lines, how)
     (tmp_path / "tampered.jsonl").write_text("".join(f"{x}\n" for x in changed), encoding="utf-8")
-    checked = _outside_check(tmp_path / "tampered.jsonl")
-    assert checked.returncode == 1, checked.stdout + checked.stderr
-    assert checked.stdout.startswith(f"line {line}:"), checked.stdout
+    checked = _outside_check(tmp_path / "tampered.jsonl", checker)
+    said = checked.stdout + checked.stderr  # the README's script exits with its message
+    assert checked.returncode == 1, said
+    assert said.startswith(f"line {line}:"), said
 
 
 def test_an_intact_history_verifies_stream_by_stream(story: Story) -> None:
