@@ -4,6 +4,7 @@ and page tokens, an export the outside script verifies, and a tampered row found
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +40,7 @@ class Story:
 
     system: System
     client: Client
+    target: str
     survivor: str
     duplicate: str
     duplicate_case: str
@@ -105,6 +107,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     yield Story(
         system,
         client,
+        server.target,
         survivor,
         duplicate,
         duplicate_case,
@@ -501,6 +504,8 @@ def test_verify_pinpoints_a_row_altered_in_the_store(tmp_path: Path) -> None:
             )
             assert "altered" in reply.first_break.problem
             assert list(reply.breaks) == [reply.first_break]
+        refused = _cli(server.target, "verify", "--case", case)
+        assert refused.returncode == 1 and json.loads(refused.stdout)["ok"] is False
         lines = _export(client, _customer(customer), tmp_path / "export.jsonl")
         checked = _outside_check(tmp_path / "export.jsonl")
         broken_line = 1 + [json.loads(x)["global_position"] for x in lines].index(
@@ -512,3 +517,47 @@ def test_verify_pinpoints_a_row_altered_in_the_store(tmp_path: Path) -> None:
         client.close()
         server.stop(1)
         system.close()
+
+
+def _cli(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """crm-audit in a process of its own; its output is a pipe, so it writes JSON lines."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.entrypoints.audit", "--target", target, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_the_cli_lists_exports_and_verifies_a_history(story: Story, tmp_path: Path) -> None:
+    target = story.target
+    history = _whole(
+        story.client, audit_service_pb2.GetHistoryRequest(subject=_customer(story.survivor))
+    )
+    listed = _cli(target, "history", "--customer", story.survivor, "--page-size", "4")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [row["eventId"] for row in rows] == [e.event_id for e in history]
+    exported = _cli(target, "export", "--customer", story.survivor, "-o", str(tmp_path / "x.jsonl"))
+    assert exported.returncode == 0, exported.stderr
+    assert _outside_check(tmp_path / "x.jsonl").returncode == 0
+    verified = _cli(target, "verify", "--case", story.duplicate_case)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["ok"] is True
+
+
+def test_the_cli_says_what_went_wrong_and_exits_2(story: Story) -> None:
+    target = story.target
+    unknown = _cli(target, "verify", "--customer", "ghost")
+    assert unknown.returncode == 2 and "NOT_FOUND" in unknown.stderr
+    bad = _cli(target, "history", "--customer", story.survivor, "--page-size", "9999")
+    assert bad.returncode == 2 and "INVALID_ARGUMENT: page_size" in bad.stderr
+    usage = _cli(target, "history")
+    assert usage.returncode == 2 and "--customer" in usage.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = _cli(closed, "verify", "--customer", story.survivor)
+    assert unreachable.returncode == 2 and "UNAVAILABLE" in unreachable.stderr
