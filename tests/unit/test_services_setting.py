@@ -35,7 +35,10 @@ def test_a_comma_list_names_the_services_each_once(text: str, services: tuple[st
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("orders", "no service 'orders'; give one or more of customer,case,feedback,timeline,audit"),
+        (
+            "orders",
+            "no service 'orders'; give one or more of customer,case,feedback,timeline,audit",
+        ),
         ("customer,Case", "no service 'Case'"),
         ("customer;case", "no service 'customer;case'"),
         (",", "',' names no service; give one or more of customer,case,feedback,timeline,audit"),
