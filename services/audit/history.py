@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from crm.envelope import RecordedEvent
-from crm.errors import IntegrityError, InvalidInput, NotFound
+from crm.errors import HistoryBroken, IntegrityError, InvalidInput, NotFound
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.validation import require_id
@@ -91,13 +91,21 @@ class HistoryReader:
         return list(found.values())
 
     def _own_events(self, member: Membership) -> list[RecordedEvent]:
-        events = self._store.read_stream(f"customer-{member.customer_id}")
+        events = self._readable(f"customer-{member.customer_id}")
         return [e for e in events if within(e.global_position, member.until)]
 
     def _merge_facts(self, customer_id: str) -> Iterator[tuple[RecordedEvent, DomainEvent]]:
-        for recorded in self._store.read_stream(f"customer-{customer_id}"):
+        for recorded in self._readable(f"customer-{customer_id}"):
             if recorded.type in MERGE_TYPES and (event := self._decoded(recorded)) is not None:
                 yield recorded, event
+
+    def _readable(self, stream: str) -> list[RecordedEvent]:
+        """The stream's events for finding members; none when a row no longer decodes (the
+        stream is still listed, and verifying it names the row)."""
+        try:
+            return self._store.read_stream(stream)
+        except HistoryBroken:
+            return []
 
     def _decoded(self, recorded: RecordedEvent) -> DomainEvent | None:
         """The event, or None for one that no longer decodes (VerifyHistory says why)."""

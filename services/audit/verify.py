@@ -54,7 +54,12 @@ def verify_streams(
     """Check every stream (with the position its share ends at) as `read` returns it."""
     result = Verification()
     for stream in sorted(streams):
-        events = [e for e in read(stream) if within(e.global_position, streams[stream])]
+        try:
+            events = [e for e in read(stream) if within(e.global_position, streams[stream])]
+        except HistoryBroken as unreadable:  # a row altered so far that it no longer decodes
+            result.breaks.append(_break(unreadable))
+            result.heads.append(Head(stream, 0, -1, ""))
+            continue
         checked, head, broken = _check(events)
         result.events_checked += checked
         if broken is not None:
@@ -82,7 +87,11 @@ def _check(events: list[RecordedEvent]) -> tuple[int, str, Break | None]:
     try:
         head = verify_links(in_global_order(), GENESIS_HASH, 0)
     except HistoryBroken as broken:
-        # The message names the place first; the break carries the place apart.
-        problem = str(broken).split(": ", 1)[-1]
-        return taken, "", Break(broken.stream, broken.revision, broken.global_position, problem)
+        return taken, "", _break(broken)
     return taken, head, None
+
+
+def _break(broken: HistoryBroken) -> Break:
+    # The message names the place first; the break carries the place apart.
+    problem = str(broken).split(": ", 1)[-1]
+    return Break(broken.stream, broken.revision, broken.global_position, problem)

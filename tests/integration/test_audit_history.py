@@ -561,3 +561,39 @@ def test_the_cli_says_what_went_wrong_and_exits_2(story: Story) -> None:
         closed = f"127.0.0.1:{probe.getsockname()[1]}"
     unreachable = _cli(closed, "verify", "--customer", story.survivor)
     assert unreachable.returncode == 2 and "UNAVAILABLE" in unreachable.stderr
+
+
+def test_verify_names_a_row_whose_metadata_no_longer_decodes(tmp_path: Path) -> None:
+    system, server, client = _serve(tmp_path)
+    try:
+        customer = _register(client, "Daichi Sato")
+        case = _open_case(client, customer)
+        note = client.cases.AddNote(
+            case_service_pb2.AddNoteRequest(context=client.context(), case_id=case, text="x")
+        )
+        poll(lambda: system.view_store.entries_after(customer, note.global_position - 1, 10))
+        with sqlite3.connect(tmp_path / "events.db") as raw:
+            raw.execute(
+                "UPDATE events SET metadata = json_set(metadata, '$.actor_kind', 'admin')"
+                " WHERE global_position = ?",
+                (note.global_position,),
+            )
+        subject = _customer(customer)
+        reply = client.audit.VerifyHistory(audit_service_pb2.VerifyHistoryRequest(subject=subject))
+        assert not reply.ok
+        found = reply.first_break
+        assert (found.stream, found.revision, found.global_position) == (
+            f"case-{case}",
+            note.revision,
+            note.global_position,
+        )
+        assert "metadata no longer decodes" in found.problem
+        # The history itself cannot be shown past such a row: refused as lost data, named.
+        with pytest.raises(grpc.RpcError) as raised:
+            client.audit.GetHistory(audit_service_pb2.GetHistoryRequest(subject=subject))
+        assert raised.value.code() is grpc.StatusCode.DATA_LOSS
+        assert f"revision {note.revision}" in str(raised.value.details())
+    finally:
+        client.close()
+        server.stop(1)
+        system.close()
