@@ -121,7 +121,7 @@ def _address(text: str) -> str:
     return text
 
 
-SERVICE_NAMES = ("customer", "case", "feedback", "timeline")
+SERVICE_NAMES = ("customer", "case", "feedback", "timeline", "audit")
 """The gRPC services one server can serve, by the names the `services` setting takes."""
 
 
