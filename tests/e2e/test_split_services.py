@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -174,7 +175,8 @@ def test_a_story_told_to_four_servers_shows_on_the_timeline_server(split: Split)
         entries = poll(lambda: _story_entries(query, customer_id, len(expected)), timeout=120)
         assert [(e.event_type, e.channel) for e in entries] == expected
         assert all(e.case_id == case_id for e in entries[1:])
-        view = query.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
+        # Each projection is its own worker through Kafka: the case view may come a moment later.
+        view = poll(lambda: _case_view(query, case_id, contacts=1), timeout=120)
         assert view.contact_count == 1
         assert view.status == case_events_pb2.CASE_STATUS_OPEN
         # The deadline process in the case server followed the shared store and applied the SLA.
@@ -190,6 +192,17 @@ def test_a_story_told_to_four_servers_shows_on_the_timeline_server(split: Split)
     finally:
         for client in (*clients.values(), clock):
             client.close()
+
+
+def _case_view(client: Client, case_id: str, contacts: int) -> Any:
+    """The case view once it shows `contacts` contacts; None before (not projected yet)."""
+    try:
+        view = client.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
+    except grpc.RpcError as error:
+        if error.code() is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+    return view if view.contact_count == contacts else None
 
 
 def _ran_deadlines(server: ServerProcess) -> bool:
