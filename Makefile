@@ -20,6 +20,7 @@ help:
 	@echo "make bench  - storage, gRPC, latency, lag and memory figures beside baselines (BENCH_ARGS=--quick: ~2 min)"
 	@echo "make run-distributed - broker, gRPC server, relay and projection worker on one machine"
 	@echo "make kafka  - a local single-node Kafka broker (KRaft, needs Java 17 and Maven) on 127.0.0.1:9092"
+	@echo "make postgres-binaries - install PostgreSQL's binaries for the tests where missing (apt-get, as root)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -110,7 +110,7 @@ def distributed(data_dir: Path) -> Iterator[tuple[ClientAccess, Settings]]:
         **os.environ,
         "CRM_DATA_DIR": str(data_dir),
         "CRM_LISTEN": listen,
-        "CRM_LOCAL_KAFKA_PORT": str(_free_port()),
+        "CRM_KAFKA_PORT": str(_free_port()),
     }
     log = (data_dir / "processes.log").open("w")  # the processes' own logs, kept off the table
     child = subprocess.Popen(

@@ -92,6 +92,25 @@ class RecordedEvent:
         return decoded
 
 
+@dataclass(frozen=True)
+class StoredAt:
+    """Where a stored row sits, to name it when it no longer decodes into an event."""
+
+    stream: str
+    revision: int
+    global_position: int
+
+
+def stored_metadata(where: StoredAt, text: str | bytes) -> EventMetadata:
+    """The metadata a store kept as JSON text; HistoryBroken naming the event when it no longer
+    decodes (altered in place), since its hash cannot even be recomputed then."""
+    try:
+        return EventMetadata.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        problem = f"its stored metadata no longer decodes ({type(exc).__name__}: {exc})"
+        raise HistoryBroken(where, problem) from None
+
+
 def canonical_json(value: Any) -> bytes:
     """One byte form per value, so hashes do not depend on key order or spacing."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

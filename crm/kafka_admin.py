@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
 
 from crm.errors import InvariantViolated
 
@@ -20,27 +21,49 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(
-    bootstrap: str, names: list[str], partitions: int, patience: float = 120.0
+    bootstrap: str,
+    names: list[str],
+    partitions: int,
+    patience: float = 120.0,
+    *,
+    replication_factor: int = 1,
 ) -> None:
-    """Create the missing topics; refuse to run on topics partitioned differently."""
+    """Create the missing topics; refuse to run on topics partitioned differently.
+
+    `replication_factor` applies only to topics created here; existing ones keep theirs (Kafka
+    changes it by partition reassignment, not by this call).
+    """
     admin = await _connected_admin(bootstrap, patience)
     try:
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if missing:
-            try:
-                await admin.create_topics(
-                    [
-                        NewTopic(name, num_partitions=partitions, replication_factor=1)
-                        for name in missing
-                    ]
-                )
-                log.info("created topics %s with %d partitions", missing, partitions)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
+            response = await admin.create_topics(
+                [
+                    NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+                    for name in missing
+                ]
+            )
+            _raise_refusal(response.topic_errors)
+            log.info(
+                "created topics %s with %d partitions, replication factor %d",
+                missing,
+                partitions,
+                replication_factor,
+            )
         await _check_partitions(admin, names, partitions)
     finally:
         await admin.close()
+
+
+def _raise_refusal(topic_errors: list[tuple[Any, ...]]) -> None:
+    """Raise the broker's first refusal to create a topic (the admin client returns them rather
+    than raising): more replicas than brokers, say. A topic another process created in the
+    meantime is no refusal."""
+    for topic, code, *message in topic_errors:
+        if code not in (NoError.errno, TopicAlreadyExistsError.errno):
+            reason = message[0] if message and message[0] else for_code(code).__name__
+            raise for_code(code)(f"Kafka refused to create topic {topic}: {reason}")
 
 
 async def _check_partitions(

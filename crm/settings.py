@@ -121,7 +121,7 @@ def _address(text: str) -> str:
     return text
 
 
-SERVICE_NAMES = ("customer", "case", "feedback", "timeline")
+SERVICE_NAMES = ("customer", "case", "feedback", "timeline", "audit")
 """The gRPC services one server can serve, by the names the `services` setting takes."""
 
 
@@ -359,6 +359,17 @@ KAFKA_PARTITIONS = Setting(
     metavar="N",
 )
 
+KAFKA_REPLICATION_FACTOR = Setting(
+    name="kafka_replication_factor",
+    flag="--replication-factor",
+    env="CRM_KAFKA_REPLICATION_FACTOR",
+    default="1",
+    parse=_whole(1),
+    help="copies of each partition kept by the brokers, for the event topics this process creates"
+    " when they are missing (at most the broker count)",
+    metavar="N",
+)
+
 TOPIC_NAMESPACE = Setting(
     name="topic_namespace",
     flag="--namespace",
@@ -592,6 +603,7 @@ ALL: tuple[Setting[Any], ...] = (
     EARLIEST_OCCURRED_AT,
     KAFKA_BOOTSTRAP,
     KAFKA_PARTITIONS,
+    KAFKA_REPLICATION_FACTOR,
     TOPIC_NAMESPACE,
     KAFKA_SESSION_TIMEOUT,
     PROJECTION,
@@ -621,6 +633,7 @@ class Settings:
     earliest_occurred_at: datetime
     kafka_bootstrap: str
     kafka_partitions: int
+    kafka_replication_factor: int
     topic_namespace: str
     kafka_session_timeout: float
     projection: str

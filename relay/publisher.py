@@ -39,6 +39,7 @@ class Relay:
         bootstrap: str,
         *,
         partitions: int,
+        replication_factor: int = 1,
         namespace: str = "",
         codec: EventCodec,
         batch_size: int = 500,
@@ -48,6 +49,7 @@ class Relay:
         self._checkpoint = checkpoint
         self._bootstrap = bootstrap
         self._partitions = partitions
+        self._replication_factor = replication_factor
         self._namespace = namespace
         self._codec = codec
         self._batch_size = batch_size
@@ -61,7 +63,12 @@ class Relay:
         published on this event loop, where the producer lives, and the thread advances the
         checkpoint once every send was acknowledged.
         """
-        await ensure_topics(self._bootstrap, topic_names(self._namespace), self._partitions)
+        await ensure_topics(
+            self._bootstrap,
+            topic_names(self._namespace),
+            self._partitions,
+            replication_factor=self._replication_factor,
+        )
         loop = asyncio.get_running_loop()
         follower = Follower(
             self._store,

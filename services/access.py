@@ -97,6 +97,14 @@ ACCESS: dict[str, frozenset[Role]] = {
             "ListFollowUps": OVERSIGHT,
         },
     ),
+    **_service(
+        "AuditService",
+        {
+            "GetHistory": OVERSIGHT,
+            "ExportHistory": frozenset({AUDITOR, ADMIN}),
+            "VerifyHistory": frozenset({AUDITOR, ADMIN}),
+        },
+    ),
 }
 """RPC full method name -> the roles that may call it."""
 

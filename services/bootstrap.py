@@ -348,6 +348,7 @@ def build_relay(settings: Settings) -> RelayProcess:
         checkpoint,
         settings.kafka_bootstrap,
         partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
         namespace=settings.topic_namespace,
         codec=CODEC,
     )
@@ -377,6 +378,7 @@ def build_projection_worker(settings: Settings) -> ProjectionWorker:
         projection=settings.projection,
         namespace=settings.topic_namespace,
         partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
         session_timeout=settings.kafka_session_timeout,
     )
     return ProjectionWorker(create_app(worker, view_store, CODEC), worker, view_store)

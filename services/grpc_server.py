@@ -2,7 +2,7 @@
 
 An asyncio server (grpc.aio): servicers are coroutines, their blocking store and view-store work
 runs on a bounded pool of threads (`STORE_THREADS`), and a streaming watch that waits for news
-holds no thread at all, so open watches never starve other calls. One server serves all four
+holds no thread at all, so open watches never starve other calls. One server serves all five
 services (the embedded system) or any of them (`services`), so each can run and scale apart.
 """
 
@@ -20,8 +20,11 @@ from grpc_reflection.v1alpha import reflection
 
 from crm.blocking import BlockingPool
 from crm.command_handling import Clock
+from crm.eventstore.port import EventStore
 from crm.grpc_errors import ErrorMappingInterceptor
 from crm.v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     case_service_pb2,
     case_service_pb2_grpc,
     customer_service_pb2,
@@ -32,6 +35,7 @@ from crm.v1 import (
     timeline_service_pb2_grpc,
 )
 from projections.store.port import ViewStore
+from services.audit.grpc_api import AuditServicer
 from services.case.application import CaseApplication
 from services.case.grpc_api import CaseServicer
 from services.customer.application import CustomerApplication
@@ -46,6 +50,7 @@ FULL_NAMES: Mapping[str, str] = {
     "case": case_service_pb2.DESCRIPTOR.services_by_name["CaseService"].full_name,
     "feedback": feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name,
     "timeline": timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"].full_name,
+    "audit": audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 }
 """The gRPC name (health, reflection) of each service, by the name the `services` setting uses."""
 STORE_THREADS = 16
@@ -63,6 +68,8 @@ class Served(Protocol):
     def cases(self) -> CaseApplication: ...
     @property
     def feedback(self) -> FeedbackApplication: ...
+    @property
+    def store(self) -> EventStore: ...
     @property
     def view_store(self) -> ViewStore: ...
     @property
@@ -93,11 +100,17 @@ def _timeline(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None
     timeline_service_pb2_grpc.add_TimelineServiceServicer_to_server(servicer, server)
 
 
+def _audit(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
+    servicer = AuditServicer(system.store, system.view_store, io)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)
+
+
 REGISTER: Mapping[str, Register] = {
     "customer": _customer,
     "case": _case,
     "feedback": _feedback,
     "timeline": _timeline,
+    "audit": _audit,
 }
 """How each service joins a server, by its setting name: a server registers only those named."""
 

@@ -1,4 +1,4 @@
-"""A small typed client over the four services, for integration and end-to-end tests."""
+"""A small typed client over the five services, for integration and end-to-end tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.credentials import ClientAccess
 from crm.v1 import (
+    audit_service_pb2_grpc,
     case_service_pb2_grpc,
     common_pb2,
     customer_service_pb2_grpc,
@@ -42,6 +43,7 @@ class Client:
         self.cases = case_service_pb2_grpc.CaseServiceStub(self.channel)
         self.feedback = feedback_service_pb2_grpc.FeedbackServiceStub(self.channel)
         self.timeline = timeline_service_pb2_grpc.TimelineServiceStub(self.channel)
+        self.audit = audit_service_pb2_grpc.AuditServiceStub(self.channel)
         self._prefix = prefix
         # Commands are dated from `history` ago, a minute apart, so they never lie in the future.
         self.clock = datetime.now(UTC) - history

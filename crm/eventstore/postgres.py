@@ -30,7 +30,14 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
-from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent, chain_hash
+from crm.envelope import (
+    GENESIS_HASH,
+    NewEvent,
+    RecordedEvent,
+    StoredAt,
+    chain_hash,
+    stored_metadata,
+)
 from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
 from crm.eventstore import postgres_requests, postgres_schema
 from crm.eventstore.group_commit import GroupCommitter, TransactionLost
@@ -389,7 +396,7 @@ def _recorded(row: tuple[Any, ...]) -> RecordedEvent:
         event_id=event_id,
         type=type_,
         data=bytes(data),
-        metadata=EventMetadata.from_dict(json.loads(metadata)),
+        metadata=stored_metadata(StoredAt(stream, revision, position), metadata),
         # Written in UTC; the session's time zone must not change the hashed isoformat().
         recorded_at=recorded_at.astimezone(UTC),
         previous_hash=hashes[0],

@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent, chain_hash
+from crm.envelope import (
+    GENESIS_HASH,
+    NewEvent,
+    RecordedEvent,
+    StoredAt,
+    chain_hash,
+    stored_metadata,
+)
 from crm.errors import (
     ConcurrencyConflict,
     IntegrityError,
@@ -376,7 +383,7 @@ def _recorded(row: tuple[Any, ...]) -> RecordedEvent:
         event_id=event_id,
         type=type_,
         data=bytes(data),
-        metadata=EventMetadata.from_dict(json.loads(metadata)),
+        metadata=stored_metadata(StoredAt(stream, revision, position), metadata),
         recorded_at=datetime.fromisoformat(recorded_at),
         previous_hash=hashes[0],
         content_hash=hashes[1],

@@ -39,6 +39,7 @@ class WorkerSettings:
     projection: str
     namespace: str = ""
     partitions: int = 6
+    replication_factor: int = 1  # of the topics it creates when they are missing
     session_timeout: float = 6.0
     heartbeat_interval: float = 1.0
     rebalance_timeout: float = 10.0

@@ -11,6 +11,7 @@ from crm.kafka_admin import ensure_topics
 from crm.settings import (
     KAFKA_BOOTSTRAP,
     KAFKA_PARTITIONS,
+    KAFKA_REPLICATION_FACTOR,
     KAFKA_SESSION_TIMEOUT,
     LOG_FORMAT,
     PROJECTION,
@@ -27,6 +28,7 @@ USES = (
     READ_STORE_URL,
     KAFKA_BOOTSTRAP,
     KAFKA_PARTITIONS,
+    KAFKA_REPLICATION_FACTOR,
     TOPIC_NAMESPACE,
     KAFKA_SESSION_TIMEOUT,
     LOG_FORMAT,
@@ -48,7 +50,12 @@ def run(worker: ProjectionWorker) -> None:
     """Create the topics if missing, then hand over to faust, which handles the signals."""
     settings = worker.settings
     asyncio.run(
-        ensure_topics(settings.bootstrap, topic_names(settings.namespace), settings.partitions)
+        ensure_topics(
+            settings.bootstrap,
+            topic_names(settings.namespace),
+            settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
     )
     runner = faust.Worker(worker.app, loglevel="info", override_logging=False, quiet=True)
     runner.spinner = None  # logs are structured lines; no terminal spinner on stdout

@@ -7,10 +7,9 @@ its own parser accepts, as the process would at start.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 import pytest
 
+from crm.postgres_connections import is_postgres
 from crm.settings import ALL, SERVICE_NAMES, SettingError
 from projections.catalogue import PROJECTION_NAMES
 from tests.deploy.manifests import (
@@ -32,6 +31,7 @@ from tests.deploy.manifests import (
 SHAPES = {"compose": compose_containers, "k8s": k8s_containers}
 SHARED_STORE_SCHEMES = ("postgresql", "kurrentdb")
 """Stores several processes share across machines; SQLite files cannot be shared that way."""
+CHECKPOINTS = {"relay_checkpoint_url", "deadline_checkpoint_url"}
 
 
 def _ids(containers: list[Container]) -> list[str]:
@@ -65,17 +65,10 @@ def test_each_service_has_a_server_of_its_own_and_each_projection_a_worker(shape
     workers = [c for c in containers if c.script == "crm-projection-worker"]
     assert sorted(settings_of(c).projection for c in workers) == sorted(PROJECTION_NAMES)
     for script in ("crm-relay", "crm-deadline-worker"):
-        (single,) = [c for c in containers if c.script == script]
-        if shape == "k8s":
-            # Its lease is a file lock beside an SQLite checkpoint on a ReadWriteOnce volume: it
-            # holds on one machine only, so one replica, never two overlapping in a rollout.
-            (workload,) = [
-                d
-                for d in k8s_objects("Deployment")
-                if single.where.startswith(f"k8s:Deployment/{d['metadata']['name']}/")
-            ]
-            assert single.replicas == 1, f"{single.where}: only one may run"
-            assert workload["spec"]["strategy"]["type"] == "Recreate", single.where
+        # One active copy and a standby: the lease in the checkpoint's database elects the
+        # active one wherever the copies run (test below: that database is PostgreSQL).
+        (copies,) = [c for c in containers if c.script == script]
+        assert copies.replicas >= 2, f"{copies.where}: no standby to take over"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -87,25 +80,26 @@ def test_no_server_projects_or_runs_deadlines_where_workers_do(shape: str) -> No
             assert not settings.in_process_deadlines, container.where
 
 
-def test_every_shared_store_is_a_server_database_and_every_checkpoint_file_is_kept() -> None:
+def test_every_shared_store_and_checkpoint_is_a_server_database() -> None:
     for container in project_containers():
         settings = settings_of(container)
         for store in {"event_store_url", "read_store_url"} & reads(container):
             url = getattr(settings, store)
             assert url.split("://")[0] in SHARED_STORE_SCHEMES, f"{container.where}: {url}"
-        kept = {
-            "crm-relay": settings.relay_checkpoint_url,
-            "crm-deadline-worker": settings.deadline_checkpoint_url,
-        }
-        if container.script not in kept:
-            continue
-        url = kept[container.script]
-        assert url.startswith("sqlite:///"), url
-        path = PurePosixPath(url.removeprefix("sqlite:///"))
-        holders = [m for m in container.mounts if path.is_relative_to(m.path)]
-        assert holders and all(m.persistent for m in holders), (
-            f"{container.where}: {path} must live on a volume that outlives the container"
-        )
+        for checkpoint in CHECKPOINTS & reads(container):
+            # PostgreSQL, so that the lease is an advisory lock there (services/bootstrap.py
+            # _lease) that copies on different machines share; a file lock would not be.
+            url = getattr(settings, checkpoint)
+            assert is_postgres(url), f"{container.where}: {checkpoint} is {url}"
+
+
+@pytest.mark.parametrize("script", ["crm-relay", "crm-deadline-worker"])
+def test_the_relay_and_the_deadline_worker_keep_nothing_on_a_volume(script: str) -> None:
+    """Their state is in PostgreSQL: no volume claim, so any node may run any copy."""
+    containers = [c for c in project_containers() if c.script == script]
+    assert {c.where.split(":")[0] for c in containers} == set(SHAPES)
+    for container in containers:
+        assert not [m for m in container.mounts if m.persistent], container.where
 
 
 def test_kubernetes_probes_and_ports_are_the_port_the_server_listens_on() -> None:

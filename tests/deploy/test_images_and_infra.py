@@ -8,21 +8,26 @@ be the ones the manifests actually start.
 
 from __future__ import annotations
 
-import inspect
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
 
-from crm.postgres_connections import open_pool
-from crm.wire import topic_names
+from crm.eventstore.factory import open_event_store
+from crm.postgres_connections import is_postgres
+from projections.store.factory import open_view_store
+from relay.postgres_checkpoint import PostgresRelayCheckpoint
+from services.sla.postgres_checkpoint import PostgresDeadlineCheckpoint
 from tests.deploy.manifests import (
     COMPOSE,
     DEPLOY,
     DOCKERFILE,
     ROOT,
+    Container,
     compose,
     compose_containers,
     console_scripts,
@@ -36,11 +41,19 @@ from tests.deploy.manifests import (
     project_image,
     pyproject,
     reads,
+    settings_of,
 )
 
 PINNED = re.compile(r"[a-z0-9./-]+:\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?")
 """An upstream image named by a release (PostgreSQL's have two parts, 15.13), never `latest`
 or a bare major version, which move under the same name."""
+POSTGRES_SETTINGS = {
+    "event_store_url",
+    "read_store_url",
+    "relay_checkpoint_url",
+    "deadline_checkpoint_url",
+}
+"""The settings naming a PostgreSQL database in deploy/: both stores and both checkpoints."""
 
 
 def upstream_images() -> set[str]:
@@ -119,37 +132,56 @@ def test_the_image_exposes_and_runs_as_what_the_manifests_expect() -> None:
             assert f"{context['runAsUser']}:{context['runAsGroup']}" == user
 
 
-def _topic_command(text: str) -> tuple[list[str], int, int]:
-    """The topics, partitions and replication a `kafka-topics.sh --create` loop asks for."""
-    topics = re.search(r"for topic in ([^;]+);", text)
-    partitions = re.search(r"--partitions (\d+)", text)
-    replication = re.search(r"--replication-factor (\d+)", text)
-    assert topics and partitions and replication, text
-    return topics[1].split(), int(partitions[1]), int(replication[1])
+def _brokers(shape: str) -> dict[str, dict[str, str]]:
+    """Each Kafka node's host name and the settings it starts with (pod-derived ones left out)."""
+    if shape == "compose":
+        return {
+            name: {k: str(v) for k, v in service["environment"].items()}
+            for name, service in compose()["services"].items()
+            if re.fullmatch(r"kafka-\d", name)
+        }
+    kafka = k8s_named("StatefulSet", "kafka")
+    (container,) = kafka["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
+    return {f"kafka-{n}": env for n in range(kafka["spec"]["replicas"])}
 
 
 @pytest.mark.parametrize("shape", ["compose", "k8s"])
-def test_topics_are_created_as_the_relay_names_and_partitions_them(shape: str) -> None:
-    if shape == "compose":
-        text = " ".join(compose()["services"]["kafka-topics"]["command"])
-        brokers = [name for name in compose()["services"] if re.fullmatch(r"kafka-\d", name)]
-    else:
-        text = " ".join(
-            k8s_named("Job", "kafka-topics")["spec"]["template"]["spec"]["containers"][0]["args"]
-        )
-        kafka = k8s_named("StatefulSet", "kafka")
-        brokers = [f"kafka-{n}" for n in range(kafka["spec"]["replicas"])]
-    topics, partitions, replication = _topic_command(text)
-    assert topics == topic_names("")
-    assert len(brokers) == 3 and replication == 3
+def test_the_processes_that_create_topics_replicate_them_on_every_broker(shape: str) -> None:
+    """No job creates the topics ahead: the relay and the projection workers do, when missing
+    (crm/kafka_admin.py), with CRM_KAFKA_REPLICATION_FACTOR copies of each partition."""
+    brokers = _brokers(shape)
+    assert len(brokers) == 3
+    for env in brokers.values():
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        # With acks=all, one broker may be lost without refusing writes or losing acked ones.
+        assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == len(brokers) - 1
+    creators = set()
     for container in project_containers():
-        if container.where.startswith(f"{shape}:"):
-            assert int(container.env["CRM_KAFKA_PARTITIONS"]) == partitions, container.where
-            hosts = [
-                b.split(":")[0].split(".")[0]
-                for b in container.env["CRM_KAFKA_BOOTSTRAP"].split(",")
-            ]
+        if not container.where.startswith(f"{shape}:"):
+            continue
+        settings = settings_of(container)
+        if "kafka_replication_factor" in reads(container):
+            creators.add(container.script)
+            assert settings.kafka_replication_factor == len(brokers), container.where
+        if "kafka_bootstrap" in reads(container):
+            hosts = [b.split(":")[0].split(".")[0] for b in settings.kafka_bootstrap.split(",")]
             assert sorted(hosts) == sorted(brokers), container.where
+            assert settings.kafka_partitions == 12, container.where
+    assert creators == {"crm-relay", "crm-projection-worker"}
+    assert not [job for job in k8s_objects("Job") if "topic" in job["metadata"]["name"]]
+
+
+def test_compose_starts_the_topic_creators_once_every_broker_is_healthy() -> None:
+    """Replication 3 needs all three brokers: a creator started earlier would retry, then exit."""
+    brokers = set(_brokers("compose"))
+    for container in project_containers():
+        if container.where.startswith("compose:") and "kafka_replication_factor" in reads(
+            container
+        ):
+            waits = container.raw["depends_on"]
+            for broker in brokers:
+                assert waits[broker]["condition"] == "service_healthy", container.where
 
 
 def test_compose_runs_three_kraft_nodes_that_vote_for_one_another() -> None:
@@ -200,17 +232,35 @@ def test_store_urls_name_the_postgres_they_start_and_its_databases(shape: str) -
     for container in project_containers():
         if not container.where.startswith(f"{shape}:"):
             continue
-        for variable in ("CRM_EVENT_STORE_URL", "CRM_READ_STORE_URL"):
+        for setting in sorted(POSTGRES_SETTINGS & reads(container)):
+            variable = f"CRM_{setting.upper()}"
             url = urlsplit(container.env[variable])
             assert (url.hostname, url.port, url.username) == (host, 5432, env["POSTGRES_USER"])
             assert url.password == password, f"{container.where}: {variable}"
             assert url.path.lstrip("/") in databases, f"{container.where}: {variable}"
 
 
-def test_both_shapes_create_the_same_view_store_database() -> None:
+def test_both_shapes_create_the_same_view_and_checkpoint_databases() -> None:
     compose_sql = "".join(p.read_text() for p in sorted(Path(DEPLOY / "initdb").glob("*.sql")))
-    k8s_sql = "".join(k8s_named("ConfigMap", "postgres-initdb")["data"].values())
-    assert _create_database(compose_sql) == _create_database(k8s_sql) == ["crm_views"]
+    data = k8s_named("ConfigMap", "postgres-initdb")["data"]
+    k8s_sql = "".join(data[name] for name in sorted(data))
+    assert sorted(p.name for p in Path(DEPLOY / "initdb").glob("*.sql")) == sorted(data)
+    expected = ["crm_views", "crm_checkpoints"]
+    assert _create_database(compose_sql) == _create_database(k8s_sql) == expected
+
+
+@pytest.mark.parametrize("shape", ["compose", "k8s"])
+def test_postgres_is_ready_only_once_the_last_database_exists(shape: str) -> None:
+    """The image runs initdb/ in a server on its socket only: a check over TCP that names the
+    last database created cannot pass before the scripts are done."""
+    if shape == "compose":
+        check = compose()["services"]["postgres"]["healthcheck"]["test"][1].split()
+    else:
+        (server,) = k8s_named("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"]
+        check = server["readinessProbe"]["exec"]["command"]
+    assert check[0] == "pg_isready"
+    assert check[check.index("-h") + 1] == "127.0.0.1"
+    assert check[check.index("-d") + 1] == "crm_checkpoints"
 
 
 def _max_connections(arguments: list[str]) -> int:
@@ -218,16 +268,85 @@ def _max_connections(arguments: list[str]) -> int:
     return int(setting.split("=")[1])
 
 
+class _Asked(BaseException):
+    """Raised by the stand-in for open_pool: the size an adapter asks for is all a test wants.
+    A BaseException, so that no adapter's error handling turns it into a startup error."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(max_size)
+        self.max_size = max_size
+
+
+OPENERS: dict[str, tuple[str, Callable[[str], object], int]] = {
+    # setting: (module whose open_pool the adapter calls, what bootstrap opens the URL with,
+    # connections the process holds beside that pool)
+    "event_store_url": ("crm.eventstore.postgres", open_event_store, 1),  # LISTEN for appends
+    "read_store_url": ("projections.store.postgres", open_view_store, 1),  # LISTEN for views
+    "relay_checkpoint_url": ("relay.postgres_checkpoint", PostgresRelayCheckpoint, 1),  # lease
+    "deadline_checkpoint_url": ("services.sla.postgres_checkpoint", PostgresDeadlineCheckpoint, 1),
+}
+"""Every PostgreSQL URL a process may read. The one connection beside each pool: the event
+store's and the view store's LISTEN thread (crm/eventstore/postgres_listen.py,
+projections/store/postgres_listen.py), and the lease's session in a checkpoint's database
+(crm/postgres_lease.py), held by the active copy and tried, then closed, by a standby."""
+
+
+def _pool_size(setting: str, url: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The most connections the adapter opened for `url` pools, as it asks open_pool for them."""
+    module, opener, _ = OPENERS[setting]
+
+    def asked(url: str, field: str, *, label: str, max_size: int = 8) -> NoReturn:
+        raise _Asked(max_size)
+
+    monkeypatch.setattr(f"{module}.open_pool", asked)
+    with pytest.raises(_Asked) as raised:
+        opener(url)
+    return raised.value.max_size
+
+
+def _connections(container: Container, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The PostgreSQL connections one copy of the container's process may hold at once."""
+    settings = settings_of(container)
+    total = 0
+    for setting in sorted(POSTGRES_SETTINGS & reads(container)):
+        url = getattr(settings, setting)
+        if is_postgres(url):
+            total += _pool_size(setting, url, monkeypatch) + OPENERS[setting][2]
+    return total
+
+
+def test_the_readme_gives_the_pool_sizes_the_adapters_ask_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy/README.md's connection table, row by row, against what each adapter opens."""
+    assert set(OPENERS) == POSTGRES_SETTINGS
+    readme = (DEPLOY / "README.md").read_text()
+    url = "postgresql://crm@postgres:5432/crm"
+    for setting, (_, _, beside) in OPENERS.items():
+        row = re.search(rf"^  \| `CRM_{setting.upper()}` \| (\d+) \(.*?\| (\d+)[ ,]", readme, re.M)
+        assert row, f"deploy/README.md has no connection row for CRM_{setting.upper()}"
+        assert int(row[1]) == _pool_size(setting, url, monkeypatch), setting
+        assert int(row[2]) == beside, setting
+    (relay,) = [c for c in project_containers() if c.where == "compose:relay"]
+    event_store, checkpoint = (
+        _pool_size(s, url, monkeypatch) for s in ("event_store_url", "relay_checkpoint_url")
+    )
+    assert _connections(relay, monkeypatch) == (event_store + 1) + (checkpoint + 1)
+
+
 @pytest.mark.parametrize("shape", ["compose", "k8s"])
-def test_postgres_takes_every_pool_of_every_replica_at_its_largest(shape: str) -> None:
-    """Each process opens one pool per PostgreSQL store it reads, of open_pool's default size
-    (an estimate: the adapters may size theirs otherwise); all replicas together must fit."""
-    pool = inspect.signature(open_pool).parameters["max_size"].default
-    needed = 0
-    for container in project_containers():
-        if container.where.startswith(f"{shape}:"):
-            stores = {"event_store_url", "read_store_url"} & reads(container)
-            needed += container.replicas * len(stores) * pool
+def test_postgres_takes_every_connection_of_every_replica_at_its_largest(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process holds, for each PostgreSQL URL it reads, its adapter's pool at its largest
+    plus the one connection beside it; every replica together must fit under max_connections.
+    An upper bound: a server counts the deadline checkpoint it opens only with
+    CRM_DEADLINES=in-process, and pools shrink back to one connection when idle."""
+    needed = sum(
+        container.replicas * _connections(container, monkeypatch)
+        for container in project_containers()
+        if container.where.startswith(f"{shape}:")
+    )
     if shape == "compose":
         arguments = compose()["services"]["postgres"]["command"]
     else:
@@ -235,6 +354,34 @@ def test_postgres_takes_every_pool_of_every_replica_at_its_largest(shape: str) -
         arguments = server["args"]
     reserved = 3  # superuser_reserved_connections, PostgreSQL's default
     assert needed <= _max_connections(arguments) - reserved, f"{needed} connections at most"
+    stated = f"compose needs {needed}" if shape == "compose" else f"({needed} as `tests/deploy`"
+    assert stated in " ".join((DEPLOY / "README.md").read_text().split()), (
+        f"deploy/README.md should give {needed} for {shape}"
+    )
+    assert f"max_connections={_max_connections(arguments)}`" in (DEPLOY / "README.md").read_text()
+
+
+def _server_setting(arguments: list[str], name: str) -> int:
+    (setting,) = [a for a in arguments if a.startswith(f"{name}=")]
+    return int(setting.split("=")[1])
+
+
+@pytest.mark.parametrize("shape", ["compose", "k8s"])
+def test_postgres_drops_a_vanished_clients_session_and_its_lease_within_a_minute(
+    shape: str,
+) -> None:
+    """A relay or deadline worker whose node is lost leaves no FIN: without keepalives its
+    session, and the advisory lock electing it, would stay for the OS default of two hours."""
+    if shape == "compose":
+        arguments = compose()["services"]["postgres"]["command"]
+    else:
+        (server,) = k8s_named("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"]
+        arguments = server["args"]
+    idle, interval, count = (
+        _server_setting(arguments, f"tcp_keepalives_{name}")
+        for name in ("idle", "interval", "count")
+    )
+    assert 0 < idle + interval * count <= 60
 
 
 def test_the_extras_the_image_can_be_built_with_are_the_projects() -> None:

@@ -1,18 +1,25 @@
 """End to end through four server processes, one per service, sharing one event and view store.
 
 The split deployment of deploy/: customer, case, feedback and the query API each run as a
-`crm-server --services X` of their own. Exactly one process projects (here the timeline server,
-with its in-process projector; in deploy/ the Kafka workers) and one runs the deadline process
-(here the case server); the others run with both off, so no view is written twice over.
+`crm-server --services X` of their own. Exactly one process projects and one runs the deadline
+process, so no view is written twice over: on SQLite and on PostgreSQL alone, the timeline
+server's in-process projector and the case server's deadline process; in the deploy/ shape
+(PostgreSQL and Kafka), no server does either: a relay, a Kafka worker per projection and a
+deadline worker, each a process of its own, do.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -27,6 +34,7 @@ from crm.v1 import (
     feedback_service_pb2,
     timeline_service_pb2,
 )
+from projections.catalogue import PROJECTION_NAMES
 from tests.grpc_client import Client, poll, stamp
 from tests.server_process import ServerProcess
 
@@ -52,7 +60,11 @@ def _postgresql(request: pytest.FixtureRequest, _shared: Path) -> tuple[str, str
     )
 
 
-STORES: dict[str, StoreUrls] = {"sqlite": _sqlite, "postgresql": _postgresql}
+STORES: dict[str, StoreUrls] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+    "postgresql-kafka": _postgresql,
+}
 OFF = ("--projector", "off", "--deadlines", "off")
 ROLES = {
     "customer": OFF,
@@ -64,12 +76,48 @@ ROLES = {
 
 @dataclass
 class Split:
-    """The four servers, by the service each serves."""
+    """The four servers, by the service each serves, and the workers beside them (Kafka)."""
 
     servers: dict[str, ServerProcess]
+    workers: dict[str, subprocess.Popen[bytes]]
+    logs: Path
 
     def client(self, service: str) -> Client:
         return Client(self.servers[service].access, prefix=f"split-{service}")
+
+
+def _workers(
+    request: pytest.FixtureRequest, logs: Path, events: str, views: str
+) -> dict[str, subprocess.Popen[bytes]]:
+    """The deploy/ shape's workers on the session's Kafka broker, topics of this test's own."""
+    broker = request.getfixturevalue("kafka_broker")
+    kafka = (
+        *("--bootstrap", broker.bootstrap, "--partitions", "3"),
+        *("--namespace", f"split{uuid.uuid4().hex[:8]}."),
+    )
+    commands = {
+        "relay": ["relay", "--event-store-url", events, "--checkpoint-url", views, *kafka],
+        "deadlines": [
+            *("deadline_worker", "--event-store-url", events),
+            *("--deadline-checkpoint-url", views),
+        ],
+        **{
+            f"worker-{name}": [
+                *("projection_worker", "--projection", name, "--read-store-url", views, *kafka)
+            ]
+            for name in PROJECTION_NAMES
+        },
+    }
+    started = {}
+    for name, (module, *args) in commands.items():
+        with (logs / f"{name}.log").open("w") as log:
+            started[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.entrypoints.{module}", *args],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "CRM_LOG_FORMAT": "json"},
+            )
+    return started
 
 
 @pytest.fixture(params=sorted(STORES))
@@ -77,7 +125,9 @@ def split(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Split]:
     shared = tmp_path / "shared"
     shared.mkdir()
     events, views = STORES[request.param](request, shared.resolve())
+    on_kafka = request.param.endswith("kafka")
     servers: dict[str, ServerProcess] = {}
+    workers: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for service, role in ROLES.items():
             servers[service] = ServerProcess(
@@ -85,15 +135,24 @@ def split(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Split]:
                 tmp_path / f"{service}.log",
                 *("--services", service),
                 *("--event-store-url", events, "--read-store-url", views),
-                *role,
+                *(OFF if on_kafka else role),
             )
-        yield Split(servers)
+        if on_kafka:
+            workers = _workers(request, tmp_path, events, views)
+        yield Split(servers, workers, tmp_path)
         for service, server in servers.items():
             assert server.terminate() == 0, f"{service}: {server.log_path.read_text()}"
     finally:
         for server in servers.values():
             if server.process.poll() is None:
                 server.kill()
+        for worker in workers.values():
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers.values():
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def test_a_story_told_to_four_servers_shows_on_the_timeline_server(split: Split) -> None:
@@ -112,21 +171,38 @@ def test_a_story_told_to_four_servers_shows_on_the_timeline_server(split: Split)
             ("crm.feedback.SurveySubmitted.v1", common_pb2.CHANNEL_WEB_FORM),
         ]
         query = clients["timeline"]
-        entries = poll(lambda: _story_entries(query, customer_id, len(expected)), timeout=30)
+        # Through Kafka the workers may still be joining their groups: a generous bound.
+        entries = poll(lambda: _story_entries(query, customer_id, len(expected)), timeout=120)
         assert [(e.event_type, e.channel) for e in entries] == expected
         assert all(e.case_id == case_id for e in entries[1:])
-        view = query.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
+        # Each projection is its own worker through Kafka: the case view may come a moment later.
+        view = poll(lambda: _case_view(query, case_id, contacts=1), timeout=120)
         assert view.contact_count == 1
         assert view.status == case_events_pb2.CASE_STATUS_OPEN
         # The deadline process in the case server followed the shared store and applied the SLA.
         kinds = (timeline_service_pb2.ENTRY_KIND_SLA,)
-        sla = poll(lambda: query.whole_timeline(customer_id, kinds), timeout=30)
+        sla = poll(lambda: query.whole_timeline(customer_id, kinds), timeout=120)
         assert sla[0].summary.startswith("SLA policy default-1 applied: first response due")
         running = {s for s, server in split.servers.items() if _ran_deadlines(server)}
-        assert running == {"case"}, "one deadline process, in the case server alone"
+        if split.workers:
+            assert running == set(), "the deadline worker alone, no server"
+            assert '"deadline worker active"' in (split.logs / "deadlines.log").read_text()
+        else:
+            assert running == {"case"}, "one deadline process, in the case server alone"
     finally:
         for client in (*clients.values(), clock):
             client.close()
+
+
+def _case_view(client: Client, case_id: str, contacts: int) -> Any:
+    """The case view once it shows `contacts` contacts; None before (not projected yet)."""
+    try:
+        view = client.timeline.GetCaseView(timeline_service_pb2.GetCaseViewRequest(case_id=case_id))
+    except grpc.RpcError as error:
+        if error.code() is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+    return view if view.contact_count == contacts else None
 
 
 def _ran_deadlines(server: ServerProcess) -> bool:

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from crm.command_handling import CommandContext
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Priority
@@ -88,9 +90,19 @@ def _open_overdue_case(store: SqliteEventStore, n: int) -> None:
     )
 
 
-def test_a_standby_worker_takes_over_when_the_active_one_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("checkpoint", ["sqlite", "postgresql"])
+def test_a_standby_worker_takes_over_when_the_active_one_is_killed(
+    tmp_path: Path, checkpoint: str, request: pytest.FixtureRequest
+) -> None:
+    """With an SQLite checkpoint the lease is a file lock beside it; with a PostgreSQL one (as
+    deploy/ runs it) an advisory lock in its database, which the kill must release too."""
     path = tmp_path / "events.db"
     store = SqliteEventStore(path)
+    where = (
+        ("--data-dir", str(tmp_path))  # one checkpoint, and one lease beside it
+        if checkpoint == "sqlite"
+        else ("--deadline-checkpoint-url", request.getfixturevalue("postgres_url"))
+    )
 
     def start(name: str) -> tuple[subprocess.Popen[bytes], Path]:
         log_path = tmp_path / f"{name}.log"
@@ -99,7 +111,7 @@ def test_a_standby_worker_takes_over_when_the_active_one_is_killed(tmp_path: Pat
                 [
                     *(sys.executable, "-m", "services.entrypoints.deadline_worker"),
                     *("--event-store-url", f"sqlite:///{path}"),
-                    *("--data-dir", str(tmp_path)),  # one checkpoint, and one lease beside it
+                    *where,
                 ],
                 env={**os.environ, "CRM_LOG_FORMAT": "json"},
                 stderr=log,

@@ -65,6 +65,12 @@ def test_help_lists_the_settings_the_process_reads(name: str) -> None:
     [
         ("relay", [], {"CRM_KAFKA_PARTITIONS": "abc"}, "--partitions / CRM_KAFKA_PARTITIONS"),
         ("projection_worker", ["--partitions", "0"], {}, "--partitions / CRM_KAFKA_PARTITIONS"),
+        (
+            "relay",
+            [],
+            {"CRM_KAFKA_REPLICATION_FACTOR": "0"},
+            "--replication-factor / CRM_KAFKA_REPLICATION_FACTOR",
+        ),
         ("server", ["--log-format", "xml"], {}, "--log-format / CRM_LOG_FORMAT"),
         ("server", ["--listen", "localhost"], {}, "--listen / CRM_LISTEN"),
         (

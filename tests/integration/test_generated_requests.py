@@ -1,6 +1,6 @@
 """Every decodable request gets a precise answer: requests generated from the protobuf descriptors.
 
-Hypothesis builds requests for every RPC of the four services by walking each request message's
+Hypothesis builds requests for every RPC of the five services by walking each request message's
 `DESCRIPTOR.fields` (boundary numbers, huge and negative Timestamps and Durations, nanos out of
 range, unknown enum numbers, oversized and odd strings) and sends them to an in-process server.
 No answer may be UNKNOWN or INTERNAL, the server must keep serving, and a request id whose call
@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from bench.server_thread import ServerThread
 from crm.settings import Settings
 from crm.v1 import (
+    audit_service_pb2,
     case_events_pb2,
     case_service_pb2,
     common_pb2,
@@ -82,6 +83,7 @@ def _services() -> list[Any]:
         case_service_pb2.DESCRIPTOR.services_by_name["CaseService"],
         feedback_service_pb2.DESCRIPTOR.services_by_name["FeedbackService"],
         timeline_service_pb2.DESCRIPTOR.services_by_name["TimelineService"],
+        audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
     ]
 
 

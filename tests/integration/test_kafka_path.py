@@ -87,15 +87,18 @@ class Deployment:
         self.views_path = tmp_path / "views.db"
         self.store = SqliteEventStore(self.events_path)
         self.components: list[Component] = []
+        # The relay's checkpoint: an SQLite file with a file lease beside it, unless a test
+        # names a PostgreSQL database (an advisory-lock lease there, as deploy/ runs it).
+        self.relay_checkpoint_url = f"sqlite:///{self.dir / 'relay.db'}"
 
     def relay(self, name: str = "relay") -> Component:
-        """A relay copy; copies share the checkpoint, and so the lease beside it."""
+        """A relay copy; copies share the checkpoint, and so the lease that lives with it."""
         return self._start(
             name,
             [
                 *("-m", "services.entrypoints.relay", "--log-format", "json"),
                 *("--event-store-url", f"sqlite:///{self.events_path}"),
-                *("--checkpoint-url", f"sqlite:///{self.dir / 'relay.db'}"),
+                *("--checkpoint-url", self.relay_checkpoint_url),
             ],
         )
 
@@ -256,15 +259,18 @@ def test_a_broker_restart_loses_nothing(deployment: Deployment, kafka_broker: An
     # Restart a broker that the relay and the worker are busy with, not one they are still
     # connecting to: a worker that cannot reach any broker at start-up exits, and is restarted
     # by its supervisor (deploy/), which this test does not run.
-    poll(lambda: _projected(deployment.views_path) > 50)
+    poll(lambda: _projected(deployment.views_path) > 50, timeout=120)  # workers start and join
     kafka_broker.restart()
     traffic.join()
     deployment.assert_live_equals_replay(timeout=300)
 
 
+@pytest.mark.parametrize("checkpoint", ["sqlite", "postgresql"])
 def test_a_standby_relay_takes_over_when_the_active_one_is_killed(
-    deployment: Deployment,
+    deployment: Deployment, checkpoint: str, request: pytest.FixtureRequest
 ) -> None:
+    if checkpoint == "postgresql":
+        deployment.relay_checkpoint_url = request.getfixturevalue("postgres_url")
     writer = HistoryWriter(deployment.store, seed=41)
     writer.write(100)
     active = deployment.relay("relay-a")

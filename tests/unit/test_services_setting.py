@@ -8,8 +8,14 @@ from crm.settings import SERVICE_NAMES, SERVICES, SettingError, resolve
 from services.grpc_server import FULL_NAMES, REGISTER
 
 
-def test_by_default_a_server_serves_all_four() -> None:
-    assert resolve((SERVICES,), {}, {}).services == ("customer", "case", "feedback", "timeline")
+def test_by_default_a_server_serves_all_five() -> None:
+    assert resolve((SERVICES,), {}, {}).services == (
+        "customer",
+        "case",
+        "feedback",
+        "timeline",
+        "audit",
+    )
 
 
 @pytest.mark.parametrize(
@@ -29,10 +35,13 @@ def test_a_comma_list_names_the_services_each_once(text: str, services: tuple[st
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("orders", "no service 'orders'; give one or more of customer,case,feedback,timeline"),
+        (
+            "orders",
+            "no service 'orders'; give one or more of customer,case,feedback,timeline,audit",
+        ),
         ("customer,Case", "no service 'Case'"),
         ("customer;case", "no service 'customer;case'"),
-        (",", "',' names no service; give one or more of customer,case,feedback,timeline"),
+        (",", "',' names no service; give one or more of customer,case,feedback,timeline,audit"),
         (" , ", "names no service"),
     ],
 )
@@ -49,6 +58,7 @@ def test_the_server_can_register_exactly_the_services_the_setting_names() -> Non
     assert tuple(REGISTER) == SERVICE_NAMES
     assert tuple(FULL_NAMES) == SERVICE_NAMES
     assert sorted(FULL_NAMES.values()) == [
+        "crm.v1.AuditService",
         "crm.v1.CaseService",
         "crm.v1.CustomerService",
         "crm.v1.FeedbackService",

@@ -1,0 +1,1 @@
+"""The audit API: recorded history, verifiable exports and chain verification."""
