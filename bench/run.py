@@ -44,9 +44,10 @@ class Plan:
     scale_out_commands: int
 
 
-FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 3_000)
+FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 2_000)
 QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
 PARTITIONS = (1, 2, 4)
+GROUPS = ("storage", "grpc", "kafka", "memory")
 CONCURRENCY = (1, 16, 64)
 RATES = (100, 500, 1_000)
 WATCHES = 500
@@ -69,22 +70,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a ~2 minute run with fewer events")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    parser.add_argument(
+        "--only",
+        choices=GROUPS,
+        action="append",
+        help="run only these groups (repeatable); all by default",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    only = set(args.only or GROUPS)
     started = time.perf_counter()
     rows: list[Row] = []
-    progress("storage: appends, commands, rebuild")
-    rows += storage_rows(plan)
-    progress("storage: PostgreSQL appends beside plain inserts")
-    rows += postgres_storage_rows(plan)
     with tempfile.TemporaryDirectory() as tmp:
-        rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
-        progress(f"end-to-end lag through Kafka at {RATES} commands/s")
-        rows += asyncio.run(kafka_rows(plan, Path(tmp) / "kafka"))
-        progress(f"relay + timeline workers through Kafka with {PARTITIONS} partitions")
-        rows += scale_out_rows(plan, Path(tmp) / "scale-out")
-        progress(f"memory: a fresh process writes {plan.memory_events} events")
-        rows += memory_rows(plan, Path(tmp) / "memory")
+        if "storage" in only:
+            progress("storage: appends, commands, rebuild")
+            rows += storage_rows(plan)
+            progress("storage: PostgreSQL appends beside plain inserts")
+            rows += postgres_storage_rows(plan)
+        if "grpc" in only:
+            rows += asyncio.run(grpc_rows(plan, Path(tmp) / "grpc"))
+        if "kafka" in only:
+            progress(f"end-to-end lag through Kafka at {RATES} commands/s")
+            rows += asyncio.run(kafka_rows(plan, Path(tmp) / "kafka"))
+            progress(f"relay + timeline workers through Kafka with {PARTITIONS} partitions")
+            rows += scale_out_rows(plan, Path(tmp) / "scale-out")
+        if "memory" in only:
+            progress(f"memory: a fresh process writes {plan.memory_events} events")
+            rows += memory_rows(plan, Path(tmp) / "memory")
     print_table(rows)
     document = {
         "plan": "quick" if args.quick else "full",
