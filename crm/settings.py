@@ -121,6 +121,11 @@ def _address(text: str) -> str:
     return text
 
 
+def _optional_address(text: str) -> str:
+    """An address as `_address` takes it, or empty for none."""
+    return _address(text) if text.strip() else ""
+
+
 SERVICE_NAMES = ("customer", "case", "feedback", "timeline", "audit")
 """The gRPC services one server can serve, by the names the `services` setting takes."""
 
@@ -198,6 +203,17 @@ LISTEN = Setting(
     default="127.0.0.1:50051",
     parse=_address,
     help="where the gRPC server listens; port 0 picks a free one and logs it",
+    metavar="HOST:PORT",
+)
+
+HEALTH_LISTEN = Setting(
+    name="health_listen",
+    flag="--health-listen",
+    env="CRM_HEALTH_LISTEN",
+    default="",
+    parse=_optional_address,
+    help="also serve gRPC health alone, in plaintext, here (for probes that cannot speak TLS,"
+    " e.g. Kubernetes'); none: health is served on the listen address only",
     metavar="HOST:PORT",
 )
 
@@ -588,6 +604,7 @@ SECURITY = (
 ALL: tuple[Setting[Any], ...] = (
     DATA_DIR,
     LISTEN,
+    HEALTH_LISTEN,
     SERVICES,
     EVENT_STORE_URL,
     READ_STORE_URL,
@@ -617,6 +634,7 @@ class Settings:
     """The value of every setting; those a process does not read keep their defaults."""
 
     listen: str
+    health_listen: str
     services: tuple[str, ...]
     data_dir: Path
     event_store_url: str

@@ -29,6 +29,7 @@ from crm.settings import (
     DATA_DIR,
     DEADLINE_CHECKPOINT_URL,
     EVENT_STORE_URL,
+    HEALTH_LISTEN,
     LISTEN,
     PROJECTION,
     READ_STORE_URL,
@@ -72,7 +73,7 @@ from services.customer.events import Tier
 from services.events import EVENT_TYPES
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
-from services.grpc_server import GrpcServer, create_server
+from services.grpc_server import GrpcServer, HealthPortUnavailable, create_server
 from services.server_security import ServerSecurity, TlsFiles
 from services.sla.checkpoint import DeadlineCheckpoint, DeadlineCheckpointPort
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
@@ -199,13 +200,17 @@ async def build_server(settings: Settings) -> Server:
     try:
         security = build_security(settings)
         with attributed_to(LISTEN):
-            server = await create_server(
-                system,
-                settings.listen,
-                security=security,
-                services=settings.services,
-                max_concurrent_calls=settings.max_concurrent_calls,
-            )
+            try:
+                server = await create_server(
+                    system,
+                    settings.listen,
+                    security=security,
+                    services=settings.services,
+                    max_concurrent_calls=settings.max_concurrent_calls,
+                    health_listen=settings.health_listen,
+                )
+            except HealthPortUnavailable as exc:
+                raise SettingError(HEALTH_LISTEN, str(exc)) from None
     except StartupError:
         system.close()
         raise

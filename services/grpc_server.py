@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -129,9 +130,12 @@ class GrpcServer:
         health: AsyncHealthServicer,
         system: Served,
         served: Sequence[str],
+        health_server: HealthOnly | None = None,
     ) -> None:
         self.port = port
         self.served = tuple(served)  # the gRPC names of the services registered
+        self.health_port = health_server.port if health_server else None
+        self._health_server = health_server
         self._server = server
         self._io = io
         self._health = health
@@ -155,6 +159,8 @@ class GrpcServer:
 
     async def start(self) -> None:
         await self._server.start()
+        if self._health_server is not None:
+            await self._health_server.server.start()
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls, end the watches, let running calls finish within `grace` seconds.
@@ -166,10 +172,43 @@ class GrpcServer:
         self._system.stopping.set()
         self._system.view_store.notify_changed()  # wakes every watch, which then sees the flag
         await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.server.stop(0)
         await asyncio.to_thread(self._io.shutdown)
 
 
 PENDING_CALLS = 100_000
+
+
+@dataclass(frozen=True)
+class HealthOnly:
+    """A plaintext server of the health service alone, beside a server that speaks TLS only.
+
+    Kubernetes' gRPC probes cannot speak TLS; this one answers them from the same health
+    servicer, so it reports what the main server reports. Health checking needs no credential,
+    and the service says nothing about any customer.
+    """
+
+    server: grpc.aio.Server
+    port: int
+
+
+def _health_only(health_servicer: AsyncHealthServicer, listen: str) -> HealthOnly:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError:  # what grpc raises when it cannot bind
+        port = 0
+    if port == 0:
+        raise HealthPortUnavailable(
+            f"cannot listen on {listen}: in use, or not an address of this machine"
+        )
+    return HealthOnly(server, port)
+
+
+class HealthPortUnavailable(OSError):
+    """The plaintext health address cannot be bound (told apart from the main address)."""
 
 
 async def create_server(
@@ -180,6 +219,7 @@ async def create_server(
     services: Sequence[str] | None = None,
     store_threads: int = STORE_THREADS,
     max_concurrent_calls: int = 1000,
+    health_listen: str = "",
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
 ) -> GrpcServer:
     """A server with the named services (all when None) registered and bound to `listen`.
@@ -226,4 +266,9 @@ async def create_server(
     if port == 0:
         io.shutdown()
         raise OSError(f"cannot listen on {listen}: in use, or not an address of this machine")
-    return GrpcServer(server, port, io, health_servicer, system, served)
+    try:
+        health_only = _health_only(health_servicer, health_listen) if health_listen else None
+    except OSError:
+        io.shutdown()
+        raise
+    return GrpcServer(server, port, io, health_servicer, system, served, health_only)

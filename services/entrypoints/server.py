@@ -20,6 +20,7 @@ from crm.settings import (
     EARLIEST_OCCURRED_AT,
     EVENT_STORE_URL,
     GRACE_SECONDS,
+    HEALTH_LISTEN,
     LISTEN,
     LOG_FORMAT,
     MAX_CONCURRENT_CALLS,
@@ -37,6 +38,7 @@ from services.bootstrap import Server, build_server
 PROG = "crm-server"
 USES = (
     LISTEN,
+    HEALTH_LISTEN,
     SERVICES,
     DATA_DIR,
     EVENT_STORE_URL,
@@ -85,9 +87,17 @@ async def serve(server: Server, settings: Settings) -> None:
             "port": server.port,
             "services": list(settings.services),
             "event_store": redacted(settings.event_store_url),  # a server URL may hold a password
-            "view_store": settings.read_store_url,
+            "view_store": redacted(settings.read_store_url),
         },
     )
+    if server.grpc.health_port is not None:
+        health_host = settings.health_listen.rsplit(":", 1)[0]
+        log.info(
+            "health checks in plaintext on %s:%d",
+            health_host,
+            server.grpc.health_port,
+            extra={"health_port": server.grpc.health_port},
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ class Mount:
 
     path: str
     persistent: bool
+    secret: str = ""  # the Secret whose keys appear as files here (Kubernetes)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ def k8s_containers() -> list[Container]:
         claims = {v["name"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v} | {
             t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])
         }
+        secrets = {
+            v["name"]: v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v
+        }
         for container in pod["containers"]:
             found.append(
                 Container(
@@ -208,7 +213,11 @@ def k8s_containers() -> list[Container]:
                     env=_env_of(container),
                     ports=tuple(p["containerPort"] for p in container.get("ports", [])),
                     mounts=tuple(
-                        Mount(m["mountPath"], persistent=m["name"] in claims)
+                        Mount(
+                            m["mountPath"],
+                            persistent=m["name"] in claims,
+                            secret=secrets.get(m["name"], ""),
+                        )
                         for m in container.get("volumeMounts", [])
                     ),
                     replicas=int(workload["spec"].get("replicas", 1)),
@@ -232,11 +241,36 @@ def settings_of(container: Container) -> Settings:
     """The settings its process would resolve at start; a wrong one raises SettingError."""
     try:
         settings, _ = parser_of(container.script).settings(
-            list(container.command[1:]), environ=container.env
+            list(container.command[1:]), environ=_with_secret_files(container)
         )
     except SystemExit as exc:  # argparse refusing a flag the process does not take
         raise AssertionError(f"{container.where}: {container.command} is refused") from exc
     return settings
+
+
+def secret_files(container: Container) -> dict[str, tuple[str, str]]:
+    """Settings that name a file of a mounted Secret: variable -> (Secret, key)."""
+    found = {}
+    for name, value in container.env.items():
+        for mount in container.mounts:
+            prefix = mount.path.rstrip("/") + "/"
+            if mount.secret and value.startswith(prefix):
+                found[name] = (mount.secret, value.removeprefix(prefix))
+    return found
+
+
+def _with_secret_files(container: Container) -> dict[str, str]:
+    """The container's environment, with files of mounted Secrets (which exist only in a pod)
+    standing in as empty files, so that the settings' checks that a file exists can run."""
+    env = dict(container.env)
+    files = secret_files(container)
+    if files:
+        stand_ins = Path(tempfile.mkdtemp(prefix="crm-deploy-secret-"))
+        for name, (secret, key) in files.items():
+            (stand_ins / secret).mkdir(exist_ok=True)
+            (stand_ins / secret / key).touch()
+            env[name] = str(stand_ins / secret / key)
+    return env
 
 
 def reads(container: Container) -> set[str]:

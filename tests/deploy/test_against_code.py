@@ -20,10 +20,12 @@ from tests.deploy.manifests import (
     deploy_texts,
     k8s_containers,
     k8s_documents,
+    k8s_named,
     k8s_objects,
     listen_port,
     project_containers,
     reads,
+    secret_files,
     served,
     settings_of,
 )
@@ -108,9 +110,13 @@ def test_kubernetes_probes_and_ports_are_the_port_the_server_listens_on() -> Non
             continue
         settings = settings_of(container)
         port = listen_port(settings.listen)
-        assert container.ports == (port,), container.where
+        # The servers speak TLS only, which kubelet's gRPC probes cannot: they ask the plaintext
+        # health port, served from the same health servicer.
+        assert settings.tls and settings.health_listen, container.where
+        health = listen_port(settings.health_listen)
+        assert container.ports == (port, health), container.where
         probes = [container.raw[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
-        assert [probe["grpc"]["port"] for probe in probes] == [port] * 3, container.where
+        assert [probe["grpc"]["port"] for probe in probes] == [health] * 3, container.where
         # Ready means this server's own service serves; alive means the server answers at all.
         (service,) = settings.services
         assert container.raw["readinessProbe"]["grpc"]["service"] == (
@@ -183,3 +189,13 @@ def test_a_server_is_given_longer_to_stop_than_it_gives_running_calls() -> None:
     for container in project_containers():
         if container.script == "crm-server":
             assert container.stop_grace > settings_of(container).grace_seconds, container.where
+
+
+def test_each_file_a_setting_names_in_a_mounted_secret_is_a_key_of_that_secret() -> None:
+    """TLS certificate and key, token keys: the file the setting names is one the Secret has."""
+    checked = 0
+    for container in project_containers():
+        for name, (secret, key) in secret_files(container).items():
+            assert key in k8s_named("Secret", secret)["stringData"], (container.where, name)
+            checked += 1
+    assert checked >= 5 * 3  # three files in each of the five servers
