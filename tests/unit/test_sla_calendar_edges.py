@@ -1,0 +1,53 @@
+"""Business calendar edges: periods that start off the minute, and instants that only pretend to
+carry a time zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta, tzinfo
+
+import pytest
+
+from crm.errors import InvalidInput
+from services.sla.calendar import BusinessCalendar, WorkingPeriod
+
+MONDAY = datetime(2026, 11, 16, tzinfo=UTC)
+
+
+def every_day(period: WorkingPeriod) -> BusinessCalendar:
+    return BusinessCalendar("UTC", ((period,),) * 7)
+
+
+def test_a_period_starting_at_seconds_counts_from_that_second() -> None:
+    calendar = every_day(WorkingPeriod(time(9, 0, 30), time(10)))
+
+    assert calendar.elapsed(MONDAY, MONDAY + timedelta(days=1)) == timedelta(seconds=3570)
+    assert calendar.add(MONDAY, timedelta(seconds=1)) == MONDAY.replace(hour=9, second=31)
+
+
+def test_a_period_ending_at_microseconds_ends_at_that_microsecond() -> None:
+    calendar = every_day(WorkingPeriod(time(9), time(9, 0, 0, 250)))
+
+    assert calendar.elapsed(MONDAY, MONDAY + timedelta(days=1)) == timedelta(microseconds=250)
+
+
+class NoOffset(tzinfo):
+    """A tzinfo that knows no offset: the datetime it is attached to is naive in all but name."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+def test_an_instant_whose_zone_has_no_offset_is_refused_as_naive() -> None:
+    calendar = BusinessCalendar.always()
+    pretending = datetime(2026, 11, 16, 9, tzinfo=NoOffset())
+
+    with pytest.raises(InvalidInput) as refused:
+        calendar.add(pretending, timedelta(hours=1))
+
+    assert str(refused.value) == "start: must be timezone-aware"
