@@ -104,6 +104,7 @@ def test_second_transfer_marks_the_case_bounced() -> None:
     )
     (change,) = escalations(events)
     assert (change.from_level, change.to_level, change.added) == (0, 1, (R.BOUNCED,))
+    assert change.note == "triggered by CaseTransferred"
     assert state.escalation == (R.BOUNCED,)
 
 
