@@ -8,7 +8,13 @@ import pytest
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated, PermissionDenied
 from crm.vocabulary import Channel, Priority
-from services.case.commands import CaseCommand, CloseCase, OpenCase
+from services.case.commands import (
+    CaseCommand,
+    CloseCase,
+    OpenCase,
+    ResolveCase,
+    SetPendingOnCustomer,
+)
 from services.case.compensation import (
     MAX_AMOUNT_MINOR,
     CompensationGranted,
@@ -188,3 +194,20 @@ def test_a_malformed_offer_is_refused_naming_the_field(
         decide(command, given(OPEN))
 
     assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        (OPEN, SetPendingOnCustomer(CASE, "waiting for the receipt")),
+        (OPEN, ResolveCase(CASE, "delivered")),
+    ],
+    ids=["pending", "resolved"],
+)
+def test_compensation_is_offered_on_a_pending_or_resolved_case(
+    before: tuple[CaseCommand, ...],
+) -> None:
+    # A goodwill refund often comes while waiting on the customer, or once the case is settled.
+    events = decide(offer(100), given(*before))
+
+    assert events == [CompensationGranted(CASE, "k1", REFUND, 100, "JPY", 5000, False, "")]
