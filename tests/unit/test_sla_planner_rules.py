@@ -690,3 +690,12 @@ def test_a_customer_whose_only_case_closed_changes_tier_without_plans() -> None:
     desk.happen(CaseClosed(CASE, "duplicate"), T0 + MINUTE)
 
     assert desk.happen(TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, "x"), T0 + MINUTE) == []
+
+
+def test_closing_a_case_that_was_never_resolved_stops_its_timers() -> None:
+    desk = opened_normal()
+
+    desk.happen(CaseClosed(CASE, "opened by mistake"), T0 + MINUTE)
+
+    assert desk.planner.next_timer() is None
+    assert desk.planner.due_timers(T0 + NORMAL_RESOLUTION) == []
