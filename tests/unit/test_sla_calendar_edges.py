@@ -4,6 +4,7 @@ carry a time zone."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -51,3 +52,25 @@ def test_an_instant_whose_zone_has_no_offset_is_refused_as_naive() -> None:
         calendar.add(pretending, timedelta(hours=1))
 
     assert str(refused.value) == "start: must be timezone-aware"
+
+
+def test_business_time_that_ends_with_a_whole_week_ends_at_that_week_s_last_period() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    nine_to_six = BusinessCalendar(
+        "Asia/Tokyo", ((WorkingPeriod(time(9), time(18)),),) * 5 + ((), ())
+    )
+    monday = datetime(2026, 11, 16, 9, tzinfo=tokyo)
+
+    # Monday and Tuesday (18 h), then exactly one 45-hour week: it ends on the next Tuesday at
+    # 18:00, when that period ends, not when the Wednesday after begins.
+    due = nine_to_six.add(monday, timedelta(hours=18 + 45))
+
+    assert due == datetime(2026, 11, 24, 18, tzinfo=tokyo)
+    assert nine_to_six.elapsed(monday, due) == timedelta(hours=63)
+
+
+def test_a_negative_duration_is_refused_in_words() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        BusinessCalendar.always().add(MONDAY, -timedelta(seconds=1))
+
+    assert str(refused.value) == "duration: must not be negative"
