@@ -3,6 +3,7 @@ carry a time zone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -74,3 +75,41 @@ def test_a_negative_duration_is_refused_in_words() -> None:
         BusinessCalendar.always().add(MONDAY, -timedelta(seconds=1))
 
     assert str(refused.value) == "duration: must not be negative"
+
+
+MORNING = (WorkingPeriod(time(9), time(12)),)
+
+
+@pytest.mark.parametrize(
+    ("build", "text"),
+    [
+        (
+            lambda: BusinessCalendar("Mars/Olympus_Mons", (MORNING,) * 7),
+            "timezone: unknown time zone 'Mars/Olympus_Mons'",
+        ),
+        (
+            lambda: BusinessCalendar("UTC", (MORNING,) * 6),
+            "week: must have 7 days, Monday first, not 6",
+        ),
+        (
+            lambda: BusinessCalendar(
+                "UTC",
+                ((WorkingPeriod(time(9), time(12)), WorkingPeriod(time(11), time(13))),)
+                + ((),) * 6,
+            ),
+            "week[0]: periods must be sorted and not overlap",
+        ),
+        (lambda: BusinessCalendar("UTC", ((),) * 7), "week: has no working time"),
+        (
+            lambda: BusinessCalendar("UTC", (MORNING,) * 7, frozenset({MONDAY})),
+            "holidays: must be dates, not datetimes",
+        ),
+    ],
+)
+def test_a_calendar_that_cannot_be_is_refused_saying_why(
+    build: Callable[[], BusinessCalendar], text: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        build()
+
+    assert str(refused.value) == text
