@@ -113,3 +113,12 @@ def test_a_calendar_that_cannot_be_is_refused_saying_why(
         build()
 
     assert str(refused.value) == text
+
+
+def test_elapsed_names_the_naive_bound() -> None:
+    calendar = BusinessCalendar.always()
+
+    with pytest.raises(InvalidInput) as refused:
+        calendar.elapsed(datetime(2026, 11, 16, 9), MONDAY)
+
+    assert str(refused.value) == "start: must be timezone-aware"
