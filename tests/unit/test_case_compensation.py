@@ -8,8 +8,15 @@ import pytest
 
 from crm.errors import AlreadyExists, InvalidInput, InvariantViolated, PermissionDenied
 from crm.vocabulary import Channel, Priority
-from services.case.commands import CaseCommand, CloseCase, OpenCase
+from services.case.commands import (
+    CaseCommand,
+    CloseCase,
+    OpenCase,
+    ResolveCase,
+    SetPendingOnCustomer,
+)
 from services.case.compensation import (
+    MAX_AMOUNT_MINOR,
     CompensationGranted,
     CompensationKind,
     CompensationRejected,
@@ -119,3 +126,88 @@ def test_limits_come_from_configuration() -> None:
     with pytest.raises(InvalidInput) as refused:
         load_limits('{"agents": {"agent-7": -1}}')
     assert refused.value.field == "compensation_limits.agents"
+
+
+def test_a_request_does_not_forget_the_compensations_decided_before() -> None:
+    state = given(OPEN, offer(100, compensation_id="k1"), offer(9000, compensation_id="k2"))
+
+    with pytest.raises(AlreadyExists) as refused:
+        decide(offer(100, compensation_id="k1"), state)
+
+    assert str(refused.value) == "compensation k1 exists already"
+
+
+@pytest.mark.parametrize("amount", [1, MAX_AMOUNT_MINOR])
+def test_amounts_at_the_bounds_are_accepted(amount: int) -> None:
+    (event,) = decide(offer(amount), given(OPEN))
+
+    assert isinstance(event, CompensationGranted | CompensationRequested)
+    assert event.amount_minor == amount
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (offer(MAX_AMOUNT_MINOR + 1), f"amount_minor: must be between 1 and {MAX_AMOUNT_MINOR}"),
+        (
+            OfferCompensation(CASE, "k1", REFUND, 5, "Yen", "", 5000, "JPY"),
+            "currency: must be a three-letter ISO 4217 code such as JPY",
+        ),
+    ],
+)
+def test_a_bad_amount_or_currency_is_refused_saying_what_is_allowed(
+    command: OfferCompensation, text: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        decide(command, given(OPEN))
+
+    assert str(refused.value) == text
+
+
+def test_an_approval_reason_is_limited_and_named() -> None:
+    approve = DecideCompensation(CASE, "k1", True, "r" * 501, by_supervisor=True)
+
+    with pytest.raises(InvalidInput) as refused:
+        decide(approve, given(OPEN, offer(9000)))
+
+    assert refused.value.field == "reason"
+
+
+def test_only_a_supervisor_decides_and_is_told_so() -> None:
+    with pytest.raises(PermissionDenied) as refused:
+        decide(DecideCompensation(CASE, "k1", True), given(OPEN, offer(9000)))
+
+    assert str(refused.value) == "only a supervisor approves or rejects a compensation request"
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (OfferCompensation(CASE, "bad id", REFUND, 5, "JPY", "", 5000, "JPY"), "compensation_id"),
+        (OfferCompensation(CASE, "k1", REFUND, 5, "JPY", "n" * 501, 5000, "JPY"), "note"),
+    ],
+)
+def test_a_malformed_offer_is_refused_naming_the_field(
+    command: OfferCompensation, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        decide(command, given(OPEN))
+
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        (OPEN, SetPendingOnCustomer(CASE, "waiting for the receipt")),
+        (OPEN, ResolveCase(CASE, "delivered")),
+    ],
+    ids=["pending", "resolved"],
+)
+def test_compensation_is_offered_on_a_pending_or_resolved_case(
+    before: tuple[CaseCommand, ...],
+) -> None:
+    # A goodwill refund often comes while waiting on the customer, or once the case is settled.
+    events = decide(offer(100), given(*before))
+
+    assert events == [CompensationGranted(CASE, "k1", REFUND, 100, "JPY", 5000, False, "")]

@@ -104,6 +104,7 @@ def test_second_transfer_marks_the_case_bounced() -> None:
     )
     (change,) = escalations(events)
     assert (change.from_level, change.to_level, change.added) == (0, 1, (R.BOUNCED,))
+    assert change.note == "triggered by CaseTransferred"
     assert state.escalation == (R.BOUNCED,)
 
 
@@ -234,6 +235,39 @@ def test_no_breach_without_an_open_target() -> None:
     state, _ = history(OPEN)
     with pytest.raises(InvariantViolated, match="no open"):
         decide(RecordSlaFact(CASE, SlaBreached(CASE, SlaTarget.RESOLUTION, T0)), state)
+
+
+def outbound(contact_id: str, days: float) -> RecordContact:
+    return replace(inbound(contact_id, days), direction=Direction.OUTBOUND)
+
+
+def test_an_outbound_contact_is_no_repeat_contact() -> None:
+    state, _ = history(OPEN, inbound("c1", 0), inbound("c2", 1), outbound("c3", 2))
+    assert state.escalation == ()
+
+
+def test_contacts_on_a_resolved_case_are_no_repeat_contact() -> None:
+    # Post-resolution contacts (a thank-you, a survey call) do not escalate a case that is done.
+    state, _ = history(
+        OPEN,
+        inbound("c1", 0),
+        inbound("c2", 1),
+        ResolveCase(CASE, "fixed"),
+        inbound("c3", 2),
+    )
+    assert state.escalation == ()
+
+
+def test_fulfilling_one_target_keeps_the_risk_of_the_other() -> None:
+    first, resolution = SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION
+    state, _ = history(
+        OPEN,
+        applied(),
+        RecordSlaFact(CASE, SlaAtRisk(CASE, first, T0 + timedelta(hours=4))),
+        RecordSlaFact(CASE, SlaAtRisk(CASE, resolution, T0 + timedelta(hours=24))),
+        RecordSlaFact(CASE, SlaFulfilled(CASE, first, True)),
+    )
+    assert state.escalation == (R.SLA_AT_RISK,)
 
 
 # ---------------------------------------------------------------- the decisions, one by one

@@ -472,6 +472,10 @@ def test_no_summary_contains_personal_data() -> None:
             ContactPointsUpdated(CUSTOMER, ()),
             "Contact points updated: no contact points",
         ),
+        (
+            CompensationGranted(CASE, "k3", CompensationKind.DISCOUNT, 9000, "JPY", 5000, True, ""),
+            "Compensation k3 granted: discount 9000 JPY (minor units), approved by a supervisor",
+        ),
     ],
 )
 def test_summary_variants(event: DomainEvent, summary: str) -> None:

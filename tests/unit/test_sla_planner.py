@@ -310,7 +310,7 @@ def test_negative_feedback_after_resolution_escalates_a_reopening_within_the_win
     history.now += timedelta(days=1)
     history.feed(survey("fb-late", "cust-1", "k1", csat=1))
     assert planner.pending() == []  # a resolved case escalates nothing
-    history.now += timedelta(days=13)  # exactly 14 days: still within the window
+    history.now += timedelta(days=13)  # 13 days after the feedback: within the window
     reopened_at = history.now
     history.step(("reopen", "k1"))
     raised = RaiseEscalation(

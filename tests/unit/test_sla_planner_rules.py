@@ -43,7 +43,7 @@ from services.case.sla_facts import (
 )
 from services.customer.events import Tier, TierChanged
 from services.events import DomainEvent
-from services.feedback.events import SurveySubmitted
+from services.feedback.events import SentimentLabel, SurveySubmitted, VoiceOfCustomerRecorded
 from services.sla.calendar import BusinessCalendar
 from services.sla.planner import Planner
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, Targets, load_policy
@@ -597,3 +597,105 @@ def test_a_tier_change_while_the_case_waits_on_the_customer_keeps_the_clock_paus
     first = next(d for d in resumed.dues if d.target is SlaTarget.FIRST_RESPONSE)
     # VIP targets from the resume on: 30 min used before the pause, the rest of the VIP target after
     assert first.due_at == T0 + timedelta(hours=2) + (vip.first_response - timedelta(minutes=30))
+
+
+# ---------------------------------------------------------------- feedback after resolution
+
+
+def resolved_normal() -> Desk:
+    desk = opened_normal()
+    desk.happen(CaseResolved(CASE, "fixed", ""), T0 + MINUTE)
+    return desk
+
+
+def late_escalations(plans: list[Planned]) -> list[tuple[str, RaiseEscalation]]:
+    return [(p.request_id, p.command) for p in plans if isinstance(p.command, RaiseEscalation)]
+
+
+@pytest.mark.parametrize("window", [timedelta(0), timedelta(days=14)])
+def test_feedback_exactly_the_window_before_the_reopening_escalates_it(window: timedelta) -> None:
+    desk = Desk(replace(DEFAULT_POLICY, negative_feedback_window=window))
+    desk.happen(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0)
+    desk.happen(CaseResolved(CASE, "fixed", ""), T0)
+    desk.happen(survey("f-1", CUSTOMER, CASE, csat=1), T0 + MINUTE)
+
+    plans = desk.happen(CaseReopened(CASE, "not fixed"), T0 + MINUTE + window)
+
+    assert [command for _, command in late_escalations(plans)] == [
+        RaiseEscalation(CASE, EscalationReason.NEGATIVE_FEEDBACK, "feedback f-1 after resolution")
+    ]
+
+
+def test_each_late_reason_escalates_a_reopening_under_a_request_id_of_its_own() -> None:
+    desk = resolved_normal()
+    desk.happen(
+        VoiceOfCustomerRecorded(
+            "f-2", CUSTOMER, CASE, Channel.SOCIAL, "Still broken.", SentimentLabel.NEGATIVE, -0.8
+        ),
+        T0 + 2 * MINUTE,
+    )
+    desk.happen(survey("f-1", CUSTOMER, CASE, csat=1), T0 + 3 * MINUTE)
+
+    cause = desk.record(CaseReopened(CASE, "not fixed"), T0 + 4 * MINUTE)
+    plans = desk.planner.pending()
+
+    # slot 0 re-applies the clock; the reasons follow from slot 2, in the order of their names
+    assert [p.request_id for p in plans if isinstance(p.command, RecordSlaFact)] == [
+        f"supervise:{cause.event_id}:0"
+    ]
+    assert late_escalations(plans) == [
+        (
+            f"supervise:{cause.event_id}:2",
+            RaiseEscalation(
+                CASE, EscalationReason.NEGATIVE_FEEDBACK, "feedback f-1 after resolution"
+            ),
+        ),
+        (
+            f"supervise:{cause.event_id}:3",
+            RaiseEscalation(
+                CASE, EscalationReason.NEGATIVE_SENTIMENT, "feedback f-2 after resolution"
+            ),
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- a customer's cases
+
+
+def test_a_tier_change_reaches_the_open_cases_of_a_customer_whose_other_case_closed() -> None:
+    desk = Desk()
+    desk.happen(opened("case-a", CUSTOMER, priority=Priority.NORMAL), T0)
+    desk.happen(opened(CASE, CUSTOMER, priority=Priority.NORMAL), T0)
+    desk.happen(CaseClosed("case-a", "duplicate"), T0 + MINUTE)
+
+    plans = desk.happen(TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, "x"), T0 + 2 * MINUTE)
+
+    assert [(f.case_id, f.trigger) for f in facts_of(plans) if isinstance(f, SlaApplied)] == [
+        (CASE, "tier_changed")
+    ]
+
+
+def test_a_tier_change_plans_for_the_customer_cases_in_the_order_they_were_opened() -> None:
+    desk = Desk()
+    for case_id in ("case-c", "case-a", "case-b"):
+        desk.happen(opened(case_id, CUSTOMER, priority=Priority.NORMAL), T0)
+
+    plans = desk.happen(TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, "x"), T0 + MINUTE)
+
+    assert [f.case_id for f in facts_of(plans)] == ["case-c", "case-a", "case-b"]
+
+
+def test_a_customer_whose_only_case_closed_changes_tier_without_plans() -> None:
+    desk = opened_normal()
+    desk.happen(CaseClosed(CASE, "duplicate"), T0 + MINUTE)
+
+    assert desk.happen(TierChanged(CUSTOMER, Tier.STANDARD, Tier.VIP, "x"), T0 + MINUTE) == []
+
+
+def test_closing_a_case_that_was_never_resolved_stops_its_timers() -> None:
+    desk = opened_normal()
+
+    desk.happen(CaseClosed(CASE, "opened by mistake"), T0 + MINUTE)
+
+    assert desk.planner.next_timer() is None
+    assert desk.planner.due_timers(T0 + NORMAL_RESOLUTION) == []
