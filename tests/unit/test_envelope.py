@@ -8,6 +8,7 @@ earlier release must still verify.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -21,11 +22,14 @@ from crm.envelope import (
     EventMetadata,
     NewEvent,
     RecordedEvent,
+    StoredAt,
     canonical_json,
     chain_hash,
+    stored_metadata,
     verify_chain,
+    verify_links,
 )
-from crm.errors import IntegrityError
+from crm.errors import HistoryBroken, IntegrityError
 from crm.vocabulary import Actor, ActorKind
 
 STREAM = "case-1"
@@ -256,3 +260,27 @@ def test_the_payload_is_the_decoded_data() -> None:
     (only,) = seal([new_event(0, data='{"note": "é", "n": 2}'.encode())])
 
     assert only.payload() == {"note": "é", "n": 2}
+
+
+def test_a_chain_can_be_checked_from_the_middle_on_its_known_head() -> None:
+    chain = seal([new_event(n) for n in range(4)])
+    assert verify_links(chain[2:], chain[1].content_hash, 2) == chain[3].content_hash
+    assert verify_links([], chain[1].content_hash, 2) == chain[1].content_hash
+    with pytest.raises(HistoryBroken, match=r"revision 2 .*: found where revision 3 belongs"):
+        verify_links(chain[2:], chain[1].content_hash, 3)
+    with pytest.raises(HistoryBroken, match=r"revision 2 .*: its link to the previous"):
+        verify_links(chain[2:], chain[0].content_hash, 2)
+
+
+def test_stored_metadata_that_no_longer_decodes_names_the_event() -> None:
+    (event,) = seal([new_event(0)])
+    where = StoredAt(event.stream, 0, 7)
+    assert stored_metadata(where, json.dumps(event.metadata.to_dict())) == event.metadata
+    for altered in ('{"actor_kind": "admin"}', "not json", "[1, 2]"):
+        with pytest.raises(HistoryBroken) as broken:
+            stored_metadata(where, altered)
+        assert (broken.value.stream, broken.value.revision) == (event.stream, 0)
+        assert str(broken.value).startswith(
+            f"the history of {event.stream} is broken at revision 0 (global position 7)"
+        )
+        assert "its stored metadata no longer decodes (" in str(broken.value)
