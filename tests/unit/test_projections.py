@@ -15,7 +15,7 @@ from crm.envelope import RecordedEvent
 from crm.errors import InvalidInput, InvariantViolated
 from crm.instants import sortable_instant
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
-from projections.case_view import CaseView, apply_case_event, case_view_changes
+from projections.case_view import CaseView, apply_case_event, case_view_changes, escalated_since
 from projections.catalogue import news
 from projections.lineage import (
     MergeLink,
@@ -732,3 +732,18 @@ def test_a_projection_applies_only_the_news_after_its_checkpoint() -> None:
     assert [entry.global_position for entry in timeline.entries] == [4, 5]
     assert views[CASE].contact_count == 1
     assert timeline.merge_links == {"c-9": link("c-9", "c-2", True, 5)}
+
+
+def test_an_escalation_keeps_its_start_while_it_rises_and_ends_at_level_zero() -> None:
+    """`escalated_since` is when the current escalation began: a rise from watch (1) to
+    escalated (2) or critical (3) keeps it; a fall to 0 ends it; a new one starts afresh."""
+    t1, t2, t3, t4 = (datetime(2026, 3, 1, h, tzinfo=UTC) for h in (9, 10, 11, 12))
+
+    def change(from_level: int, to_level: int) -> CaseEscalationChanged:
+        return CaseEscalationChanged("k-1", from_level, to_level, (), (), (), "")
+
+    assert escalated_since(None, change(0, 1), t1) == t1
+    assert escalated_since(t1, change(1, 2), t2) == t1
+    assert escalated_since(t1, change(2, 3), t3) == t1
+    assert escalated_since(t1, change(3, 0), t3) is None
+    assert escalated_since(None, change(0, 2), t4) == t4
