@@ -747,3 +747,24 @@ def test_an_escalation_keeps_its_start_while_it_rises_and_ends_at_level_zero() -
     assert escalated_since(t1, change(2, 3), t3) == t1
     assert escalated_since(t1, change(3, 0), t3) is None
     assert escalated_since(None, change(0, 2), t4) == t4
+
+
+def test_a_case_is_settled_at_its_resolution_or_else_at_its_close() -> None:
+    resolved_then_closed = _continue(
+        fold(OPENED, CONTACT), CaseResolved(CASE, "fixed", ""), CaseClosed(CASE, "")
+    )
+    assert resolved_then_closed.settled_position == 3  # the resolution, not the close (4)
+    closed_unresolved = _continue(fold(OPENED, CONTACT), CaseClosed(CASE, "spam"))
+    assert closed_unresolved.settled_position == 3  # the close itself
+
+
+def test_each_escalation_reason_keeps_the_instant_it_began_while_it_holds() -> None:
+    at_risk, breached = EscalationReason.SLA_AT_RISK, EscalationReason.SLA_BREACHED
+    view = _continue(
+        fold(OPENED),
+        CaseEscalationChanged(CASE, 0, 1, (at_risk,), (), (at_risk,), ""),
+        CaseEscalationChanged(CASE, 1, 2, (breached,), (), (at_risk, breached), ""),
+    )
+    since = {active.reason: active.since for active in view.escalation_reasons}
+    assert since[at_risk] == T0 + timedelta(minutes=1)  # kept from the first change
+    assert since[breached] == T0 + timedelta(minutes=2)
