@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -768,3 +770,23 @@ def test_each_escalation_reason_keeps_the_instant_it_began_while_it_holds() -> N
     since = {active.reason: active.since for active in view.escalation_reasons}
     assert since[at_risk] == T0 + timedelta(minutes=1)  # kept from the first change
     assert since[breached] == T0 + timedelta(minutes=2)
+
+
+def test_a_fulfilled_target_leaves_the_other_due() -> None:
+    first = SlaDue(SlaTarget.FIRST_RESPONSE, T0 + timedelta(hours=3), T0 + timedelta(hours=4))
+    resolution = SlaDue(SlaTarget.RESOLUTION, T0 + timedelta(hours=19), T0 + timedelta(hours=24))
+    view = _continue(
+        fold(OPENED),
+        SlaApplied(CASE, "default-1", False, (first, resolution), "opened"),
+        SlaFulfilled(CASE, SlaTarget.FIRST_RESPONSE, True),
+    )
+    assert view.sla_dues == (resolution,)
+    assert view.next_due_at == resolution.due_at
+
+
+def test_an_event_the_case_view_does_not_know_is_refused_by_name() -> None:
+    view = fold(OPENED)
+    stranger = CaseNoteAdded(CASE, "n-1", "x")
+    unknown: Any = SimpleNamespace(case_id=CASE, TYPE="crm.case.Unknown.v1")
+    with pytest.raises(InvariantViolated, match="unknown case event"):
+        apply_case_event(view, unknown, recorded(stranger, 2, CUSTOMER, at=T0))
