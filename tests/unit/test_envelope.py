@@ -284,3 +284,5 @@ def test_stored_metadata_that_no_longer_decodes_names_the_event() -> None:
             f"the history of {event.stream} is broken at revision 0 (global position 7)"
         )
         assert "its stored metadata no longer decodes (" in str(broken.value)
+    with pytest.raises(HistoryBroken, match=r"no longer decodes \(JSONDecodeError: "):
+        stored_metadata(where, "not json")

@@ -599,7 +599,7 @@ def test_redelivered_case_events_change_nothing() -> None:
 
 
 def test_a_case_event_before_the_opening_is_refused() -> None:
-    with pytest.raises(InvariantViolated):
+    with pytest.raises(InvariantViolated, match="of case case-1 precedes its CaseOpened"):
         apply_case_event(None, CONTACT, recorded(CONTACT, 1, CUSTOMER))
 
 
