@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.credentials import ClientAccess
 from bench.lag import Lag, offered_load
 from crm.settings import Settings
+from crm.tokens import DEV_KEY_FILE
 from crm.v1 import (
     case_events_pb2,
     case_service_pb2,
@@ -111,6 +112,9 @@ def distributed(data_dir: Path) -> Iterator[tuple[ClientAccess, Settings]]:
         "CRM_DATA_DIR": str(data_dir),
         "CRM_LISTEN": listen,
         "CRM_KAFKA_PORT": str(_free_port()),
+        # The bench is one caller sending for many desks: the server-wide limit applies, not
+        # the per-caller one meant to keep callers from crowding each other out.
+        "CRM_MAX_CALLS_PER_CALLER": "1000",
     }
     log = (data_dir / "processes.log").open("w")  # the processes' own logs, kept off the table
     child = subprocess.Popen(
@@ -127,6 +131,14 @@ def distributed(data_dir: Path) -> Iterator[tuple[ClientAccess, Settings]]:
                 break
         else:
             raise RuntimeError("the distributed system did not start")
+        # The children start after that line: wait for the key and certificate the server makes
+        # at its first start (both written whole, by a rename).
+        made = (data_dir / DEV_KEY_FILE, data_dir / "tls" / "server.crt")
+        deadline = time.monotonic() + 120
+        while not all(path.exists() for path in made):
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError("the distributed system's server made no key and certificate")
+            time.sleep(0.1)
         access = ClientAccess.of_data_dir(listen, data_dir)
         yield access, Settings.defaults(data_dir=data_dir, listen=listen)
     finally:
