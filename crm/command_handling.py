@@ -217,7 +217,7 @@ class StreamHandler(Generic[S, E]):
         )
         new_events = []
         for index, event in enumerate(events):
-            type_name, data = self._codec.encode(event)
+            type_name, data = self._codec.encode(event, metadata.customer_id)
             event_id = _event_id(context.request_id, stream, index)
             new_events.append(NewEvent(event_id, type_name, data, metadata))
         return new_events

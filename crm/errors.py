@@ -88,3 +88,7 @@ class StoredPlace(Protocol):
 
     @property
     def global_position(self) -> int: ...
+
+
+class PersonalDataForgotten(InvariantViolated):
+    """The customer was forgotten: their data key is gone, so no new personal data is recorded."""

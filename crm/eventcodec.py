@@ -9,6 +9,10 @@ existed decode with that default.
 Aggregate states (kept in snapshots) also hold fields declared as a union of several event classes;
 `to_plain(value, hint)` follows the declared type and records which member such a field holds, as
 `{"type": <TYPE>, "value": ...}`, so `from_plain` can rebuild it.
+
+Given a `PersonalData` cipher, the codec seals the fields the protos mark personal with the
+customer's key as it encodes, and opens them as it decodes (crm.personal); without one, sealed
+values pass through untouched (the relay and Kafka consumers, which carry them as they are).
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ import types
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import Enum
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from crm.errors import IntegrityError, InvalidInput
+from crm.personal.fields import plan_for, rewrite
+
+if TYPE_CHECKING:
+    from crm.personal.cipher import PersonalData
 
 
 class EventCodec:
     """A registry of event classes that encodes and decodes their payloads."""
 
-    def __init__(self, event_types: Iterable[type[Any]]) -> None:
+    def __init__(
+        self, event_types: Iterable[type[Any]], personal: PersonalData | None = None
+    ) -> None:
+        self.personal = personal
         self._by_type: dict[str, type[Any]] = {}
         for cls in event_types:
             name: str = cls.TYPE
@@ -46,16 +57,38 @@ class EventCodec:
         except KeyError:
             raise IntegrityError(f"unknown event type {type_name}") from None
 
-    def encode(self, event: Any) -> tuple[str, bytes]:
-        """(type name, JSON bytes) of a registered event."""
+    def encode(self, event: Any, customer_id: str = "") -> tuple[str, bytes]:
+        """(type name, JSON bytes) of a registered event, its personal fields sealed with the
+        key of `customer_id` when the codec has a cipher."""
         type_name: str = type(event).TYPE
         if self._by_type.get(type_name) is not type(event):
             raise InvalidInput("event", f"{type(event).__name__} is not a registered event")
-        return type_name, json.dumps(to_plain(event), sort_keys=True).encode()
+        plain = to_plain(event)
+        personal = self.personal
+        plan = {} if personal is None else plan_for(type_name)
+        if personal is not None and plan:
+            if not customer_id:
+                raise IntegrityError(f"{type_name}: sealing personal data needs its customer id")
+            rewrite(
+                plain,
+                plan,
+                lambda where, value: personal.seal(customer_id, f"{type_name}|{where}", value),
+            )
+        return type_name, json.dumps(plain, sort_keys=True).encode()
 
     def decode(self, type_name: str, data: bytes) -> Any:
-        """The event object for stored JSON bytes."""
-        return from_plain(self.class_for(type_name), json.loads(data))
+        """The event object for stored JSON bytes, personal fields opened (or a placeholder
+        once their customer is forgotten) when the codec has a cipher."""
+        cls = self.class_for(type_name)
+        plain = json.loads(data)
+        personal = self.personal
+        if personal is not None:
+            rewrite(
+                plain,
+                plan_for(type_name),
+                lambda where, value: personal.open(f"{type_name}|{where}", value),
+            )
+        return from_plain(cls, plain)
 
 
 Convert = Callable[[Any], Any]

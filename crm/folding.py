@@ -9,6 +9,11 @@ Both remember the id of the event they were folded to; they are used only if the
 holds that event at that revision, so neither can stand in for a stream that was rewritten or
 restored from an older copy. Snapshots are a cache too: deleting them all changes nothing but
 speed.
+
+States hold personal data in the clear, so with a cipher (crm.personal) a snapshot is sealed
+with the key of the stream's customer, and a cached state is dropped once this process learns
+that a customer was forgotten: both are then folded again from events whose personal fields
+read as the placeholder.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from crm.envelope import GENESIS_HASH, RecordedEvent, check_content, verify_links
-from crm.errors import CrmError, HistoryBroken, PersistenceError
+from crm.errors import CrmError, HistoryBroken, PersistenceError, PersonalDataForgotten
 from crm.eventcodec import EventCodec, from_plain, to_plain
 from crm.eventstore.port import EventStore, Snapshot
 
@@ -67,6 +72,8 @@ class Folded(Generic[S]):
     state: S
     snapshot_revision: int = -1
     content_hash: str = ""  # of the event at `revision`, once checked ("" from a snapshot)
+    customer_id: str = ""  # of the event at `revision`: whose key seals its snapshot
+    generation: int = 0  # of the cipher's forgotten customers when it was folded
 
 
 class StateCache(Generic[S]):
@@ -137,19 +144,23 @@ class StateLoader(Generic[S, E]):
 
     def load(self, stream: str) -> tuple[S | None, int]:
         """The stream's state and the revision it was folded to (-1 for an unknown stream)."""
+        generation = self._generation()
         cached = self.cache.get(stream)
+        if cached is not None and self._stale(cached):
+            self.cache.drop(stream)
+            cached, generation = None, self._generation()
         known = -1 if cached is None else cached.snapshot_revision
         # Only a snapshot newer than the cache is read at all: usually there is none.
         after = -1 if cached is None else cached.revision
         snapshot = self._store.read_snapshot(stream, after_revision=after)
         if snapshot is not None:
             start = self._decoded(snapshot) if snapshot.version == self._fold.version else None
-            loaded = None if start is None else self._fold_from(stream, start)
+            loaded = None if start is None else self._fold_from(stream, start, generation)
             if loaded is not None:
                 return loaded
             known = -1  # another fold's snapshot, or one its stream does not match: replace it
         if cached is not None:
-            loaded = self._fold_from(stream, replace(cached, snapshot_revision=known))
+            loaded = self._fold_from(stream, replace(cached, snapshot_revision=known), generation)
             if loaded is not None:
                 return loaded
             self.cache.drop(stream)
@@ -160,11 +171,29 @@ class StateLoader(Generic[S, E]):
         if records[0].previous_hash != GENESIS_HASH:
             raise HistoryBroken(records[0], "the first event links to an event before it")
         first = Folded(
-            0, records[0].event_id, self._evolve(None, records[0]), known, records[0].content_hash
+            0,
+            records[0].event_id,
+            self._evolve(None, records[0]),
+            known,
+            records[0].content_hash,
+            records[0].metadata.customer_id,
         )
-        return self._fold_on(stream, first, records[1:])
+        return self._fold_on(stream, first, records[1:], generation)
 
-    def _fold_from(self, stream: str, start: Folded[S]) -> tuple[S, int] | None:
+    def _generation(self) -> int:
+        personal = self._codec.personal
+        return 0 if personal is None else personal.generation
+
+    def _stale(self, cached: Folded[S]) -> bool:
+        """Whether a cached state may hold personal data of a customer forgotten since."""
+        personal = self._codec.personal
+        if personal is None:
+            return False
+        if cached.customer_id:
+            personal.is_forgotten(cached.customer_id)  # looks again every few seconds
+        return cached.generation != personal.generation
+
+    def _fold_from(self, stream: str, start: Folded[S], generation: int) -> tuple[S, int] | None:
         """Fold the events after `start`; None if the stream no longer holds its event."""
         records = self._store.read_stream(stream, from_revision=start.revision)
         if not records or records[0].event_id != start.event_id:
@@ -177,11 +206,16 @@ class StateLoader(Generic[S, E]):
         check_content(records[0])
         if start.content_hash and records[0].content_hash != start.content_hash:
             raise HistoryBroken(records[0], "it changed since it was last read")
-        return self._fold_on(
-            stream, replace(start, content_hash=records[0].content_hash), records[1:]
+        start = replace(
+            start,
+            content_hash=records[0].content_hash,
+            customer_id=records[0].metadata.customer_id,
         )
+        return self._fold_on(stream, start, records[1:], generation)
 
-    def _fold_on(self, stream: str, start: Folded[S], tail: list[RecordedEvent]) -> tuple[S, int]:
+    def _fold_on(
+        self, stream: str, start: Folded[S], tail: list[RecordedEvent], generation: int
+    ) -> tuple[S, int]:
         """Fold the checked tail of events on the start (a broken chain raises HistoryBroken)."""
         last_hash = verify_links(tail, start.content_hash, start.revision + 1)
         state = start.state
@@ -190,7 +224,15 @@ class StateLoader(Generic[S, E]):
         folded = start
         if tail:
             last = tail[-1]
-            folded = Folded(last.revision, last.event_id, state, start.snapshot_revision, last_hash)
+            folded = Folded(
+                last.revision,
+                last.event_id,
+                state,
+                start.snapshot_revision,
+                last_hash,
+                last.metadata.customer_id,
+            )
+        folded = replace(folded, generation=generation)
         due = folded.revision - folded.snapshot_revision >= self._snapshot_every
         if due and self._save_snapshot(stream, folded):
             folded = replace(folded, snapshot_revision=folded.revision)
@@ -203,7 +245,10 @@ class StateLoader(Generic[S, E]):
 
     def _decoded(self, snapshot: Snapshot) -> Folded[S] | None:
         try:
-            state = decode_state(self._fold, snapshot.state)
+            data = self._opened(snapshot)
+            if data is None:
+                return None
+            state = decode_state(self._fold, data)
         except (CrmError, ValueError, TypeError, KeyError):
             log.warning(
                 "snapshot of %s at %d does not read; folding the stream again",
@@ -214,8 +259,24 @@ class StateLoader(Generic[S, E]):
             return None
         return Folded(snapshot.revision, snapshot.event_id, state, snapshot.revision)
 
+    def _opened(self, snapshot: Snapshot) -> bytes | None:
+        """The snapshot's state bytes; None if it was sealed for a customer since forgotten."""
+        personal = self._codec.personal
+        if personal is None:
+            return snapshot.state
+        data = personal.open_blob(_sealed_as(snapshot.stream), snapshot.state)
+        if data is None:
+            log.info("snapshot of %s is sealed for a forgotten customer", snapshot.stream)
+        return data
+
     def _save_snapshot(self, stream: str, folded: Folded[S]) -> bool:
         data = encode_state(self._fold, folded.state)
+        personal = self._codec.personal
+        if personal is not None:
+            try:
+                data = personal.seal_blob(folded.customer_id, _sealed_as(stream), data)
+            except PersonalDataForgotten:  # its state holds placeholders; folding is enough
+                return False
         snapshot = Snapshot(stream, folded.revision, folded.event_id, self._fold.version, data)
         try:
             self._store.save_snapshot(snapshot)
@@ -223,3 +284,8 @@ class StateLoader(Generic[S, E]):
             log.warning("snapshot of %s at %d not saved", stream, folded.revision, exc_info=True)
             return False
         return True
+
+
+def _sealed_as(stream: str) -> str:
+    """What a snapshot's seal is bound to: its stream, so it cannot stand in for another's."""
+    return f"snapshot|{stream}"

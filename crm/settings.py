@@ -457,6 +457,32 @@ def _optional_path(what: str) -> Callable[[str], Path | None]:
     return parse
 
 
+KEY_STORE_URL = Setting(
+    name="key_store_url",
+    flag="--key-store-url",
+    env="CRM_KEY_STORE_URL",
+    default=f"sqlite:///{DATA_DIR_MARK}/keys.db",
+    parse=_text,
+    help="where customers' data keys live, apart from the events (deleting one forgets its"
+    " customer): sqlite:///<path>, or postgresql://<user>@<host>:<port>/<database>",
+    metavar="URL",
+)
+
+MASTER_KEY_FILE = Setting(
+    name="master_key_file",
+    flag="--master-key-file",
+    env="CRM_MASTER_KEY_FILE",
+    default="",
+    parse=_optional_path("a master key file (base64 of 32 random bytes)"),
+    help="the master key that wraps customers' data keys: a file holding the base64 of 32"
+    " random bytes; none: a development key generated on first start at"
+    f" {DATA_DIR_MARK}/dev-personal-data-master.key",
+    metavar="FILE",
+)
+
+PERSONAL_DATA = (KEY_STORE_URL, MASTER_KEY_FILE)
+"""What a process that reads or writes personal data needs to seal and open it."""
+
 AUTH = Setting(
     name="auth",
     flag="--auth",
@@ -625,6 +651,7 @@ ALL: tuple[Setting[Any], ...] = (
     KAFKA_SESSION_TIMEOUT,
     PROJECTION,
     LOCAL_KAFKA_PORT,
+    *PERSONAL_DATA,
     *SECURITY,
 )
 
@@ -656,6 +683,8 @@ class Settings:
     kafka_session_timeout: float
     projection: str
     local_kafka_port: int
+    key_store_url: str
+    master_key_file: Path | None
     auth: str
     token_keys: Path | None
     token_audience: str

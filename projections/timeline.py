@@ -50,6 +50,7 @@ from services.customer.events import (
     CancellationRecorded,
     ContactPoint,
     ContactPointsUpdated,
+    CustomerForgotten,
     CustomerMerged,
     CustomerMergeUndone,
     CustomerRegistered,
@@ -218,6 +219,7 @@ _CUSTOMER_EVENTS = (
     DuplicateAbsorbed,
     CustomerMergeUndone,
     DuplicateReleased,
+    CustomerForgotten,
 )
 
 
@@ -358,6 +360,10 @@ def _customer_summary(event: DomainEvent) -> str:
             return f"Merge into customer {event.from_customer_id} undone"
         case DuplicateReleased():
             return f"Released duplicate customer {event.duplicate_customer_id}"
+        case CustomerForgotten():
+            profiles = len(event.forgotten_customer_ids)
+            noun = "profile" if profiles == 1 else "profiles"
+            return f"Customer forgotten: personal data of {profiles} {noun} erased"
     raise InvariantViolated(f"not a customer event: {type(event).__name__}")
 
 

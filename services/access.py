@@ -32,7 +32,7 @@ INTAKE = frozenset({SERVICE, ADMIN})
 CONTACT = frozenset({SERVICE, BOT, AGENT, SUPERVISOR, ADMIN})
 """Opening cases and recording contacts and feedback, from any channel."""
 APPROVAL = frozenset({SUPERVISOR, ADMIN})
-"""Approvals, de-escalation and merges: beyond an agent's authority."""
+"""Approvals, de-escalation, merges and forgetting a customer: beyond an agent's authority."""
 
 
 def _service(name: str, rules: Mapping[str, frozenset[Role]]) -> dict[str, frozenset[Role]]:
@@ -52,6 +52,7 @@ ACCESS: dict[str, frozenset[Role]] = {
             "MergeCustomers": APPROVAL,
             "UndoMerge": APPROVAL,
             "GetCustomer": READERS | {SERVICE, BOT},
+            "ForgetCustomer": APPROVAL,
         },
     ),
     **_service(

@@ -22,6 +22,9 @@ from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
 from crm.lease import FileLease, Lease
+from crm.personal.cipher import PersonalData
+from crm.personal.factory import open_key_store
+from crm.personal.keys import DEV_MASTER_KEY_FILE, MasterKey, load_master_key, new_master_key_text
 from crm.postgres_connections import POSTGRES_FORM, is_postgres
 from crm.postgres_lease import PostgresLease
 from crm.settings import (
@@ -30,7 +33,9 @@ from crm.settings import (
     DEADLINE_CHECKPOINT_URL,
     EVENT_STORE_URL,
     HEALTH_LISTEN,
+    KEY_STORE_URL,
     LISTEN,
+    MASTER_KEY_FILE,
     PROJECTION,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
@@ -45,7 +50,7 @@ from crm.settings import (
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.tls import check_certificates, check_pair, ensure_self_signed
+from crm.tls import check_certificates, check_pair, ensure_self_signed, write_private
 from crm.tokens import DEV_KEY_FILE, KeySet, TokenRules, ensure_dev_key, load_key_set
 from crm.urls import (
     SQLITE_FORM,
@@ -83,7 +88,9 @@ from services.sla.process import DeadlineProcess
 log = logging.getLogger("crm.bootstrap")
 
 CODEC = EventCodec(EVENT_TYPES)
-"""Every event type the services record, by its versioned name: the codec every process uses."""
+"""Every event type the services record, by its versioned name: the codec of the processes that
+carry events without reading personal data (relay, Kafka workers, projections, audit), which
+pass sealed personal values through as they are."""
 
 
 def system_clock() -> datetime:
@@ -103,6 +110,7 @@ class System:
     deadlines: DeadlineProcess | None = None
     clock: Clock = system_clock
     stopping: threading.Event = field(default_factory=threading.Event)
+    personal: PersonalData | None = None
 
     def close(self) -> None:
         self.stopping.set()
@@ -112,6 +120,8 @@ class System:
             self.projector.stop()
         self.view_store.close()
         self.store.close()
+        if self.personal is not None:
+            self.personal.keys.close()
 
 
 def build_system(settings: Settings, clock: Clock | None = None) -> System:
@@ -120,9 +130,12 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     limits = _limits(settings.compensation_limits_file)
     policy = _policy(settings.sla_policy_file)
     checkpoint = _deadline_checkpoint(settings) if settings.in_process_deadlines else None
+    personal = build_personal_data(settings)
     store = _event_store(settings)
     view_store = _view_store(settings)
-    apps = build_applications(store, now, limits=limits, earliest=settings.earliest_occurred_at)
+    apps = build_applications(
+        store, now, limits=limits, earliest=settings.earliest_occurred_at, personal=personal
+    )
     return System(
         store=store,
         view_store=view_store,
@@ -138,7 +151,40 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
             else DeadlineProcess(store, apps.cases, policy, now, CODEC, checkpoint=checkpoint)
         ),
         clock=now,
+        personal=personal,
     )
+
+
+def build_personal_data(settings: Settings) -> PersonalData:
+    """The field cipher over the configured key store; with no master key configured, a
+    development one is generated in the data dir on first start (like the token secret)."""
+    with attributed_to(MASTER_KEY_FILE, settings.master_key_file):
+        master = _master_key(settings)
+    with attributed_to(KEY_STORE_URL):
+        _data_dir_writable(settings, settings.key_store_url)
+        try:
+            keys = open_key_store(settings.key_store_url, KEY_STORE_URL.name, master)
+        except ValueError as error:
+            raise SettingError(KEY_STORE_URL, str(error)) from None
+    return PersonalData(keys)
+
+
+def dev_master_key(settings: Settings) -> Path:
+    """Where the development master key lives when none is configured."""
+    return settings.data_dir / DEV_MASTER_KEY_FILE
+
+
+def _master_key(settings: Settings) -> MasterKey:
+    path = settings.master_key_file
+    if path is None:
+        path = dev_master_key(settings)
+        if not path.exists():
+            with attributed_to(DATA_DIR):
+                write_private(path, new_master_key_text())
+    try:
+        return load_master_key(path)
+    except ValueError as error:
+        raise SettingError(MASTER_KEY_FILE, f"{path}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -157,9 +203,12 @@ def build_applications(
     limits: CompensationLimits | None = None,
     analyze: Analyze = analyze_sentiment,
     earliest: datetime = DEFAULT_EARLIEST,
+    personal: PersonalData | None = None,
 ) -> Applications:
-    """Wire the services to one another through the narrow questions each asks."""
-    customers = CustomerApplication(store, CODEC, clock, earliest)
+    """Wire the services to one another through the narrow questions each asks; with `personal`,
+    personal fields are sealed as they are recorded and opened as they are read."""
+    codec = CODEC if personal is None else EventCodec(EVENT_TYPES, personal)
+    customers = CustomerApplication(store, codec, clock, earliest)
 
     def customer_standing(customer_id: str) -> CustomerStanding:
         customer = customers.get(customer_id).state
@@ -169,7 +218,7 @@ def build_applications(
     def require_customer(customer_id: str) -> None:
         customers.get(customer_id)
 
-    cases = CaseApplication(store, CODEC, clock, customer_standing, limits, earliest)
+    cases = CaseApplication(store, codec, clock, customer_standing, limits, earliest)
 
     def case_owner(case_id: str) -> str:
         case = cases.get(case_id).state
@@ -177,7 +226,7 @@ def build_applications(
         return case.customer_id
 
     feedback = FeedbackApplication(
-        store, CODEC, clock, require_customer, case_owner, analyze, earliest
+        store, codec, clock, require_customer, case_owner, analyze, earliest
     )
     return Applications(customers, cases, feedback)
 
@@ -409,8 +458,9 @@ def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> Dea
     now = clock or system_clock
     policy = _policy(settings.sla_policy_file)
     checkpoint = _deadline_checkpoint(settings)
+    personal = build_personal_data(settings)
     store = _event_store(settings)
-    cases = build_applications(store, now).cases
+    cases = build_applications(store, now, personal=personal).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
     url = settings.deadline_checkpoint_url
     return DeadlineWorker(process, store, _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines"))

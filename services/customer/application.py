@@ -23,8 +23,15 @@ from crm.errors import InvalidInput, InvariantViolated
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.folding import Fold
+from crm.personal.cipher import PersonalData
 from services.customer import domain as customer_domain
-from services.customer.commands import CustomerCommand, MergeCustomers, RegisterCustomer, UndoMerge
+from services.customer.commands import (
+    CustomerCommand,
+    ForgetCustomer,
+    MergeCustomers,
+    RegisterCustomer,
+    UndoMerge,
+)
 from services.customer.domain import Customer
 from services.customer.events import (
     CustomerEvent,
@@ -135,6 +142,29 @@ class CustomerApplication:
             survivor_id, context, command, lambda _s: [released], _own_id(survivor_id)
         )
 
+    def forget(self, command: ForgetCustomer, context: CommandContext) -> CommandOutcome:
+        """Record that the customer is forgotten, then delete their keys (and the keys of the
+        profiles merged into them): the event is durable before any key goes, so a crash in
+        between is completed by a retry, with the same request id or a new one."""
+        personal = self._codec.personal
+        if personal is None:
+            raise InvariantViolated("personal data is not encrypted here; nothing can be forgotten")
+        loaded = self.customers.load_existing(command.customer_id, "customer_id")
+        if loaded.state is not None and loaded.state.forgotten:
+            # A retry after a crash between the event and the keys: finish the job first.
+            _forget_keys(personal, loaded.state.forgotten_customer_ids)
+        outcome = self.customers.execute(
+            command.customer_id,
+            context,
+            command,
+            lambda state: customer_domain.decide_forget(command, state),
+            _own_id(command.customer_id),
+        )
+        state = self.customers.load(command.customer_id).state
+        assert state is not None
+        _forget_keys(personal, state.forgotten_customer_ids)
+        return outcome
+
     def get(self, customer_id: str) -> Loaded[Customer]:
         return self.customers.load_existing(customer_id, "customer_id")
 
@@ -145,6 +175,11 @@ class CustomerApplication:
             if isinstance(event, CustomerMergeUndone):
                 return event
         return None
+
+
+def _forget_keys(personal: PersonalData, customer_ids: Sequence[str]) -> None:
+    for customer_id in customer_ids:
+        personal.forget(customer_id)
 
 
 def new_merge_id(context: CommandContext) -> str:

@@ -76,3 +76,11 @@ class MergeCustomers:
 class UndoMerge:
     duplicate_customer_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ForgetCustomer:
+    """Delete the customer's data keys (and those of profiles merged into it) for good."""
+
+    customer_id: str
+    reason: str

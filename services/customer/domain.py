@@ -15,6 +15,7 @@ from crm.validation import MAX_NAME, MAX_SHORT_TEXT, optional_text, require_id, 
 from services.customer.commands import (
     ChangeTier,
     CustomerCommand,
+    ForgetCustomer,
     MergeCustomers,
     RecordCancellation,
     RecordPurchase,
@@ -28,6 +29,7 @@ from services.customer.events import (
     ContactPoint,
     ContactPointsUpdated,
     CustomerEvent,
+    CustomerForgotten,
     CustomerMerged,
     CustomerMergeUndone,
     CustomerRegistered,
@@ -44,7 +46,7 @@ from services.customer.events import (
 MAX_CONTACT_POINTS = 20
 MAX_AMOUNT_MINOR = 10**12
 
-FOLD_VERSION = 1
+FOLD_VERSION = 2
 """The version of `evolve` and of `Customer`: bump it whenever either changes, so snapshots
 folded by the old code are ignored (crm.folding) instead of trusted."""
 
@@ -63,6 +65,8 @@ class Customer:
     merged_into: str = ""
     merge_id: str = ""
     duplicates: tuple[str, ...] = ()
+    forgotten: bool = False
+    forgotten_customer_ids: tuple[str, ...] = ()
 
 
 def evolve(state: Customer | None, event: CustomerEvent, at: datetime) -> Customer:
@@ -98,6 +102,10 @@ def evolve(state: Customer | None, event: CustomerEvent, at: datetime) -> Custom
         case DuplicateReleased():
             remaining = tuple(d for d in state.duplicates if d != event.duplicate_customer_id)
             return replace(state, duplicates=remaining)
+        case CustomerForgotten():
+            return replace(
+                state, forgotten=True, forgotten_customer_ids=event.forgotten_customer_ids
+            )
     raise InvariantViolated(f"unknown customer event {event!r}")
 
 
@@ -211,6 +219,18 @@ def decide_unmerge(
         ),
         DuplicateReleased(survivor.customer_id, duplicate.customer_id, duplicate.merge_id, reason),
     )
+
+
+def decide_forget(command: ForgetCustomer, state: Customer | None) -> list[CustomerEvent]:
+    """Forget a customer and every profile merged into it now (their keys go after this)."""
+    require_id("customer_id", command.customer_id)
+    if state is None:
+        raise InvariantViolated(f"customer {command.customer_id} is not registered")
+    if state.forgotten:
+        raise InvariantViolated(f"customer {state.customer_id} was forgotten already")
+    reason = require_text("reason", command.reason, MAX_SHORT_TEXT)
+    ids = (state.customer_id, *state.duplicates)
+    return [CustomerForgotten(state.customer_id, reason, ids)]
 
 
 def require_active(state: Customer) -> None:

@@ -120,6 +120,16 @@ class CustomerMergeUndone:
 
 
 @dataclass(frozen=True)
+class CustomerForgotten:
+    """The customer's data keys (and those of profiles merged into it) were deleted."""
+
+    TYPE: ClassVar[str] = "crm.customer.CustomerForgotten.v1"
+    customer_id: str
+    reason: str
+    forgotten_customer_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DuplicateReleased:
     TYPE: ClassVar[str] = "crm.customer.DuplicateReleased.v1"
     customer_id: str
@@ -139,6 +149,7 @@ CustomerEvent = (
     | DuplicateAbsorbed
     | CustomerMergeUndone
     | DuplicateReleased
+    | CustomerForgotten
 )
 EVENT_TYPES: tuple[type[CustomerEvent], ...] = (
     CustomerRegistered,
@@ -151,4 +162,5 @@ EVENT_TYPES: tuple[type[CustomerEvent], ...] = (
     DuplicateAbsorbed,
     CustomerMergeUndone,
     DuplicateReleased,
+    CustomerForgotten,
 )

@@ -15,6 +15,7 @@ from services.customer.application import CustomerApplication, new_merge_id
 from services.customer.commands import (
     ChangeTier,
     CustomerCommand,
+    ForgetCustomer,
     MergeCustomers,
     RecordCancellation,
     RecordPurchase,
@@ -112,6 +113,13 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
         ctx = command_context(request)
         command = UndoMerge(request.duplicate_customer_id, request.reason)
         return command_result(await self._io.run(self._app.undo_merge, command, ctx))
+
+    async def ForgetCustomer(
+        self, request: customer_service_pb2.ForgetCustomerRequest, context: Context
+    ) -> CommandResult:
+        ctx = command_context(request)
+        command = ForgetCustomer(request.customer_id, request.reason)
+        return command_result(await self._io.run(self._app.forget, command, ctx))
 
     async def GetCustomer(
         self, request: customer_service_pb2.GetCustomerRequest, context: Context

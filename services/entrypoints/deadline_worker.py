@@ -20,14 +20,20 @@ import threading
 from types import FrameType
 
 from crm import logs
-from crm.settings import DEADLINE_CHECKPOINT_URL, EVENT_STORE_URL, LOG_FORMAT, SLA_POLICY_FILE
+from crm.settings import (
+    DEADLINE_CHECKPOINT_URL,
+    EVENT_STORE_URL,
+    LOG_FORMAT,
+    PERSONAL_DATA,
+    SLA_POLICY_FILE,
+)
 from crm.startup import SettingsParser, exit_on_error
 from services.bootstrap import DeadlineWorker, build_deadline_worker
 
 PROG = "crm-deadline-worker"
 LEASE_CHECK_SECONDS = 1.0
 log = logging.getLogger("crm.deadlines")
-USES = (EVENT_STORE_URL, DEADLINE_CHECKPOINT_URL, SLA_POLICY_FILE, LOG_FORMAT)
+USES = (EVENT_STORE_URL, DEADLINE_CHECKPOINT_URL, SLA_POLICY_FILE, *PERSONAL_DATA, LOG_FORMAT)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from crm.settings import (
     LISTEN,
     LOG_FORMAT,
     MAX_CONCURRENT_CALLS,
+    PERSONAL_DATA,
     PROJECTOR,
     READ_STORE_URL,
     SECURITY,
@@ -52,6 +53,7 @@ USES = (
     GRACE_SECONDS,
     MAX_CONCURRENT_CALLS,
     EARLIEST_OCCURRED_AT,
+    *PERSONAL_DATA,
     *SECURITY,
 )
 

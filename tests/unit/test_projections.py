@@ -73,6 +73,7 @@ from services.customer.events import (
     CancellationRecorded,
     ContactPoint,
     ContactPointsUpdated,
+    CustomerForgotten,
     CustomerMerged,
     CustomerMergeUndone,
     CustomerRegistered,
@@ -225,6 +226,12 @@ ROWS = [
         DuplicateReleased("c-2", "c-9", "m-1", REASONS["unmerge"]),
         K.CUSTOMER,
         "Released duplicate customer c-9",
+        customer_id="c-2",
+    ),
+    Row(
+        CustomerForgotten("c-2", "ticket GDPR-17", ("c-2", "c-9")),
+        K.CUSTOMER,
+        "Customer forgotten: personal data of 2 profiles erased",
         customer_id="c-2",
     ),
     Row(

@@ -1,0 +1,1 @@
+"""Personal data encrypted per customer (crypto-shredding): data keys, field cipher, forgetting."""
