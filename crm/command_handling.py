@@ -29,6 +29,7 @@ from crm.errors import ConcurrencyConflict, InvalidInput, NotFound
 from crm.eventcodec import EventCodec, to_plain
 from crm.eventstore.port import EventStore, ExpectedRevision, RequestRecord, StreamState
 from crm.folding import CACHE_SIZE, SNAPSHOT_EVERY, Fold, StateLoader
+from crm.personal.cipher import PersonalData
 from crm.stream_queue import StreamQueue
 from crm.validation import MAX_ID, optional_id, require_id
 from crm.vocabulary import Actor
@@ -91,9 +92,13 @@ def _event_id(request_id: str, stream: str, index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{request_id}|{stream}|{index}"))
 
 
-def command_digest(command: Any) -> str:
-    """A fingerprint of a command's content, to tell a retry from a reused request id."""
-    return hashlib.sha256(canonical_json([type(command).__name__, to_plain(command)])).hexdigest()
+def command_digest(command: Any, personal: PersonalData | None = None) -> str:
+    """A fingerprint of a command's content, to tell a retry from a reused request id; keyed
+    (crm.personal) where personal data is sealed, since commands carry it in the clear."""
+    content = canonical_json([type(command).__name__, to_plain(command)])
+    if personal is not None:
+        return personal.digest(content)
+    return hashlib.sha256(content).hexdigest()
 
 
 class StreamHandler(Generic[S, E]):
@@ -164,7 +169,7 @@ class StreamHandler(Generic[S, E]):
         """Decide `command` against the current stream and append the result, retrying conflicts."""
         check_context(context, self._clock(), self.earliest)
         stream = self.stream(aggregate_id)
-        digest = command_digest(command)
+        digest = command_digest(command, self._codec.personal)
         with self._queue.turn(stream):
             for attempt in range(MAX_ATTEMPTS):
                 # Asked again on each attempt: the conflict may have been this very request,

@@ -166,7 +166,7 @@ def build_personal_data(settings: Settings) -> PersonalData:
             keys = open_key_store(settings.key_store_url, KEY_STORE_URL.name, master)
         except ValueError as error:
             raise SettingError(KEY_STORE_URL, str(error)) from None
-    return PersonalData(keys)
+    return PersonalData(keys, digest_key=master.derived("crm command digest v1"))
 
 
 def dev_master_key(settings: Settings) -> Path:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import threading
 import time
@@ -39,10 +41,12 @@ class PersonalData:
         self,
         keys: KeyStore,
         *,
+        digest_key: bytes,
         cache_seconds: float = KEY_CACHE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
+        self._digest_key = digest_key
         self._cache_seconds = cache_seconds
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -55,6 +59,11 @@ class PersonalData:
     def generation(self) -> int:
         """Moves on whenever this process learns that a customer was forgotten."""
         return self._generation
+
+    def digest(self, content: bytes) -> str:
+        """A keyed fingerprint (HMAC-SHA256) of a command: a plain hash of one holding personal
+        values would let anyone confirm a guessed value long after its customer is forgotten."""
+        return "hmac:" + hmac.new(self._digest_key, content, hashlib.sha256).hexdigest()
 
     def seal(self, customer_id: str, where: str, value: str) -> str:
         """The sealed form of a personal value (a sealed one of this customer stays as it is)."""

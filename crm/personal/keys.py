@@ -15,7 +15,9 @@ import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from crm.errors import IntegrityError, PersonalDataForgotten
 
@@ -61,6 +63,11 @@ class MasterKey:
         if len(key) != KEY_BYTES:
             raise ValueError(f"a master key is {KEY_BYTES} bytes, not {len(key)}")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derived(self, purpose: str) -> bytes:
+        """A key for another purpose (HKDF-SHA256 of the master key), never the master itself."""
+        return HKDF(hashes.SHA256(), KEY_BYTES, None, purpose.encode()).derive(self._key)
 
     def wrap(self, customer_id: str, data_key: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

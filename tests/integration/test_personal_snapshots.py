@@ -25,6 +25,7 @@ from services.customer.domain import Customer
 from services.customer.events import ContactPoint, CustomerEvent, Segment
 from services.events import EVENT_TYPES
 
+DIGEST_KEY = bytes(range(32))
 NAME = "Aiko Snapshot-Tanaka"
 _requests = itertools.count(1)
 
@@ -44,7 +45,7 @@ class Stores:
 
     def process(self, now: list[float] | None = None) -> Process:
         clock = now or [0.0]
-        personal = PersonalData(self.keys, monotonic=lambda: clock[0])
+        personal = PersonalData(self.keys, digest_key=DIGEST_KEY, monotonic=lambda: clock[0])
         handler: StreamHandler[Customer, CustomerEvent] = StreamHandler(
             self.events,
             EventCodec(EVENT_TYPES, personal),

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from crm.command_handling import command_digest
 from crm.errors import IntegrityError, PersonalDataForgotten
 from crm.eventcodec import EventCodec
 from crm.personal.cipher import PLACEHOLDER, PREFIX, PersonalData
 from crm.personal.keys import KeyStore, MasterKey
 from crm.personal.sqlite_keys import SqliteKeyStore
 from crm.vocabulary import Channel
+from services.customer.commands import RegisterCustomer
 from services.customer.events import (
     ContactPoint,
     CustomerRegistered,
@@ -25,6 +27,7 @@ from services.customer.events import (
 from services.events import EVENT_TYPES
 
 MASTER = MasterKey(bytes(32))
+DIGEST_KEY = bytes(range(32))
 NAME = "Aiko Tanaka"
 ADDRESS = "aiko@example.jp"
 
@@ -49,7 +52,7 @@ def registered(customer_id: str = "c-1") -> CustomerRegistered:
 
 
 def test_a_value_round_trips_and_is_not_stored_in_the_clear(keys: KeyStore) -> None:
-    cipher = PersonalData(keys)
+    cipher = PersonalData(keys, digest_key=DIGEST_KEY)
     sealed = cipher.seal("c-1", "T|name", NAME)
     assert sealed.startswith(PREFIX + "c-1:") and NAME not in sealed
     assert cipher.seal("c-1", "T|name", NAME) != sealed  # a fresh nonce every time
@@ -58,7 +61,7 @@ def test_a_value_round_trips_and_is_not_stored_in_the_clear(keys: KeyStore) -> N
 
 
 def test_a_sealed_value_opens_only_where_and_for_whom_it_was_sealed(keys: KeyStore) -> None:
-    cipher = PersonalData(keys)
+    cipher = PersonalData(keys, digest_key=DIGEST_KEY)
     sealed = cipher.seal("c-1", "T|name", NAME)
     with pytest.raises(IntegrityError, match="does not open"):
         cipher.open("T|subject", sealed)  # moved to another field
@@ -71,7 +74,7 @@ def test_a_sealed_value_opens_only_where_and_for_whom_it_was_sealed(keys: KeySto
 def test_a_forgotten_customer_reads_as_the_placeholder_and_takes_no_new_values(
     keys: KeyStore,
 ) -> None:
-    cipher = PersonalData(keys)
+    cipher = PersonalData(keys, digest_key=DIGEST_KEY)
     sealed = cipher.seal("c-1", "T|name", NAME)
     other = cipher.seal("c-2", "T|name", "kept")
     generation = cipher.generation
@@ -86,7 +89,10 @@ def test_a_forgotten_customer_reads_as_the_placeholder_and_takes_no_new_values(
 
 def test_another_process_sees_a_forget_once_its_cached_key_expires(keys: KeyStore) -> None:
     now = [0.0]
-    writer, reader = PersonalData(keys), PersonalData(keys, monotonic=lambda: now[0])
+    writer, reader = (
+        PersonalData(keys, digest_key=DIGEST_KEY),
+        PersonalData(keys, digest_key=DIGEST_KEY, monotonic=lambda: now[0]),
+    )
     sealed = writer.seal("c-1", "T|name", NAME)
     assert reader.open("T|name", sealed) == NAME
     writer.forget("c-1")
@@ -98,17 +104,17 @@ def test_another_process_sees_a_forget_once_its_cached_key_expires(keys: KeyStor
 def test_a_missing_key_of_a_customer_never_forgotten_is_an_integrity_error(
     keys: KeyStore, tmp_path: Path
 ) -> None:
-    sealed = PersonalData(keys).seal("c-1", "T|name", NAME)
+    sealed = PersonalData(keys, digest_key=DIGEST_KEY).seal("c-1", "T|name", NAME)
     elsewhere = SqliteKeyStore(tmp_path / "other-keys.db", MASTER)
     try:
         with pytest.raises(IntegrityError, match="never forgotten"):
-            PersonalData(elsewhere).open("T|name", sealed)
+            PersonalData(elsewhere, digest_key=DIGEST_KEY).open("T|name", sealed)
     finally:
         elsewhere.close()
 
 
 def test_blobs_are_sealed_whole_and_unreadable_once_forgotten(keys: KeyStore) -> None:
-    cipher = PersonalData(keys)
+    cipher = PersonalData(keys, digest_key=DIGEST_KEY)
     blob = cipher.seal_blob("c-1", "snapshot|customer-c-1", b'{"name": "Aiko"}')
     assert b"Aiko" not in blob
     assert cipher.open_blob("snapshot|customer-c-1", blob) == b'{"name": "Aiko"}'
@@ -120,7 +126,7 @@ def test_blobs_are_sealed_whole_and_unreadable_once_forgotten(keys: KeyStore) ->
 
 
 def test_the_codec_seals_exactly_the_personal_fields_nested_ones_too(keys: KeyStore) -> None:
-    codec = EventCodec(EVENT_TYPES, PersonalData(keys))
+    codec = EventCodec(EVENT_TYPES, PersonalData(keys, digest_key=DIGEST_KEY))
     _, data = codec.encode(registered(), "c-1")
     stored = json.loads(data)
     assert stored["name"].startswith(PREFIX)
@@ -135,7 +141,7 @@ def test_the_codec_seals_exactly_the_personal_fields_nested_ones_too(keys: KeySt
 
 
 def test_the_codec_shows_the_placeholder_once_forgotten(keys: KeyStore) -> None:
-    cipher = PersonalData(keys)
+    cipher = PersonalData(keys, digest_key=DIGEST_KEY)
     codec = EventCodec(EVENT_TYPES, cipher)
     _, data = codec.encode(registered(), "c-1")
     cipher.forget("c-1")
@@ -146,7 +152,9 @@ def test_the_codec_shows_the_placeholder_once_forgotten(keys: KeyStore) -> None:
 
 
 def test_a_codec_without_a_cipher_carries_sealed_values_unchanged(keys: KeyStore) -> None:
-    _, data = EventCodec(EVENT_TYPES, PersonalData(keys)).encode(registered(), "c-1")
+    _, data = EventCodec(EVENT_TYPES, PersonalData(keys, digest_key=DIGEST_KEY)).encode(
+        registered(), "c-1"
+    )
     plain = EventCodec(EVENT_TYPES)
     event = plain.decode(CustomerRegistered.TYPE, data)
     assert event.name.startswith(PREFIX)
@@ -154,7 +162,7 @@ def test_a_codec_without_a_cipher_carries_sealed_values_unchanged(keys: KeyStore
 
 
 def test_sealing_needs_the_customer(keys: KeyStore) -> None:
-    codec = EventCodec(EVENT_TYPES, PersonalData(keys))
+    codec = EventCodec(EVENT_TYPES, PersonalData(keys, digest_key=DIGEST_KEY))
     with pytest.raises(IntegrityError, match="customer id"):
         codec.encode(registered())
 
@@ -162,3 +170,13 @@ def test_sealing_needs_the_customer(keys: KeyStore) -> None:
 def test_a_master_key_is_32_bytes() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         MasterKey(b"short")
+
+
+def test_command_digests_are_keyed_so_they_confirm_no_guessed_value(keys: KeyStore) -> None:
+    command = RegisterCustomer("c-1", NAME, (), "ja", Segment.B2C)
+    keyed = command_digest(command, PersonalData(keys, digest_key=DIGEST_KEY))
+    assert keyed.startswith("hmac:")
+    assert keyed == command_digest(command, PersonalData(keys, digest_key=DIGEST_KEY))
+    assert keyed != command_digest(command, PersonalData(keys, digest_key=bytes(32)))
+    assert keyed.removeprefix("hmac:") != command_digest(command)  # not the plain sha256
+    assert MASTER.derived("a") != MASTER.derived("b")
