@@ -130,9 +130,9 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     limits = _limits(settings.compensation_limits_file)
     policy = _policy(settings.sla_policy_file)
     checkpoint = _deadline_checkpoint(settings) if settings.in_process_deadlines else None
-    personal = build_personal_data(settings)
     store = _event_store(settings)
     view_store = _view_store(settings)
+    personal = build_personal_data(settings)
     apps = build_applications(
         store, now, limits=limits, earliest=settings.earliest_occurred_at, personal=personal
     )
@@ -181,6 +181,7 @@ def _master_key(settings: Settings) -> MasterKey:
         if not path.exists():
             with attributed_to(DATA_DIR):
                 write_private(path, new_master_key_text())
+
     try:
         return load_master_key(path)
     except ValueError as error:
@@ -316,6 +317,12 @@ def announce_security(settings: Settings, security: ServerSecurity) -> None:
     elif settings.tls_cert is None:
         certificate = dev_certificate(settings)[0]
         log.info("TLS with a self-signed certificate; clients trust %s", certificate)
+    if settings.master_key_file is None:
+        log.info(
+            "personal data sealed under the development master key %s: keep it with the key"
+            " store, and give --master-key-file in production",
+            dev_master_key(settings),
+        )
 
 
 def build_token_signer(settings: Settings) -> tuple[KeySet, TokenRules]:
@@ -445,12 +452,15 @@ class DeadlineWorker:
     process: DeadlineProcess
     store: EventStore
     lease: Lease  # held by the one active copy; the others wait as standbys
+    personal: PersonalData | None = None
 
     def close(self) -> None:
-        """Stop the process (it saves its state and closes its checkpoint), close the store,
+        """Stop the process (it saves its state and closes its checkpoint), close the stores,
         and give the lease up for a standby."""
         self.process.close()
         self.store.close()
+        if self.personal is not None:
+            self.personal.keys.close()
         self.lease.release()
 
 
@@ -458,12 +468,13 @@ def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> Dea
     now = clock or system_clock
     policy = _policy(settings.sla_policy_file)
     checkpoint = _deadline_checkpoint(settings)
-    personal = build_personal_data(settings)
     store = _event_store(settings)
+    personal = build_personal_data(settings)
     cases = build_applications(store, now, personal=personal).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
     url = settings.deadline_checkpoint_url
-    return DeadlineWorker(process, store, _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines"))
+    lease = _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines")
+    return DeadlineWorker(process, store, lease, personal)
 
 
 @dataclass
