@@ -25,6 +25,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from crm.personal.keys import new_master_key_text
 from crm.v1 import (
     case_events_pb2,
     case_service_pb2,
@@ -40,23 +41,28 @@ from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
-# The event and view store URLs every process shares, by store kind, given the test's request
-# (for fixtures) and a fresh directory.
-StoreUrls = Callable[[pytest.FixtureRequest, Path], tuple[str, str]]
+# The event, view and key store URLs every process shares, by store kind, given the test's
+# request (for fixtures) and a fresh directory.
+StoreUrls = Callable[[pytest.FixtureRequest, Path], tuple[str, str, str]]
 
 
-def _sqlite(_request: pytest.FixtureRequest, shared: Path) -> tuple[str, str]:
-    return f"sqlite:///{shared}/events.db", f"sqlite:///{shared}/views.db"
+def _sqlite(_request: pytest.FixtureRequest, shared: Path) -> tuple[str, str, str]:
+    return (
+        f"sqlite:///{shared}/events.db",
+        f"sqlite:///{shared}/views.db",
+        f"sqlite:///{shared}/keys.db",
+    )
 
 
-def _postgresql(request: pytest.FixtureRequest, _shared: Path) -> tuple[str, str]:
-    """Two new databases of the session's PostgreSQL, as deploy/ gives the stores two; the four
-    processes open and migrate both together at start."""
+def _postgresql(request: pytest.FixtureRequest, _shared: Path) -> tuple[str, str, str]:
+    """New databases of the session's PostgreSQL, as deploy/ gives the stores theirs; the four
+    processes open and migrate them together at start."""
     server = request.getfixturevalue("postgres_server")
     suffix = uuid.uuid4().hex[:12]
     return (
         server.create_database(f"split_events_{suffix}"),
         server.create_database(f"split_views_{suffix}"),
+        server.create_database(f"split_keys_{suffix}"),
     )
 
 
@@ -87,7 +93,7 @@ class Split:
 
 
 def _workers(
-    request: pytest.FixtureRequest, logs: Path, events: str, views: str
+    request: pytest.FixtureRequest, logs: Path, events: str, views: str, keys: tuple[str, ...]
 ) -> dict[str, subprocess.Popen[bytes]]:
     """The deploy/ shape's workers on the session's Kafka broker, topics of this test's own."""
     broker = request.getfixturevalue("kafka_broker")
@@ -100,6 +106,7 @@ def _workers(
         "deadlines": [
             *("deadline_worker", "--event-store-url", events),
             *("--deadline-checkpoint-url", views),
+            *keys,
         ],
         **{
             f"worker-{name}": [
@@ -124,7 +131,11 @@ def _workers(
 def split(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Split]:
     shared = tmp_path / "shared"
     shared.mkdir()
-    events, views = STORES[request.param](request, shared.resolve())
+    events, views, key_store = STORES[request.param](request, shared.resolve())
+    # Every process that seals or opens personal data shares the key store and the master key.
+    master = shared / "master.key"
+    master.write_bytes(new_master_key_text())
+    keys = ("--key-store-url", key_store, "--master-key-file", str(master))
     on_kafka = request.param.endswith("kafka")
     servers: dict[str, ServerProcess] = {}
     workers: dict[str, subprocess.Popen[bytes]] = {}
@@ -135,10 +146,11 @@ def split(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Split]:
                 tmp_path / f"{service}.log",
                 *("--services", service),
                 *("--event-store-url", events, "--read-store-url", views),
+                *keys,
                 *(OFF if on_kafka else role),
             )
         if on_kafka:
-            workers = _workers(request, tmp_path, events, views)
+            workers = _workers(request, tmp_path, events, views, keys)
         yield Split(servers, workers, tmp_path)
         for service, server in servers.items():
             assert server.terminate() == 0, f"{service}: {server.log_path.read_text()}"
