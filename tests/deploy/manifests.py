@@ -141,6 +141,11 @@ def interpolate(text: str) -> str:
     return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text.replace("$$", "$"))
 
 
+COMPOSE_SECRETS = "/run/secrets"
+COMPOSE_SECRET = "(compose secrets)"
+"""The stand-in Secret name of compose's top-level `secrets`, whose names are the file names."""
+
+
 def compose_containers() -> list[Container]:
     volumes = set(compose().get("volumes") or {})
     found = []
@@ -151,6 +156,8 @@ def compose_containers() -> list[Container]:
         for volume in service.get("volumes", []):
             source, target = volume.split(":")[:2]
             mounts.append(Mount(target, persistent=source in volumes))
+        if service.get("secrets"):  # compose mounts each secret as /run/secrets/<name>
+            mounts.append(Mount(COMPOSE_SECRETS, persistent=False, secret=COMPOSE_SECRET))
         found.append(
             Container(
                 where=f"compose:{name}",

@@ -13,8 +13,10 @@ from crm.postgres_connections import is_postgres
 from crm.settings import ALL, SERVICE_NAMES, SettingError
 from projections.catalogue import PROJECTION_NAMES
 from tests.deploy.manifests import (
+    COMPOSE_SECRET,
     CRM_VARIABLE,
     Container,
+    compose,
     compose_containers,
     console_scripts,
     deploy_texts,
@@ -85,7 +87,7 @@ def test_no_server_projects_or_runs_deadlines_where_workers_do(shape: str) -> No
 def test_every_shared_store_and_checkpoint_is_a_server_database() -> None:
     for container in project_containers():
         settings = settings_of(container)
-        for store in {"event_store_url", "read_store_url"} & reads(container):
+        for store in {"event_store_url", "read_store_url", "key_store_url"} & reads(container):
             url = getattr(settings, store)
             assert url.split("://")[0] in SHARED_STORE_SCHEMES, f"{container.where}: {url}"
         for checkpoint in CHECKPOINTS & reads(container):
@@ -192,10 +194,29 @@ def test_a_server_is_given_longer_to_stop_than_it_gives_running_calls() -> None:
 
 
 def test_each_file_a_setting_names_in_a_mounted_secret_is_a_key_of_that_secret() -> None:
-    """TLS certificate and key, token keys: the file the setting names is one the Secret has."""
+    """TLS certificate and key, token keys, the master key: the file the setting names is one the
+    Secret has (compose: one of its top-level secrets)."""
     checked = 0
     for container in project_containers():
         for name, (secret, key) in secret_files(container).items():
-            assert key in k8s_named("Secret", secret)["stringData"], (container.where, name)
+            if secret == COMPOSE_SECRET:
+                assert key in compose()["secrets"], (container.where, name)
+            else:
+                assert key in k8s_named("Secret", secret)["stringData"], (container.where, name)
             checked += 1
-    assert checked >= 5 * 3  # three files in each of the five servers
+    assert checked >= 5 * 4  # four files in each of the five Kubernetes servers
+
+
+def test_every_process_that_seals_personal_data_shares_the_master_key_and_key_store() -> None:
+    """A server or deadline worker with a development master key of its own could not open what
+    another sealed: each is given the one master key file and the one PostgreSQL key store."""
+    for shape in SHAPES:
+        sealing = [
+            c
+            for c in project_containers()
+            if c.where.startswith(f"{shape}:") and "master_key_file" in reads(c)
+        ]
+        assert len(sealing) >= 6, shape  # five servers and the deadline worker
+        for container in sealing:
+            assert "CRM_MASTER_KEY_FILE" in secret_files(container), container.where
+            assert is_postgres(settings_of(container).key_store_url), container.where

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from crm.eventstore.factory import open_event_store
+from crm.personal.keys import MasterKey
+from crm.personal.postgres_keys import PostgresKeyStore
 from crm.postgres_connections import is_postgres
 from projections.store.factory import open_view_store
 from relay.postgres_checkpoint import PostgresRelayCheckpoint
@@ -52,8 +54,10 @@ POSTGRES_SETTINGS = {
     "read_store_url",
     "relay_checkpoint_url",
     "deadline_checkpoint_url",
+    "key_store_url",
 }
-"""The settings naming a PostgreSQL database in deploy/: both stores and both checkpoints."""
+"""The settings naming a PostgreSQL database in deploy/: both stores, both checkpoints and the
+customers' data keys."""
 
 
 def upstream_images() -> set[str]:
@@ -240,12 +244,12 @@ def test_store_urls_name_the_postgres_they_start_and_its_databases(shape: str) -
             assert url.path.lstrip("/") in databases, f"{container.where}: {variable}"
 
 
-def test_both_shapes_create_the_same_view_and_checkpoint_databases() -> None:
+def test_both_shapes_create_the_same_view_checkpoint_and_key_databases() -> None:
     compose_sql = "".join(p.read_text() for p in sorted(Path(DEPLOY / "initdb").glob("*.sql")))
     data = k8s_named("ConfigMap", "postgres-initdb")["data"]
     k8s_sql = "".join(data[name] for name in sorted(data))
     assert sorted(p.name for p in Path(DEPLOY / "initdb").glob("*.sql")) == sorted(data)
-    expected = ["crm_views", "crm_checkpoints"]
+    expected = ["crm_views", "crm_checkpoints", "crm_keys"]
     assert _create_database(compose_sql) == _create_database(k8s_sql) == expected
 
 
@@ -260,7 +264,7 @@ def test_postgres_is_ready_only_once_the_last_database_exists(shape: str) -> Non
         check = server["readinessProbe"]["exec"]["command"]
     assert check[0] == "pg_isready"
     assert check[check.index("-h") + 1] == "127.0.0.1"
-    assert check[check.index("-d") + 1] == "crm_checkpoints"
+    assert check[check.index("-d") + 1] == "crm_keys"  # initdb/30-key-store-database.sql
 
 
 def _max_connections(arguments: list[str]) -> int:
@@ -277,6 +281,10 @@ class _Asked(BaseException):
         self.max_size = max_size
 
 
+def _key_store(url: str) -> object:
+    return PostgresKeyStore(url, "key_store_url", MasterKey(bytes(32)))
+
+
 OPENERS: dict[str, tuple[str, Callable[[str], object], int]] = {
     # setting: (module whose open_pool the adapter calls, what bootstrap opens the URL with,
     # connections the process holds beside that pool)
@@ -284,6 +292,7 @@ OPENERS: dict[str, tuple[str, Callable[[str], object], int]] = {
     "read_store_url": ("projections.store.postgres", open_view_store, 1),  # LISTEN for views
     "relay_checkpoint_url": ("relay.postgres_checkpoint", PostgresRelayCheckpoint, 1),  # lease
     "deadline_checkpoint_url": ("services.sla.postgres_checkpoint", PostgresDeadlineCheckpoint, 1),
+    "key_store_url": ("crm.personal.postgres_keys", _key_store, 0),
 }
 """Every PostgreSQL URL a process may read. The one connection beside each pool: the event
 store's and the view store's LISTEN thread (crm/eventstore/postgres_listen.py,
