@@ -24,7 +24,12 @@ from crm.eventstore.port import EventStore
 from crm.lease import FileLease, Lease
 from crm.personal.cipher import PersonalData
 from crm.personal.factory import open_key_store
-from crm.personal.keys import DEV_MASTER_KEY_FILE, MasterKey, load_master_key, new_master_key_text
+from crm.personal.keys import (
+    DEV_MASTER_KEY_FILE,
+    MasterKey,
+    ensure_master_key_file,
+    load_master_key,
+)
 from crm.postgres_connections import POSTGRES_FORM, is_postgres
 from crm.postgres_lease import PostgresLease
 from crm.settings import (
@@ -50,7 +55,7 @@ from crm.settings import (
     StartupError,
 )
 from crm.startup import attributed_to
-from crm.tls import check_certificates, check_pair, ensure_self_signed, write_private
+from crm.tls import check_certificates, check_pair, ensure_self_signed
 from crm.tokens import DEV_KEY_FILE, KeySet, TokenRules, ensure_dev_key, load_key_set
 from crm.urls import (
     SQLITE_FORM,
@@ -180,7 +185,7 @@ def _master_key(settings: Settings) -> MasterKey:
         path = dev_master_key(settings)
         if not path.exists():
             with attributed_to(DATA_DIR):
-                write_private(path, new_master_key_text())
+                ensure_master_key_file(path)
 
     try:
         return load_master_key(path)

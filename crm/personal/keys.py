@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -108,3 +109,28 @@ def load_master_key(path: Path) -> MasterKey:
 def new_master_key_text() -> bytes:
     """The content of a new master key file."""
     return base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"
+
+
+def ensure_master_key_file(path: Path) -> bool:
+    """Create a development master key at `path` unless one is there; True if created.
+
+    Processes sharing a data dir start together (make run-distributed): the file appears at once
+    and whole (a hard link of a finished private file), so exactly one of them writes it and
+    every one reads the same key.
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as file:  # mkstemp made it readable by its owner only
+            file.write(new_master_key_text())
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(temporary)
+    return True

@@ -4,6 +4,7 @@ codec sealing exactly the fields the protos mark personal (nested ones too)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from crm.command_handling import command_digest
 from crm.errors import IntegrityError, PersonalDataForgotten
 from crm.eventcodec import EventCodec
 from crm.personal.cipher import PLACEHOLDER, PREFIX, PersonalData
-from crm.personal.keys import KeyStore, MasterKey
+from crm.personal.keys import KeyStore, MasterKey, ensure_master_key_file, load_master_key
 from crm.personal.sqlite_keys import SqliteKeyStore
 from crm.vocabulary import Channel
 from services.customer.commands import RegisterCustomer
@@ -181,3 +182,24 @@ def test_command_digests_are_keyed_so_they_confirm_no_guessed_value(keys: KeySto
     assert keyed != command_digest(command, PersonalData(keys, digest_key=bytes(32)))
     assert keyed.removeprefix("hmac:") != command_digest(command)  # not the plain sha256
     assert MASTER.derived("a") != MASTER.derived("b")
+
+
+def test_processes_starting_together_agree_on_one_development_master_key(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "dev-master.key"
+    barrier = threading.Barrier(8)
+    created: list[bool] = []
+
+    def start() -> None:
+        barrier.wait()
+        created.append(ensure_master_key_file(path))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert created.count(True) == 1
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert path.stat().st_mode & 0o077 == 0  # its owner's alone
+    wrapped = load_master_key(path).wrap("c-1", bytes(32))
+    assert load_master_key(path).unwrap("c-1", wrapped) == bytes(32)
