@@ -200,7 +200,7 @@ def evolve(state: Case | None, event: CaseEvent, at: datetime) -> Case:
             return replace(state, sla=evolve_clock(state.sla, event))
         case _ if isinstance(event, COMPENSATION_EVENT_TYPES):
             return replace(state, compensations=evolve_compensations(state.compensations, event))
-    raise InvariantViolated(f"unknown case event {event!r}")
+    raise InvariantViolated(f"unknown case event {type(event).__name__}")  # no values: personal
 
 
 def is_response(event: ContactRecorded) -> bool:

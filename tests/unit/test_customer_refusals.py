@@ -168,7 +168,8 @@ def test_an_event_of_another_aggregate_is_refused_by_the_fold() -> None:
     with pytest.raises(InvariantViolated) as refused:
         evolve(given(registered()), stray, T0)  # type: ignore[arg-type]
 
-    assert str(refused.value) == f"unknown customer event {stray!r}"
+    # Its type only: an event's fields may hold personal data, which no message repeats.
+    assert str(refused.value) == "unknown customer event CaseOpened"
 
 
 def test_merging_into_itself_is_refused_word_for_word() -> None:
