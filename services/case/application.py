@@ -80,7 +80,7 @@ class CaseApplication:
         def decide(state: case_domain.Case | None) -> Sequence[CaseEvent]:
             # Checked against the state the command is decided on, under the stream's turn, so
             # a reassignment that lands first is seen.
-            require_team(command, state, context.teams)
+            require_team(state, context.teams)
             return case_domain.decide(decided, state)
 
         return self.cases.execute(

@@ -17,17 +17,16 @@ calling for themselves; not supervisors, admins, services or bots.
 from __future__ import annotations
 
 from crm.errors import PermissionDenied
-from services.case.commands import CaseCommand, OpenCase
 from services.case.domain import Case
 
 
-def require_team(command: CaseCommand, state: Case | None, teams: frozenset[str] | None) -> None:
-    """Refuse `command` when the caller, kept to `teams`, may not work the case in `state`.
+def require_team(state: Case | None, teams: frozenset[str] | None) -> None:
+    """Refuse a command on the case in `state` when the caller, kept to `teams`, may not work it.
 
-    `teams` None: the caller is not kept to teams. The refusal names the case's team and the
-    caller's, nothing of the customer.
+    The same for every command, taking the case over included. `teams` None: the caller is not
+    kept to teams. The refusal names the case's team and the caller's, nothing of the customer.
     """
-    if teams is None or isinstance(command, OpenCase) or state is None:
+    if teams is None or state is None:  # not kept, or no case yet (opening one is no case work)
         return
     team = state.working_team
     if not team or team in teams:
