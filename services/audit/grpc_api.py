@@ -19,12 +19,12 @@ from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
 from services.audit.verify import Break, Verification, verify_streams
-from services.events import EVENT_TYPES
+from services.events import EVENT_TYPES, UPCASTERS
 
 ACTOR_KIND = common_pb2.ActorKind.DESCRIPTOR
 EXPORT_BATCH = 200
-CODEC = EventCodec(EVENT_TYPES)
-KNOWN_TYPES = frozenset(CODEC.type_names)
+CODEC = EventCodec(EVENT_TYPES, UPCASTERS)
+KNOWN_TYPES = frozenset(CODEC.readable_type_names)  # a filter names the stored type
 
 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
