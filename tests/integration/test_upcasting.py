@@ -25,6 +25,7 @@ from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore, StreamState
 from crm.folding import StateLoader
+from crm.upcasting import Upcaster
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.kpi_report import KpiQuery
 from projections.runner import InProcessProjector, decode_batch, rebuild
@@ -38,7 +39,7 @@ from services.case.commands import AddNote, OpenCase, RecordContact, ResolveCase
 from services.case.events import Category, ContactOutcome, ContactRecorded
 from services.customer import domain as customer_domain
 from services.customer.commands import RegisterCustomer
-from services.customer.events import ContactPoint, Segment
+from services.customer.events import ContactPoint, CustomerMerged, DuplicateAbsorbed, Segment
 from tests.retired_contact import CURRENT, OLD_RELEASE, ContactRecordedV0, as_old_release
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -248,3 +249,36 @@ def test_a_release_without_the_upcaster_refuses_old_events_by_name(store: EventS
     without = EventCodec(CURRENT.class_for(name) for name in CURRENT.type_names)
     with pytest.raises(IntegrityError, match=r"unknown event type crm\.case\.ContactRecorded\.v0"):
         StateLoader(store, without, CASE_FOLD).load(CASE_STREAM)
+
+
+def _into_renamed(plain: dict[str, Any]) -> dict[str, Any]:
+    """A made-up v0 of CustomerMerged named the survivor `into`."""
+    return {**plain, "into_customer_id": plain.pop("into")}
+
+
+def test_the_audit_follows_a_merge_stored_as_an_older_version(
+    store: EventStore, tmp_path: Path
+) -> None:
+    merged_v0 = "crm.customer.CustomerMerged.v0"
+    codec = EventCodec(
+        (CURRENT.class_for(name) for name in CURRENT.type_names),
+        (Upcaster(merged_v0, CustomerMerged.TYPE, _into_renamed),),
+    )
+    for index, customer in enumerate(("survivor", "duplicate")):
+        registered = customer_domain.decide(
+            RegisterCustomer(customer, "Aiko", (), "ja", Segment.B2C), None
+        )
+        _append(store, codec, f"customer-{customer}", registered, index, old_form=False)
+    absorbed = DuplicateAbsorbed("survivor", "duplicate", "merge-1", "same person")
+    _append(store, codec, "customer-survivor", [absorbed], 2, old_form=False, expected=0)
+    old_merge = b'{"customer_id": "duplicate", "into": "survivor", "merge_id": "merge-1",'
+    old_merge += b' "reason": "same person"}'
+    metadata = EventMetadata("duplicate", START, AGENT, "corr-3", "", "req-3")
+    store.append("customer-duplicate", [NewEvent("ev-merge", merged_v0, old_merge, metadata)], 0)
+
+    views = _view_store(tmp_path, "audit")
+    try:
+        members = HistoryReader(store, views, codec).members("survivor")
+    finally:
+        views.close()
+    assert [(m.customer_id, m.until) for m in members] == [("survivor", None), ("duplicate", None)]
