@@ -98,15 +98,26 @@ def _by_occurred(number: int) -> bool:
     return number == audit_service_pb2.TIME_BASIS_OCCURRED
 
 
-def description(event: RecordedEvent) -> str:
+def description(event: RecordedEvent, codec: EventCodec = CODEC) -> str:
     """The timeline's one-line summary (no personal data), or why there is none."""
     try:
-        return timeline_entry(event, CODEC.decode(event.type, event.data)).summary
+        return timeline_entry(*codec.decode_recorded(event)).summary
     except (IntegrityError, ValueError, TypeError, KeyError) as exc:
         return f"(not decodable: {type(exc).__name__}; VerifyHistory checks this event)"
 
 
-def history_event(event: RecordedEvent) -> audit_service_pb2.HistoryEvent:
+def current_type(event: RecordedEvent, codec: EventCodec = CODEC) -> str:
+    """The type the event reads as now (its own unless upcast); "" for one no release knows."""
+    try:
+        return codec.current_type(event.type)
+    except IntegrityError:
+        return ""
+
+
+def history_event(
+    event: RecordedEvent, codec: EventCodec = CODEC
+) -> audit_service_pb2.HistoryEvent:
+    """The API's form of a stored event: its stored type, and the type it reads as now."""
     meta = event.metadata
     return audit_service_pb2.HistoryEvent(
         global_position=event.global_position,
@@ -121,9 +132,10 @@ def history_event(event: RecordedEvent) -> audit_service_pb2.HistoryEvent:
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
         request_id=meta.request_id,
-        description=description(event),
+        description=description(event, codec),
         previous_hash=event.previous_hash,
         content_hash=event.content_hash,
+        current_event_type=current_type(event, codec),
     )
 
 

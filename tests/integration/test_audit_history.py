@@ -470,6 +470,7 @@ def test_an_intact_history_verifies_stream_by_stream(story: Story) -> None:
     )
     assert reply.ok and not reply.breaks and not reply.HasField("first_break")
     assert reply.events_checked == len(history)
+    assert all(e.current_event_type == e.event_type != "" for e in history)  # none upcast here
     assert reply.streams_checked == len({e.stream for e in history}) == len(reply.heads)
     last_of = {e.stream: e for e in history}
     for head in reply.heads:

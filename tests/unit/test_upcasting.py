@@ -17,6 +17,7 @@ from crm.eventcodec import EventCodec
 from crm.upcasting import Upcaster
 from crm.vocabulary import Actor, ActorKind, Channel, Direction
 from crm.wire import from_kafka, to_kafka
+from services.audit.grpc_api import history_event
 from services.bootstrap import CODEC
 from services.case.events import ContactOutcome, ContactRecorded
 from tests.retired_contact import CURRENT, OLD_RELEASE, ContactRecordedV0
@@ -193,3 +194,19 @@ def test_a_message_naming_another_type_than_its_payload_is_refused() -> None:
         IntegrityError, match=re.escape("named crm.case.ContactRecorded.v0 but holds")
     ):
         to_kafka(stored, CURRENT.decode(stored.type, stored.data))
+
+
+def test_the_audit_shows_the_stored_type_and_the_type_it_reads_as_now() -> None:
+    stored = _stored_by_old_release()
+    shown = history_event(stored, CURRENT)
+    assert (shown.event_type, shown.current_event_type) == (
+        ContactRecordedV0.TYPE,
+        ContactRecorded.TYPE,
+    )
+    assert shown.description.startswith("Inbound phone contact handled by agent agent-7")
+    assert shown.content_hash == stored.content_hash
+    unknown = history_event(stored, CODEC)  # a release without the upcaster
+    assert unknown.current_event_type == ""
+    assert unknown.description.startswith("(not decodable: IntegrityError")
+    current, _ = CURRENT.decode_recorded(stored)
+    assert history_event(current, CURRENT).current_event_type == ContactRecorded.TYPE
