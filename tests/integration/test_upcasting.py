@@ -20,7 +20,7 @@ import pytest
 
 from crm.command_handling import CommandContext
 from crm.envelope import EventMetadata, NewEvent
-from crm.errors import IntegrityError
+from crm.errors import HistoryBroken
 from crm.eventcodec import EventCodec
 from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore, StreamState
@@ -246,9 +246,18 @@ def test_a_snapshot_folded_from_upcast_events_is_used_as_any_other(
 
 def test_a_release_without_the_upcaster_refuses_old_events_by_name(store: EventStore) -> None:
     _old_release_writes(store, OLD_RELEASE, old_form=True)
+    before = store.last_position()
+    first_old = next(e for e in store.read_stream(CASE_STREAM) if e.type == ContactRecordedV0.TYPE)
     without = EventCodec(CURRENT.class_for(name) for name in CURRENT.type_names)
-    with pytest.raises(IntegrityError, match=r"unknown event type crm\.case\.ContactRecorded\.v0"):
-        StateLoader(store, without, CASE_FOLD).load(CASE_STREAM)
+    cases = CaseApplication(store, without, lambda: NOW, lambda _: CustomerStanding(False, ""))
+    context = CommandContext("req-refused", AGENT, NOW)
+    with pytest.raises(HistoryBroken) as refused:  # DATA_LOSS on the wire, with an alert
+        cases.handle(AddNote(CASE, "note-2", "again"), context)
+    assert (refused.value.stream, refused.value.revision) == (CASE_STREAM, first_old.revision)
+    assert "this release cannot read it: unknown event type crm.case.ContactRecorded.v0" in str(
+        refused.value
+    )
+    assert store.last_position() == before  # nothing appended on top
 
 
 def _into_renamed(plain: dict[str, Any]) -> dict[str, Any]:
