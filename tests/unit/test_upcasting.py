@@ -12,12 +12,14 @@ from typing import Any, ClassVar
 import pytest
 
 from crm.envelope import GENESIS_HASH, EventMetadata, NewEvent, RecordedEvent, chain_hash
-from crm.errors import IntegrityError
+from crm.errors import IntegrityError, InvalidInput
 from crm.eventcodec import EventCodec
 from crm.upcasting import Upcaster
 from crm.vocabulary import Actor, ActorKind, Channel, Direction
 from crm.wire import from_kafka, to_kafka
 from services.audit.grpc_api import history_event
+from services.audit.history import Subject
+from services.audit.query import HistoryQuery
 from services.bootstrap import CODEC
 from services.case.events import ContactOutcome, ContactRecorded
 from tests.retired_contact import CURRENT, OLD_RELEASE, ContactRecordedV0
@@ -210,3 +212,19 @@ def test_the_audit_shows_the_stored_type_and_the_type_it_reads_as_now() -> None:
     assert unknown.description.startswith("(not decodable: IntegrityError")
     current, _ = CURRENT.decode_recorded(stored)
     assert history_event(current, CURRENT).current_event_type == ContactRecorded.TYPE
+
+
+def test_the_audit_filters_by_the_stored_type_retired_names_included() -> None:
+    stored = _stored_by_old_release()
+    current, _ = CURRENT.decode_recorded(stored)
+    known = frozenset(CURRENT.readable_type_names)
+    old_only = HistoryQuery(
+        Subject("case", "case-1"), event_types=frozenset({stored.type}), known_types=known
+    )
+    assert old_only.matches(stored) and not old_only.matches(current)
+    with pytest.raises(InvalidInput, match="event_types"):  # a name no release wrote
+        HistoryQuery(
+            Subject("case", "case-1"),
+            event_types=frozenset({"crm.case.ContactRecorded.v7"}),
+            known_types=known,
+        )
