@@ -76,7 +76,9 @@ def from_kafka(value: bytes, codec: EventCodec) -> tuple[RecordedEvent, Any]:
     """The recorded event and domain event a Kafka message carries.
 
     The payload travels as protobuf; the JSON `data` is re-encoded from the decoded event, which
-    the codec round-trip tests guarantee to be faithful.
+    the codec round-trip tests guarantee to be faithful. Messages name current types only (the
+    relay upcasts older versions), so the result equals `EventCodec.decode_recorded` of the
+    stored event: what in-process projections are fed.
     """
     wire = common_pb2.EventEnvelope.FromString(value)
     message = event_message_class(wire.type)()
