@@ -4,7 +4,9 @@ The JSON form is what the event store keeps and hashes: enums as their values, i
 nested value objects as objects, sets as sorted lists, dicts with string keys as objects. Type names
 are explicit (`TYPE` on each class), never derived from class names, so renaming a class never
 breaks stored history. A field added to an event later needs a default: payloads stored before it
-existed decode with that default.
+existed decode with that default. A change a default cannot absorb gets a new versioned type name
+and an upcaster (crm.upcasting): payloads stored under the old name are upcast on every read and
+decode as the current class, while the stored name and bytes stay as the hash chain covers them.
 
 Aggregate states (kept in snapshots) also hold fields declared as a union of several event classes;
 `to_plain(value, hint)` follows the declared type and records which member such a field holds, as
@@ -22,22 +24,29 @@ import functools
 import json
 import types
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
+from crm.envelope import RecordedEvent
 from crm.errors import IntegrityError, InvalidInput
 from crm.personal.fields import plan_for, rewrite
+from crm.upcasting import UpcastChains, Upcaster
 
 if TYPE_CHECKING:
     from crm.personal.cipher import PersonalData
 
 
 class EventCodec:
-    """A registry of event classes that encodes and decodes their payloads."""
+    """A registry of event classes that encodes and decodes their payloads, upcasting old ones."""
 
     def __init__(
-        self, event_types: Iterable[type[Any]], personal: PersonalData | None = None
+        self,
+        event_types: Iterable[type[Any]],
+        upcasters: Iterable[Upcaster] = (),
+        *,
+        personal: PersonalData | None = None,
     ) -> None:
         self.personal = personal
         self._by_type: dict[str, type[Any]] = {}
@@ -46,16 +55,34 @@ class EventCodec:
             if name in self._by_type:
                 raise ValueError(f"event type {name} registered twice")
             self._by_type[name] = cls
+        self._upcasts = UpcastChains(upcasters, self._by_type)
 
     @property
     def type_names(self) -> list[str]:
+        """The current type names: those events are written under now."""
         return sorted(self._by_type)
 
+    @property
+    def readable_type_names(self) -> list[str]:
+        """Every type name a stored event may carry: the current ones and the upcast ones."""
+        return sorted([*self._by_type, *self._upcasts.retired_names])
+
     def class_for(self, type_name: str) -> type[Any]:
+        """The class of a current type name (a retired one is refused: its payload needs upcasting
+        first, which `decode` does)."""
         try:
             return self._by_type[type_name]
         except KeyError:
             raise IntegrityError(f"unknown event type {type_name}") from None
+
+    def current_type(self, type_name: str) -> str:
+        """The current type name a stored one decodes as (itself, unless it was upcast)."""
+        if type_name in self._by_type:
+            return type_name
+        target = self._upcasts.target(type_name)
+        if target is None:
+            raise IntegrityError(f"unknown event type {type_name}")
+        return target
 
     def encode(self, event: Any, customer_id: str = "") -> tuple[str, bytes]:
         """(type name, JSON bytes) of a registered event, its personal fields sealed with the
@@ -77,18 +104,49 @@ class EventCodec:
         return type_name, json.dumps(plain, sort_keys=True).encode()
 
     def decode(self, type_name: str, data: bytes) -> Any:
-        """The event object for stored JSON bytes, personal fields opened (or a placeholder
-        once their customer is forgotten) when the codec has a cipher."""
-        cls = self.class_for(type_name)
+        """The event object for stored JSON bytes, of its current class even if stored as an older
+        version; IntegrityError for a type name neither registered nor upcast. With a cipher,
+        personal fields are opened (or read as a placeholder once their customer is forgotten)
+        as stored, before any upcast: they were sealed under the stored type's name."""
+        cls = self._by_type.get(type_name)
         plain = json.loads(data)
         personal = self.personal
-        if personal is not None:
+        if personal is not None and isinstance(plain, dict):
             rewrite(
                 plain,
-                plan_for(type_name),
+                _plan_of_stored(type_name),
                 lambda where, value: personal.open(f"{type_name}|{where}", value),
             )
-        return from_plain(cls, plain)
+        if cls is not None:
+            return from_plain(cls, plain)
+        target = self.current_type(type_name)
+        if not isinstance(plain, dict):
+            raise IntegrityError(f"a {type_name} payload is not a JSON object")
+        return from_plain(self._by_type[target], self._upcasts.upcast(type_name, plain))
+
+    def decode_recorded(self, recorded: RecordedEvent) -> tuple[RecordedEvent, Any]:
+        """A stored event as the current release would have recorded it, and its domain event.
+
+        An event of a current type comes back as it is. One stored as an older version comes back
+        under its current type name with the current version's JSON, its ids, metadata and
+        hashes unchanged (they stay those of the stored bytes): what a Kafka consumer rebuilds
+        from the relayed message, so that views fed in-process and from Kafka agree, and a
+        projection sees one type name per class whichever version was stored.
+        """
+        event = self.decode(recorded.type, recorded.data)
+        if recorded.type in self._by_type:
+            return recorded, event
+        type_name, data = self.encode(event, recorded.metadata.customer_id)
+        return replace(recorded, type=type_name, data=data), event
+
+
+def _plan_of_stored(type_name: str) -> dict[str, Any]:
+    """The personal fields of a stored type: a retired version's message may be gone (its
+    payloads predate sealing, so nothing in them is sealed)."""
+    try:
+        return plan_for(type_name)
+    except IntegrityError:
+        return {}
 
 
 Convert = Callable[[Any], Any]

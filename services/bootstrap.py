@@ -80,7 +80,7 @@ from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
 from services.customer.events import Tier
-from services.events import EVENT_TYPES
+from services.events import EVENT_TYPES, UPCASTERS
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, HealthPortUnavailable, create_server
@@ -92,7 +92,7 @@ from services.sla.process import DeadlineProcess
 
 log = logging.getLogger("crm.bootstrap")
 
-CODEC = EventCodec(EVENT_TYPES)
+CODEC = EventCodec(EVENT_TYPES, UPCASTERS)
 """Every event type the services record, by its versioned name: the codec of the processes that
 carry events without reading personal data (relay, Kafka workers, projections, audit), which
 pass sealed personal values through as they are."""
@@ -213,7 +213,7 @@ def build_applications(
 ) -> Applications:
     """Wire the services to one another through the narrow questions each asks; with `personal`,
     personal fields are sealed as they are recorded and opened as they are read."""
-    codec = CODEC if personal is None else EventCodec(EVENT_TYPES, personal)
+    codec = CODEC if personal is None else EventCodec(EVENT_TYPES, UPCASTERS, personal=personal)
     customers = CustomerApplication(store, codec, clock, earliest)
 
     def customer_standing(customer_id: str) -> CustomerStanding:

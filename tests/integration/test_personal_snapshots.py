@@ -48,7 +48,7 @@ class Stores:
         personal = PersonalData(self.keys, digest_key=DIGEST_KEY, monotonic=lambda: clock[0])
         handler: StreamHandler[Customer, CustomerEvent] = StreamHandler(
             self.events,
-            EventCodec(EVENT_TYPES, personal),
+            EventCodec(EVENT_TYPES, personal=personal),
             "customer",
             CUSTOMER_FOLD,
             lambda: datetime.now(UTC),

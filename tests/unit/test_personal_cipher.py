@@ -128,7 +128,7 @@ def test_blobs_are_sealed_whole_and_unreadable_once_forgotten(keys: KeyStore) ->
 
 
 def test_the_codec_seals_exactly_the_personal_fields_nested_ones_too(keys: KeyStore) -> None:
-    codec = EventCodec(EVENT_TYPES, PersonalData(keys, digest_key=DIGEST_KEY))
+    codec = EventCodec(EVENT_TYPES, personal=PersonalData(keys, digest_key=DIGEST_KEY))
     _, data = codec.encode(registered(), "c-1")
     stored = json.loads(data)
     assert stored["name"].startswith(PREFIX)
@@ -144,7 +144,7 @@ def test_the_codec_seals_exactly_the_personal_fields_nested_ones_too(keys: KeySt
 
 def test_the_codec_shows_the_placeholder_once_forgotten(keys: KeyStore) -> None:
     cipher = PersonalData(keys, digest_key=DIGEST_KEY)
-    codec = EventCodec(EVENT_TYPES, cipher)
+    codec = EventCodec(EVENT_TYPES, personal=cipher)
     _, data = codec.encode(registered(), "c-1")
     cipher.forget("c-1")
     decoded = codec.decode(CustomerRegistered.TYPE, data)
@@ -154,7 +154,7 @@ def test_the_codec_shows_the_placeholder_once_forgotten(keys: KeyStore) -> None:
 
 
 def test_a_codec_without_a_cipher_carries_sealed_values_unchanged(keys: KeyStore) -> None:
-    _, data = EventCodec(EVENT_TYPES, PersonalData(keys, digest_key=DIGEST_KEY)).encode(
+    _, data = EventCodec(EVENT_TYPES, personal=PersonalData(keys, digest_key=DIGEST_KEY)).encode(
         registered(), "c-1"
     )
     plain = EventCodec(EVENT_TYPES)
@@ -164,7 +164,7 @@ def test_a_codec_without_a_cipher_carries_sealed_values_unchanged(keys: KeyStore
 
 
 def test_sealing_needs_the_customer(keys: KeyStore) -> None:
-    codec = EventCodec(EVENT_TYPES, PersonalData(keys, digest_key=DIGEST_KEY))
+    codec = EventCodec(EVENT_TYPES, personal=PersonalData(keys, digest_key=DIGEST_KEY))
     with pytest.raises(IntegrityError, match="customer id"):
         codec.encode(registered())
 
