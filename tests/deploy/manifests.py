@@ -162,9 +162,7 @@ def compose_containers() -> list[Container]:
             read_only = bool(options) and "ro" in options[0].split(",")
             mounts.append(Mount(target, named, volume=source if named else "", read_only=read_only))
         if service.get("secrets"):  # compose mounts each secret as /run/secrets/<name>
-            mounts.append(
-                Mount(COMPOSE_SECRETS, False, secret=COMPOSE_SECRET, read_only=True)
-            )
+            mounts.append(Mount(COMPOSE_SECRETS, False, secret=COMPOSE_SECRET, read_only=True))
         found.append(
             Container(
                 where=f"compose:{name}",
