@@ -130,7 +130,9 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     store = _event_store(settings)
     view_store = _view_store(settings)
     try:
-        seal_key = _seal_key(settings)  # after the stores: a wrong store URL creates no key
+        # Only a server of the audit service signs and serves seals; after the stores, so that
+        # a wrong store URL creates no key.
+        seal_key = _seal_key(settings) if "audit" in settings.services else None
     except StartupError:
         view_store.close()
         store.close()
@@ -152,12 +154,16 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
         ),
         clock=now,
         seal_key=seal_key,
-        sealer=Sealer(
-            store,
-            seal_key,
-            now,
-            every_events=settings.seal_every_events,
-            every_seconds=settings.seal_every_seconds,
+        sealer=(
+            None
+            if seal_key is None
+            else Sealer(
+                store,
+                seal_key,
+                now,
+                every_events=settings.seal_every_events,
+                every_seconds=settings.seal_every_seconds,
+            )
         ),
     )
 
