@@ -117,17 +117,6 @@ _string: Callable[[str], str] = encode_basestring
 """One JSON string in canonical form (what _CANONICAL writes for a str, without the dispatch)."""
 
 
-def _flat_object(value: dict[str, str]) -> str:
-    """canonical_json of an object whose values are all strings (the metadata), built directly;
-    anything else goes through the general encoder."""
-    try:
-        return (
-            "{" + ",".join([f"{_string(k)}:{_string(v)}" for k, v in sorted(value.items())]) + "}"
-        )
-    except (TypeError, AttributeError):  # not an object of strings (a tampered row)
-        return _CANONICAL.encode(value)
-
-
 def canonical_json(value: Any) -> bytes:
     """One byte form per value, so hashes do not depend on key order or spacing."""
     return _CANONICAL.encode(value).encode()
@@ -176,7 +165,7 @@ def stored_content_hash(
             '","event_id":',
             _string(event_id),
             ',"metadata":',
-            _flat_object(metadata),
+            _CANONICAL.encode(metadata),
             ',"previous_hash":',
             _string(previous_hash),
             ',"recorded_at":',

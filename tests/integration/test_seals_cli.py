@@ -128,10 +128,29 @@ def test_seals_are_listed_kept_and_verify_offline(served: Served, tmp_path: Path
     key = load_pem_public_key((kept / "seal-key.pem").read_bytes())
     verifier = SealVerifier(key)  # type: ignore[arg-type]
     assert verifier.problem(seal) == ""
+    checked = _outside(kept / f"seal-{seal.position}.json", kept / "seal-key.pem")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"ok: seal at global position {seal.position}: 6 events")
+    forged = dict(json.loads((kept / f"seal-{seal.position}.json").read_text()), count=5)
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    refused = _outside(tmp_path / "forged.json", kept / "seal-key.pem")
+    assert refused.returncode == 1 and "altered or forged" in refused.stderr
     status, table = served.on_terminal("seals")
     assert status == 0
     assert f"1 seals, signed with key {verifier.key_id}" in table
     assert f"{seal.position:>10}  {seal.count:>8}" in table
+
+
+def _outside(seal: Path, key: Path) -> subprocess.CompletedProcess[str]:
+    """deploy/verify_seal.py, as an auditor runs it outside the system."""
+    script = ROOT / "deploy" / "verify_seal.py"
+    return subprocess.run(
+        [sys.executable, str(script), str(seal), str(key)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_the_whole_store_verifies_and_a_kept_seal_pinpoints_a_removed_case(
