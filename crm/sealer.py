@@ -11,6 +11,7 @@ history it continues: a seal certifies what the store held when it was made, and
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,6 @@ from crm.command_handling import Clock
 from crm.errors import ConcurrencyConflict, CrmError
 from crm.eventstore.port import EventStore
 from crm.seals import Seal, SealEntry, SealKey, chain_head
-from crm.tls import write_private
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,22 @@ def load_seal_key(path: Path) -> SealKey:
     development store; production gives a key kept apart from the data). OSError or ValueError
     say what is wrong with the file."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Not logged here: a process that then fails to start must print one line only;
-        # the sealer names its key when it starts.
-        write_private(path, SealKey.generate().private_pem())
+        _create_once(path, SealKey.generate().private_pem())
     return SealKey.from_pem(path.read_bytes())
+
+
+def _create_once(path: Path, content: bytes) -> None:
+    """Write `content` to `path` unless a file is there: servers starting together on one data
+    dir must all end up with the one key, never each with its own. The file appears whole (a
+    hard link of a finished file) or not at one, and only its owner may read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.new")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process created it first: theirs is the key
+    finally:
+        temporary.unlink()

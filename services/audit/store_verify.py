@@ -3,12 +3,15 @@
 One pass over the global order, in batches of undecoded rows (EventStore.read_chain), checks for
 each event: its place in its stream (revision), its link to the previous event of the stream, its
 content hash, and, up to the seal, that it is the event the seal's entries name at its global
-position; and it recomputes the global chain (crm.seals) to compare with every kept seal's head.
+position.
 
-The seal's entries are used only once they are proven: each kept seal's signature, its
-continuity with the seal before it and its entries chaining to its signed head. With them a
-removed, inserted or moved event is named exactly; without them (the store's seals were altered
-as well) the break is placed between the last seal whose head still matches and the next.
+The seal's entries are used only once they are proven, seal by seal: its signature, its
+continuity with the seal before it and its entries chaining to its signed head (crm.seals). Events
+that match proven entries one for one chain to the same heads, so the global chain is not
+recomputed over them. With them a removed, inserted or moved event is named exactly; where they
+end early (the store's seals were altered as well, or the target is not a kept seal) the chain is
+recomputed from the last proven seal and compared with the signed heads after it, which places
+a break between the last seal that still matches and the next.
 Events after the seal have only their per-stream chains to vouch for them: a forger who appends
 well-formed events there is not caught until a seal covers them and an auditor keeps it.
 """

@@ -24,7 +24,7 @@ from crm.envelope import GENESIS_HASH, stored_content_hash
 from crm.eventstore.port import EventStore, StreamState
 from crm.eventstore.postgres import PostgresEventStore
 from crm.eventstore.sqlite import SqliteEventStore
-from crm.sealer import Sealer
+from crm.sealer import Sealer, load_seal_key
 from crm.seals import Seal, SealEntry, SealKey, chain_head
 from services.audit.store_verify import StoreVerification, StoreVerifier
 from tests.contract.eventstore_contract import new_event
@@ -357,3 +357,14 @@ def test_a_long_backlog_is_sealed_in_several_seals(tmp_path: Path) -> None:
         assert StoreVerifier(store, KEY.public).verify().ok
     finally:
         store.close()
+
+
+def test_a_missing_seal_key_is_created_once_and_then_kept(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "seal.pem"
+    first = load_seal_key(path)
+    assert load_seal_key(path).key_id == first.key_id
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["seal.pem"]  # no file left behind
+    (tmp_path / "other.pem").write_bytes(b"not a key")
+    with pytest.raises(ValueError):
+        load_seal_key(tmp_path / "other.pem")
