@@ -104,6 +104,8 @@ ACCESS: dict[str, frozenset[Role]] = {
             "GetHistory": OVERSIGHT,
             "ExportHistory": frozenset({AUDITOR, ADMIN}),
             "VerifyHistory": frozenset({AUDITOR, ADMIN}),
+            "ListSeals": frozenset({AUDITOR, ADMIN}),
+            "VerifyStore": frozenset({AUDITOR, ADMIN}),
         },
     ),
 }

@@ -11,6 +11,7 @@ from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import actor_to_proto, enum_from_proto, timestamp
+from crm.seals import SealVerifier
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from crm.vocabulary import ActorKind
 from projections.store.port import ViewStore
@@ -18,6 +19,7 @@ from projections.timeline import timeline_entry
 from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
+from services.audit.seals import SealsApi
 from services.audit.verify import Break, Verification, verify_streams
 from services.events import EVENT_TYPES, UPCASTERS
 
@@ -30,10 +32,17 @@ KNOWN_TYPES = frozenset(CODEC.readable_type_names)  # a filter names the stored 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     """The audit API; event-store and view-store reads run on the blocking pool."""
 
-    def __init__(self, store: EventStore, views: ViewStore, io: BlockingPool) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        views: ViewStore,
+        io: BlockingPool,
+        seal_key: SealVerifier | None = None,
+    ) -> None:
         self._store = store
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
+        self._seals = SealsApi(store, seal_key, io)
 
     async def GetHistory(
         self, request: audit_service_pb2.GetHistoryRequest, context: Context
@@ -75,6 +84,16 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
             return verify_streams(self._history.streams(wanted), self._store.read_stream)
 
         return verification_to_proto(await self._io.run(verify))
+
+    async def ListSeals(
+        self, request: audit_service_pb2.ListSealsRequest, context: Context
+    ) -> audit_service_pb2.ListSealsReply:
+        return await self._seals.list_seals(request)
+
+    async def VerifyStore(
+        self, request: audit_service_pb2.VerifyStoreRequest, context: Context
+    ) -> audit_service_pb2.VerifyStoreReply:
+        return await self._seals.verify_store(request)
 
 
 def subject(

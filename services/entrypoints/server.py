@@ -27,6 +27,7 @@ from crm.settings import (
     PERSONAL_DATA,
     PROJECTOR,
     READ_STORE_URL,
+    SEALING,
     SECURITY,
     SERVICES,
     SLA_POLICY_FILE,
@@ -55,6 +56,7 @@ USES = (
     EARLIEST_OCCURRED_AT,
     *PERSONAL_DATA,
     *SECURITY,
+    *SEALING,
 )
 
 log = logging.getLogger("crm.server")
@@ -79,6 +81,8 @@ async def serve(server: Server, settings: Settings) -> None:
         system.projector.start()
     if system.deadlines is not None:
         system.deadlines.start()
+    if system.sealer is not None:
+        system.sealer.start()
     await server.grpc.start()
     host = settings.listen.rsplit(":", 1)[0]
     log.info(
