@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import grpc_load, kafka_lag, scale_out
+from bench.as_of import measure_as_of
 from bench.grpc_load import Sample, note_request
 from bench.lag import Lag, offered_load
 from bench.postgres_storage import THREADS, measure_postgres_storage
@@ -47,7 +48,7 @@ class Plan:
 FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 2_000)
 QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
 PARTITIONS = (1, 2, 4)
-GROUPS = ("storage", "grpc", "kafka", "memory")
+GROUPS = ("storage", "grpc", "kafka", "memory", "audit")
 CONCURRENCY = (1, 16, 64)
 RATES = (100, 500, 1_000)
 WATCHES = 500
@@ -97,6 +98,9 @@ def main() -> None:
         if "memory" in only:
             progress(f"memory: a fresh process writes {plan.memory_events} events")
             rows += memory_rows(plan, Path(tmp) / "memory")
+        if "audit" in only:
+            progress(f"audit: a case of {AS_OF_EVENTS} events as of a past point")
+            rows += as_of_rows()
     print_table(rows)
     document = {
         "plan": "quick" if args.quick else "full",
@@ -107,6 +111,37 @@ def main() -> None:
     if args.json is not None:
         args.json.write_text(text + "\n")
     print(text)
+
+
+AS_OF_EVENTS = 1_000
+
+
+def as_of_rows() -> list[Row]:
+    """GetCaseAsOf's work without gRPC, beside reading the live view and the bare stream."""
+    ms = measure_as_of(AS_OF_EVENTS)
+    n = f"a case of {ms['events']:.0f} events"
+    live, read = ms["live_view"], ms["read_stream"]
+    return [
+        Row("audit", "live case view read (GetCaseView's work)", live * 1000, "us", 1.0, "", n),
+        Row("audit", "case stream read alone", read, "ms", read / live, "live view"),
+        Row(
+            "audit",
+            "case as of its last event (read+chain+fold)",
+            ms["as_of_head"],
+            "ms",
+            ms["as_of_head"] / read,
+            "stream read",
+            "target < 100 ms",
+        ),
+        Row(
+            "audit",
+            "case as of its middle event",
+            ms["as_of_middle"],
+            "ms",
+            ms["as_of_middle"] / read,
+            "stream read",
+        ),
+    ]
 
 
 def storage_rows(plan: Plan) -> list[Row]:

@@ -103,6 +103,9 @@ ACCESS: dict[str, frozenset[Role]] = {
             "GetHistory": OVERSIGHT,
             "ExportHistory": frozenset({AUDITOR, ADMIN}),
             "VerifyHistory": frozenset({AUDITOR, ADMIN}),
+            "GetCaseAsOf": OVERSIGHT,
+            "GetCustomerAsOf": OVERSIGHT,
+            "GetTimelineAsOf": OVERSIGHT,
         },
     ),
 }

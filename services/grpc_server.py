@@ -102,7 +102,7 @@ def _timeline(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None
 
 
 def _audit(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
-    servicer = AuditServicer(system.store, system.view_store, io)
+    servicer = AuditServicer(system.store, system.view_store, io, system.clock)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)
 
 

@@ -1,0 +1,172 @@
+"""The audit API's as-of views: requests read, streams read from the event store, views folded.
+
+The folding itself is pure (services/audit/as_of.py); this module checks the point against the
+store's head and the clock, reads the streams on the blocking pool and answers in the messages
+the live APIs answer with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from crm.blocking import BlockingPool
+from crm.errors import InvalidInput, NotFound
+from crm.eventcodec import EventCodec
+from crm.eventstore.port import EventStore
+from crm.grpc_convert import optional_instant
+from crm.instants import sortable_instant
+from crm.protocodec import enum_from_proto, instant
+from crm.v1 import audit_service_pb2, common_pb2, timeline_service_pb2
+from crm.validation import require_id
+from crm.vocabulary import Channel
+from projections.messages import case_view_to_proto, entry_to_proto
+from projections.store.memory_timeline import timeline_page
+from projections.store.queries import TimelineQuery
+from projections.timeline import EntryKind
+from services.audit.as_of import AsOf, case_as_of, customer_as_of, timeline_as_of
+from services.audit.history import HistoryReader, Subject
+from services.customer.grpc_api import customer_to_proto
+
+CHANNEL = common_pb2.Channel.DESCRIPTOR
+KIND = timeline_service_pb2.EntryKind.DESCRIPTOR
+DEFAULT_TIMELINE_PAGE = 50  # as GetTimeline
+
+
+class AsOfViews:
+    """Answers GetCaseAsOf, GetCustomerAsOf and GetTimelineAsOf (store reads on the pool)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        history: HistoryReader,
+        codec: EventCodec,
+        io: BlockingPool,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._history = history
+        self._codec = codec
+        self._io = io
+        self._clock = clock
+
+    async def case(
+        self, request: audit_service_pb2.GetCaseAsOfRequest
+    ) -> audit_service_pb2.CaseAsOf:
+        case_id = require_id("case_id", request.case_id)
+        point = _point(request.as_of)
+
+        def fold() -> audit_service_pb2.CaseAsOf:
+            self._check(point)
+            view = case_as_of(self._store.read_stream(f"case-{case_id}"), point, self._codec)
+            if view is None:
+                raise NotFound(f"case {case_id} was not opened yet at {_said(point)}")
+            return audit_service_pb2.CaseAsOf(
+                case=case_view_to_proto(view), last_position=view.last_position
+            )
+
+        return await self._io.run(fold)
+
+    async def customer(
+        self, request: audit_service_pb2.GetCustomerAsOfRequest
+    ) -> audit_service_pb2.CustomerAsOf:
+        customer_id = require_id("customer_id", request.customer_id)
+        point = _point(request.as_of)
+
+        def fold() -> audit_service_pb2.CustomerAsOf:
+            self._check(point)
+            stream = self._store.read_stream(f"customer-{customer_id}")
+            found = customer_as_of(stream, point, self._codec)
+            if found is None:
+                raise NotFound(f"customer {customer_id} was not registered yet at {_said(point)}")
+            state, last = found
+            return audit_service_pb2.CustomerAsOf(
+                customer=customer_to_proto(state, last.revision),
+                last_position=last.global_position,
+            )
+
+        return await self._io.run(fold)
+
+    async def timeline(
+        self, request: audit_service_pb2.GetTimelineAsOfRequest
+    ) -> audit_service_pb2.TimelineAsOf:
+        query = timeline_query(request.timeline)
+        point = _point(request.as_of)
+
+        def fold() -> audit_service_pb2.TimelineAsOf:
+            self._check(point)
+            customer_id = query.customer_id
+            own = self._store.read_stream(f"customer-{customer_id}", limit=1)
+            if not own or not point.includes(own[0]):
+                raise NotFound(f"customer {customer_id} was not registered yet at {_said(point)}")
+            streams = {
+                stream: self._store.read_stream(stream)
+                for stream in self._history.streams(Subject("customer", customer_id))
+            }
+            entries = timeline_as_of(customer_id, streams, point, self._codec)
+            page = timeline_page(entries, query)
+            return audit_service_pb2.TimelineAsOf(
+                page=timeline_service_pb2.TimelinePage(
+                    entries=[entry_to_proto(e) for e in page.entries],
+                    next_page_token=page.next_page_token,
+                ),
+                last_position=entries[-1].global_position,
+            )
+
+        return await self._io.run(fold)
+
+    def _check(self, point: AsOf) -> None:
+        """Refuse a point past what the store holds or in the future: its view could change."""
+        if point.position is not None:
+            head = self._store.last_position()
+            if point.position > head:
+                raise InvalidInput(
+                    "as_of.global_position",
+                    f"{point.position} lies beyond the store's newest event ({head})",
+                )
+        elif point.recorded_at is not None:
+            now = self._clock()
+            if sortable_instant(point.recorded_at) > sortable_instant(now):
+                raise InvalidInput(
+                    "as_of.recorded_at",
+                    f"{point.recorded_at.isoformat()} is in the future (the server's clock reads"
+                    f" {now.isoformat()}); read the live view instead",
+                )
+
+
+def _point(message: audit_service_pb2.AsOf) -> AsOf:
+    """The request's point; neither given is refused by AsOf, naming `as_of`."""
+    chosen = message.WhichOneof("point")
+    if chosen == "global_position":
+        return AsOf(position=message.global_position)
+    if chosen == "recorded_at":
+        return AsOf(recorded_at=instant(message.recorded_at, "as_of.recorded_at"))
+    return AsOf()
+
+
+def _said(point: AsOf) -> str:
+    if point.position is not None:
+        return f"global position {point.position}"
+    assert point.recorded_at is not None
+    return point.recorded_at.isoformat()
+
+
+def timeline_query(request: timeline_service_pb2.GetTimelineRequest) -> TimelineQuery:
+    """The query of a GetTimelineRequest, checked as GetTimeline checks it (fields named
+    `timeline.<field>`)."""
+    return TimelineQuery(
+        customer_id=require_id("timeline.customer_id", request.customer_id),
+        page_size=request.page_size or DEFAULT_TIMELINE_PAGE,
+        page_token=request.page_token,
+        newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
+        channels=frozenset(
+            enum_from_proto(Channel, c, CHANNEL, "timeline.channels").value
+            for c in request.channels
+        ),
+        kinds=frozenset(
+            enum_from_proto(EntryKind, k, KIND, "timeline.kinds") for k in request.kinds
+        ),
+        case_id=request.case_id,
+        since=optional_instant(request, "since", "timeline.since"),
+        until=optional_instant(request, "until", "timeline.until"),
+    )
