@@ -1,7 +1,7 @@
 """The timeline query's rule over entries held in memory, for timelines folded as of a past point.
 
-The view stores answer the same query in SQL, over their indexes; a test proves both agree on a
-real history (tests/integration/test_audit_as_of.py compares GetTimeline with GetTimelineAsOf).
+The view stores answer the same query in SQL, over their indexes; the view store contract proves
+every adapter pages exactly as this rule (tests/contract/viewstore_timeline_page_contract.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from crm.vocabulary import ActorKind
 from projections.store.port import ViewStore
 from projections.timeline import timeline_entry
-from services.audit.as_of_api import AsOfViews
+from services.audit.as_of_api import AsOfReader, AsOfViews
 from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
@@ -36,7 +36,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         self._store = store
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
-        self._as_of = AsOfViews(store, self._history, CODEC, io, clock)
+        self._as_of = AsOfViews(AsOfReader(store, self._history, CODEC, clock), io)
 
     async def GetHistory(
         self, request: audit_service_pb2.GetHistoryRequest, context: Context

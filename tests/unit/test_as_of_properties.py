@@ -13,7 +13,7 @@ instants, and must find exactly what was captured at that moment.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -23,13 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm.envelope import GENESIS_HASH, RecordedEvent, chain_hash
-from crm.errors import InvalidInput
+from crm.errors import HistoryBroken, InvalidInput
 from projections.case_view import CaseView
 from projections.store.memory_timeline import timeline_page
 from projections.store.queries import MAX_PAGE_SIZE, TimelineQuery
 from projections.store.sqlite import SqliteViewStore
 from projections.timeline import TimelineEntry
 from services.audit.as_of import AsOf, case_as_of, customer_as_of, timeline_as_of
+from services.audit.case_checkpoints import KeptView, KeptViews, case_as_of_from
 from services.bootstrap import CODEC
 from services.case.commands import CaseCommand, OpenCase
 from services.case.domain import Case, decide
@@ -182,10 +183,20 @@ def live(history: History, case_id: str, directory: Path) -> list[Moment]:
     return moments
 
 
-def check(history: History, point: AsOf, then: Moment, case_id: str) -> None:
+def from_kept(history: History, stream: str, point: AsOf, kept: KeptViews) -> CaseView | None:
+    """The case as AsOfReader folds it: from the nearest kept view (one every 3 events here)."""
+    start = kept.nearest(stream, point)
+    records = history.stream(stream)[0 if start is None else start.revision :]
+    view, more = case_as_of_from(start, records, point, CODEC, every=3)
+    kept.keep(stream, more)
+    return view
+
+
+def check(history: History, point: AsOf, then: Moment, case_id: str, kept: KeptViews) -> None:
     """The as-of views at `point` are the views of the moment `then`."""
     case = case_as_of(history.stream(f"case-{case_id}"), point, CODEC)
     assert case == then.case, point
+    assert from_kept(history, f"case-{case_id}", point, kept) == then.case, point
     found = customer_as_of(history.stream(f"customer-{CUSTOMER}"), point, CODEC)
     if then.customer is None:
         assert found is None, point
@@ -218,16 +229,17 @@ def test_the_view_as_of_any_point_is_the_view_captured_live_then(
     with tempfile.TemporaryDirectory() as directory:
         moments = live(history, opening.case_id, Path(directory))
     head = len(history.records)
+    kept = KeptViews()  # shared by every point of the history, as the server shares it
     for position in data.draw(st.lists(st.integers(1, head), min_size=1, max_size=8)):
-        check(history, AsOf(position=position), moments[position], opening.case_id)
+        check(history, AsOf(position=position), moments[position], opening.case_id, kept)
     for index in data.draw(st.lists(st.integers(0, head - 1), min_size=1, max_size=4)):
         # An instant takes in every event recorded at it (ties included), none recorded later.
         at = history.records[index].recorded_at
         last = max(r.global_position for r in history.records if r.recorded_at <= at)
-        check(history, AsOf(recorded_at=at), moments[last], opening.case_id)
+        check(history, AsOf(recorded_at=at), moments[last], opening.case_id, kept)
         before = AsOf(recorded_at=at - timedelta(microseconds=1))
         last = max((r.global_position for r in history.records if r.recorded_at < at), default=0)
-        check(history, before, moments[last], opening.case_id)
+        check(history, before, moments[last], opening.case_id, kept)
 
 
 def test_a_point_is_one_of_position_or_instant_and_positions_start_at_1() -> None:
@@ -237,3 +249,19 @@ def test_a_point_is_one_of_position_or_instant_and_positions_start_at_1() -> Non
         AsOf(3, RECORDED_FROM)
     with pytest.raises(InvalidInput, match=r"as_of\.global_position"):
         AsOf(position=0)
+
+
+def test_a_kept_view_whose_event_the_stream_no_longer_holds_unchanged_is_refused() -> None:
+    history = write_history([], ["tier"] * 7, [True], [0])
+    stream = f"customer-{CUSTOMER}"  # any stream serves: only the chain and the start are read
+    records = history.stream(stream)
+    _, kept = case_as_of_from(None, [], AsOf(position=1), CODEC)
+    assert kept == []
+    view = CaseView.__new__(CaseView)  # never folded on: the start is refused first
+    start = KeptView(stream, 2, records[2].event_id, records[2].content_hash, 0, T0, view)
+    moved = replace(start, event_id="another")
+    with pytest.raises(HistoryBroken, match="no longer holds"):
+        case_as_of_from(moved, records[2:], AsOf(position=99), CODEC)
+    changed = replace(start, content_hash="0" * 64)
+    with pytest.raises(HistoryBroken, match="changed since"):
+        case_as_of_from(changed, records[2:], AsOf(position=99), CODEC)
