@@ -184,21 +184,22 @@ def _said(point: AsOf) -> str:
 
 
 def timeline_query(request: timeline_service_pb2.GetTimelineRequest) -> TimelineQuery:
-    """The query of a GetTimelineRequest, checked as GetTimeline checks it (fields named
-    `timeline.<field>`)."""
-    return TimelineQuery(
-        customer_id=require_id("timeline.customer_id", request.customer_id),
-        page_size=request.page_size or DEFAULT_TIMELINE_PAGE,
-        page_token=request.page_token,
-        newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
-        channels=frozenset(
-            enum_from_proto(Channel, c, CHANNEL, "timeline.channels").value
-            for c in request.channels
-        ),
-        kinds=frozenset(
-            enum_from_proto(EntryKind, k, KIND, "timeline.kinds") for k in request.kinds
-        ),
-        case_id=request.case_id,
-        since=optional_instant(request, "since", "timeline.since"),
-        until=optional_instant(request, "until", "timeline.until"),
-    )
+    """The query of a GetTimelineRequest, checked as GetTimeline checks it; a refusal names the
+    field inside `timeline` (`timeline.page_size: ...`)."""
+    try:
+        return TimelineQuery(
+            customer_id=require_id("customer_id", request.customer_id),
+            page_size=request.page_size or DEFAULT_TIMELINE_PAGE,
+            page_token=request.page_token,
+            newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
+            channels=frozenset(
+                enum_from_proto(Channel, c, CHANNEL, "channels").value for c in request.channels
+            ),
+            kinds=frozenset(enum_from_proto(EntryKind, k, KIND, "kinds") for k in request.kinds),
+            case_id=request.case_id,
+            since=optional_instant(request, "since"),
+            until=optional_instant(request, "until"),
+        )
+    except InvalidInput as refused:
+        said = str(refused).removeprefix(f"{refused.field}: ")
+        raise InvalidInput(f"timeline.{refused.field}", said) from None

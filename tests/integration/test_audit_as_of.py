@@ -307,7 +307,19 @@ def test_bad_points_and_subjects_not_there_yet_are_refused_precisely(story: Stor
                 )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "page_token",
+            "timeline.page_token",
+        ),
+        (
+            lambda: audit.GetTimelineAsOf(
+                audit_service_pb2.GetTimelineAsOfRequest(
+                    timeline=timeline_service_pb2.GetTimelineRequest(
+                        customer_id=story.survivor, page_size=501
+                    ),
+                    as_of=_at(head),
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "timeline.page_size",
         ),
     ]
     for call, code, said in cases:
