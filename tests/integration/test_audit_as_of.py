@@ -8,9 +8,11 @@ from __future__ import annotations
 import functools
 import io
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -27,6 +29,7 @@ from crm.v1 import (
     customer_service_pb2,
     timeline_service_pb2,
 )
+from services.audit.case_checkpoints import EVERY
 from services.bootstrap import System
 from services.entrypoints import audit as audit_cli
 from tests.grpc_client import Client, poll, stamp
@@ -407,3 +410,49 @@ def test_the_cli_says_what_went_wrong_and_exits_2(story: Story) -> None:
     assert no_point.returncode == 2 and "--position" in no_point.stderr
     wrong = _cli(target, "as-of", "--case", story.case_id, "--timeline", "--position", "1")
     assert wrong.returncode == 2 and "--timeline needs --customer" in wrong.stderr
+
+
+def test_a_row_altered_under_a_kept_view_is_found_and_the_history_before_it_still_answers(
+    tmp_path: Path,
+) -> None:
+    system, server, client = _serve(tmp_path)
+    auditor = audit_service_pb2_grpc.AuditServiceStub(
+        server.access.channel(fixed_token=server.access.token(Role.AUDITOR, "auditor-1"))
+    )
+    try:
+        customer = _register(client, "Chika Mori")
+        case = _open_case(client, customer)
+        for n in range(EVERY + 5):
+            client.cases.AddNote(
+                case_service_pb2.AddNoteRequest(
+                    context=client.context(), case_id=case, text=f"note {n:03}"
+                )
+            )
+        records = system.store.read_stream(f"case-{case}")
+        head = records[-1].global_position
+
+        def as_of(position: int) -> audit_service_pb2.CaseAsOf:
+            request = audit_service_pb2.GetCaseAsOfRequest(case_id=case, as_of=_at(position))
+            return auditor.GetCaseAsOf(request)
+
+        assert as_of(head).last_position == head  # folded whole: views kept on the way
+        kept = records[EVERY - 1]  # the event the first kept view was folded to
+        with sqlite3.connect(tmp_path / "events.db") as raw:
+            data = raw.execute(
+                "SELECT data FROM events WHERE global_position = ?", (kept.global_position,)
+            ).fetchone()[0]
+            altered = bytes(data).replace(b"note ", b"NOTE ")
+            assert altered != bytes(data)
+            raw.execute(
+                "UPDATE events SET data = ? WHERE global_position = ?",
+                (altered, kept.global_position),
+            )
+        refused = _refused(lambda: as_of(head))
+        assert refused.code() == grpc.StatusCode.DATA_LOSS
+        assert f"revision {kept.revision}" in refused.details()
+        earlier = records[EVERY // 2].global_position
+        assert as_of(earlier).last_position == earlier  # the history up to it still verifies
+    finally:
+        client.close()
+        server.stop(1)
+        system.close()
