@@ -1,8 +1,9 @@
 """`make bench`: what the system adds on top of its baselines, each measured in the same run.
 
 Absolute numbers depend on the machine; read the ratios: appends against plain SQLite inserts,
-commands against appends, gRPC commands against a bare grpc.aio echo server, latency on a long
-stream against a short one, GetCase with idle watches against none, rebuild against reading back.
+commands against appends, gRPC commands against a bare grpc.aio echo server, and with
+authentication on against off, latency on a long stream against a short one, GetCase with idle
+watches against none, rebuild against reading back.
 End-to-end lag is measured embedded (in-process projector) and through Kafka (the distributed
 shape of `make run-distributed`: relay, a worker per projection).
 Prints a table, then the same rows as JSON (also written to `--json PATH`).
@@ -22,9 +23,11 @@ from pathlib import Path
 
 from bench import grpc_load, kafka_lag, scale_out
 from bench.as_of import measure_as_of
+from bench.credentials import suite_security
 from bench.grpc_load import Sample, note_request
 from bench.lag import Lag, offered_load
 from bench.postgres_storage import THREADS, measure_postgres_storage
+from bench.server_thread import ServerThread
 from bench.servers import EchoServer, add_notes, embedded, open_cases
 from bench.storage import measure_storage
 from services.bootstrap import System
@@ -50,6 +53,7 @@ QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
 PARTITIONS = (1, 2, 4)
 GROUPS = ("storage", "grpc", "kafka", "memory", "audit")
 CONCURRENCY = (1, 16, 64)
+AUTH_CALLERS = 16
 RATES = (100, 500, 1_000)
 WATCHES = 500
 
@@ -229,6 +233,8 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
             rows.append(Row("grpc", f"echo, {callers} callers", baseline.per_second, "/s", 1.0))
             rows.append(_command_row(callers, done, baseline))
         echo.stop()
+        progress(f"gRPC: {AUTH_CALLERS} callers' commands with authentication on and off")
+        rows += await auth_rows(system, plan, cases)
 
         first: Sample | None = None
         progress(f"latency on streams of {plan.stream_lengths} events")
@@ -348,6 +354,30 @@ async def settle(system: System) -> None:
     assert system.projector is not None
     position = system.store.last_position()
     await asyncio.to_thread(system.projector.wait_until, position, 120.0)
+
+
+async def auth_rows(system: System, plan: Plan, cases: list[str]) -> list[Row]:
+    """What checking a bearer token on every call costs: two fresh servers on one system, one
+    checking tokens and one open, under the same command load."""
+    checked = ServerThread(system, security=suite_security())
+    open_ = ServerThread(system, security=suite_security(authenticator=None))
+    try:
+        on, off = await grpc_load.with_and_without(
+            checked.access, open_.access, AUTH_CALLERS, plan.seconds, cases, "auth"
+        )
+    finally:
+        checked.stop()
+        open_.stop()
+    what = f"AddNote, {AUTH_CALLERS} callers, authentication"
+    errors = (
+        f"errors on {dict(on.errors)}, off {dict(off.errors)}" if on.errors or off.errors else ""
+    )
+    return [
+        Row("auth", f"{what} off", off.per_second, "/s", 1.0, "", errors),
+        Row("auth", f"{what} on", on.per_second, "/s", on.per_second / off.per_second, "auth off"),
+        Row("auth", f"{what} off, p99", off.p99, "ms", 1.0),
+        Row("auth", f"{what} on, p99", on.p99, "ms", on.p99 / off.p99, "auth off"),
+    ]
 
 
 def _command_row(callers: int, done: Sample, baseline: Sample) -> Row:

@@ -70,7 +70,7 @@ from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
 from services.customer.events import Tier
-from services.events import EVENT_TYPES
+from services.events import EVENT_TYPES, UPCASTERS
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, HealthPortUnavailable, create_server
@@ -82,7 +82,7 @@ from services.sla.process import DeadlineProcess
 
 log = logging.getLogger("crm.bootstrap")
 
-CODEC = EventCodec(EVENT_TYPES)
+CODEC = EventCodec(EVENT_TYPES, UPCASTERS)
 """Every event type the services record, by its versioned name: the codec every process uses."""
 
 

@@ -44,6 +44,7 @@ from services.customer.grpc_api import CustomerServicer
 from services.feedback.application import FeedbackApplication
 from services.feedback.grpc_api import FeedbackServicer
 from services.server_security import ServerSecurity
+from services.store_health import StoreHealth
 from services.timeline.grpc_api import TimelineServicer
 
 FULL_NAMES: Mapping[str, str] = {
@@ -141,6 +142,10 @@ class GrpcServer:
         self._health = health
         self._system = system
         self._loop = asyncio.get_running_loop()
+        self._store_health = StoreHealth.of_stores(
+            health, self.served, io, system.store, system.view_store
+        )
+        self._probing: asyncio.Task[None] | None = None
 
     def stop_serving_health(self, reason: str) -> None:
         """Report every service served NOT_SERVING from now on; callable from any thread.
@@ -149,6 +154,7 @@ class GrpcServer:
         orchestrators stop sending calls, which would all be refused as UNAVAILABLE anyway.
         """
         del reason  # the store logged it
+        self._store_health.lost_for_good = True
 
         async def not_serving() -> None:
             for name in (*self.served, ""):
@@ -159,6 +165,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         await self._server.start()
+        self._probing = asyncio.create_task(self._store_health.run(), name="store-health")
         if self._health_server is not None:
             await self._health_server.server.start()
 
@@ -168,6 +175,8 @@ class GrpcServer:
         Calls still running after `grace` are cancelled. Returns once the blocking calls they
         started have returned too, so the stores may be closed next.
         """
+        if self._probing is not None:
+            self._probing.cancel()
         await self._health.enter_graceful_shutdown()
         self._system.stopping.set()
         self._system.view_store.notify_changed()  # wakes every watch, which then sees the flag

@@ -67,13 +67,16 @@ def checked(stream: Sequence[RecordedEvent]) -> list[RecordedEvent]:
     return list(stream)
 
 
-def decoded(codec: EventCodec, record: RecordedEvent) -> DomainEvent:
-    """The stored event decoded; one that no longer decodes is a broken history, not a crash."""
+def decoded(codec: EventCodec, record: RecordedEvent) -> tuple[RecordedEvent, DomainEvent]:
+    """The stored event as the projections receive it (`EventCodec.decode_recorded`: one stored
+    as an older version comes upcast, under its current type name) and its domain event; one that
+    no longer decodes is a broken history, not a crash. Its chain is checked before, on the
+    stored bytes."""
     try:
-        event: DomainEvent = codec.decode(record.type, record.data)
+        recorded, event = codec.decode_recorded(record)
     except (IntegrityError, ValueError, TypeError, KeyError) as exc:
         raise HistoryBroken(record, f"it no longer decodes ({type(exc).__name__})") from None
-    return event
+    return recorded, cast(DomainEvent, event)
 
 
 def case_as_of(stream: Sequence[RecordedEvent], point: AsOf, codec: EventCodec) -> CaseView | None:
@@ -82,7 +85,7 @@ def case_as_of(stream: Sequence[RecordedEvent], point: AsOf, codec: EventCodec) 
     if not records:
         return None
     case_id = records[0].stream.removeprefix("case-")
-    batch = [(record, decoded(codec, record)) for record in records]
+    batch = [decoded(codec, record) for record in records]
     return case_view_changes(batch, lambda _case_id: None).get(case_id)
 
 
@@ -94,7 +97,7 @@ def customer_as_of(
     records = checked(point.prefix(stream))
     state: Customer | None = None
     for record in records:
-        event = cast(CustomerEvent, decoded(codec, record))
+        event = cast(CustomerEvent, decoded(codec, record)[1])
         state = evolve(state, event, record.metadata.occurred_at)
     if state is None:
         return None
@@ -116,7 +119,7 @@ def timeline_as_of(
     """
     batch = sorted(
         (
-            (record, decoded(codec, record))
+            decoded(codec, record)
             for records in streams.values()
             for record in checked(point.prefix(records))
         ),

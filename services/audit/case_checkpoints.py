@@ -148,6 +148,6 @@ def _folded(
     view: CaseView | None, chunk: Sequence[RecordedEvent], codec: EventCodec
 ) -> CaseView | None:
     """The view after the chunk, folded by the case view projection's own apply."""
-    batch = [(record, decoded(codec, record)) for record in chunk]
+    batch = [decoded(codec, record) for record in chunk]
     case_id = chunk[0].stream.removeprefix("case-")
     return case_view_changes(batch, lambda _case_id: view).get(case_id, view)

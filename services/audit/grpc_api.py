@@ -21,12 +21,12 @@ from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
 from services.audit.verify import Break, Verification, verify_streams
-from services.events import EVENT_TYPES
+from services.events import EVENT_TYPES, UPCASTERS
 
 ACTOR_KIND = common_pb2.ActorKind.DESCRIPTOR
 EXPORT_BATCH = 200
-CODEC = EventCodec(EVENT_TYPES)
-KNOWN_TYPES = frozenset(CODEC.type_names)
+CODEC = EventCodec(EVENT_TYPES, UPCASTERS)
+KNOWN_TYPES = frozenset(CODEC.readable_type_names)  # a filter names the stored type
 
 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
@@ -116,15 +116,26 @@ def _by_occurred(number: int) -> bool:
     return number == audit_service_pb2.TIME_BASIS_OCCURRED
 
 
-def description(event: RecordedEvent) -> str:
+def description(event: RecordedEvent, codec: EventCodec = CODEC) -> str:
     """The timeline's one-line summary (no personal data), or why there is none."""
     try:
-        return timeline_entry(event, CODEC.decode(event.type, event.data)).summary
+        return timeline_entry(*codec.decode_recorded(event)).summary
     except (IntegrityError, ValueError, TypeError, KeyError) as exc:
         return f"(not decodable: {type(exc).__name__}; VerifyHistory checks this event)"
 
 
-def history_event(event: RecordedEvent) -> audit_service_pb2.HistoryEvent:
+def current_type(event: RecordedEvent, codec: EventCodec = CODEC) -> str:
+    """The type the event reads as now (its own unless upcast); "" for one no release knows."""
+    try:
+        return codec.current_type(event.type)
+    except IntegrityError:
+        return ""
+
+
+def history_event(
+    event: RecordedEvent, codec: EventCodec = CODEC
+) -> audit_service_pb2.HistoryEvent:
+    """The API's form of a stored event: its stored type, and the type it reads as now."""
     meta = event.metadata
     return audit_service_pb2.HistoryEvent(
         global_position=event.global_position,
@@ -139,9 +150,10 @@ def history_event(event: RecordedEvent) -> audit_service_pb2.HistoryEvent:
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
         request_id=meta.request_id,
-        description=description(event),
+        description=description(event, codec),
         previous_hash=event.previous_hash,
         content_hash=event.content_hash,
+        current_event_type=current_type(event, codec),
     )
 
 

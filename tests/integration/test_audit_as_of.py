@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from services.bootstrap import System
 from services.entrypoints import audit as audit_cli
 from tests.grpc_client import Client, poll, stamp
 from tests.integration.test_audit_history import _cli, _open_case, _register, _serve
+from tests.raw_stores import BACKENDS, Backend, backend_for
 
 M = TypeVar("M", bound=Message)
 
@@ -98,10 +98,11 @@ def _capture(story: Story) -> int:
     return position
 
 
-@pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
-    data_dir = tmp_path_factory.mktemp("as-of")
-    system, server, client = _serve(data_dir)
+@pytest.fixture(scope="module", params=BACKENDS)
+def story(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Story]:
+    system, server, client = _serve(backend_for(request, tmp_path_factory.mktemp("as-of")))
     survivor = _register(client, "Aiko Tanaka")
     duplicate = _register(client, "A. Tanaka")
     case_id = _open_case(client, survivor)
@@ -123,7 +124,10 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     told.before_transfer = _capture(told)
     client.cases.TransferCase(
         case_service_pb2.TransferCaseRequest(
-            context=client.context(), case_id=case_id, to_department="technical", reason="modem"
+            context=client.supervisor_context(),
+            case_id=case_id,
+            to_department="technical",
+            reason="modem",
         )
     )
     _capture(told)
@@ -412,10 +416,16 @@ def test_the_cli_says_what_went_wrong_and_exits_2(story: Story) -> None:
     assert wrong.returncode == 2 and "--timeline needs --customer" in wrong.stderr
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A test's own stores, of each kind in turn."""
+    return backend_for(request, tmp_path)
+
+
 def test_a_row_altered_under_a_kept_view_is_found_and_the_history_before_it_still_answers(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    system, server, client = _serve(tmp_path)
+    system, server, client = _serve(backend)
     auditor = audit_service_pb2_grpc.AuditServiceStub(
         server.access.channel(fixed_token=server.access.token(Role.AUDITOR, "auditor-1"))
     )
@@ -437,16 +447,17 @@ def test_a_row_altered_under_a_kept_view_is_found_and_the_history_before_it_stil
 
         assert as_of(head).last_position == head  # folded whole: views kept on the way
         kept = records[EVERY - 1]  # the event the first kept view was folded to
-        with sqlite3.connect(tmp_path / "events.db") as raw:
-            data = raw.execute(
-                "SELECT data FROM events WHERE global_position = ?", (kept.global_position,)
-            ).fetchone()[0]
-            altered = bytes(data).replace(b"note ", b"NOTE ")
-            assert altered != bytes(data)
-            raw.execute(
-                "UPDATE events SET data = ? WHERE global_position = ?",
-                (altered, kept.global_position),
-            )
+        ((data,),) = backend.execute(
+            "SELECT data FROM events WHERE global_position = ?", "", kept.global_position
+        )
+        altered = bytes(data).replace(b"note ", b"NOTE ")
+        assert altered != bytes(data)
+        backend.execute(
+            "UPDATE events SET data = ? WHERE global_position = ?",
+            "",
+            altered,
+            kept.global_position,
+        )
         refused = _refused(lambda: as_of(head))
         assert refused.code() == grpc.StatusCode.DATA_LOSS
         assert f"revision {kept.revision}" in refused.details()
