@@ -2,9 +2,10 @@
 
 Warm is what GetCaseAsOf runs without gRPC (services/audit/as_of_api.py `AsOfReader.case_view`)
 once the case was asked about: start from the nearest kept view, read, check and fold the events
-after it. Cold is the first question about a case: read the whole stream, check its hash chain,
-fold it all. The baselines, in the same run: reading the stored live view (what GetCaseView runs)
-and reading the stream alone.
+after it. Cold is the first question about a case (a reader with no kept views yet): read the
+stream up to the point, check its hash chain, fold it all, keeping views on the way. The
+baselines, in the same run: reading the stored live view (what GetCaseView runs) and reading the
+stream alone.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from crm.eventstore.sqlite import SqliteEventStore
 from crm.vocabulary import Actor, ActorKind, Channel, Direction, Priority
 from projections.runner import rebuild
 from projections.store.sqlite import SqliteViewStore
-from services.audit.as_of import AsOf, case_as_of
+from services.audit.as_of import AsOf
 from services.audit.as_of_api import AsOfReader
+from services.audit.case_checkpoints import KeptViews
 from services.audit.history import HistoryReader
 from services.bootstrap import CODEC, build_applications
 from services.case.commands import AddNote, OpenCase, RecordContact, TransferCase
@@ -92,13 +94,15 @@ def measure_as_of(events: int, calls: int = 20) -> dict[str, float]:
         records = store.read_stream(stream)
         head, middle = records[-1].global_position, records[len(records) // 2].global_position
         live = views.case_view(CASE)
-        warm = AsOfReader(store, HistoryReader(store, views, CODEC), CODEC, lambda: T0)
+        history = HistoryReader(store, views, CODEC)
+        warm = AsOfReader(store, history, CODEC, lambda: T0)
         if warm.case_view(CASE, AsOf(position=head)) != live:  # measure the right thing or none
             raise AssertionError("the as-of view at the head differs from the live view")
 
         def cold(position: int) -> object:
             """Without kept views: the first question about a case, read and folded whole."""
-            return case_as_of(store.read_stream(stream), AsOf(position=position), CODEC)
+            reader = AsOfReader(store, history, CODEC, lambda: T0, KeptViews())
+            return reader.case_view(CASE, AsOf(position=position))
 
         result = {
             "events": float(len(records)),

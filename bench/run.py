@@ -135,7 +135,7 @@ def as_of_rows() -> list[Row]:
             "ms",
             ms["cold_head"] / read,
             "stream read",
-            "whole stream read, checked, folded",
+            "no kept view yet: read, checked, folded whole",
         ),
         Row(
             "audit",

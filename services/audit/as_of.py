@@ -1,9 +1,10 @@
 """Views as they were at a past point, folded from the events up to it with the live code (pure).
 
-The case view is folded by the case view projection's `case_view_changes`, the customer by the
-customer aggregate's `evolve`, the timeline by the timeline projection's `timeline_changes` and
-merge rule (projections/lineage.py): the same functions the live path runs, so a view as of a
-point equals the view the live path held once it had applied every event up to that point.
+The case view is folded by the case view projection's `case_view_changes` (from kept views:
+services/audit/case_checkpoints.py), the customer by the customer aggregate's `evolve`, the
+timeline by the timeline projection's `timeline_changes` and merge rule (projections/lineage.py):
+the same functions the live path runs, so a view as of a point equals the view the live path held
+once it had applied every event up to that point.
 
 A point is a global position or a recorded instant, both inclusive. Each stream is cut to its
 longest prefix within the point, and the prefix's hash chain is checked before it is folded: a
@@ -21,7 +22,6 @@ from crm.envelope import GENESIS_HASH, RecordedEvent, verify_links
 from crm.errors import HistoryBroken, IntegrityError, InvalidInput
 from crm.eventcodec import EventCodec
 from crm.instants import sortable_instant
-from projections.case_view import CaseView, case_view_changes
 from projections.lineage import merged_into, timeline_members
 from projections.timeline import TimelineEntry, timeline_changes
 from services.customer.domain import Customer, evolve
@@ -77,16 +77,6 @@ def decoded(codec: EventCodec, record: RecordedEvent) -> tuple[RecordedEvent, Do
     except (IntegrityError, ValueError, TypeError, KeyError) as exc:
         raise HistoryBroken(record, f"it no longer decodes ({type(exc).__name__})") from None
     return recorded, cast(DomainEvent, event)
-
-
-def case_as_of(stream: Sequence[RecordedEvent], point: AsOf, codec: EventCodec) -> CaseView | None:
-    """The case view after the case stream's events within the point (None: not opened yet)."""
-    records = checked(point.prefix(stream))
-    if not records:
-        return None
-    case_id = records[0].stream.removeprefix("case-")
-    batch = [decoded(codec, record) for record in records]
-    return case_view_changes(batch, lambda _case_id: None).get(case_id)
 
 
 def customer_as_of(
