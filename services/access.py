@@ -106,6 +106,8 @@ ACCESS: dict[str, frozenset[Role]] = {
             "GetCaseAsOf": OVERSIGHT,
             "GetCustomerAsOf": OVERSIGHT,
             "GetTimelineAsOf": OVERSIGHT,
+            "ListSeals": frozenset({AUDITOR, ADMIN}),
+            "VerifyStore": frozenset({AUDITOR, ADMIN}),
         },
     ),
 }

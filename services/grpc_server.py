@@ -23,6 +23,7 @@ from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.eventstore.port import EventStore
 from crm.grpc_errors import ErrorMappingInterceptor
+from crm.seals import SealKey
 from crm.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -78,6 +79,8 @@ class Served(Protocol):
     def stopping(self) -> threading.Event: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def seal_key(self) -> SealKey | None: ...
 
 
 Register = Callable[[Served, BlockingPool, grpc.aio.Server], None]
@@ -103,7 +106,14 @@ def _timeline(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None
 
 
 def _audit(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
-    servicer = AuditServicer(system.store, system.view_store, io, system.clock)
+    key = system.seal_key
+    servicer = AuditServicer(
+        system.store,
+        system.view_store,
+        io,
+        None if key is None else key.public,
+        clock=system.clock,
+    )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)
 
 

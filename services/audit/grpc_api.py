@@ -12,6 +12,7 @@ from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import actor_to_proto, enum_from_proto, timestamp
+from crm.seals import SealVerifier
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from crm.vocabulary import ActorKind
 from projections.store.port import ViewStore
@@ -20,6 +21,7 @@ from services.audit.as_of_api import AsOfReader, AsOfViews
 from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
+from services.audit.seals import SealsApi
 from services.audit.verify import Break, Verification, verify_streams
 from services.events import EVENT_TYPES, UPCASTERS
 
@@ -32,10 +34,19 @@ KNOWN_TYPES = frozenset(CODEC.readable_type_names)  # a filter names the stored 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     """The audit API; event-store and view-store reads run on the blocking pool."""
 
-    def __init__(self, store: EventStore, views: ViewStore, io: BlockingPool, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        views: ViewStore,
+        io: BlockingPool,
+        seal_key: SealVerifier | None = None,
+        *,
+        clock: Clock,
+    ) -> None:
         self._store = store
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
+        self._seals = SealsApi(store, seal_key, io)
         self._as_of = AsOfViews(AsOfReader(store, self._history, CODEC, clock), io)
 
     async def GetHistory(
@@ -93,6 +104,16 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         self, request: audit_service_pb2.GetTimelineAsOfRequest, context: Context
     ) -> audit_service_pb2.TimelineAsOf:
         return await self._as_of.timeline(request)
+
+    async def ListSeals(
+        self, request: audit_service_pb2.ListSealsRequest, context: Context
+    ) -> audit_service_pb2.ListSealsReply:
+        return await self._seals.list_seals(request)
+
+    async def VerifyStore(
+        self, request: audit_service_pb2.VerifyStoreRequest, context: Context
+    ) -> audit_service_pb2.VerifyStoreReply:
+        return await self._seals.verify_store(request)
 
 
 def subject(

@@ -40,6 +40,7 @@ def test_allowed(history: tuple[CaseEvent, ...], teams: frozenset[str] | None) -
     ("history", "teams"),
     [
         ((ASSIGNED_TO_TECHNICAL,), BILLING),  # another team's case, taking it over included
+        ((ASSIGNED_TO_TECHNICAL,), frozenset({"vip", "billing"})),  # named: "billing, vip"
         ((ASSIGNED_TO_TECHNICAL,), frozenset()),  # an agent of no team: unassigned cases only
         ((ASSIGNED_TO_BILLING, TRANSFERRED, ASSIGNED_TO_TECHNICAL), BILLING),  # taken since
         ((HANDED_TO_TECHNICAL,), BILLING),  # a bot handed it to a team's queue
