@@ -1,6 +1,6 @@
 """A story for the as-of tests: a case transferred, a customer whose tier changes, merged and
 released, and what the live APIs answered at each moment, by the global position it was taken at
-(a module-scoped fixture, on SQLite and PostgreSQL stores)."""
+(`told`: each test module makes it its module-scoped fixture, on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
