@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import grpc_load, kafka_lag, scale_out
+from bench.as_of import measure_as_of
 from bench.audit_verify import measure_verify
 from bench.credentials import suite_security
 from bench.grpc_load import Sample, note_request
@@ -104,6 +105,8 @@ def main() -> None:
             progress(f"memory: a fresh process writes {plan.memory_events} events")
             rows += memory_rows(plan, Path(tmp) / "memory")
         if "audit" in only:
+            progress(f"audit: a case of {AS_OF_EVENTS} events as of a past point")
+            rows += as_of_rows()
             progress(f"audit: the whole store ({plan.audit_events} events) against its seals")
             rows += audit_rows(plan)
     print_table(rows)
@@ -116,6 +119,54 @@ def main() -> None:
     if args.json is not None:
         args.json.write_text(text + "\n")
     print(text)
+
+
+AS_OF_EVENTS = 1_000
+
+
+def as_of_rows() -> list[Row]:
+    """GetCaseAsOf's work without gRPC, beside reading the live view and the bare stream."""
+    ms = measure_as_of(AS_OF_EVENTS)
+    n = f"a case of {ms['events']:.0f} events"
+    live, read = ms["live_view"], ms["read_stream"]
+    return [
+        Row("audit", "live case view read (GetCaseView's work)", live * 1000, "us", 1.0, "", n),
+        Row("audit", "case stream read alone", read, "ms", read / live, "live view"),
+        Row(
+            "audit",
+            "case as of its last event, cold",
+            ms["cold_head"],
+            "ms",
+            ms["cold_head"] / read,
+            "stream read",
+            "no kept view yet: read, checked, folded whole",
+        ),
+        Row(
+            "audit",
+            "case as of its middle event, cold",
+            ms["cold_middle"],
+            "ms",
+            ms["cold_middle"] / read,
+            "stream read",
+        ),
+        Row(
+            "audit",
+            "case as of its last event, warm",
+            ms["warm_head"],
+            "ms",
+            ms["warm_head"] / read,
+            "stream read",
+            "from the nearest kept view; target < 100 ms",
+        ),
+        Row(
+            "audit",
+            "case as of its middle event, warm",
+            ms["warm_middle"],
+            "ms",
+            ms["warm_middle"] / read,
+            "stream read",
+        ),
+    ]
 
 
 def storage_rows(plan: Plan) -> list[Row]:

@@ -108,7 +108,11 @@ def _timeline(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None
 def _audit(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
     key = system.seal_key
     servicer = AuditServicer(
-        system.store, system.view_store, io, None if key is None else key.public
+        system.store,
+        system.view_store,
+        io,
+        None if key is None else key.public,
+        clock=system.clock,
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)
 

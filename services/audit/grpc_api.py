@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from crm.blocking import BlockingPool
+from crm.command_handling import Clock
 from crm.envelope import RecordedEvent
 from crm.errors import IntegrityError, InvalidInput
 from crm.eventcodec import EventCodec
@@ -16,6 +17,7 @@ from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from crm.vocabulary import ActorKind
 from projections.store.port import ViewStore
 from projections.timeline import timeline_entry
+from services.audit.as_of_api import AsOfReader, AsOfViews
 from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
@@ -38,11 +40,14 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         views: ViewStore,
         io: BlockingPool,
         seal_key: SealVerifier | None = None,
+        *,
+        clock: Clock,
     ) -> None:
         self._store = store
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
         self._seals = SealsApi(store, seal_key, io)
+        self._as_of = AsOfViews(AsOfReader(store, self._history, CODEC, clock), io)
 
     async def GetHistory(
         self, request: audit_service_pb2.GetHistoryRequest, context: Context
@@ -84,6 +89,21 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
             return verify_streams(self._history.streams(wanted), self._store.read_stream)
 
         return verification_to_proto(await self._io.run(verify))
+
+    async def GetCaseAsOf(
+        self, request: audit_service_pb2.GetCaseAsOfRequest, context: Context
+    ) -> audit_service_pb2.CaseAsOf:
+        return await self._as_of.case(request)
+
+    async def GetCustomerAsOf(
+        self, request: audit_service_pb2.GetCustomerAsOfRequest, context: Context
+    ) -> audit_service_pb2.CustomerAsOf:
+        return await self._as_of.customer(request)
+
+    async def GetTimelineAsOf(
+        self, request: audit_service_pb2.GetTimelineAsOfRequest, context: Context
+    ) -> audit_service_pb2.TimelineAsOf:
+        return await self._as_of.timeline(request)
 
     async def ListSeals(
         self, request: audit_service_pb2.ListSealsRequest, context: Context

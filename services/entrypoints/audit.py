@@ -1,4 +1,4 @@
-"""`crm-audit`: an auditor's command line over AuditService: history, export and verify.
+"""`crm-audit`: an auditor's command line over AuditService: history, export, verify and as-of.
 
 Talks to a running server over gRPC (`--target`). On a terminal it prints a readable table; piped,
 one JSON object a line, for other tools. Exit status: 0 done (and the history verified), 1 the
@@ -21,7 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
-from services.entrypoints import audit_seals
+from services.entrypoints import audit_as_of, audit_seals
 
 PROG = "crm-audit"
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--actor", action="append", default=[], help="an actor id (repeat)")
     history.add_argument("--page-size", type=int, default=500, help="events per call (<= 500)")
     export.add_argument("--output", "-o", help="a file to write (default: standard output)")
+    audit_as_of.add_parser(commands, _instant)
     return parsed
 
 
@@ -145,6 +146,8 @@ def run(
     as_json: bool,
 ) -> int:
     """Run one subcommand, writing to `out`; returns the exit status."""
+    if args.command == audit_as_of.COMMAND:
+        return audit_as_of.run_as_of(stub, args, out, as_json=as_json)
     if audit_seals.wanted(args):
         return audit_seals.run(stub, args, out, as_json=as_json)
     subject = (

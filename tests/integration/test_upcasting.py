@@ -31,6 +31,8 @@ from projections.kpi_report import KpiQuery
 from projections.runner import InProcessProjector, decode_batch, rebuild
 from projections.store.port import ViewStore
 from projections.store.sqlite import SqliteViewStore
+from services.audit.as_of import AsOf, timeline_as_of
+from services.audit.case_checkpoints import case_as_of_from
 from services.audit.history import HistoryReader, Subject
 from services.audit.verify import verify_streams
 from services.case import domain as case_domain
@@ -222,6 +224,12 @@ def test_old_history_replays_live_and_as_of_like_one_written_in_the_current_vers
     as_of = _view_store(tmp_path, "as_of")
     as_of.apply(decode_batch(CURRENT, store.read_all(after=0, limit=middle)))
     assert _views(as_of) == live_then
+    # The audit's as-of views (services/audit/as_of.py) fold the stored rows the same way.
+    point = AsOf(position=middle)
+    (view, _) = case_as_of_from(None, store.read_stream(CASE_STREAM), point, CURRENT)
+    assert view == live_then[1]
+    streams = {e.stream: store.read_stream(e.stream) for e in store.read_all(0, 1000)}
+    assert timeline_as_of(CUSTOMER, streams, point, CURRENT) == live_then[0]
 
     # The audit reads the stored rows: their own type names, a chain that still verifies.
     reader = HistoryReader(store, live, CURRENT)
