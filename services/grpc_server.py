@@ -23,6 +23,7 @@ from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.eventstore.port import EventStore
 from crm.grpc_errors import ErrorMappingInterceptor
+from crm.personal.cipher import PersonalData
 from crm.seals import SealKey
 from crm.v1 import (
     audit_service_pb2,
@@ -81,6 +82,8 @@ class Served(Protocol):
     def clock(self) -> Clock: ...
     @property
     def seal_key(self) -> SealKey | None: ...
+    @property
+    def personal(self) -> PersonalData | None: ...
 
 
 Register = Callable[[Served, BlockingPool, grpc.aio.Server], None]
@@ -113,6 +116,7 @@ def _audit(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
         io,
         None if key is None else key.public,
         clock=system.clock,
+        personal=system.personal,
     )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)
 

@@ -11,6 +11,7 @@ from crm.errors import IntegrityError, InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.grpc_convert import Context, optional_instant
+from crm.personal.cipher import PersonalData
 from crm.protocodec import actor_to_proto, enum_from_proto, timestamp
 from crm.seals import SealVerifier
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
@@ -42,12 +43,18 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         seal_key: SealVerifier | None = None,
         *,
         clock: Clock,
+        personal: PersonalData | None = None,
     ) -> None:
         self._store = store
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
         self._seals = SealsApi(store, seal_key, io)
-        self._as_of = AsOfViews(AsOfReader(store, self._history, CODEC, clock), io)
+        # A customer as of a point shows their personal fields opened (or the placeholder once
+        # forgotten), as GetCustomer does; history, export and verification keep the stored form.
+        as_of_codec = (
+            CODEC if personal is None else EventCodec(EVENT_TYPES, UPCASTERS, personal=personal)
+        )
+        self._as_of = AsOfViews(AsOfReader(store, self._history, as_of_codec, clock), io)
 
     async def GetHistory(
         self, request: audit_service_pb2.GetHistoryRequest, context: Context

@@ -211,6 +211,23 @@ def test_every_read_shows_the_placeholder_for_the_forgotten_customer(forgotten: 
     assert client.customers.GetCustomer(_get(forgotten.other)).name == KEPT_NAME
 
 
+def test_the_customer_as_of_a_point_before_the_forget_reads_the_placeholder_too(
+    forgotten: Forgotten,
+) -> None:
+    before = forgotten.timeline_before[-1].global_position
+    point = audit_service_pb2.AsOf(global_position=before)
+
+    def as_of(customer_id: str) -> Any:
+        return forgotten.client.audit.GetCustomerAsOf(
+            audit_service_pb2.GetCustomerAsOfRequest(customer_id=customer_id, as_of=point)
+        ).customer
+
+    customer = as_of(forgotten.customer)
+    assert customer.name == PLACEHOLDER
+    assert [p.address for p in customer.contact_points] == [PLACEHOLDER]
+    assert as_of(forgotten.other).name == KEPT_NAME  # opened, not the stored ciphertext
+
+
 def test_counts_timings_kpis_and_views_stay_exact(forgotten: Forgotten) -> None:
     client = forgotten.client
     assert _kpis(client) == forgotten.kpis_before
