@@ -48,6 +48,11 @@ def optional_text(field: str, value: str, max_length: int) -> str:
     return value
 
 
+MAX_POSITION = 2**63 - 1
+"""The largest global position or count a store can hold (a signed 64-bit integer in SQLite and
+PostgreSQL); the protos carry uint64, so a request may name more."""
+
+
 def require_range(field: str, value: int, low: int, high: int) -> int:
     """A whole number within [low, high]."""
     if not low <= value <= high:

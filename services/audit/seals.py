@@ -10,6 +10,7 @@ from crm.errors import InvalidInput
 from crm.eventstore.port import EventStore
 from crm.seals import Seal, SealVerifier
 from crm.v1 import audit_service_pb2
+from crm.validation import MAX_POSITION, require_range
 from services.audit.store_verify import StoreVerification, StoreVerifier
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -28,9 +29,8 @@ class SealsApi:
     ) -> audit_service_pb2.ListSealsReply:
         if request.limit < 0 or request.limit > MAX_LIMIT:
             raise InvalidInput("limit", f"give 1 to {MAX_LIMIT} (0: {DEFAULT_LIMIT})")
-        seals = await self._io.run(
-            self._store.read_seals, request.after, request.limit or DEFAULT_LIMIT
-        )
+        after = require_range("after", request.after, 0, MAX_POSITION)
+        seals = await self._io.run(self._store.read_seals, after, request.limit or DEFAULT_LIMIT)
         reply = audit_service_pb2.ListSealsReply(seals=[seal_to_proto(s) for s in seals])
         if self._key is not None:
             reply.public_key_pem = self._key.public_pem()
@@ -51,6 +51,8 @@ def seal_to_proto(seal: Seal) -> audit_service_pb2.Seal:
 
 def seal_from_proto(message: audit_service_pb2.Seal) -> Seal:
     """The seal an auditor sent; INVALID_ARGUMENT naming `seal` when it cannot be one."""
+    for field in ("position", "count", "previous_position"):
+        require_range(f"seal.{field}", getattr(message, field), 0, MAX_POSITION)
     try:
         seal = Seal.from_dict(
             {

@@ -13,7 +13,7 @@ from crm.errors import InvalidInput, NotFound
 from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import duration, enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
-from crm.validation import require_id, require_range
+from crm.validation import MAX_POSITION, require_id, require_range
 from crm.vocabulary import Channel
 from projections.follow_ups import FollowUp
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
@@ -34,7 +34,6 @@ DIMENSION = timeline_service_pb2.KpiDimension.DESCRIPTOR
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 WATCH_BATCH = 200
 WATCH_POLL_SECONDS = 0.5
-MAX_POSITION = 2**63 - 1
 
 
 class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
