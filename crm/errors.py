@@ -77,6 +77,12 @@ class HistoryBroken(IntegrityError):
         self.global_position = event.global_position
 
 
+class PersonalDataUnreadable(IntegrityError):
+    """Sealed personal data of a customer never forgotten does not open: their key is missing,
+    wrapped by another master key, or the sealed bytes were altered. Data is lost, not forgotten,
+    so it is reported (DATA_LOSS, with an alert), never shown as the placeholder."""
+
+
 class StoredPlace(Protocol):
     """Where an event sits in the store (crm.envelope.RecordedEvent has these)."""
 

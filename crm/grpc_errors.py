@@ -34,6 +34,7 @@ STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.OperationalError, grpc.StatusCode.UNAVAILABLE),
     (errors.HistoryBroken, grpc.StatusCode.DATA_LOSS),
+    (errors.PersonalDataUnreadable, grpc.StatusCode.DATA_LOSS),
 )
 
 
@@ -42,9 +43,11 @@ def status_for(error: Exception) -> tuple[grpc.StatusCode, str]:
     for error_type, code in STATUS_OF:
         if isinstance(error, error_type):
             if code is grpc.StatusCode.DATA_LOSS:
-                # An alert for the operators: stored history no longer matches its hashes.
+                # An alert for the operators: stored history no longer matches its hashes, or
+                # personal data no longer opens.
                 error_id = uuid.uuid4().hex[:12]
-                log.error("ALERT broken history, error %s: %s", error_id, error)
+                what = "broken history" if isinstance(error, errors.HistoryBroken) else "data loss"
+                log.error("ALERT %s, error %s: %s", what, error_id, error)
                 return code, f"{error} (error {error_id}); nothing was recorded"
             return code, str(error)
     error_id = uuid.uuid4().hex[:12]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from crm.errors import IntegrityError
+from crm.errors import PersonalDataUnreadable
 from crm.personal.keys import NONCE_BYTES, KeyStore
 
 PREFIX = "crm-pd1:"
@@ -88,7 +88,7 @@ class PersonalData:
                 sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _bound(customer_id, where)
             )
         except (InvalidTag, binascii.Error, ValueError):
-            raise IntegrityError(
+            raise PersonalDataUnreadable(
                 f"a sealed value of customer {customer_id} ({where}) does not open"
             ) from None
         return plain.decode()
@@ -114,7 +114,9 @@ class PersonalData:
                 sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _bound(customer_id, where)
             )
         except InvalidTag:
-            raise IntegrityError(f"a sealed blob of customer {customer_id} does not open") from None
+            raise PersonalDataUnreadable(
+                f"a sealed blob of customer {customer_id} does not open"
+            ) from None
 
     def forget(self, customer_id: str) -> None:
         """Delete the customer's key; every read in this process shows PLACEHOLDER from now."""
@@ -125,7 +127,8 @@ class PersonalData:
         """The customer's key (cached for a few seconds); None if they were forgotten.
 
         A sealed value whose key is missing though its customer was never forgotten means the
-        key store is not the one the events were sealed with: IntegrityError, not a placeholder.
+        key store is not the one the events were sealed with: PersonalDataUnreadable (DATA_LOSS),
+        not a placeholder.
         """
         now = self._monotonic()
         with self._lock:
@@ -142,7 +145,7 @@ class PersonalData:
         if self.keys.is_forgotten(customer_id):
             self._learn_forgotten(customer_id)
             return None
-        raise IntegrityError(
+        raise PersonalDataUnreadable(
             f"no data key for customer {customer_id}, who was never forgotten: is the key store"
             " the one these events were sealed with?"
         )

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from crm.errors import IntegrityError, PersonalDataForgotten
+from crm.errors import PersonalDataForgotten, PersonalDataUnreadable
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -80,7 +80,7 @@ class MasterKey:
                 wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _bound(customer_id)
             )
         except Exception:  # cryptography's InvalidTag: another master key, or altered bytes
-            raise IntegrityError(
+            raise PersonalDataUnreadable(
                 f"the data key of customer {customer_id} does not unwrap with this master key"
             ) from None
 

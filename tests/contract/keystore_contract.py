@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 
 import pytest
 
-from crm.errors import IntegrityError, PersonalDataForgotten
+from crm.errors import PersonalDataForgotten, PersonalDataUnreadable
 from crm.personal.keys import KEY_BYTES, KeyStore, MasterKey
 
 MASTER = MasterKey(bytes(range(32)))
@@ -73,7 +73,7 @@ class KeyStoreContract(ABC):
         store.close()
         other = self.make_store(OTHER_MASTER)
         try:
-            with pytest.raises(IntegrityError, match="master key"):
+            with pytest.raises(PersonalDataUnreadable, match="master key"):
                 other.find("c-1")
         finally:
             other.close()

@@ -73,3 +73,17 @@ def test_broken_history_is_data_loss_naming_the_event_with_an_alert_id(
         "ALERT" in record.getMessage() and error_id in record.getMessage()
         for record in caplog.records
     )
+
+
+def test_personal_data_that_does_not_open_is_data_loss_with_an_alert_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    error = errors.PersonalDataUnreadable("no data key for customer c-1, who was never forgotten")
+    with caplog.at_level(logging.ERROR):
+        code, message = status_for(error)
+    assert code is grpc.StatusCode.DATA_LOSS
+    assert message.startswith("no data key for customer c-1, who was never forgotten (error ")
+    error_id = message.rsplit("(error ", 1)[1].split(")")[0]
+    assert any(
+        f"ALERT data loss, error {error_id}" in record.getMessage() for record in caplog.records
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crm.command_handling import command_digest
-from crm.errors import IntegrityError, PersonalDataForgotten
+from crm.errors import IntegrityError, PersonalDataForgotten, PersonalDataUnreadable
 from crm.eventcodec import EventCodec
 from crm.personal.cipher import PLACEHOLDER, PREFIX, PersonalData
 from crm.personal.keys import KeyStore, MasterKey, ensure_master_key_file, load_master_key
@@ -65,11 +65,11 @@ def test_a_value_round_trips_and_is_not_stored_in_the_clear(keys: KeyStore) -> N
 def test_a_sealed_value_opens_only_where_and_for_whom_it_was_sealed(keys: KeyStore) -> None:
     cipher = PersonalData(keys, digest_key=DIGEST_KEY)
     sealed = cipher.seal("c-1", "T|name", NAME)
-    with pytest.raises(IntegrityError, match="does not open"):
+    with pytest.raises(PersonalDataUnreadable, match="does not open"):
         cipher.open("T|subject", sealed)  # moved to another field
     cipher.seal("c-2", "T|name", "someone else")
     moved = sealed.replace(PREFIX + "c-1:", PREFIX + "c-2:")
-    with pytest.raises(IntegrityError, match="does not open"):
+    with pytest.raises(PersonalDataUnreadable, match="does not open"):
         cipher.open("T|name", moved)  # claimed by another customer
 
 
@@ -109,7 +109,7 @@ def test_a_missing_key_of_a_customer_never_forgotten_is_an_integrity_error(
     sealed = PersonalData(keys, digest_key=DIGEST_KEY).seal("c-1", "T|name", NAME)
     elsewhere = SqliteKeyStore(tmp_path / "other-keys.db", MASTER)
     try:
-        with pytest.raises(IntegrityError, match="never forgotten"):
+        with pytest.raises(PersonalDataUnreadable, match="never forgotten"):
             PersonalData(elsewhere, digest_key=DIGEST_KEY).open("T|name", sealed)
     finally:
         elsewhere.close()
@@ -120,7 +120,7 @@ def test_blobs_are_sealed_whole_and_unreadable_once_forgotten(keys: KeyStore) ->
     blob = cipher.seal_blob("c-1", "snapshot|customer-c-1", b'{"name": "Aiko"}')
     assert b"Aiko" not in blob
     assert cipher.open_blob("snapshot|customer-c-1", blob) == b'{"name": "Aiko"}'
-    with pytest.raises(IntegrityError):
+    with pytest.raises(PersonalDataUnreadable):
         cipher.open_blob("snapshot|customer-c-2", blob)
     assert cipher.open_blob("x", b"{}") == b"{}"  # an unsealed blob as it is
     cipher.forget("c-1")
