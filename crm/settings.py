@@ -1,5 +1,8 @@
 """Every `CRM_*` setting, declared once: flag, environment variable, default, parser and help.
 
+The stores' and processes' settings are declared here; those of security, personal-data keys and
+seals in crm.security_settings; `ALL` lists both, and `Settings` holds every value.
+
 Each process names the settings it reads (crm.startup builds its command line from them) and
 `resolve` takes each value from the flag, else the environment variable, else the default; an
 empty value counts as not given. A default may name `<data-dir>`: it is filled in with the data
@@ -9,121 +12,35 @@ dir setting, so every process derives the same paths from one directory. A wrong
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from crm.errors import CrmError
+from crm.security_settings import PERSONAL_DATA, SEALING, SECURITY
+from crm.setting import (
+    DATA_DIR_MARK,
+    Setting,
+    parse_address,
+    parse_brokers,
+    parse_choice,
+    parse_directory,
+    parse_instant,
+    parse_namespace,
+    parse_optional_address,
+    parse_optional_file,
+    parse_port,
+    parse_seconds,
+    parse_text,
+    parse_whole,
+)
 
-T = TypeVar("T")
-
-DATA_DIR_MARK = "<data-dir>"
-_DIGITS = re.compile(r"[0-9]{1,5}")
-
-
-class StartupError(CrmError):
-    """A process cannot start as configured; the message says what to change."""
-
-
-class SettingError(StartupError):
-    """A setting's value is wrong; the message names its flag and environment variable."""
-
-    def __init__(self, setting: Setting[Any], problem: str) -> None:
-        super().__init__(f"{setting.label}: {problem}")
-        self.setting = setting
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class Setting(Generic[T]):
-    """One setting: where its value comes from and how it is checked."""
-
-    name: str  # the field of `Settings`
-    flag: str
-    env: str
-    default: str  # text parsed like a given value; may name DATA_DIR_MARK
-    parse: Callable[[str], T]  # raises ValueError saying what is wrong and what to give instead
-    help: str
-    metavar: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.flag} / {self.env}"
-
-    def value(self, text: str) -> T:
-        try:
-            return self.parse(text)
-        except ValueError as exc:
-            raise SettingError(self, str(exc)) from None
-
-
-# Parsers: each takes the text given and returns the value, or raises ValueError.
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    return parse
+# Parsers of these settings alone (crm.setting has those shared).
 
 
 def _in_process(text: str) -> bool:
-    return _choice("in-process", "off")(text) == "in-process"
-
-
-def _whole(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number; give one >= {minimum}") from None
-        if number < minimum:
-            raise ValueError(f"{number} is too small; give a whole number >= {minimum}")
-        return number
-
-    return parse
-
-
-def _seconds(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
-    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-
-    def parse(text: str) -> float:
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number of seconds; give one {bound}") from None
-        within = seconds >= minimum if inclusive else seconds > minimum
-        if not (within and math.isfinite(seconds)):
-            raise ValueError(f"{text!r} is out of range; give a number of seconds {bound}")
-        return seconds
-
-    return parse
-
-
-def _address(text: str) -> str:
-    """`host:port`, an IPv6 host in brackets; port 0 asks for a free one."""
-    host, _, port = text.rpartition(":")
-    example = "give host:port, e.g. 127.0.0.1:50051 or [::]:50051"
-    if not host or not _DIGITS.fullmatch(port) or int(port) > 65535 or re.search(r"\s", text):
-        raise ValueError(f"{text!r} is not an address; {example}")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ValueError(f"{text!r} has an IPv6 host without brackets; {example}")
-    return text
-
-
-def _optional_address(text: str) -> str:
-    """An address as `_address` takes it, or empty for none."""
-    return _address(text) if text.strip() else ""
+    return parse_choice("in-process", "off")(text) == "in-process"
 
 
 SERVICE_NAMES = ("customer", "case", "feedback", "timeline", "audit")
@@ -142,66 +59,12 @@ def _services(text: str) -> tuple[str, ...]:
     return tuple(name for name in SERVICE_NAMES if name in named)
 
 
-def _port(text: str) -> int:
-    if not _DIGITS.fullmatch(text) or int(text) > 65535:
-        raise ValueError(f"{text!r} is not a port; give a whole number from 0 to 65535")
-    return int(text)
-
-
-def _brokers(text: str) -> str:
-    """A comma-separated list of Kafka brokers, each `host:port`."""
-    for broker in text.split(","):
-        try:
-            _address(broker.strip())
-        except ValueError:
-            raise ValueError(
-                f"{broker.strip()!r} is not a broker address; give host:port[,host:port...]"
-            ) from None
-    return text
-
-
-def _namespace(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._-]*", text):
-        raise ValueError(
-            f"{text!r} has characters Kafka topic names cannot hold; use A-Z a-z 0-9 . _ -"
-        )
-    return text
-
-
-def _directory(text: str) -> Path:
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{text!r} exists and is not a directory; give a directory")
-    return path
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not an ISO-8601 instant; give e.g. 2000-01-01T00:00Z"
-        ) from None
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone; give e.g. 2000-01-01T00:00Z")
-    return value
-
-
-def _optional_file(text: str) -> Path | None:
-    if not text:
-        return None
-    path = Path(text)
-    if not path.is_file():
-        raise ValueError(f"no file {text!r}; give the path of a JSON file, or nothing")
-    return path
-
-
 LISTEN = Setting(
     name="listen",
     flag="--listen",
     env="CRM_LISTEN",
     default="127.0.0.1:50051",
-    parse=_address,
+    parse=parse_address,
     help="where the gRPC server listens; port 0 picks a free one and logs it",
     metavar="HOST:PORT",
 )
@@ -211,7 +74,7 @@ HEALTH_LISTEN = Setting(
     flag="--health-listen",
     env="CRM_HEALTH_LISTEN",
     default="",
-    parse=_optional_address,
+    parse=parse_optional_address,
     help="also serve gRPC health alone, in plaintext, here (for probes that cannot speak TLS,"
     " e.g. Kubernetes'); none: health is served on the listen address only",
     metavar="HOST:PORT",
@@ -232,7 +95,7 @@ DATA_DIR = Setting(
     flag="--data-dir",
     env="CRM_DATA_DIR",
     default="var",
-    parse=_directory,
+    parse=parse_directory,
     help="directory of the embedded SQLite files; the store URLs default to files in it",
     metavar="DIR",
 )
@@ -242,7 +105,7 @@ EVENT_STORE_URL = Setting(
     flag="--event-store-url",
     env="CRM_EVENT_STORE_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/events.db",
-    parse=_text,
+    parse=parse_text,
     help="the event store, the source of truth: sqlite:///<path> (sqlite:////abs/path.db for an"
     " absolute path), postgresql://<user>@<host>:<port>/<database> (postgres:// too), or a"
     " KurrentDB / EventStoreDB server, kurrentdb://[user:password@]host:2113[?tls=false]"
@@ -255,7 +118,7 @@ READ_STORE_URL = Setting(
     flag="--read-store-url",
     env="CRM_READ_STORE_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/views.db",
-    parse=_text,
+    parse=parse_text,
     help="the view store the projections write and the query API reads: sqlite:///<path>, or"
     " postgresql://<user>@<host>:<port>/<database> (migrated in place at start)",
     metavar="URL",
@@ -266,7 +129,7 @@ RELAY_CHECKPOINT_URL = Setting(
     flag="--checkpoint-url",
     env="CRM_RELAY_CHECKPOINT_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/relay.db",
-    parse=_text,
+    parse=parse_text,
     help="the relay's checkpoint: the last global position Kafka acknowledged; an SQLite file"
     " or PostgreSQL (postgresql://...)",
     metavar="URL",
@@ -277,7 +140,7 @@ DEADLINE_CHECKPOINT_URL = Setting(
     flag="--deadline-checkpoint-url",
     env="CRM_DEADLINE_CHECKPOINT_URL",
     default=f"sqlite:///{DATA_DIR_MARK}/deadlines.db",
-    parse=_text,
+    parse=parse_text,
     help="the deadline process's saved timers (open cases' SLA watches) and the position they"
     " reflect; a restart reads only the events after it; an SQLite file or PostgreSQL"
     " (postgresql://...)",
@@ -289,7 +152,7 @@ LOG_FORMAT = Setting(
     flag="--log-format",
     env="CRM_LOG_FORMAT",
     default="auto",
-    parse=_choice("auto", "json", "text"),
+    parse=parse_choice("auto", "json", "text"),
     help="json: one object a line; text; auto: text on a terminal, JSON otherwise",
     metavar="{auto,json,text}",
 )
@@ -299,7 +162,7 @@ SLA_POLICY_FILE = Setting(
     flag="--sla-policy-file",
     env="CRM_SLA_POLICY_FILE",
     default="",
-    parse=_optional_file,
+    parse=parse_optional_file,
     help="JSON SLA policy (see deploy/sla-policy.example.json); built-in targets when none",
     metavar="FILE",
 )
@@ -309,7 +172,7 @@ COMPENSATION_LIMITS_FILE = Setting(
     flag="--compensation-limits-file",
     env="CRM_COMPENSATION_LIMITS_FILE",
     default="",
-    parse=_optional_file,
+    parse=parse_optional_file,
     help='JSON {"currency": "JPY", "default_minor": 10000, "agents": {"agent-7": 30000}};'
     " 10,000 JPY for every agent when none",
     metavar="FILE",
@@ -340,7 +203,7 @@ GRACE_SECONDS = Setting(
     flag="--grace-seconds",
     env="CRM_GRACE_SECONDS",
     default="5",
-    parse=_seconds(0, inclusive=True),
+    parse=parse_seconds(0, inclusive=True),
     help="on SIGTERM, how long running calls may take to finish",
     metavar="SECONDS",
 )
@@ -350,7 +213,7 @@ MAX_CONCURRENT_CALLS = Setting(
     flag="--max-concurrent-calls",
     env="CRM_MAX_CONCURRENT_CALLS",
     default="1000",
-    parse=_whole(1),
+    parse=parse_whole(1),
     help="calls (open watches included) a server runs at once; more get RESOURCE_EXHAUSTED",
     metavar="N",
 )
@@ -360,7 +223,7 @@ KAFKA_BOOTSTRAP = Setting(
     flag="--bootstrap",
     env="CRM_KAFKA_BOOTSTRAP",
     default="127.0.0.1:9092",
-    parse=_brokers,
+    parse=parse_brokers,
     help="the Kafka brokers to connect to first",
     metavar="HOST:PORT[,...]",
 )
@@ -370,7 +233,7 @@ KAFKA_PARTITIONS = Setting(
     flag="--partitions",
     env="CRM_KAFKA_PARTITIONS",
     default="6",
-    parse=_whole(1),
+    parse=parse_whole(1),
     help="partitions of every event topic (all topics alike, keyed by customer)",
     metavar="N",
 )
@@ -380,7 +243,7 @@ KAFKA_REPLICATION_FACTOR = Setting(
     flag="--replication-factor",
     env="CRM_KAFKA_REPLICATION_FACTOR",
     default="1",
-    parse=_whole(1),
+    parse=parse_whole(1),
     help="copies of each partition kept by the brokers, for the event topics this process creates"
     " when they are missing (at most the broker count)",
     metavar="N",
@@ -391,7 +254,7 @@ TOPIC_NAMESPACE = Setting(
     flag="--namespace",
     env="CRM_TOPIC_NAMESPACE",
     default="",
-    parse=_namespace,
+    parse=parse_namespace,
     help="prefix of topic names and consumer groups, to keep deployments apart",
     metavar="PREFIX",
 )
@@ -401,7 +264,7 @@ KAFKA_SESSION_TIMEOUT = Setting(
     flag="--session-timeout",
     env="CRM_KAFKA_SESSION_TIMEOUT",
     default="6",
-    parse=_seconds(0, inclusive=False),
+    parse=parse_seconds(0, inclusive=False),
     help="seconds until a worker that died without leaving loses its partitions",
     metavar="SECONDS",
 )
@@ -410,7 +273,7 @@ EARLIEST_OCCURRED_AT = Setting(
     flag="--earliest-occurred-at",
     env="CRM_EARLIEST_OCCURRED_AT",
     default="2000-01-01T00:00:00+00:00",
-    parse=_instant,
+    parse=parse_instant,
     help="the earliest time a command or a contact may say it happened; earlier is refused",
     metavar="INSTANT",
 )
@@ -420,7 +283,7 @@ PROJECTION = Setting(
     flag="--projection",
     env="CRM_PROJECTION",
     default="",
-    parse=_text,
+    parse=parse_text,
     help="the named projection a Kafka worker runs (timeline, case_views, customer_risk,"
     " kpi_facts; each is its own consumer group), or crm-rebuild rebuilds (all when none)",
     metavar="NAME",
@@ -431,241 +294,11 @@ LOCAL_KAFKA_PORT = Setting(
     flag="--kafka-port",
     env="CRM_KAFKA_PORT",
     default="9092",
-    parse=_port,
+    parse=parse_port,
     help="client port of the local broker `make run-distributed` starts (0: a free one)",
     metavar="PORT",
 )
 
-
-def _on(text: str) -> bool:
-    return _choice("on", "off")(text) == "on"
-
-
-def _reflection_open(text: str) -> bool:
-    return _choice("authenticated", "open")(text) == "open"
-
-
-def _optional_path(what: str) -> Callable[[str], Path | None]:
-    def parse(text: str) -> Path | None:
-        if not text:
-            return None
-        path = Path(text)
-        if not path.is_file():
-            raise ValueError(f"no file {text!r}; give the path of {what}, or nothing")
-        return path
-
-    return parse
-
-
-KEY_STORE_URL = Setting(
-    name="key_store_url",
-    flag="--key-store-url",
-    env="CRM_KEY_STORE_URL",
-    default=f"sqlite:///{DATA_DIR_MARK}/keys.db",
-    parse=_text,
-    help="where customers' data keys live, apart from the events (deleting one forgets its"
-    " customer): sqlite:///<path>, or postgresql://<user>@<host>:<port>/<database>",
-    metavar="URL",
-)
-
-MASTER_KEY_FILE = Setting(
-    name="master_key_file",
-    flag="--master-key-file",
-    env="CRM_MASTER_KEY_FILE",
-    default="",
-    parse=_optional_path("a master key file (base64 of 32 random bytes)"),
-    help="the master key that wraps customers' data keys: a file holding the base64 of 32"
-    " random bytes; none: a development key generated on first start at"
-    f" {DATA_DIR_MARK}/dev-personal-data-master.key",
-    metavar="FILE",
-)
-
-PERSONAL_DATA = (KEY_STORE_URL, MASTER_KEY_FILE)
-"""What a process that reads or writes personal data needs to seal and open it."""
-
-AUTH = Setting(
-    name="auth",
-    flag="--auth",
-    env="CRM_AUTH",
-    default="jwt",
-    parse=_choice("jwt", "off"),
-    help="jwt: every call but health checks needs a bearer token (or a client certificate);"
-    " off: nobody is asked (development only; a warning is logged at start)",
-    metavar="{jwt,off}",
-)
-
-TOKEN_KEYS = Setting(
-    name="token_keys",
-    flag="--token-keys",
-    env="CRM_TOKEN_KEYS",
-    default="",
-    parse=_optional_path("a JWKS file or a PEM public key"),
-    help="the keys bearer tokens are checked with: a JWKS file (RS256, ES256, HS256 keys) or a"
-    " PEM public key (RS256, ES256); none: an HS256 development secret generated on first"
-    f" start at {DATA_DIR_MARK}/dev-token-key.jwks.json, which crm-token signs with",
-    metavar="FILE",
-)
-
-TOKEN_AUDIENCE = Setting(
-    name="token_audience",
-    flag="--token-audience",
-    env="CRM_TOKEN_AUDIENCE",
-    default="crm",
-    parse=_text,
-    help="the audience (aud claim) every bearer token must name",
-    metavar="TEXT",
-)
-
-TOKEN_ISSUER = Setting(
-    name="token_issuer",
-    flag="--token-issuer",
-    env="CRM_TOKEN_ISSUER",
-    default="",
-    parse=_text,
-    help="the issuer (iss claim) every bearer token must name; none: not checked",
-    metavar="TEXT",
-)
-
-TLS = Setting(
-    name="tls",
-    flag="--tls",
-    env="CRM_TLS",
-    default="on",
-    parse=_on,
-    help="on: the server speaks TLS only; off: plaintext (development only; a warning is"
-    " logged at start)",
-    metavar="{on,off}",
-)
-
-TLS_CERT = Setting(
-    name="tls_cert",
-    flag="--tls-cert",
-    env="CRM_TLS_CERT",
-    default="",
-    parse=_optional_path("a PEM certificate chain"),
-    help="the server's PEM certificate chain (with --tls-key); none: a self-signed one"
-    f" generated on first start at {DATA_DIR_MARK}/tls/server.crt",
-    metavar="FILE",
-)
-
-TLS_KEY = Setting(
-    name="tls_key",
-    flag="--tls-key",
-    env="CRM_TLS_KEY",
-    default="",
-    parse=_optional_path("a PEM private key"),
-    help="the private key of --tls-cert (PEM)",
-    metavar="FILE",
-)
-
-TLS_CLIENT_CA = Setting(
-    name="tls_client_ca",
-    flag="--tls-client-ca",
-    env="CRM_TLS_CLIENT_CA",
-    default="",
-    parse=_optional_path("PEM CA certificates"),
-    help="mutual TLS: every connection must show a client certificate signed by these CAs;"
-    " one without a bearer token is the service its common name names",
-    metavar="FILE",
-)
-
-MAX_REQUEST_BYTES = Setting(
-    name="max_request_bytes",
-    flag="--max-request-bytes",
-    env="CRM_MAX_REQUEST_BYTES",
-    default="262144",
-    parse=_whole(1024),
-    help="the largest request message accepted; larger ones get RESOURCE_EXHAUSTED",
-    metavar="BYTES",
-)
-
-MAX_CALLS_PER_CALLER = Setting(
-    name="max_calls_per_caller",
-    flag="--max-calls-per-caller",
-    env="CRM_MAX_CALLS_PER_CALLER",
-    default="64",
-    parse=_whole(1),
-    help="calls one caller may have in progress at once; more get RESOURCE_EXHAUSTED",
-    metavar="N",
-)
-
-MAX_WATCHES_PER_CALLER = Setting(
-    name="max_watches_per_caller",
-    flag="--max-watches-per-caller",
-    env="CRM_MAX_WATCHES_PER_CALLER",
-    default="8",
-    parse=_whole(1),
-    help="WatchTimeline streams one caller may keep open at once; more get RESOURCE_EXHAUSTED",
-    metavar="N",
-)
-
-REFLECTION = Setting(
-    name="reflection_open",
-    flag="--reflection",
-    env="CRM_REFLECTION",
-    default="authenticated",
-    parse=_reflection_open,
-    help="authenticated: reflection needs a credential like any call; open: anyone may list"
-    " the services (development)",
-    metavar="{authenticated,open}",
-)
-
-
-def _key_path(text: str) -> Path:
-    if not text:
-        raise ValueError("give the path of the seal key file")
-    return Path(text)
-
-
-SEAL_KEY_FILE = Setting(
-    name="seal_key_file",
-    flag="--seal-key",
-    env="CRM_SEAL_KEY",
-    default=f"{DATA_DIR_MARK}/dev-seal-key.pem",
-    parse=_key_path,
-    help="the Ed25519 private key (PEM, PKCS#8) seals are signed with; created on first start"
-    " if the file is missing (development); its public half is served by ListSeals",
-    metavar="FILE",
-)
-
-SEAL_EVERY_EVENTS = Setting(
-    name="seal_every_events",
-    flag="--seal-every-events",
-    env="CRM_SEAL_EVERY_EVENTS",
-    default="1000",
-    parse=_whole(0),
-    help="seal the global order after this many new events (0: not by count)",
-    metavar="N",
-)
-
-SEAL_EVERY_SECONDS = Setting(
-    name="seal_every_seconds",
-    flag="--seal-every-seconds",
-    env="CRM_SEAL_EVERY_SECONDS",
-    default="300",
-    parse=_seconds(0, inclusive=True),
-    help="seal new events once the newest seal is this old (0: not by time); both 0: no sealer",
-    metavar="SECONDS",
-)
-
-SEALING = (SEAL_KEY_FILE, SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS)
-"""What the server's sealer reads (crm.sealer)."""
-
-SECURITY = (
-    AUTH,
-    TOKEN_KEYS,
-    TOKEN_AUDIENCE,
-    TOKEN_ISSUER,
-    TLS,
-    TLS_CERT,
-    TLS_KEY,
-    TLS_CLIENT_CA,
-    MAX_REQUEST_BYTES,
-    MAX_CALLS_PER_CALLER,
-    MAX_WATCHES_PER_CALLER,
-    REFLECTION,
-)
-"""What the gRPC server reads to decide who may call it, how, and how much."""
 
 # Resolution goes in this order: DATA_DIR first, since other defaults name it.
 ALL: tuple[Setting[Any], ...] = (

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from crm.errors import InvalidInput, PersistenceError
-from crm.settings import Setting, SettingError, Settings, StartupError, resolve, used
+from crm.setting import Setting, SettingError, StartupError
+from crm.settings import Settings, resolve, used
 
 
 class SettingsParser(argparse.ArgumentParser):

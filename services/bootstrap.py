@@ -34,28 +34,28 @@ from crm.postgres_connections import POSTGRES_FORM, is_postgres
 from crm.postgres_lease import PostgresLease
 from crm.sealer import Sealer, load_seal_key
 from crm.seals import SealKey
+from crm.security_settings import (
+    KEY_STORE_URL,
+    MASTER_KEY_FILE,
+    SEAL_KEY_FILE,
+    TLS_CERT,
+    TLS_CLIENT_CA,
+    TLS_KEY,
+    TOKEN_KEYS,
+)
+from crm.setting import Setting, SettingError, StartupError
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
     DEADLINE_CHECKPOINT_URL,
     EVENT_STORE_URL,
     HEALTH_LISTEN,
-    KEY_STORE_URL,
     LISTEN,
-    MASTER_KEY_FILE,
     PROJECTION,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
-    SEAL_KEY_FILE,
     SLA_POLICY_FILE,
-    TLS_CERT,
-    TLS_CLIENT_CA,
-    TLS_KEY,
-    TOKEN_KEYS,
-    Setting,
-    SettingError,
     Settings,
-    StartupError,
 )
 from crm.startup import attributed_to
 from crm.tls import check_certificates, check_pair, ensure_self_signed

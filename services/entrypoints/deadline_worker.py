@@ -20,13 +20,8 @@ import threading
 from types import FrameType
 
 from crm import logs
-from crm.settings import (
-    DEADLINE_CHECKPOINT_URL,
-    EVENT_STORE_URL,
-    LOG_FORMAT,
-    PERSONAL_DATA,
-    SLA_POLICY_FILE,
-)
+from crm.security_settings import PERSONAL_DATA
+from crm.settings import DEADLINE_CHECKPOINT_URL, EVENT_STORE_URL, LOG_FORMAT, SLA_POLICY_FILE
 from crm.startup import SettingsParser, exit_on_error
 from services.bootstrap import DeadlineWorker, build_deadline_worker
 

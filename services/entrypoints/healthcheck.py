@@ -14,7 +14,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from crm.settings import DATA_DIR, LISTEN, SERVICES, TLS, TLS_CERT, Settings
+from crm.security_settings import TLS, TLS_CERT
+from crm.settings import DATA_DIR, LISTEN, SERVICES, Settings
 from crm.startup import SettingsParser, exit_on_error
 from crm.tls import certificate_name
 from services.bootstrap import dev_certificate

@@ -12,6 +12,7 @@ import logging
 import signal
 
 from crm import logs
+from crm.security_settings import PERSONAL_DATA, SEALING, SECURITY
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
@@ -24,11 +25,8 @@ from crm.settings import (
     LISTEN,
     LOG_FORMAT,
     MAX_CONCURRENT_CALLS,
-    PERSONAL_DATA,
     PROJECTOR,
     READ_STORE_URL,
-    SEALING,
-    SECURITY,
     SERVICES,
     SLA_POLICY_FILE,
     Settings,

@@ -12,7 +12,8 @@ import argparse
 from datetime import timedelta
 
 from crm.identity import ROLE_NAMES, Role, parse_actor
-from crm.settings import DATA_DIR, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_KEYS
+from crm.security_settings import TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_KEYS
+from crm.settings import DATA_DIR
 from crm.startup import SettingsParser, exit_on_error
 from crm.tokens import issue
 from services.bootstrap import build_token_signer

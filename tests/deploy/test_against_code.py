@@ -12,7 +12,8 @@ from dataclasses import replace
 import pytest
 
 from crm.postgres_connections import is_postgres
-from crm.settings import ALL, SERVICE_NAMES, SettingError
+from crm.setting import SettingError
+from crm.settings import ALL, SERVICE_NAMES
 from projections.catalogue import PROJECTION_NAMES
 from tests.deploy.manifests import (
     COMPOSE_SECRET,

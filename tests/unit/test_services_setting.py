@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crm.settings import SERVICE_NAMES, SERVICES, SettingError, resolve
+from crm.setting import SettingError
+from crm.settings import SERVICE_NAMES, SERVICES, resolve
 from services.grpc_server import FULL_NAMES, REGISTER
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from crm import settings as s
 from crm.errors import InvalidInput
-from crm.settings import SettingError, Settings, StartupError, resolve
+from crm.setting import Setting, SettingError, StartupError
+from crm.settings import Settings, resolve
 from crm.startup import SettingsParser, attributed_to, exit_on_error
 
 RELAY_USES = (s.EVENT_STORE_URL, s.RELAY_CHECKPOINT_URL, s.KAFKA_PARTITIONS, s.LOG_FORMAT)
@@ -63,7 +64,7 @@ def test_an_empty_value_counts_as_not_given() -> None:
     ],
 )
 def test_store_urls_follow_the_data_dir_in_any_process(
-    uses: tuple[s.Setting[Any], ...], field: str, file: str
+    uses: tuple[Setting[Any], ...], field: str, file: str
 ) -> None:
     """A process reading a store URL reads the data dir too, even if it does not name it."""
     from_env = resolve(uses, {}, {"CRM_DATA_DIR": "/x"})
@@ -108,7 +109,7 @@ def test_a_process_ignores_the_variables_of_settings_it_does_not_read() -> None:
     ],
 )
 def test_a_wrong_value_names_the_flag_and_the_variable(
-    setting: s.Setting[Any], text: str, problem: str
+    setting: Setting[Any], text: str, problem: str
 ) -> None:
     with pytest.raises(SettingError) as raised:
         resolve((setting,), {}, {setting.env: text})
@@ -128,7 +129,7 @@ def test_a_wrong_value_names_the_flag_and_the_variable(
         (s.TOPIC_NAMESPACE, "t42x1.", "t42x1."),
     ],
 )
-def test_good_values_parse(setting: s.Setting[Any], text: str, value: object) -> None:
+def test_good_values_parse(setting: Setting[Any], text: str, value: object) -> None:
     assert getattr(resolve((setting,), {}, {setting.env: text}), setting.name) == value
 
 
