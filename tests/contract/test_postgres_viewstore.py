@@ -17,6 +17,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from projections.catalogue import PROJECTION_NAMES
 from projections.store.port import ViewStore
 from projections.store.postgres import PostgresViewStore
 from tests.contract.viewstore_contract import ViewStoreContract
@@ -74,3 +75,16 @@ class TestPostgresViewStore(ViewStoreContract):
                 "UPDATE projection_versions SET version = %s WHERE projection = %s",
                 (version, projection),
             )
+
+
+class TestPostgresViewStoreInALaterGeneration(TestPostgresViewStore):
+    """The whole contract again with every projection served by its second generation (schemas
+    of their own, generation 1's tables dropped): the generation reaches every query and write."""
+
+    def make_store(self) -> ViewStore:
+        store = super().make_store()
+        for name in PROJECTION_NAMES:
+            building = store.begin_generation(name)
+            store.switch(name, building, lambda after, upto: [])
+            store.drop_generation(name, building - 1)
+        return store

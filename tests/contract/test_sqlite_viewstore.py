@@ -52,6 +52,19 @@ class TestSqliteViewStore(ViewStoreContract):
             )
 
 
+class TestSqliteViewStoreInALaterGeneration(TestSqliteViewStore):
+    """The whole contract again with every projection served by its second generation: the
+    generation's table names reach every query and every write."""
+
+    def make_store(self) -> ViewStore:
+        store = super().make_store()
+        for name in PROJECTION_NAMES:
+            building = store.begin_generation(name)
+            store.switch(name, building, lambda after, upto: [])
+            store.drop_generation(name, building - 1)
+        return store
+
+
 def _filled(path: Path, batch: Batch) -> dict[str, object]:
     """A store at `path` with the batch applied from two sources; its views, then closed."""
     store = SqliteViewStore(path)
