@@ -228,6 +228,7 @@ class PostgresViewStore(ViewStore):
         projection_named(projection)
         with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (projection_lock_key(projection),))
+            base = postgres_generations.base_schema(conn)  # before `use` changes the path
             known = postgres_generations.read(conn, projection)
             if known.building != generation:
                 raise InvariantViolated(
@@ -244,6 +245,10 @@ class PostgresViewStore(ViewStore):
             if head > reached:
                 postgres_generations.use(conn, {projection: generation})
                 _write(conn, projection, generation, "", catch_up(reached, head), None)
+            if projection == TIMELINE.name:
+                postgres_timeline.continue_numbering(
+                    conn, _schema(base, known.active), _schema(base, generation)
+                )
             postgres_generations.write(conn, projection, Generations(generation))
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._token))
             return known.active
@@ -354,6 +359,11 @@ class PostgresViewStore(ViewStore):
         """Every KPI of the period per group, read from one snapshot of the fact tables."""
         with self._views() as conn:
             return postgres_kpis.read_kpis(conn, query)
+
+
+def _schema(base: str, generation: int) -> str:
+    """The timeline's schema in a generation."""
+    return base if generation == 1 else postgres_generations.schema(base, TIMELINE.name, generation)
 
 
 def _chosen(name: str, known: Mapping[str, Generations], generation: int | None) -> int:

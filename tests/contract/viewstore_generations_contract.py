@@ -122,6 +122,35 @@ class GenerationsContract(ViewStoreHarness):
             == (self._whole(batch)["timelines"])
         )
 
+    def test_entries_written_after_a_timeline_switch_are_numbered_after_the_old_ones(
+        self, store: ViewStore
+    ) -> None:
+        """A live watch holds the number of the last entry it read: what is written after the
+        switch must come after it, or the watch would wait for nothing or skip entries."""
+        batch = week_story().batch
+
+        def live(views: ViewStore) -> int:
+            """Redelivery from another source may use up numbers (PostgreSQL's identity)."""
+            views.apply(batch[:20])
+            views.apply(batch[:20], source=PARTITION)
+            views.apply(batch[:30])
+            return views.timeline_watermark()
+
+        seen = live(store)  # a watch's last number before the switch
+        building = store.begin_generation("timeline")
+        store.apply(batch[:20], projections=["timeline"], generation=building)
+        store.switch("timeline", building, _reader(batch, []))
+
+        store.apply(batch)
+
+        unswitched = self.open_store()
+        expected = live(unswitched)
+        unswitched.apply(batch)
+        assert [row[1:] for row in store.writers_after(seen, 1_000)] == [
+            row[1:] for row in unswitched.writers_after(expected, 1_000)
+        ]
+        assert store.writers_after(seen, 1_000)
+
     def test_a_replaced_generation_is_refused_to_writers_and_dropped_on_request(
         self, store: ViewStore
     ) -> None:
