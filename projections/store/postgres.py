@@ -307,8 +307,7 @@ class PostgresViewStore(ViewStore):
         """A read-only transaction on one snapshot whose path leads to every projection's
         active generation: a switch committed meanwhile is seen whole or not at all."""
         with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            conn.execute(READ_ACTIVE)
+            conn.execute(READ_ACTIVE)  # one round trip: the snapshot, then the path
             yield conn
 
     def timeline(self, query: TimelineQuery) -> TimelinePage:

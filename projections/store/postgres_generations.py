@@ -26,13 +26,15 @@ GENERATIONS_SCHEMA = """
 """
 
 READ_ACTIVE = """
+    SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
     SELECT set_config('search_path', concat_ws(', ', (
         SELECT string_agg(format('%I', current_schema() || '_' || projection || '_g' || active),
                           ', ' ORDER BY projection)
         FROM projection_generations WHERE active <> 1
     ), current_setting('search_path')), true)
 """
-"""One statement: every projection's active generation first on this transaction's path."""
+"""A read transaction's start, in one round trip: one snapshot for all it reads, and every
+projection's active generation first on its path (read in that snapshot)."""
 
 
 def consumer(projection: str, generation: int) -> str:

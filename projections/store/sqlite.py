@@ -14,12 +14,11 @@ rebuild's large transactions make the cost of a durable commit negligible.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -211,24 +210,10 @@ class SqliteViewStore(ViewStore):
                 )
             _drop(conn, projection, generation)
 
-    @contextmanager
-    def rebuild_lock(self, projection: str) -> Iterator[None]:
-        """Held by the one rebuild of `projection` at a time (a lock file beside the store, freed
-        by the system when its process ends, however it ends)."""
+    def rebuild_lock(self, projection: str) -> AbstractContextManager[None]:
+        """Held by the one rebuild of `projection` at a time (a lock file beside the store)."""
         projection_named(projection)
-        lock_path = self._path.with_name(f"{self._path.name}.rebuild-{projection}.lock")
-        with translated(_LABEL), open(lock_path, "a") as lock_file:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InvariantViolated(
-                    f"another rebuild of projection {projection} is running on {self._path};"
-                    " wait for it to finish"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        return sqlite_generations.rebuild_lock(self._path, projection, _LABEL)
 
     @contextmanager
     def replaying(self) -> Iterator[None]:
@@ -327,7 +312,8 @@ def _renamed(conn: sqlite3.Connection, generations: dict[str, Any]) -> sqlite3.C
         for name, value in generations.items()
     }
     tables = {name: tables.names for name, tables in _TABLES.items()}
-    return cast(sqlite3.Connection, Renamed(conn, sqlite_generations.renames(tables, active)))
+    renames = frozenset(sqlite_generations.renames(tables, active).items())
+    return cast(sqlite3.Connection, Renamed(conn, sqlite_generations.renaming(renames)))
 
 
 def _checkpoint(conn: sqlite3.Connection, projection: str, generation: int, source: str) -> int:

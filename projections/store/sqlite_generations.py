@@ -12,11 +12,17 @@ every generation.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from crm.errors import InvariantViolated
+from crm.sqlite_connections import translated
 from projections.store.port import Generations
 
 GENERATIONS_SCHEMA = """
@@ -72,16 +78,12 @@ def write(conn: sqlite3.Connection, projection: str, generations: Generations) -
 _INDEX = re.compile(r"(CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+)(\w+)", re.IGNORECASE)
 
 
-class Renamed:
-    """An SQLite connection whose statements name the generation's tables instead of the plain
-    ones (whole words only; index names created get the suffix too, as they share one namespace).
+class Renaming:
+    """Statements rewritten to name a generation's tables instead of the plain ones (whole
+    words only; index names created get the suffix too, as they share one namespace). One
+    per set of renames (`renaming`), shared by every connection, each statement rewritten once."""
 
-    It offers what the view modules use of a connection (`execute`, `executemany`); rewritten
-    statements are cached, so a query pays the rewrite once per connection and text.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, renames: Mapping[str, str]) -> None:
-        self._conn = conn
+    def __init__(self, renames: Mapping[str, str]) -> None:
         self._renames = dict(renames)
         self._pattern = (
             re.compile(r"\b(" + "|".join(map(re.escape, sorted(self._renames))) + r")\b")
@@ -99,21 +101,50 @@ class Renamed:
         if rewritten is None:
             rewritten = self._pattern.sub(lambda m: self._renames[m.group(1)], statement)
             if self._index_suffix:
-                rewritten = _INDEX.sub(
-                    lambda m: m.group(1) + m.group(2) + self._index_suffix, rewritten
-                )
+                suffix = self._index_suffix
+                rewritten = _INDEX.sub(lambda m: m.group(1) + m.group(2) + suffix, rewritten)
             self._cache[statement] = rewritten
         return rewritten
 
+
+@functools.lru_cache(maxsize=64)
+def renaming(renames: frozenset[tuple[str, str]]) -> Renaming:
+    """The shared `Renaming` for these (plain name, generation's name) pairs."""
+    return Renaming(dict(renames))
+
+
+class Renamed:
+    """An SQLite connection whose statements pass through a `Renaming`: it offers what the view
+    modules use of a connection (`execute`, `executemany`)."""
+
+    def __init__(self, conn: sqlite3.Connection, renaming: Renaming) -> None:
+        self._conn = conn
+        self._renaming = renaming
+
     def execute(self, statement: str, params: Any = ()) -> sqlite3.Cursor:
-        return self._conn.execute(self.sql(statement), params)
+        return self._conn.execute(self._renaming.sql(statement), params)
 
     def executemany(self, statement: str, params: Iterable[Any]) -> sqlite3.Cursor:
-        return self._conn.executemany(self.sql(statement), params)
+        return self._conn.executemany(self._renaming.sql(statement), params)
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
+
+@contextmanager
+def rebuild_lock(store_file: Path, projection: str, label: str) -> Iterator[None]:
+    """Held by one rebuild of `projection` at a time: a lock file beside the store, freed by the
+    system when its process ends, however it ends; a second is refused at once."""
+    lock_path = store_file.with_name(f"{store_file.name}.rebuild-{projection}.lock")
+    with translated(label), open(lock_path, "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvariantViolated(
+                f"another rebuild of projection {projection} is running on {store_file};"
+                " wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def renames(tables: Mapping[str, tuple[str, ...]], active: Mapping[str, int]) -> dict[str, str]:
