@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from crm.errors import InvalidInput, InvariantViolated
 from crm.postgres_connections import open_pool, translated
-from crm.postgres_tracking import read_checkpoint, write_checkpoint
+from crm.postgres_tracking import read_checkpoint, read_checkpoints, write_checkpoint
 from projections.case_view import CaseView
 from projections.catalogue import (
     CASE_VIEWS,
@@ -196,10 +196,13 @@ class PostgresViewStore(ViewStore):
             known = postgres_generations.read_all(conn)
             chosen = {name: _chosen(name, known, generation) for name in names}
             postgres_generations.use(conn, chosen)
+            consumers = {name: consumer(name, chosen[name]) for name in names}
+            checkpoints = read_checkpoints(conn, list(consumers.values()), source)
             wrote = False
             for name in names:
                 kept = None if kept_by_name is None else kept_by_name[name]
-                wrote |= _write(conn, name, chosen[name], source, batch, kept)
+                checkpoint = checkpoints[consumers[name]]
+                wrote |= _write(conn, name, chosen[name], source, batch, kept, checkpoint)
             if wrote:  # delivered at commit, to every listening process
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._token))
 
@@ -244,7 +247,7 @@ class PostgresViewStore(ViewStore):
             reached = read_checkpoint(conn, consumer(projection, generation))
             if head > reached:
                 postgres_generations.use(conn, {projection: generation})
-                _write(conn, projection, generation, "", catch_up(reached, head), None)
+                _write(conn, projection, generation, "", catch_up(reached, head), None, reached)
             if projection == TIMELINE.name:
                 postgres_timeline.continue_numbering(
                     conn, _schema(base, known.active), _schema(base, generation)
@@ -384,10 +387,10 @@ def _write(
     source: str,
     batch: Batch,
     kept: Remembered[Any] | None,
+    checkpoint: int,
 ) -> bool:
-    """One projection's share of a batch, in one generation (first on the path), with that
-    generation's checkpoint; False if it had applied all of it before."""
-    checkpoint = read_checkpoint(conn, consumer(name, generation), source)
+    """One projection's share of a batch after its `checkpoint` from `source`, in one
+    generation (first on the path), moving that checkpoint; False if nothing was new."""
     fresh = news(batch, checkpoint)
     if not fresh:
         return False
