@@ -242,3 +242,41 @@ def test_crm_admin_rebuild_logs_progress_and_switches_the_configured_views(
 
     unknown = crm_admin(*where, "rebuild", "kpis")
     assert unknown.returncode == 2 and "invalid choice: 'kpis'" in unknown.stderr
+
+
+def test_the_rebuild_lock_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
+    """A rebuild that crashed (SIGKILL) holds nothing: the next one may start at once."""
+    path = tmp_path / "views.db"
+    SqliteViewStore(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from projections.store.sqlite import SqliteViewStore\n"
+            f"views = SqliteViewStore({str(path)!r})\n"
+            "with views.rebuild_lock('timeline'):\n"
+            "    print('held', flush=True)\n"
+            "    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    views = SqliteViewStore(path)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with (
+            pytest.raises(InvariantViolated, match="another rebuild"),
+            views.rebuild_lock("timeline"),
+        ):
+            pass
+        holder.kill()
+        holder.wait(10)
+        with views.rebuild_lock("timeline"):
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+        views.close()
