@@ -4,7 +4,10 @@
 channels sign every call with a token that fits the call: the actor the request names becomes
 the token's subject, with a role the access table lets call the method, so a test that says
 "agent-1 adds a note" is authenticated as agent-1, and what the events record is what the test
-said. Production clients bring their own tokens; this is for the suites that drive the server.
+said. An agent's token carries the teams `ClientAccess.teams` lists for it, as an identity
+provider's directory would, and none otherwise: a suite that has agents work assigned cases says
+which teams they are in. Production clients bring their own tokens; this is for the suites that
+drive the server.
 """
 
 from __future__ import annotations
@@ -103,7 +106,11 @@ class ClientAccess:
     keys: KeySet | None  # None: the server asks for no credential
     rules: TokenRules = field(default_factory=lambda: TokenRules("crm"))
     root_certificate: bytes | None = None  # None: plaintext
-    _tokens: dict[tuple[Role, str, str], str] = field(default_factory=dict, repr=False)
+    teams: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each agent's teams, put in its tokens; an agent not listed has none (unassigned cases)."""
+    _tokens: dict[tuple[Role, str, str, tuple[str, ...]], str] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def of_data_dir(cls, target: str, data_dir: Path) -> ClientAccess:
@@ -118,11 +125,11 @@ class ClientAccess:
     def token(
         self, role: Role, subject: str, *, teams: tuple[str, ...] = (), acting_for: str = ""
     ) -> str:
-        """A token the server accepts (cached: one per role, subject and acting-for)."""
+        """A token the server accepts (cached: one per role, subject, teams and acting-for)."""
         assert self.keys is not None, "the server asks for no credential"
-        key = (role, subject, acting_for)
-        if teams or key not in self._tokens:
-            token = issue(
+        key = (role, subject, acting_for, teams)
+        if key not in self._tokens:
+            self._tokens[key] = issue(
                 self.keys,
                 self.rules,
                 subject=subject,
@@ -131,9 +138,6 @@ class ClientAccess:
                 acting_for=acting_for,
                 lifetime=timedelta(hours=12),
             )
-            if teams:
-                return token
-            self._tokens[key] = token
         return self._tokens[key]
 
     def metadata_for(self, method: str, request: Any) -> list[tuple[str, str]]:
@@ -141,7 +145,9 @@ class ClientAccess:
         if self.keys is None:
             return []
         role, subject, acting_for = credential_for(method, request_actor(request))
-        return [("authorization", f"Bearer {self.token(role, subject, acting_for=acting_for)}")]
+        teams = self.teams.get(subject, ()) if role is Role.AGENT else ()
+        token = self.token(role, subject, teams=teams, acting_for=acting_for)
+        return [("authorization", f"Bearer {token}")]
 
     def channel(self, *, fixed_token: str | None = None) -> grpc.Channel:
         """A blocking channel whose calls carry a fitting token (or `fixed_token`)."""

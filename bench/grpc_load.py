@@ -204,3 +204,27 @@ async def get_case_with_watches(
             stream.cancel()
         await asyncio.gather(*readers)
         return sample
+
+
+async def with_and_without(
+    on: ClientAccess, off: ClientAccess, callers: int, seconds: float, cases: list[str], run: str
+) -> tuple[Sample, Sample]:
+    """The same AddNote load against a server that checks tokens (`on`) and one that does not
+    (`off`), in alternating rounds so that drift of a loaded machine falls on both alike."""
+    samples: dict[str, list[Sample]] = {"on": [], "off": []}
+    for round_ in range(2):
+        for name, access in (("off", off), ("on", on)):
+            sample = await command_throughput(
+                access, callers, seconds / 2, cases, f"{run}-{name}{round_}"
+            )
+            samples[name].append(sample)
+    return _merged(samples["on"]), _merged(samples["off"])
+
+
+def _merged(samples: list[Sample]) -> Sample:
+    """Rounds of one load as one sample: all their latencies, their mean rate, all errors."""
+    merged = Sample(per_second=sum(s.per_second for s in samples) / len(samples))
+    for sample in samples:
+        merged.latencies += sample.latencies
+        merged.errors += sample.errors
+    return merged

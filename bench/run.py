@@ -1,8 +1,9 @@
 """`make bench`: what the system adds on top of its baselines, each measured in the same run.
 
 Absolute numbers depend on the machine; read the ratios: appends against plain SQLite inserts,
-commands against appends, gRPC commands against a bare grpc.aio echo server, latency on a long
-stream against a short one, GetCase with idle watches against none, rebuild against reading back.
+commands against appends, gRPC commands against a bare grpc.aio echo server, and with
+authentication on against off, latency on a long stream against a short one, GetCase with idle
+watches against none, rebuild against reading back.
 End-to-end lag is measured embedded (in-process projector) and through Kafka (the distributed
 shape of `make run-distributed`: relay, a worker per projection).
 Prints a table, then the same rows as JSON (also written to `--json PATH`).
@@ -21,9 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import grpc_load, kafka_lag, scale_out
+from bench.as_of import measure_as_of
+from bench.audit_verify import measure_verify
+from bench.credentials import suite_security
 from bench.grpc_load import Sample, note_request
 from bench.lag import Lag, offered_load
 from bench.postgres_storage import THREADS, measure_postgres_storage
+from bench.server_thread import ServerThread
 from bench.servers import EchoServer, add_notes, embedded, open_cases
 from bench.storage import measure_storage
 from services.bootstrap import System
@@ -42,13 +47,15 @@ class Plan:
     watch_calls: int
     memory_events: int
     scale_out_commands: int
+    audit_events: int = 100_000
 
 
 FULL = Plan(2000, 5.0, (10, 1_000, 10_000), 200, 8.0, 30, 500, 100_000, 2_000)
-QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000)
+QUICK = Plan(1000, 2.0, (10, 1_000, 3_000), 100, 3.0, 15, 200, 10_000, 1_000, 20_000)
 PARTITIONS = (1, 2, 4)
-GROUPS = ("storage", "grpc", "kafka", "memory")
+GROUPS = ("storage", "grpc", "kafka", "memory", "audit")
 CONCURRENCY = (1, 16, 64)
+AUTH_CALLERS = 16
 RATES = (100, 500, 1_000)
 WATCHES = 500
 
@@ -97,6 +104,11 @@ def main() -> None:
         if "memory" in only:
             progress(f"memory: a fresh process writes {plan.memory_events} events")
             rows += memory_rows(plan, Path(tmp) / "memory")
+        if "audit" in only:
+            progress(f"audit: a case of {AS_OF_EVENTS} events as of a past point")
+            rows += as_of_rows()
+            progress(f"audit: the whole store ({plan.audit_events} events) against its seals")
+            rows += audit_rows(plan)
     print_table(rows)
     document = {
         "plan": "quick" if args.quick else "full",
@@ -107,6 +119,54 @@ def main() -> None:
     if args.json is not None:
         args.json.write_text(text + "\n")
     print(text)
+
+
+AS_OF_EVENTS = 1_000
+
+
+def as_of_rows() -> list[Row]:
+    """GetCaseAsOf's work without gRPC, beside reading the live view and the bare stream."""
+    ms = measure_as_of(AS_OF_EVENTS)
+    n = f"a case of {ms['events']:.0f} events"
+    live, read = ms["live_view"], ms["read_stream"]
+    return [
+        Row("audit", "live case view read (GetCaseView's work)", live * 1000, "us", 1.0, "", n),
+        Row("audit", "case stream read alone", read, "ms", read / live, "live view"),
+        Row(
+            "audit",
+            "case as of its last event, cold",
+            ms["cold_head"],
+            "ms",
+            ms["cold_head"] / read,
+            "stream read",
+            "no kept view yet: read, checked, folded whole",
+        ),
+        Row(
+            "audit",
+            "case as of its middle event, cold",
+            ms["cold_middle"],
+            "ms",
+            ms["cold_middle"] / read,
+            "stream read",
+        ),
+        Row(
+            "audit",
+            "case as of its last event, warm",
+            ms["warm_head"],
+            "ms",
+            ms["warm_head"] / read,
+            "stream read",
+            "from the nearest kept view; target < 100 ms",
+        ),
+        Row(
+            "audit",
+            "case as of its middle event, warm",
+            ms["warm_middle"],
+            "ms",
+            ms["warm_middle"] / read,
+            "stream read",
+        ),
+    ]
 
 
 def storage_rows(plan: Plan) -> list[Row]:
@@ -145,6 +205,32 @@ def storage_rows(plan: Plan) -> list[Row]:
     ]
 
 
+def audit_rows(plan: Plan) -> list[Row]:
+    a = measure_verify(plan.audit_events)
+    n = f"{a['events']:.0f} events, SQLite"
+    return [
+        Row(
+            "audit", "read the rows back undecoded (read_chain)", a["read_chain"], "/s", 1.0, "", n
+        ),
+        Row(
+            "audit",
+            "read the events back decoded (read_all)",
+            a["read_all"],
+            "/s",
+            a["read_all"] / a["read_chain"],
+            "read_chain",
+        ),
+        Row(
+            "audit",
+            "verify the whole store against its seals",
+            a["verify"],
+            "/s",
+            a["verify"] / a["read_chain"],
+            "read_chain",
+        ),
+    ]
+
+
 def postgres_storage_rows(plan: Plan) -> list[Row]:
     p = measure_postgres_storage(plan.storage_events)
     if p is None:
@@ -177,6 +263,8 @@ async def grpc_rows(plan: Plan, data_dir: Path) -> list[Row]:
             rows.append(Row("grpc", f"echo, {callers} callers", baseline.per_second, "/s", 1.0))
             rows.append(_command_row(callers, done, baseline))
         echo.stop()
+        progress(f"gRPC: {AUTH_CALLERS} callers' commands with authentication on and off")
+        rows += await auth_rows(system, plan, cases)
 
         first: Sample | None = None
         progress(f"latency on streams of {plan.stream_lengths} events")
@@ -296,6 +384,30 @@ async def settle(system: System) -> None:
     assert system.projector is not None
     position = system.store.last_position()
     await asyncio.to_thread(system.projector.wait_until, position, 120.0)
+
+
+async def auth_rows(system: System, plan: Plan, cases: list[str]) -> list[Row]:
+    """What checking a bearer token on every call costs: two fresh servers on one system, one
+    checking tokens and one open, under the same command load."""
+    checked = ServerThread(system, security=suite_security())
+    open_ = ServerThread(system, security=suite_security(authenticator=None))
+    try:
+        on, off = await grpc_load.with_and_without(
+            checked.access, open_.access, AUTH_CALLERS, plan.seconds, cases, "auth"
+        )
+    finally:
+        checked.stop()
+        open_.stop()
+    what = f"AddNote, {AUTH_CALLERS} callers, authentication"
+    errors = (
+        f"errors on {dict(on.errors)}, off {dict(off.errors)}" if on.errors or off.errors else ""
+    )
+    return [
+        Row("auth", f"{what} off", off.per_second, "/s", 1.0, "", errors),
+        Row("auth", f"{what} on", on.per_second, "/s", on.per_second / off.per_second, "auth off"),
+        Row("auth", f"{what} off, p99", off.p99, "ms", 1.0),
+        Row("auth", f"{what} on, p99", on.p99, "ms", on.p99 / off.p99, "auth off"),
+    ]
 
 
 def _command_row(callers: int, done: Sample, baseline: Sample) -> Row:

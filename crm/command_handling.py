@@ -56,6 +56,7 @@ class CommandContext:
     correlation_id: str = ""
     causation_id: str = ""
     via: Actor | None = None  # the caller, when it acted for `actor`
+    teams: frozenset[str] | None = None  # whose cases `actor` may work; None: not kept to teams
 
 
 @dataclass(frozen=True)

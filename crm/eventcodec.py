@@ -4,7 +4,9 @@ The JSON form is what the event store keeps and hashes: enums as their values, i
 nested value objects as objects, sets as sorted lists, dicts with string keys as objects. Type names
 are explicit (`TYPE` on each class), never derived from class names, so renaming a class never
 breaks stored history. A field added to an event later needs a default: payloads stored before it
-existed decode with that default.
+existed decode with that default. A change a default cannot absorb gets a new versioned type name
+and an upcaster (crm.upcasting): payloads stored under the old name are upcast on every read and
+decode as the current class, while the stored name and bytes stay as the hash chain covers them.
 
 Aggregate states (kept in snapshots) also hold fields declared as a union of several event classes;
 `to_plain(value, hint)` follows the declared type and records which member such a field holds, as
@@ -18,33 +20,56 @@ import functools
 import json
 import types
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from crm.envelope import RecordedEvent
 from crm.errors import IntegrityError, InvalidInput
+from crm.upcasting import UpcastChains, Upcaster
 
 
 class EventCodec:
-    """A registry of event classes that encodes and decodes their payloads."""
+    """A registry of event classes that encodes and decodes their payloads, upcasting old ones."""
 
-    def __init__(self, event_types: Iterable[type[Any]]) -> None:
+    def __init__(
+        self, event_types: Iterable[type[Any]], upcasters: Iterable[Upcaster] = ()
+    ) -> None:
         self._by_type: dict[str, type[Any]] = {}
         for cls in event_types:
             name: str = cls.TYPE
             if name in self._by_type:
                 raise ValueError(f"event type {name} registered twice")
             self._by_type[name] = cls
+        self._upcasts = UpcastChains(upcasters, self._by_type)
 
     @property
     def type_names(self) -> list[str]:
+        """The current type names: those events are written under now."""
         return sorted(self._by_type)
 
+    @property
+    def readable_type_names(self) -> list[str]:
+        """Every type name a stored event may carry: the current ones and the upcast ones."""
+        return sorted([*self._by_type, *self._upcasts.retired_names])
+
     def class_for(self, type_name: str) -> type[Any]:
+        """The class of a current type name (a retired one is refused: its payload needs upcasting
+        first, which `decode` does)."""
         try:
             return self._by_type[type_name]
         except KeyError:
             raise IntegrityError(f"unknown event type {type_name}") from None
+
+    def current_type(self, type_name: str) -> str:
+        """The current type name a stored one decodes as (itself, unless it was upcast)."""
+        if type_name in self._by_type:
+            return type_name
+        target = self._upcasts.target(type_name)
+        if target is None:
+            raise IntegrityError(f"unknown event type {type_name}")
+        return target
 
     def encode(self, event: Any) -> tuple[str, bytes]:
         """(type name, JSON bytes) of a registered event."""
@@ -54,8 +79,31 @@ class EventCodec:
         return type_name, json.dumps(to_plain(event), sort_keys=True).encode()
 
     def decode(self, type_name: str, data: bytes) -> Any:
-        """The event object for stored JSON bytes."""
-        return from_plain(self.class_for(type_name), json.loads(data))
+        """The event object for stored JSON bytes, of its current class even if stored as an older
+        version; IntegrityError for a type name neither registered nor upcast."""
+        cls = self._by_type.get(type_name)
+        if cls is not None:
+            return from_plain(cls, json.loads(data))
+        target = self.current_type(type_name)
+        plain = json.loads(data)
+        if not isinstance(plain, dict):
+            raise IntegrityError(f"a {type_name} payload is not a JSON object")
+        return from_plain(self._by_type[target], self._upcasts.upcast(type_name, plain))
+
+    def decode_recorded(self, recorded: RecordedEvent) -> tuple[RecordedEvent, Any]:
+        """A stored event as the current release would have recorded it, and its domain event.
+
+        An event of a current type comes back as it is. One stored as an older version comes back
+        under its current type name with the current version's JSON, its ids, metadata and
+        hashes unchanged (they stay those of the stored bytes): what a Kafka consumer rebuilds
+        from the relayed message, so that views fed in-process and from Kafka agree, and a
+        projection sees one type name per class whichever version was stored.
+        """
+        event = self.decode(recorded.type, recorded.data)
+        if recorded.type in self._by_type:
+            return recorded, event
+        type_name, data = self.encode(event)
+        return replace(recorded, type=type_name, data=data), event
 
 
 Convert = Callable[[Any], Any]

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from crm.envelope import GENESIS_HASH, RecordedEvent, check_content, verify_links
-from crm.errors import CrmError, HistoryBroken, PersistenceError
+from crm.errors import CrmError, HistoryBroken, IntegrityError, PersistenceError
 from crm.eventcodec import EventCodec, from_plain, to_plain
 from crm.eventstore.port import EventStore, Snapshot
 
@@ -198,7 +198,15 @@ class StateLoader(Generic[S, E]):
         return folded.state, folded.revision
 
     def _evolve(self, state: S | None, record: RecordedEvent) -> S:
-        event = self._codec.decode(record.type, record.data)
+        try:
+            event = self._codec.decode(record.type, record.data)
+        except HistoryBroken:
+            raise
+        except (IntegrityError, ValueError, TypeError, KeyError) as exc:
+            # Its hashes hold (checked before), yet this release cannot read it: a type written
+            # by a newer release, or whose upcaster is missing. Refused like broken history
+            # (DATA_LOSS and an alert), never folded past.
+            raise HistoryBroken(record, f"this release cannot read it: {exc}") from exc
         return self._fold.evolve(state, event, record.metadata.occurred_at)
 
     def _decoded(self, snapshot: Snapshot) -> Folded[S] | None:

@@ -45,6 +45,7 @@ def command_context(request: Message) -> CommandContext:
         request_id=context.request_id,
         actor=attribution.actor,
         via=attribution.via,
+        teams=attribution.teams,
         occurred_at=required_instant(context, "occurred_at", "context.occurred_at"),
         correlation_id=context.correlation_id,
         causation_id=context.causation_id,

@@ -70,10 +70,26 @@ class Principal:
 
 @dataclass(frozen=True)
 class Attribution:
-    """Whom an event is recorded for (`actor`) and, when someone else made the call, who (`via`)."""
+    """Whom an event is recorded for (`actor`) and, when someone else made the call, who (`via`);
+    `teams`: the teams whose cases the actor is kept to, None when it is kept to none."""
 
     actor: Actor
     via: Actor | None = None
+    teams: frozenset[str] | None = None
+
+
+def kept_to_teams(principal: Principal) -> frozenset[str] | None:
+    """The teams whose cases `principal` may work, or None when it is not kept to teams.
+
+    Only an agent calling for itself is: its token says its teams (none at all: it may work
+    unassigned cases only). Supervisors and admins work every case. A service or bot acting for an
+    agent is not kept either: its credential proves the system, not the agent's teams, and the
+    system that speaks for an agent answers for keeping that agent to its teams, as it answers
+    for naming the agent at all.
+    """
+    if principal.role is Role.AGENT:
+        return frozenset(principal.teams)
+    return None
 
 
 def attribute(principal: Principal, claimed: Actor | None) -> Attribution:
@@ -89,7 +105,7 @@ def attribute(principal: Principal, claimed: Actor | None) -> Attribution:
             f"context.actor: {claimed} is not {target}, whom the credential acts for"
         )
     if target is None or target == own:
-        return Attribution(own)
+        return Attribution(own, teams=kept_to_teams(principal))
     if target.kind not in MAY_ACT_FOR.get(principal.role, frozenset()):
         where = "context.actor" if claimed is not None else "the credential's acting_for"
         raise PermissionDenied(

@@ -3,6 +3,12 @@
 Copies on different machines share the database, not a file system. PostgreSQL releases a
 session's advisory locks when the session ends, which it notices when the holder's connection
 closes (a killed process's socket is closed by its kernel), so a standby's next try succeeds.
+
+A holder cut off by the network closes nothing, so both ends watch the connection themselves:
+the server ends a session whose client stops answering keepalive probes after about
+`SERVER_GIVES_UP_SECONDS` (releasing the lock to a standby), and the holder gives its lease up
+sooner, when its own check has gone unanswered for `HOLDER_GIVES_UP_SECONDS`, so the two copies
+never both believe they hold it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,14 @@ from crm.postgres_connections import CONNECT_SECONDS
 # Advisory lock keys are one 64-bit number per database; hashing a name keeps the leases of
 # different processes (relay, deadline worker) apart without a registry of numbers.
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+
+HOLDER_GIVES_UP_SECONDS = 10
+_SERVER_PROBE = (10, 5, 3)  # idle seconds, seconds between probes, unanswered probes
+SERVER_GIVES_UP_SECONDS = _SERVER_PROBE[0] + _SERVER_PROBE[1] * _SERVER_PROBE[2]
+_SERVER_KEEPALIVES = (
+    f"-c tcp_keepalives_idle={_SERVER_PROBE[0]} -c tcp_keepalives_interval={_SERVER_PROBE[1]}"
+    f" -c tcp_keepalives_count={_SERVER_PROBE[2]}"
+)
 
 
 class PostgresLease(Lease):
@@ -30,7 +44,17 @@ class PostgresLease(Lease):
             return True
         try:
             connection = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=int(CONNECT_SECONDS)
+                self._url,
+                autocommit=True,
+                connect_timeout=int(CONNECT_SECONDS),
+                options=_SERVER_KEEPALIVES,
+                # the holder's side: unanswered data, or an idle line whose probes go unanswered,
+                # ends the connection (and so the lease) before the server releases the lock
+                tcp_user_timeout=HOLDER_GIVES_UP_SECONDS * 1000,
+                keepalives=1,
+                keepalives_idle=HOLDER_GIVES_UP_SECONDS // 2,
+                keepalives_interval=1,
+                keepalives_count=HOLDER_GIVES_UP_SECONDS // 2,
             )
         except psycopg.OperationalError:
             return False  # the database is away: nobody can be sure to hold it, try again

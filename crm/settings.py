@@ -584,6 +584,47 @@ REFLECTION = Setting(
     metavar="{authenticated,open}",
 )
 
+
+def _key_path(text: str) -> Path:
+    if not text:
+        raise ValueError("give the path of the seal key file")
+    return Path(text)
+
+
+SEAL_KEY_FILE = Setting(
+    name="seal_key_file",
+    flag="--seal-key",
+    env="CRM_SEAL_KEY",
+    default=f"{DATA_DIR_MARK}/dev-seal-key.pem",
+    parse=_key_path,
+    help="the Ed25519 private key (PEM, PKCS#8) seals are signed with; created on first start"
+    " if the file is missing (development); its public half is served by ListSeals",
+    metavar="FILE",
+)
+
+SEAL_EVERY_EVENTS = Setting(
+    name="seal_every_events",
+    flag="--seal-every-events",
+    env="CRM_SEAL_EVERY_EVENTS",
+    default="1000",
+    parse=_whole(0),
+    help="seal the global order after this many new events (0: not by count)",
+    metavar="N",
+)
+
+SEAL_EVERY_SECONDS = Setting(
+    name="seal_every_seconds",
+    flag="--seal-every-seconds",
+    env="CRM_SEAL_EVERY_SECONDS",
+    default="300",
+    parse=_seconds(0, inclusive=True),
+    help="seal new events once the newest seal is this old (0: not by time); both 0: no sealer",
+    metavar="SECONDS",
+)
+
+SEALING = (SEAL_KEY_FILE, SEAL_EVERY_EVENTS, SEAL_EVERY_SECONDS)
+"""What the server's sealer reads (crm.sealer)."""
+
 SECURITY = (
     AUTH,
     TOKEN_KEYS,
@@ -626,6 +667,7 @@ ALL: tuple[Setting[Any], ...] = (
     PROJECTION,
     LOCAL_KAFKA_PORT,
     *SECURITY,
+    *SEALING,
 )
 
 
@@ -668,6 +710,9 @@ class Settings:
     max_calls_per_caller: int
     max_watches_per_caller: int
     reflection_open: bool
+    seal_key_file: Path
+    seal_every_events: int
+    seal_every_seconds: float
 
     @classmethod
     def defaults(cls, **given: Any) -> Settings:

@@ -112,14 +112,17 @@ class CertificateAuthority:
         return KeyPair(certificate, _pem_key(key))
 
 
-def ensure_self_signed(certificate: Path, private_key: Path) -> bool:
-    """Write a self-signed certificate and its key unless both files exist; True if written.
+def ensure_self_signed(
+    certificate: Path, private_key: Path, names: tuple[str, ...] = LOCAL_NAMES
+) -> bool:
+    """Write a self-signed certificate for `names` and its key unless both files exist; True if
+    written.
 
     The key file is created readable by its owner only.
     """
     if certificate.exists() and private_key.exists():
         return False
-    pair = self_signed()
+    pair = self_signed(names)
     certificate.parent.mkdir(parents=True, exist_ok=True)
     write_private(private_key, pair.private_key)
     certificate.write_bytes(pair.certificate)

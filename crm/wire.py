@@ -48,7 +48,16 @@ class KafkaRecord:
 
 
 def to_kafka(recorded: RecordedEvent, event: Any, namespace: str = "") -> KafkaRecord:
-    """The Kafka message for a stored event and its decoded domain event."""
+    """The Kafka message for a stored event and its decoded domain event.
+
+    Messages carry current versions only: the relay hands an event stored as an older version
+    over upcast (`EventCodec.decode_recorded`), so a message naming another type than its
+    payload's would be a bug, refused here rather than sent.
+    """
+    if recorded.type != type(event).TYPE:
+        raise IntegrityError(
+            f"event {recorded.event_id} is named {recorded.type} but holds a {type(event).TYPE}"
+        )
     meta = recorded.metadata
     return KafkaRecord(
         topic=topic_for(recorded.stream, namespace),
@@ -67,7 +76,9 @@ def from_kafka(value: bytes, codec: EventCodec) -> tuple[RecordedEvent, Any]:
     """The recorded event and domain event a Kafka message carries.
 
     The payload travels as protobuf; the JSON `data` is re-encoded from the decoded event, which
-    the codec round-trip tests guarantee to be faithful.
+    the codec round-trip tests guarantee to be faithful. Messages name current types only (the
+    relay upcasts older versions), so the result equals `EventCodec.decode_recorded` of the
+    stored event: what in-process projections are fed.
     """
     wire = common_pb2.EventEnvelope.FromString(value)
     message = event_message_class(wire.type)()

@@ -29,8 +29,14 @@ DEFAULT_BATCH_SIZE = 200
 def decode_batch(
     codec: EventCodec, events: list[RecordedEvent]
 ) -> list[tuple[RecordedEvent, DomainEvent]]:
-    """Pair each recorded event with its domain event, as the view store applies them."""
-    return [(event, cast(DomainEvent, codec.decode(event.type, event.data))) for event in events]
+    """Pair each recorded event with its domain event, as the view store applies them.
+
+    Events stored as an older version come upcast, under their current type name (see
+    `EventCodec.decode_recorded`): every projection, live, rebuilt or folded up to a position,
+    sees what the Kafka workers see. An as-of reader folds what this returns.
+    """
+    pairs = [codec.decode_recorded(event) for event in events]
+    return [(recorded, cast(DomainEvent, event)) for recorded, event in pairs]
 
 
 class InProcessProjector:

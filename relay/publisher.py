@@ -98,8 +98,9 @@ class Relay:
             producer = await self._started_producer(batch[0].global_position)
             acks = []
             for recorded in batch:
-                event = cast(DomainEvent, self._codec.decode(recorded.type, recorded.data))
-                record = to_kafka(recorded, event, self._namespace)
+                # An event stored as an older version travels upcast, as its current version.
+                current, event = self._codec.decode_recorded(recorded)
+                record = to_kafka(current, cast(DomainEvent, event), self._namespace)
                 acks.append(
                     await producer.send(
                         record.topic, record.value, key=record.key, headers=record.headers

@@ -103,6 +103,11 @@ ACCESS: dict[str, frozenset[Role]] = {
             "GetHistory": OVERSIGHT,
             "ExportHistory": frozenset({AUDITOR, ADMIN}),
             "VerifyHistory": frozenset({AUDITOR, ADMIN}),
+            "GetCaseAsOf": OVERSIGHT,
+            "GetCustomerAsOf": OVERSIGHT,
+            "GetTimelineAsOf": OVERSIGHT,
+            "ListSeals": frozenset({AUDITOR, ADMIN}),
+            "VerifyStore": frozenset({AUDITOR, ADMIN}),
         },
     ),
 }

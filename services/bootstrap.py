@@ -24,6 +24,8 @@ from crm.eventstore.port import EventStore
 from crm.lease import FileLease, Lease
 from crm.postgres_connections import POSTGRES_FORM, is_postgres
 from crm.postgres_lease import PostgresLease
+from crm.sealer import Sealer, load_seal_key
+from crm.seals import SealKey
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
     DATA_DIR,
@@ -34,6 +36,7 @@ from crm.settings import (
     PROJECTION,
     READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
+    SEAL_KEY_FILE,
     SLA_POLICY_FILE,
     TLS_CERT,
     TLS_CLIENT_CA,
@@ -70,7 +73,7 @@ from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
 from services.customer.events import Tier
-from services.events import EVENT_TYPES
+from services.events import EVENT_TYPES, UPCASTERS
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, HealthPortUnavailable, create_server
@@ -82,7 +85,7 @@ from services.sla.process import DeadlineProcess
 
 log = logging.getLogger("crm.bootstrap")
 
-CODEC = EventCodec(EVENT_TYPES)
+CODEC = EventCodec(EVENT_TYPES, UPCASTERS)
 """Every event type the services record, by its versioned name: the codec every process uses."""
 
 
@@ -103,9 +106,13 @@ class System:
     deadlines: DeadlineProcess | None = None
     clock: Clock = system_clock
     stopping: threading.Event = field(default_factory=threading.Event)
+    seal_key: SealKey | None = None  # signs seals; its public half is served by ListSeals
+    sealer: Sealer | None = None  # started by crm-server (crm.sealer)
 
     def close(self) -> None:
         self.stopping.set()
+        if self.sealer is not None:
+            self.sealer.stop()
         if self.deadlines is not None:
             self.deadlines.close()  # saves its state for the next start
         if self.projector is not None:
@@ -122,6 +129,14 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     checkpoint = _deadline_checkpoint(settings) if settings.in_process_deadlines else None
     store = _event_store(settings)
     view_store = _view_store(settings)
+    try:
+        # Only a server of the audit service signs and serves seals; after the stores, so that
+        # a wrong store URL creates no key.
+        seal_key = _seal_key(settings) if "audit" in settings.services else None
+    except StartupError:
+        view_store.close()
+        store.close()
+        raise
     apps = build_applications(store, now, limits=limits, earliest=settings.earliest_occurred_at)
     return System(
         store=store,
@@ -138,7 +153,27 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
             else DeadlineProcess(store, apps.cases, policy, now, CODEC, checkpoint=checkpoint)
         ),
         clock=now,
+        seal_key=seal_key,
+        sealer=(
+            None
+            if seal_key is None
+            else Sealer(
+                store,
+                seal_key,
+                now,
+                every_events=settings.seal_every_events,
+                every_seconds=settings.seal_every_seconds,
+            )
+        ),
     )
+
+
+def _seal_key(settings: Settings) -> SealKey:
+    """The key seals are signed with (a development one is created on first start)."""
+    try:
+        return load_seal_key(settings.seal_key_file)
+    except (OSError, ValueError) as exc:
+        raise SettingError(SEAL_KEY_FILE, str(exc)) from None
 
 
 @dataclass(frozen=True)

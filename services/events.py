@@ -3,6 +3,7 @@ the codec), the projections and the deadline process; no service imports it."""
 
 from __future__ import annotations
 
+from crm.upcasting import Upcaster
 from services.case import events as case_events
 from services.case.events import CaseEvent
 from services.customer import events as customer_events
@@ -17,3 +18,7 @@ EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     *case_events.EVENT_TYPES,
     *feedback_events.EVENT_TYPES,
 )
+
+UPCASTERS: tuple[Upcaster, ...] = ()
+"""How each retired event version reads as the current one (README "Changing an event's schema").
+None yet: no event type has had a second version; tests/integration/test_upcasting.py shows one."""

@@ -23,6 +23,7 @@ from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.eventstore.port import EventStore
 from crm.grpc_errors import ErrorMappingInterceptor
+from crm.seals import SealKey
 from crm.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
@@ -44,6 +45,7 @@ from services.customer.grpc_api import CustomerServicer
 from services.feedback.application import FeedbackApplication
 from services.feedback.grpc_api import FeedbackServicer
 from services.server_security import ServerSecurity
+from services.store_health import StoreHealth
 from services.timeline.grpc_api import TimelineServicer
 
 FULL_NAMES: Mapping[str, str] = {
@@ -77,6 +79,8 @@ class Served(Protocol):
     def stopping(self) -> threading.Event: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def seal_key(self) -> SealKey | None: ...
 
 
 Register = Callable[[Served, BlockingPool, grpc.aio.Server], None]
@@ -102,7 +106,14 @@ def _timeline(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None
 
 
 def _audit(system: Served, io: BlockingPool, server: grpc.aio.Server) -> None:
-    servicer = AuditServicer(system.store, system.view_store, io)
+    key = system.seal_key
+    servicer = AuditServicer(
+        system.store,
+        system.view_store,
+        io,
+        None if key is None else key.public,
+        clock=system.clock,
+    )
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)
 
 
@@ -141,6 +152,10 @@ class GrpcServer:
         self._health = health
         self._system = system
         self._loop = asyncio.get_running_loop()
+        self._store_health = StoreHealth.of_stores(
+            health, self.served, io, system.store, system.view_store
+        )
+        self._probing: asyncio.Task[None] | None = None
 
     def stop_serving_health(self, reason: str) -> None:
         """Report every service served NOT_SERVING from now on; callable from any thread.
@@ -149,6 +164,7 @@ class GrpcServer:
         orchestrators stop sending calls, which would all be refused as UNAVAILABLE anyway.
         """
         del reason  # the store logged it
+        self._store_health.lost_for_good = True
 
         async def not_serving() -> None:
             for name in (*self.served, ""):
@@ -159,6 +175,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         await self._server.start()
+        self._probing = asyncio.create_task(self._store_health.run(), name="store-health")
         if self._health_server is not None:
             await self._health_server.server.start()
 
@@ -168,6 +185,8 @@ class GrpcServer:
         Calls still running after `grace` are cancelled. Returns once the blocking calls they
         started have returned too, so the stores may be closed next.
         """
+        if self._probing is not None:
+            self._probing.cancel()
         await self._health.enter_graceful_shutdown()
         self._system.stopping.set()
         self._system.view_store.notify_changed()  # wakes every watch, which then sees the flag

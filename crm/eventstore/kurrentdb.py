@@ -36,6 +36,7 @@ from crm.errors import (
     OperationalError,
 )
 from crm.eventstore import kurrentdb_index as index
+from crm.eventstore import kurrentdb_seals
 from crm.eventstore.kurrentdb_client import KurrentClient
 from crm.eventstore.kurrentdb_mapping import (
     StreamNames,
@@ -57,6 +58,7 @@ from crm.eventstore.port import (
     Snapshot,
     StreamState,
 )
+from crm.seals import Seal, SealEntry
 from crm.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -344,6 +346,28 @@ class KurrentDBEventStore(EventStore):
         if revision <= after_revision:
             return None
         return Snapshot(stream, revision, event_id, version, newest[0].data)
+
+    # --- seals (crm.eventstore.kurrentdb_seals) ---------------------------------------------
+
+    def save_seal(self, seal: Seal, entries: Sequence[SealEntry]) -> None:
+        """Keep the seal if it continues the newest one."""
+        with translated(f"save the seal at {seal.position}"):
+            kurrentdb_seals.save(self._client, self.names.seals(), seal, entries)
+
+    def read_seals(self, after: int = 0, limit: int = 1000) -> list[Seal]:
+        """Kept seals after `after`, oldest first."""
+        with translated("read the seals"):
+            return kurrentdb_seals.read(self._client, self.names.seals(), after, limit)
+
+    def latest_seal(self) -> Seal | None:
+        """The newest kept seal."""
+        with translated("read the newest seal"):
+            return kurrentdb_seals.latest(self._client, self.names.seals())
+
+    def seal_entries(self, position: int) -> list[SealEntry]:
+        """The entries kept with the seal at `position`."""
+        with translated(f"read the seal at {position}"):
+            return kurrentdb_seals.entries(self._client, self.names.seals(), position)
 
 
 def _check_increasing(start: int | None, commits: Sequence[int]) -> None:

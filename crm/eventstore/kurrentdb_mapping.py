@@ -29,7 +29,8 @@ from crm.eventstore.port import ExpectedRevision, StreamState
 REQUEST_PREFIX = "crm-request-"  # a request id's bindings (crm.eventstore.kurrentdb_index)
 EVENT_KEY_PREFIX = "crm-event-"  # the binding of an event appended without a request id
 SNAPSHOT_PREFIX = "crm-snapshot-"  # a stream's snapshot, one event kept (max count 1)
-RESERVED_PREFIXES = (REQUEST_PREFIX, EVENT_KEY_PREFIX, SNAPSHOT_PREFIX)
+SEALS_STREAM = "crm-seals"  # the seals over the global order, one event each (kurrentdb_seals)
+RESERVED_PREFIXES = (REQUEST_PREFIX, EVENT_KEY_PREFIX, SNAPSHOT_PREFIX, SEALS_STREAM)
 _NAMESPACE = re.compile(r"[A-Za-z0-9_]*")
 METADATA_FORMAT = 1
 
@@ -83,6 +84,10 @@ class StreamNames:
     def snapshot(self, stream: str) -> str:
         """The stream that keeps a port stream's snapshot."""
         return f"{self.namespace}{SNAPSHOT_PREFIX}{stream}"
+
+    def seals(self) -> str:
+        """The stream that keeps the seals."""
+        return f"{self.namespace}{SEALS_STREAM}"
 
     def events_filter(self) -> str:
         """The server-side regex (anchored by the client) of the streams that hold events."""

@@ -9,10 +9,13 @@ Besides the events, a store keeps two things of its own:
   across the whole store and a retry is recognised without reading the stream;
 - snapshots of folded aggregate states, a cache that saves folding long streams from the start.
   They are not events: not in the global order, not hash-chained, and replaceable at any time.
+- seals (crm.seals): signed heads of the chain over the global order, each with its entries, kept
+  in order; a seal is kept only if it continues the newest one, so sealers never fork.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +25,12 @@ from pathlib import Path
 from crm.doorbell import Doorbell, ring_across_processes
 from crm.envelope import NewEvent, RecordedEvent
 from crm.notify import ChangeSignal
+from crm.seals import Seal, SealEntry
+
+ChainRow = tuple[int, str, int, str, str, bytes, str, str, str, str]
+"""An event as stored, undecoded, for verifying at speed: global position, stream, revision,
+event id, type, data, metadata (the stored JSON text), recorded_at (ISO 8601 text, as hashed),
+previous hash, content hash."""
 
 
 class StreamState(Enum):
@@ -130,6 +139,45 @@ class EventStore(ABC):
     def read_snapshot(self, stream: str, after_revision: int = -1) -> Snapshot | None:
         """The stream's snapshot (of whatever version) if it was folded past `after_revision`;
         None otherwise, so a reader whose cache is as new reads no state it would not use."""
+
+    @abstractmethod
+    def save_seal(self, seal: Seal, entries: Sequence[SealEntry]) -> None:
+        """Keep `seal` and its entries if it continues the newest kept seal (its
+        `previous_position` is that seal's position, 0 when none is kept); otherwise raise
+        ConcurrencyConflict (another sealer was first) and keep nothing."""
+
+    @abstractmethod
+    def read_seals(self, after: int = 0, limit: int = 1000) -> list[Seal]:
+        """Kept seals with a position greater than `after`, oldest first."""
+
+    @abstractmethod
+    def latest_seal(self) -> Seal | None:
+        """The newest kept seal, None when none is kept."""
+
+    @abstractmethod
+    def seal_entries(self, position: int) -> list[SealEntry]:
+        """The entries kept with the seal at `position` (the events it covers since the seal
+        before it), in global order; an empty list when no seal is kept there. IntegrityError
+        when they were kept but no longer decode."""
+
+    def read_chain(self, after: int = 0, limit: int = 1000) -> list[ChainRow]:
+        """What `read_all` returns, undecoded: the stored bytes a verifier rehashes. Adapters
+        that keep rows override it to skip decoding; this fallback re-encodes decoded events."""
+        return [
+            (
+                e.global_position,
+                e.stream,
+                e.revision,
+                e.event_id,
+                e.type,
+                e.data,
+                json.dumps(e.metadata.to_dict()),
+                e.recorded_at.isoformat(),
+                e.previous_hash,
+                e.content_hash,
+            )
+            for e in self.read_all(after, limit)
+        ]
 
     def close(self) -> None:
         """Release the doorbell; adapters that hold connections close them and call this too."""

@@ -39,10 +39,11 @@ from crm.envelope import (
     stored_metadata,
 )
 from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
-from crm.eventstore import postgres_requests, postgres_schema
+from crm.eventstore import postgres_requests, postgres_schema, postgres_seals
 from crm.eventstore.group_commit import GroupCommitter, TransactionLost
 from crm.eventstore.port import (
     AppendResult,
+    ChainRow,
     EventStore,
     ExpectedRevision,
     RequestRecord,
@@ -51,6 +52,7 @@ from crm.eventstore.port import (
 )
 from crm.eventstore.postgres_listen import CHANNEL, AppendListener
 from crm.postgres_connections import open_pool, translated
+from crm.seals import Seal, SealEntry
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,31 @@ class PostgresEventStore(EventStore):
             return None
         revision, event_id, version, state = row
         return Snapshot(stream, revision, event_id, version, bytes(state))
+
+    def save_seal(self, seal: Seal, entries: Sequence[SealEntry]) -> None:
+        """Keep the seal if it continues the newest one (crm.eventstore.postgres_seals)."""
+        with self._connection() as conn:
+            postgres_seals.save(conn, seal, entries)
+
+    def read_seals(self, after: int = 0, limit: int = 1000) -> list[Seal]:
+        """Kept seals after `after`, oldest first."""
+        with self._connection() as conn:
+            return postgres_seals.read(conn, after, limit)
+
+    def latest_seal(self) -> Seal | None:
+        """The newest kept seal."""
+        with self._connection() as conn:
+            return postgres_seals.latest(conn)
+
+    def seal_entries(self, position: int) -> list[SealEntry]:
+        """The entries kept with the seal at `position`."""
+        with self._connection() as conn:
+            return postgres_seals.entries(conn, position)
+
+    def read_chain(self, after: int = 0, limit: int = 1000) -> list[ChainRow]:
+        """The rows as stored, for verifying at speed."""
+        with self._connection() as conn:
+            return postgres_seals.chain_rows(conn, after, limit)
 
 
 def _check_append(stream: str, events: Sequence[NewEvent], expected: ExpectedRevision) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import psycopg
 
 from crm.errors import OperationalError
+from crm.eventstore.postgres_seals import SCHEMA as SEALS_TABLE
 
 LAYOUT_VERSION = 1
 
@@ -61,6 +62,7 @@ _TABLES = (
         state bytea NOT NULL
     )
     """,
+    SEALS_TABLE,
     """
     CREATE TABLE IF NOT EXISTS event_store_layout (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),

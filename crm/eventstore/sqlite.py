@@ -35,16 +35,18 @@ from crm.errors import (
     InvalidInput,
     OperationalError,
 )
-from crm.eventstore import sqlite_requests
+from crm.eventstore import sqlite_requests, sqlite_seals
 from crm.eventstore.group_commit import GroupCommitter, TransactionLost
 from crm.eventstore.port import (
     AppendResult,
+    ChainRow,
     EventStore,
     ExpectedRevision,
     RequestRecord,
     Snapshot,
     StreamState,
 )
+from crm.seals import Seal, SealEntry
 from crm.sqlite_connections import ThreadConnections, immediate, translated
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ _SCHEMA = (
     """,
     "CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, global_position)",
     sqlite_requests.SCHEMA,
+    sqlite_seals.SCHEMA,
     """
     CREATE TABLE IF NOT EXISTS snapshots (
         stream TEXT PRIMARY KEY,
@@ -334,6 +337,32 @@ class SqliteEventStore(EventStore):
             return None
         revision, event_id, version, state = row
         return Snapshot(stream, revision, event_id, version, bytes(state))
+
+    def save_seal(self, seal: Seal, entries: Sequence[SealEntry]) -> None:
+        """Keep the seal if it continues the newest one (crm.eventstore.sqlite_seals)."""
+        with self._transaction() as conn:
+            sqlite_seals.save(conn, seal, entries)
+
+    def read_seals(self, after: int = 0, limit: int = 1000) -> list[Seal]:
+        """Kept seals after `after`, oldest first."""
+        with _translated():
+            return sqlite_seals.read(self._connection(), after, limit)
+
+    def latest_seal(self) -> Seal | None:
+        """The newest kept seal."""
+        with _translated():
+            return sqlite_seals.latest(self._connection())
+
+    def seal_entries(self, position: int) -> list[SealEntry]:
+        """The entries kept with the seal at `position`."""
+        with _translated():
+            return sqlite_seals.entries(self._connection(), position)
+
+    def read_chain(self, after: int = 0, limit: int = 1000) -> list[ChainRow]:
+        """The rows as stored: no decoding, for verifying at speed."""
+        with _translated():
+            rows = self._connection().execute(sqlite_seals.CHAIN_SQL, (after, max(limit, 0)))
+            return rows.fetchall()
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

@@ -5,35 +5,49 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from crm.blocking import BlockingPool
+from crm.command_handling import Clock
 from crm.envelope import RecordedEvent
 from crm.errors import IntegrityError, InvalidInput
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
 from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import actor_to_proto, enum_from_proto, timestamp
+from crm.seals import SealVerifier
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from crm.vocabulary import ActorKind
 from projections.store.port import ViewStore
 from projections.timeline import timeline_entry
+from services.audit.as_of_api import AsOfReader, AsOfViews
 from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
+from services.audit.seals import SealsApi
 from services.audit.verify import Break, Verification, verify_streams
-from services.events import EVENT_TYPES
+from services.events import EVENT_TYPES, UPCASTERS
 
 ACTOR_KIND = common_pb2.ActorKind.DESCRIPTOR
 EXPORT_BATCH = 200
-CODEC = EventCodec(EVENT_TYPES)
-KNOWN_TYPES = frozenset(CODEC.type_names)
+CODEC = EventCodec(EVENT_TYPES, UPCASTERS)
+KNOWN_TYPES = frozenset(CODEC.readable_type_names)  # a filter names the stored type
 
 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
     """The audit API; event-store and view-store reads run on the blocking pool."""
 
-    def __init__(self, store: EventStore, views: ViewStore, io: BlockingPool) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        views: ViewStore,
+        io: BlockingPool,
+        seal_key: SealVerifier | None = None,
+        *,
+        clock: Clock,
+    ) -> None:
         self._store = store
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
+        self._seals = SealsApi(store, seal_key, io)
+        self._as_of = AsOfViews(AsOfReader(store, self._history, CODEC, clock), io)
 
     async def GetHistory(
         self, request: audit_service_pb2.GetHistoryRequest, context: Context
@@ -76,6 +90,31 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
 
         return verification_to_proto(await self._io.run(verify))
 
+    async def GetCaseAsOf(
+        self, request: audit_service_pb2.GetCaseAsOfRequest, context: Context
+    ) -> audit_service_pb2.CaseAsOf:
+        return await self._as_of.case(request)
+
+    async def GetCustomerAsOf(
+        self, request: audit_service_pb2.GetCustomerAsOfRequest, context: Context
+    ) -> audit_service_pb2.CustomerAsOf:
+        return await self._as_of.customer(request)
+
+    async def GetTimelineAsOf(
+        self, request: audit_service_pb2.GetTimelineAsOfRequest, context: Context
+    ) -> audit_service_pb2.TimelineAsOf:
+        return await self._as_of.timeline(request)
+
+    async def ListSeals(
+        self, request: audit_service_pb2.ListSealsRequest, context: Context
+    ) -> audit_service_pb2.ListSealsReply:
+        return await self._seals.list_seals(request)
+
+    async def VerifyStore(
+        self, request: audit_service_pb2.VerifyStoreRequest, context: Context
+    ) -> audit_service_pb2.VerifyStoreReply:
+        return await self._seals.verify_store(request)
+
 
 def subject(
     request: (
@@ -98,15 +137,26 @@ def _by_occurred(number: int) -> bool:
     return number == audit_service_pb2.TIME_BASIS_OCCURRED
 
 
-def description(event: RecordedEvent) -> str:
+def description(event: RecordedEvent, codec: EventCodec = CODEC) -> str:
     """The timeline's one-line summary (no personal data), or why there is none."""
     try:
-        return timeline_entry(event, CODEC.decode(event.type, event.data)).summary
+        return timeline_entry(*codec.decode_recorded(event)).summary
     except (IntegrityError, ValueError, TypeError, KeyError) as exc:
         return f"(not decodable: {type(exc).__name__}; VerifyHistory checks this event)"
 
 
-def history_event(event: RecordedEvent) -> audit_service_pb2.HistoryEvent:
+def current_type(event: RecordedEvent, codec: EventCodec = CODEC) -> str:
+    """The type the event reads as now (its own unless upcast); "" for one no release knows."""
+    try:
+        return codec.current_type(event.type)
+    except IntegrityError:
+        return ""
+
+
+def history_event(
+    event: RecordedEvent, codec: EventCodec = CODEC
+) -> audit_service_pb2.HistoryEvent:
+    """The API's form of a stored event: its stored type, and the type it reads as now."""
     meta = event.metadata
     return audit_service_pb2.HistoryEvent(
         global_position=event.global_position,
@@ -121,9 +171,10 @@ def history_event(event: RecordedEvent) -> audit_service_pb2.HistoryEvent:
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
         request_id=meta.request_id,
-        description=description(event),
+        description=description(event, codec),
         previous_hash=event.previous_hash,
         content_hash=event.content_hash,
+        current_event_type=current_type(event, codec),
     )
 
 

@@ -1,4 +1,5 @@
-"""Case command handling: checks what a case refers to, then load -> decide -> append."""
+"""Case command handling: checks what a case refers to and that an agent may work it, then
+load -> decide -> append."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from services.case.compensation import DecideCompensation, OfferCompensation
 from services.case.events import CaseEvent, CaseOpened
 from services.case.limits import CompensationLimits
 from services.case.summary import summarize
+from services.case.team_access import require_team
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class CaseApplication:
             require_not_before("started_at", command.started_at, self.cases.earliest)
 
         def decide(state: case_domain.Case | None) -> Sequence[CaseEvent]:
+            # Checked against the state the command is decided on, under the stream's turn, so
+            # a reassignment that lands first is seen.
+            require_team(state, context.teams)
             return case_domain.decide(decided, state)
 
         return self.cases.execute(

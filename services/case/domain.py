@@ -85,7 +85,7 @@ from services.case.triggers import escalation_triggered
 
 # ---------------------------------------------------------------- state
 
-FOLD_VERSION = 1
+FOLD_VERSION = 2
 """The version of `evolve` and of `Case`: bump it whenever either changes, so snapshots folded by
 the old code are ignored (crm.folding) instead of trusted."""
 
@@ -105,7 +105,8 @@ class Case:
     department: str
     opened_at: datetime
     assignee: str = ""
-    team: str = ""
+    team: str = ""  # of the latest assignment or hand-over, kept through transfers for reports
+    working_team: str = ""  # whose agents work it now: none until assigned, nor after a transfer
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
@@ -159,14 +160,17 @@ def evolve(state: Case | None, event: CaseEvent, at: datetime) -> Case:
                 state,
                 assignee=event.to_agent_id or state.assignee,
                 team=event.to_team or state.team,
+                working_team=event.to_team or state.working_team,
             )
         case CaseAssigned():
-            return replace(state, assignee=event.agent_id, team=event.team)
+            return replace(state, assignee=event.agent_id, team=event.team, working_team=event.team)
         case CaseTransferred():
+            # The case leaves its team: it waits in the new department for someone to take it.
             return replace(
                 state,
                 department=event.to_department,
                 assignee="",
+                working_team="",
                 transfer_count=state.transfer_count + 1,
             )
         case CasePriorityChanged():

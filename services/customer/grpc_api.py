@@ -23,6 +23,7 @@ from services.customer.commands import (
     UndoMerge,
     UpdateContactPoints,
 )
+from services.customer.domain import Customer
 from services.customer.events import ContactPoint, Segment, Tier
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
@@ -117,10 +118,16 @@ class CustomerServicer(customer_service_pb2_grpc.CustomerServiceServicer):
         self, request: customer_service_pb2.GetCustomerRequest, context: Context
     ) -> customer_service_pb2.Customer:
         loaded = await self._io.run(self._app.get, request.customer_id)
-        reply = to_message(loaded.state, customer_service_pb2.Customer())
-        assert isinstance(reply, customer_service_pb2.Customer)
-        reply.revision = loaded.revision
-        return reply
+        assert loaded.state is not None  # load_existing raised NotFound otherwise
+        return customer_to_proto(loaded.state, loaded.revision)
+
+
+def customer_to_proto(state: Customer, revision: int) -> customer_service_pb2.Customer:
+    """The customer as GetCustomer returns it (the audit API's as-of view too)."""
+    reply = to_message(state, customer_service_pb2.Customer())
+    assert isinstance(reply, customer_service_pb2.Customer)
+    reply.revision = revision
+    return reply
 
 
 def _contact_points(

@@ -1,4 +1,4 @@
-"""`crm-audit`: an auditor's command line over AuditService: history, export and verify.
+"""`crm-audit`: an auditor's command line over AuditService: history, export, verify and as-of.
 
 Talks to a running server over gRPC (`--target`). On a terminal it prints a readable table; piped,
 one JSON object a line, for other tools. Exit status: 0 done (and the history verified), 1 the
@@ -21,6 +21,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
+from services.entrypoints import audit_as_of, audit_seals
 
 PROG = "crm-audit"
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -48,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
         subject = command.add_mutually_exclusive_group(required=True)
         subject.add_argument("--customer", help="a customer id (merged profiles included)")
         subject.add_argument("--case", help="a case id")
+        if command is verify:
+            audit_seals.add_subject(subject)
+    audit_seals.add_commands(commands, verify)
     history.add_argument("--since", type=_instant, help="ISO 8601, inclusive (UTC if no offset)")
     history.add_argument("--until", type=_instant, help="ISO 8601, exclusive")
     history.add_argument(
@@ -57,11 +61,15 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--actor", action="append", default=[], help="an actor id (repeat)")
     history.add_argument("--page-size", type=int, default=500, help="events per call (<= 500)")
     export.add_argument("--output", "-o", help="a file to write (default: standard output)")
+    audit_as_of.add_parser(commands, _instant)
     return parsed
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if problem := audit_seals.misuse(args):
+        arguments.error(problem)  # exit status 2, with the usage
     try:
         with _channel(args) as channel:
             stub = audit_service_pb2_grpc.AuditServiceStub(channel)
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         said = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.Call) else str(exc)
         sys.stderr.write(f"{PROG}: {args.target}: {said}\n")
         raise SystemExit(USAGE) from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         raise SystemExit(USAGE) from None
     raise SystemExit(status)
@@ -138,6 +146,10 @@ def run(
     as_json: bool,
 ) -> int:
     """Run one subcommand, writing to `out`; returns the exit status."""
+    if args.command == audit_as_of.COMMAND:
+        return audit_as_of.run_as_of(stub, args, out, as_json=as_json)
+    if audit_seals.wanted(args):
+        return audit_seals.run(stub, args, out, as_json=as_json)
     subject = (
         audit_service_pb2.AuditSubject(case_id=args.case)
         if args.case is not None

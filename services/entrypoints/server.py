@@ -26,6 +26,7 @@ from crm.settings import (
     MAX_CONCURRENT_CALLS,
     PROJECTOR,
     READ_STORE_URL,
+    SEALING,
     SECURITY,
     SERVICES,
     SLA_POLICY_FILE,
@@ -53,6 +54,7 @@ USES = (
     MAX_CONCURRENT_CALLS,
     EARLIEST_OCCURRED_AT,
     *SECURITY,
+    *SEALING,
 )
 
 log = logging.getLogger("crm.server")
@@ -77,6 +79,8 @@ async def serve(server: Server, settings: Settings) -> None:
         system.projector.start()
     if system.deadlines is not None:
         system.deadlines.start()
+    if system.sealer is not None:
+        system.sealer.start()
     await server.grpc.start()
     host = settings.listen.rsplit(":", 1)[0]
     log.info(

@@ -14,13 +14,13 @@ from crm.grpc_convert import Context, optional_instant
 from crm.protocodec import duration, enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
 from crm.validation import require_id, require_range
-from crm.vocabulary import Channel, Direction
-from projections.case_view import CaseView
+from crm.vocabulary import Channel
 from projections.follow_ups import FollowUp
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
+from projections.messages import case_view_to_proto, entry_to_proto
 from projections.store.port import ViewStore
 from projections.store.queries import EscalationQuery, FollowUpQuery, TimelineQuery
-from projections.timeline import EntryKind, TimelineEntry
+from projections.timeline import EntryKind
 from services.case.escalation import EscalationReason
 from services.case.events import Category
 from services.timeline.watermark import SharedWatermark, SharedWriters
@@ -296,38 +296,10 @@ def _durations(durations: Durations) -> timeline_service_pb2.KpiDurations:
     )
 
 
-def case_view_to_proto(view: CaseView) -> timeline_service_pb2.CaseView:
-    reply = to_message(view, timeline_service_pb2.CaseView())
-    assert isinstance(reply, timeline_service_pb2.CaseView)
-    if view.next_due_at is not None:
-        reply.next_due_at.CopyFrom(timestamp(view.next_due_at))
-    return reply
-
-
 def follow_up_to_proto(listed: FollowUp) -> timeline_service_pb2.FollowUp:
     reply = timeline_service_pb2.FollowUp(
         case=case_view_to_proto(listed.case), since=timestamp(listed.since)
     )
     for feedback in listed.feedback:
         to_message(feedback, reply.feedback.add())
-    return reply
-
-
-def entry_to_proto(entry: TimelineEntry) -> timeline_service_pb2.TimelineEntry:
-    reply = timeline_service_pb2.TimelineEntry(
-        event_id=entry.event_id,
-        global_position=entry.global_position,
-        customer_id=entry.customer_id,
-        case_id=entry.case_id,
-        event_type=entry.event_type,
-        actor=entry.actor,
-        occurred_at=timestamp(entry.occurred_at),
-        summary=entry.summary,
-    )
-    reply.kind = enum_to_proto(entry.kind, KIND)  # type: ignore[assignment]
-    if entry.channel:
-        reply.channel = enum_to_proto(Channel(entry.channel), CHANNEL)  # type: ignore[assignment]
-    if entry.direction:
-        direction = Direction(entry.direction)
-        reply.direction = enum_to_proto(direction, DIRECTION)  # type: ignore[assignment]
     return reply

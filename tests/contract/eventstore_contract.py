@@ -24,6 +24,7 @@ from crm.errors import ConcurrencyConflict, InvalidInput
 from crm.eventstore.port import AppendResult, EventStore, RequestRecord, Snapshot, StreamState
 from crm.follow import Follower
 from crm.vocabulary import Actor, ActorKind
+from tests.contract.seal_store_contract import SealStoreContract
 
 DEADLINE_SECONDS = 10.0
 
@@ -94,7 +95,7 @@ def assert_strictly_increasing(values: list[int]) -> None:
     assert all(a < b for a, b in itertools.pairwise(values)), values
 
 
-class EventStoreContract(ABC):
+class EventStoreContract(SealStoreContract, ABC):
     """What every event store adapter must do; subclasses only say how to make a store."""
 
     # Whether positions are dense (1, 2, 3 ... in commit order). The port promises only strictly

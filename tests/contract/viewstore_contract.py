@@ -29,6 +29,7 @@ from tests.contract.viewstore_generations_contract import GenerationsContract
 from tests.contract.viewstore_harness import all_views, chunks
 from tests.contract.viewstore_stories import WEEK_CASES, WEEK_CUSTOMERS, week_story
 from tests.contract.viewstore_timeline_contract import TimelineContract
+from tests.contract.viewstore_timeline_page_contract import TimelinePageContract
 from tests.contract.viewstore_views_contract import ViewsContract
 from tests.support import (
     BatchLog,
@@ -45,7 +46,7 @@ DEADLINE = 10.0
 SOURCES = ("", "crm.case.v1#0", "crm.customer.v1#3")
 
 
-class ViewStoreContract(TimelineContract, ViewsContract, GenerationsContract):
+class ViewStoreContract(TimelineContract, TimelinePageContract, ViewsContract, GenerationsContract):
     """What every view store adapter must do; subclasses only say how to make and reopen one."""
 
     # --- checkpoints per projection and source ------------------------------------------------

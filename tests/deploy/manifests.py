@@ -21,6 +21,7 @@ import yaml
 
 from crm.settings import Settings
 from crm.startup import SettingsParser
+from services.entrypoints import credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -41,6 +42,8 @@ class Mount:
     path: str
     persistent: bool
     secret: str = ""  # the Secret whose keys appear as files here (Kubernetes)
+    volume: str = ""  # the named volume mounted here (compose)
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,10 @@ def compose_containers() -> list[Container]:
         entry = service.get("entrypoint", [])
         mounts = []
         for volume in service.get("volumes", []):
-            source, target = volume.split(":")[:2]
-            mounts.append(Mount(target, persistent=source in volumes))
+            source, target, *options = volume.split(":")
+            named = source in volumes
+            read_only = bool(options) and "ro" in options[0].split(",")
+            mounts.append(Mount(target, named, volume=source if named else "", read_only=read_only))
         found.append(
             Container(
                 where=f"compose:{name}",
@@ -261,7 +266,9 @@ def secret_files(container: Container) -> dict[str, tuple[str, str]]:
 
 def _with_secret_files(container: Container) -> dict[str, str]:
     """The container's environment, with files of mounted Secrets (which exist only in a pod)
-    standing in as empty files, so that the settings' checks that a file exists can run."""
+    standing in as empty files, and files of a compose volume another service writes (which exist
+    only once it ran) read from what that service really writes, so that the settings' checks
+    that a file exists can run."""
     env = dict(container.env)
     files = secret_files(container)
     if files:
@@ -270,7 +277,39 @@ def _with_secret_files(container: Container) -> dict[str, str]:
             (stand_ins / secret).mkdir(exist_ok=True)
             (stand_ins / secret / key).touch()
             env[name] = str(stand_ins / secret / key)
+    for mount in container.mounts:
+        if mount.volume and mount.read_only:
+            prefix = mount.path.rstrip("/") + "/"
+            for name, value in env.items():
+                if value.startswith(prefix):
+                    env[name] = str(written_volume(mount.volume) / value.removeprefix(prefix))
     return env
+
+
+def volume_writers(volume: str) -> list[Container]:
+    """The compose containers that mount `volume` writable."""
+    return [
+        c
+        for c in project_containers()
+        if c.where.startswith("compose:")
+        and any(m.volume == volume and not m.read_only for m in c.mounts)
+    ]
+
+
+@cache
+def written_volume(volume: str) -> Path:
+    """What the one compose service that writes `volume` leaves in it: its crm-credentials
+    command run for real, into a directory standing in for the volume."""
+    (writer,) = volume_writers(volume)
+    assert writer.script == "crm-credentials", f"{writer.where}: only crm-credentials is known"
+    (mount,) = [m for m in writer.mounts if m.volume == volume]
+    root = Path(tempfile.mkdtemp(prefix=f"crm-deploy-{volume}-"))
+    env = {k: v.replace(mount.path, str(root)) for k, v in writer.env.items()}
+    args = [a.replace(mount.path, str(root)) for a in writer.command[1:]]
+    settings, parsed = parser_of(writer.script).settings(args, environ=env)
+    assert settings.data_dir == root, f"{writer.where} writes outside its volume"
+    credentials.write(settings, tuple(parsed.name))
+    return root
 
 
 def reads(container: Container) -> set[str]:

@@ -7,6 +7,8 @@ its own parser accepts, as the process would at start.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from crm.postgres_connections import is_postgres
@@ -131,7 +133,8 @@ def test_compose_health_checks_ask_the_server_about_its_own_services() -> None:
             continue
         test = container.raw["healthcheck"]["test"]
         assert test[0] == "CMD" and test[1] in console_scripts(), container.where
-        check = Container(container.where, container.image, tuple(test[1:]), container.env)
+        # It runs inside the server's container: the same environment and mounts.
+        check = replace(container, command=tuple(test[1:]))
         assert settings_of(check).services == served(container)
         assert settings_of(check).listen == settings_of(container).listen
         assert container.ports == (listen_port(settings_of(container).listen),)

@@ -1,11 +1,11 @@
-"""AuditService over a real server and SQLite stores: history across a merge and its undo, filters
-and page tokens, an export the outside script verifies, and a tampered row found exactly."""
+"""AuditService over a real server on SQLite stores and on PostgreSQL stores: history across a
+merge and its undo, filters and page tokens, an export the outside script verifies, and a tampered
+row found exactly."""
 
 from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +17,6 @@ import pytest
 
 from bench.server_thread import ServerThread
 from crm.identity import Role
-from crm.settings import Settings
 from crm.v1 import (
     audit_service_pb2,
     case_events_pb2,
@@ -29,6 +28,7 @@ from crm.v1 import (
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client, poll
+from tests.raw_stores import BACKENDS, Backend, backend_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VERIFY_SCRIPT = ROOT / "deploy" / "verify_export.py"
@@ -52,9 +52,11 @@ class Story:
     last_position: int
 
 
-@pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
-    system, server, client = _serve(tmp_path_factory.mktemp("audit"))
+@pytest.fixture(scope="module", params=BACKENDS)
+def story(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Story]:
+    system, server, client = _serve(backend_for(request, tmp_path_factory.mktemp("audit")))
     survivor = _register(client, "Aiko Tanaka")
     duplicate = _register(client, "A. Tanaka")
     duplicate_case = _open_case(client, duplicate)
@@ -123,13 +125,20 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     system.close()
 
 
-def _serve(data_dir: Path) -> tuple[System, ServerThread, Client]:
-    system = build_system(Settings.defaults(data_dir=data_dir))
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A test's own stores, of each kind in turn."""
+    return backend_for(request, tmp_path)
+
+
+def _serve(stores: Backend) -> tuple[System, ServerThread, Client]:
+    system = build_system(stores.settings())
+    assert stores.serves(system.store, system.view_store)
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
-    _auditor_token(server, data_dir)
-    return system, server, Client(server.access, prefix=data_dir.name)
+    _auditor_token(server, stores.data_dir)
+    return system, server, Client(server.access, prefix=stores.data_dir.name)
 
 
 def _register(client: Client, name: str) -> str:
@@ -461,6 +470,7 @@ def test_an_intact_history_verifies_stream_by_stream(story: Story) -> None:
     )
     assert reply.ok and not reply.breaks and not reply.HasField("first_break")
     assert reply.events_checked == len(history)
+    assert all(e.current_event_type == e.event_type != "" for e in history)  # none upcast here
     assert reply.streams_checked == len({e.stream for e in history}) == len(reply.heads)
     last_of = {e.stream: e for e in history}
     for head in reply.heads:
@@ -468,8 +478,8 @@ def test_an_intact_history_verifies_stream_by_stream(story: Story) -> None:
         assert head.last_revision == last_of[head.stream].revision
 
 
-def test_verify_pinpoints_a_row_altered_in_the_store(tmp_path: Path) -> None:
-    system, server, client = _serve(tmp_path)
+def test_verify_pinpoints_a_row_altered_in_the_store(backend: Backend, tmp_path: Path) -> None:
+    system, server, client = _serve(backend)
     try:
         customer = _register(client, "Chika Mori")
         case = _open_case(client, customer)
@@ -482,14 +492,15 @@ def test_verify_pinpoints_a_row_altered_in_the_store(tmp_path: Path) -> None:
             case_service_pb2.AddNoteRequest(context=client.context(), case_id=case, text="again")
         )
         poll(lambda: system.view_store.entries_after(customer, note.global_position, 10))
-        with sqlite3.connect(tmp_path / "events.db") as raw:
-            data = raw.execute(
-                "SELECT data FROM events WHERE global_position = ?", (note.global_position,)
-            ).fetchone()[0]
-            raw.execute(
-                "UPDATE events SET data = ? WHERE global_position = ?",
-                (bytes(data).replace(b"call back", b"call BACK"), note.global_position),
-            )
+        ((data,),) = backend.execute(
+            "SELECT data FROM events WHERE global_position = ?", "", note.global_position
+        )
+        backend.execute(
+            "UPDATE events SET data = ? WHERE global_position = ?",
+            "",
+            bytes(data).replace(b"call back", b"call BACK"),
+            note.global_position,
+        )
         for subject in (_customer(customer), audit_service_pb2.AuditSubject(case_id=case)):
             reply = client.audit.VerifyHistory(
                 audit_service_pb2.VerifyHistoryRequest(subject=subject)
@@ -581,8 +592,8 @@ def test_the_cli_says_what_went_wrong_and_exits_2(story: Story) -> None:
     assert unreachable.returncode == 2 and "UNAVAILABLE" in unreachable.stderr
 
 
-def test_verify_names_a_row_whose_metadata_no_longer_decodes(tmp_path: Path) -> None:
-    system, server, client = _serve(tmp_path)
+def test_verify_names_a_row_whose_metadata_no_longer_decodes(backend: Backend) -> None:
+    system, server, client = _serve(backend)
     try:
         customer = _register(client, "Daichi Sato")
         case = _open_case(client, customer)
@@ -590,12 +601,13 @@ def test_verify_names_a_row_whose_metadata_no_longer_decodes(tmp_path: Path) -> 
             case_service_pb2.AddNoteRequest(context=client.context(), case_id=case, text="x")
         )
         poll(lambda: system.view_store.entries_after(customer, note.global_position - 1, 10))
-        with sqlite3.connect(tmp_path / "events.db") as raw:
-            raw.execute(
-                "UPDATE events SET metadata = json_set(metadata, '$.actor_kind', 'admin')"
-                " WHERE global_position = ?",
-                (note.global_position,),
-            )
+        backend.execute(
+            "UPDATE events SET metadata = json_set(metadata, '$.actor_kind', 'admin')"
+            " WHERE global_position = ?",
+            'UPDATE events SET metadata = (metadata::jsonb || \'{"actor_kind": "admin"}\')::text'
+            " WHERE global_position = ?",
+            note.global_position,
+        )
         subject = _customer(customer)
         reply = client.audit.VerifyHistory(audit_service_pb2.VerifyHistoryRequest(subject=subject))
         assert not reply.ok

@@ -2,13 +2,13 @@
 
 A command loads its stream's events after its cached state (all of them on a cold start) and
 checks their hash chain before deciding; a broken one refuses the command, names the first bad
-event, and leaves the stream as it found it. Other streams keep working.
+event, and leaves the stream as it found it. Other streams keep working. The same on SQLite and
+on PostgreSQL: a row altered in either store is found alike.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,6 @@ import grpc
 import pytest
 
 from bench.server_thread import ServerThread
-from crm.settings import Settings
 from crm.v1 import (
     case_events_pb2,
     case_service_pb2,
@@ -26,6 +25,7 @@ from crm.v1 import (
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client
+from tests.raw_stores import BACKENDS, Backend, backend_for
 
 
 def _open_case(client: Client) -> str:
@@ -67,33 +67,40 @@ class Serving:
         self.system.close()
 
 
-def _serve(data_dir: Path, prefix: str) -> Serving:
-    system = build_system(
-        Settings.defaults(data_dir=data_dir, in_process_projector=False, in_process_deadlines=False)
-    )
+def _serve(stores: Backend, prefix: str) -> Serving:
+    system = build_system(stores.settings(in_process_projector=False, in_process_deadlines=False))
+    assert stores.serves(system.store)
     server = ServerThread(system)
     return Serving(system, server, Client(server.access, prefix=prefix))
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The test's stores: SQLite files, then PostgreSQL databases (altered alike)."""
+    return backend_for(request, tmp_path)
+
+
 @pytest.mark.parametrize("altered_revision", [1, 2])
 def test_a_command_on_an_altered_stream_is_refused_with_data_loss(
-    tmp_path: Path, altered_revision: int, caplog: pytest.LogCaptureFixture
+    backend: Backend, altered_revision: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = _serve(tmp_path, "first")
+    first = _serve(backend, "first")
     client = first.client
     case_id = _open_case(client)
     other_case = _open_case(client)
     client.cases.AddNote(_note(client, case_id))
     client.cases.AddNote(_note(client, case_id))
     first.stop()
-    with sqlite3.connect(tmp_path / "events.db") as raw:
-        raw.execute(
-            "UPDATE events SET data = ? WHERE stream = ? AND revision = ?",
-            (b'{"text": "rewritten"}', f"case-{case_id}", altered_revision),
-        )
-        before = raw.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    backend.execute(
+        "UPDATE events SET data = ? WHERE stream = ? AND revision = ?",
+        "",
+        b'{"text": "rewritten"}',
+        f"case-{case_id}",
+        altered_revision,
+    )
+    ((before,),) = backend.execute("SELECT COUNT(*) FROM events")
 
-    second = _serve(tmp_path, "second")  # a cold start: the whole stream is loaded and checked
+    second = _serve(backend, "second")  # a cold start: the whole stream is loaded and checked
     client = second.client
     try:
         with caplog.at_level(logging.ERROR), pytest.raises(grpc.RpcError) as refused:
@@ -106,6 +113,5 @@ def test_a_command_on_an_altered_stream_is_refused_with_data_loss(
         client.cases.AddNote(_note(client, other_case))  # other streams keep working
     finally:
         second.stop()
-    with sqlite3.connect(tmp_path / "events.db") as raw:
-        after = raw.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    ((after,),) = backend.execute("SELECT COUNT(*) FROM events")
     assert after == before + 1  # the other case's note, nothing on the broken stream

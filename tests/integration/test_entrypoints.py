@@ -139,6 +139,13 @@ def test_help_lists_the_settings_the_process_reads(name: str) -> None:
             "--tls-client-ca / CRM_TLS_CLIENT_CA: needs TLS",
         ),
         ("server", ["--max-request-bytes", "10"], {}, "--max-request-bytes / CRM_MAX_REQUEST"),
+        ("server", ["--seal-key", "broken.json"], {}, "--seal-key / CRM_SEAL_KEY: "),
+        (
+            "server",
+            ["--seal-every-events", "-1"],
+            {},
+            "--seal-every-events / CRM_SEAL_EVERY_EVENTS",
+        ),
         (
             "token",
             ["--role", "agent", "--subject", "agent-7"],

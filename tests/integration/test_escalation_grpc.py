@@ -64,6 +64,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
     assert system.projector is not None
     system.projector.start()
     server = ServerThread(system)
+    # The agents of this file work in tier1, the team the SLA story assigns its case to.
+    server.access.teams.update({"agent-1": ("tier1",), "agent-2": ("tier1",)})
     client = Client(server.access, prefix="esc", history=timedelta(minutes=10))
     yield Running(system, client, clock)
     client.close()

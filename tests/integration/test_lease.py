@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crm.lease import FileLease, Lease
-from crm.postgres_lease import PostgresLease
+from crm.postgres_lease import HOLDER_GIVES_UP_SECONDS, SERVER_GIVES_UP_SECONDS, PostgresLease
 from tests.grpc_client import poll
 from tests.postgres_server import PostgresServer
 
@@ -99,3 +99,27 @@ def test_a_stop_request_ends_the_wait_of_a_standby(make_lease: LeaseMaker) -> No
     stop.set()
     assert standby.wait(stop) is False
     holder.release()
+
+
+def test_a_postgres_holder_cut_off_gives_up_before_the_server_frees_the_lock(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    lease = PostgresLease(postgres_server.url, f"lease-{tmp_path.name}")
+    assert lease.try_acquire()
+    try:
+        session = lease._connection
+        assert session is not None
+        # the server probes this session and ends it, freeing the lock, when probes go unanswered
+        probes = [
+            session.execute(f"SHOW {name}").fetchone()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        ]
+        idle, interval, count = (int(str(row[0]).rstrip("s")) for row in probes if row)
+        assert idle + interval * count == SERVER_GIVES_UP_SECONDS
+        # and the holder's own side stops trusting the line sooner
+        assert session.info.get_parameters()["tcp_user_timeout"] == str(
+            HOLDER_GIVES_UP_SECONDS * 1000
+        )
+        assert HOLDER_GIVES_UP_SECONDS < SERVER_GIVES_UP_SECONDS
+    finally:
+        lease.release()

@@ -1,0 +1,94 @@
+"""Health that follows the stores: NOT_SERVING while they cannot be reached, SERVING once they can.
+
+A server whose PostgreSQL (or KurrentDB) is away refuses every call with UNAVAILABLE; reporting
+itself SERVING meanwhile would keep load balancers sending it calls it can only refuse. So a
+server probes its stores with one cheap read every few seconds and reports each service it serves
+by what the probe found. The server as a whole ("") stays SERVING: it is alive, and a liveness
+probe that restarted it would not bring the database back. A store that reported itself lost for
+good (an SQLite file deleted under it) stays NOT_SERVING whatever the probes find.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer  # health.aio
+
+from crm.blocking import BlockingPool
+from crm.eventstore.port import EventStore
+from projections.store.port import ViewStore
+
+log = logging.getLogger("crm.health")
+
+PROBE_EVERY_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 5.0
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def reach_stores(store: EventStore, views: ViewStore) -> None:
+    """One read of each store; raises when either cannot answer."""
+    store.last_position()
+    views.timeline_watermark()
+
+
+class StoreHealth:
+    """Probes the stores on the server's loop and sets the served services' health from it."""
+
+    def __init__(
+        self,
+        health: AsyncHealthServicer,
+        served: Sequence[str],
+        probe: Callable[[], Awaitable[None]],
+        every: float = PROBE_EVERY_SECONDS,
+    ) -> None:
+        self._health = health
+        self._served = tuple(served)
+        self._probe = probe
+        self._every = every
+        self._reachable = True
+        self.lost_for_good = False
+
+    @classmethod
+    def of_stores(
+        cls,
+        health: AsyncHealthServicer,
+        served: Sequence[str],
+        io: BlockingPool,
+        store: EventStore,
+        views: ViewStore,
+    ) -> StoreHealth:
+        async def probe() -> None:
+            await asyncio.wait_for(io.run(reach_stores, store, views), PROBE_TIMEOUT_SECONDS)
+
+        return cls(health, served, probe)
+
+    async def run(self) -> None:
+        """Probe until cancelled."""
+        while True:
+            await self.check()
+            await asyncio.sleep(self._every)
+
+    async def check(self) -> None:
+        """Probe once and report the outcome if it changed."""
+        try:
+            await self._probe()
+        except Exception as error:  # whatever a store raises, it did not answer
+            if self._reachable:
+                log.warning("stores unreachable, reporting NOT_SERVING: %s", error)
+                await self._report(NOT_SERVING)
+            self._reachable = False
+            return
+        if not self._reachable:
+            log.info("stores reachable again, reporting SERVING")
+            await self._report(SERVING)
+        self._reachable = True
+
+    async def _report(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        if self.lost_for_good:
+            return
+        for name in self._served:
+            await self._health.set(name, status)
