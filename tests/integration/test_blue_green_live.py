@@ -248,12 +248,14 @@ def test_queries_never_fail_nor_see_a_half_built_view_while_every_projection_is_
         assert answers(views, everyone, every_case) == answers(fresh, everyone, every_case)
         fresh.close()
     finally:
-        if load is not None and load.is_alive():
-            load.stop()
-        client.close()
-        views.close()
-        if server.process.poll() is None:
-            server.kill()
+        try:
+            if load is not None and load.is_alive():
+                load.stop()
+            client.close()
+            views.close()
+        finally:  # whatever failed above, no server outlives the test
+            if server.process.poll() is None:
+                server.kill()
 
 
 def _crm_admin(data_dir: Path, views_url: str) -> subprocess.CompletedProcess[str]:
