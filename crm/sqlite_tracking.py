@@ -33,7 +33,21 @@ def write_checkpoint(conn: sqlite3.Connection, consumer: str, source: str, posit
 
 def forget_checkpoints(conn: sqlite3.Connection, consumer: str) -> None:
     """Drop every source's position of `consumer`, so it starts again from event 0."""
-    conn.execute(
-        "DELETE FROM checkpoints WHERE consumer = ? OR consumer LIKE ? ESCAPE '\\'",
-        (consumer, consumer.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "@%"),
-    )
+    conn.execute(f"DELETE FROM checkpoints WHERE {_EVERY_SOURCE}", _every_source(consumer))
+
+
+def furthest_checkpoint(conn: sqlite3.Connection, consumer: str) -> int:
+    """The furthest position `consumer` applied from any source, 0 if none."""
+    row = conn.execute(
+        f"SELECT MAX(position) FROM checkpoints WHERE {_EVERY_SOURCE}", _every_source(consumer)
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+_EVERY_SOURCE = "consumer = ? OR consumer LIKE ? ESCAPE '\\'"
+
+
+def _every_source(consumer: str) -> tuple[str, str]:
+    """The parameters of `_EVERY_SOURCE`: the consumer's key alone, and the keys per source."""
+    escaped = consumer.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return consumer, escaped + "@%"

@@ -564,6 +564,20 @@ def build_rebuild(
     return Rebuild(store, views, target, names, resume)
 
 
+def build_blue_green(settings: Settings, projection: str) -> Rebuild:
+    """Open the event store and the configured view store, whose live projection `crm-admin
+    rebuild` rebuilds beside itself (projections/bluegreen.py)."""
+    with attributed_to("projection", projection):
+        name = projection_named(projection).name
+    store = _event_store(settings)
+    try:
+        views = _view_store(settings)
+    except BaseException:
+        store.close()
+        raise
+    return Rebuild(store, views, redacted(settings.read_store_url), (name,), resume=True)
+
+
 @dataclass
 class WhatIf:
     """`crm-what-if`: the live history to replay and the candidate policy to replay it under."""

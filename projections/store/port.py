@@ -5,13 +5,21 @@ Each projection keeps its own checkpoint per source (crm/tracking.py); `apply` w
 changes and moves the checkpoint of every projection it applies in one transaction, skipping
 events at or below that projection's checkpoint, so a crash cannot separate the two and
 redelivery (at-least-once, from the store or Kafka) changes nothing.
+
+Blue/green rebuilds: a projection's tables exist per generation, one of them active. A rebuild
+fills a new generation beside the active one (`begin_generation`, `apply(generation=...)`), then
+`switch` brings it up to the active one's head and makes it active in one write transaction.
+Queries and `apply` resolve the active generation inside their own transaction, so a reader sees
+all of one generation, and a live writer (the in-process projector, a Kafka worker) that commits
+after the switch writes the new generation from its checkpoint there: nothing it writes is lost.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from crm.doorbell import Doorbell, ring_across_processes
@@ -31,6 +39,20 @@ from projections.store.queries import (
 from projections.timeline import TimelineEntry
 
 
+@dataclass(frozen=True)
+class Generations:
+    """A projection's active generation (queries and live writers use it) and the one a rebuild
+    is filling beside it, if any (never read by a query)."""
+
+    active: int
+    building: int | None = None
+
+
+CatchUp = Callable[[int, int], Batch]
+"""The decoded events after the first position up to the second, from the event store: what a
+new generation still lacks of the live one when it is switched in."""
+
+
 class ViewStore(Tracking):
     """Port every view store adapter implements; one conformance suite runs against each."""
 
@@ -39,15 +61,52 @@ class ViewStore(Tracking):
         self._doorbell: Doorbell | None = None
 
     @abstractmethod
+    def checkpoint(self, consumer: str, source: str = "", generation: int | None = None) -> int:
+        """The position of the last event the projection `consumer` applied from `source`, 0 if
+        none, in its active generation or in `generation`."""
+
+    @abstractmethod
     def apply(
-        self, batch: Batch, source: str = "", projections: Sequence[str] = PROJECTION_NAMES
+        self,
+        batch: Batch,
+        source: str = "",
+        projections: Sequence[str] = PROJECTION_NAMES,
+        generation: int | None = None,
     ) -> None:
         """Apply the named projections to the batch and move their checkpoints, in one transaction.
 
         Each projection ignores the events at or below its checkpoint of `source`, so applying
-        a batch twice changes nothing. Unknown projection names, or none, are refused
-        (InvalidInput) before anything is written.
+        a batch twice changes nothing. Each writes its active generation, resolved inside the
+        transaction, or `generation` (one projection only: its active one or the one being
+        built; another is refused with InvariantViolated). Unknown projection names, or none,
+        are refused (InvalidInput) before anything is written.
         """
+
+    @abstractmethod
+    def generations(self, projection: str) -> Generations:
+        """The projection's active generation and the one a rebuild is filling, if any."""
+
+    @abstractmethod
+    def begin_generation(self, projection: str) -> int:
+        """The generation a rebuild fills: the one an interrupted rebuild left, or else a new,
+        empty one beside the active one (at position 0)."""
+
+    @abstractmethod
+    def switch(self, projection: str, generation: int, catch_up: CatchUp) -> int:
+        """In one write transaction: apply to `generation` (the one being built) what it lacks
+        up to the furthest position the active generation applied (`catch_up` reads it), and
+        make it the active one. Returns the generation it replaced, which stays until dropped.
+        InvariantViolated if `generation` is not the one being built."""
+
+    @abstractmethod
+    def drop_generation(self, projection: str, generation: int) -> None:
+        """Drop a generation's tables and checkpoints; refused (InvariantViolated) for the
+        active one and the one being built."""
+
+    @abstractmethod
+    def rebuild_lock(self, projection: str) -> AbstractContextManager[None]:
+        """Held by one rebuild of the projection at a time, across processes, and freed if its
+        holder dies; a second is refused at once with InvariantViolated."""
 
     @abstractmethod
     def timeline(self, query: TimelineQuery) -> TimelinePage:

@@ -6,7 +6,10 @@ changes and the checkpoints of the projections it applies commit in one transact
 one projection take its advisory lock for their transaction, so they follow one another as under
 SQLite's write lock (a batch reads the views it folds into) while different projections write side
 by side and readers never wait. Opening the store migrates it (postgres_schema.py beside this
-module); each applied batch notifies other processes (postgres_listen.py).
+module); each applied batch notifies other processes (postgres_listen.py). Each projection's
+tables exist per generation (postgres_generations.py): every query reads the active ones in one
+snapshot and every batch writes them under the projection's lock, so a blue/green rebuild's
+switch (under the same lock) moves readers and writers at once.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from crm.errors import InvalidInput
+from crm.errors import InvalidInput, InvariantViolated
 from crm.postgres_connections import open_pool, translated
 from crm.postgres_tracking import read_checkpoint, read_checkpoints, write_checkpoint
 from projections.case_view import CaseView
@@ -40,10 +44,24 @@ from projections.catalogue import (
 from projections.follow_ups import FollowUp
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
-from projections.store import postgres_cases, postgres_kpis, postgres_risk, postgres_timeline
-from projections.store.port import ViewStore
+from projections.store import (
+    postgres_cases,
+    postgres_generations,
+    postgres_kpis,
+    postgres_risk,
+    postgres_timeline,
+)
+from projections.store.port import CatchUp, Generations, ViewStore
+from projections.store.postgres_generations import READ_ACTIVE, consumer
 from projections.store.postgres_listen import CHANNEL, ChangeListener
-from projections.store.postgres_schema import Migrated, Migration, ProjectionTables, migrate
+from projections.store.postgres_schema import (
+    Migrated,
+    Migration,
+    ProjectionTables,
+    create_generation,
+    drop_generation,
+    migrate,
+)
 from projections.store.queries import (
     EscalationQuery,
     FollowUpQuery,
@@ -104,13 +122,14 @@ class PostgresViewStore(ViewStore):
         """Open (a malformed or unreachable URL is InvalidInput naming `field`) and migrate."""
         super().__init__()
         self._url = url
+        self._tables = {t.projection.name: t for t in (tables or projection_tables())}
         self._token = uuid.uuid4().hex
         self._listener: ChangeListener | None = None
         self._replaying = threading.local()  # this thread's kept values, while it replays
         self._pool: ConnectionPool = open_pool(url, field, label=_LABEL, max_size=pool_size)
         try:
             with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
-                self.migrated: Migrated = migrate(conn, tables or projection_tables())
+                self.migrated: Migrated = migrate(conn, tuple(self._tables.values()))
         except BaseException:
             self._pool.close()
             raise
@@ -133,26 +152,35 @@ class PostgresViewStore(ViewStore):
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._token))
 
-    def checkpoint(self, consumer: str, source: str = "") -> int:
-        """The global position of the last event `consumer` applied from `source`, 0 if none."""
+    def checkpoint(self, consumer: str, source: str = "", generation: int | None = None) -> int:
+        """The global position of the last event `consumer` applied from `source`, 0 if none:
+        in its active generation, or in `generation`."""
         projection_named(consumer)
-        with translated(_LABEL), self._pool.connection() as conn:
-            return read_checkpoint(conn, consumer, source)
+        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
+            chosen = generation or postgres_generations.read(conn, consumer).active
+            return read_checkpoint(conn, postgres_generations.consumer(consumer, chosen), source)
 
     def apply(
-        self, batch: Batch, source: str = "", projections: Sequence[str] = PROJECTION_NAMES
+        self,
+        batch: Batch,
+        source: str = "",
+        projections: Sequence[str] = PROJECTION_NAMES,
+        generation: int | None = None,
     ) -> None:
-        """Write each projection's changes and its new checkpoint, all in one transaction."""
+        """Write each projection's changes and its new checkpoint, all in one transaction, in
+        each projection's active generation (resolved under its lock) or in `generation`."""
         if not projections:
             raise InvalidInput("projections", "name at least one projection")
         for name in projections:
             projection_named(name)
+        if generation is not None and len(projections) != 1:
+            raise InvalidInput("projections", "a generation is written one projection at a time")
         if not batch:
             return
         names = sorted(set(projections))
         kept_by_name: dict[str, Remembered[Any]] | None = getattr(self._replaying, "kept", None)
-        # Pipeline mode: writes travel together, only reads (checkpoints, views folded into)
-        # and the commit wait for the server.
+        # Pipeline mode: writes travel together, only reads (generations, checkpoints, views
+        # folded into) and the commit wait for the server.
         with (
             translated(_LABEL),
             self._pool.connection() as conn,
@@ -164,24 +192,104 @@ class PostgresViewStore(ViewStore):
                 " (SELECT key FROM unnest(%s::bigint[]) AS key ORDER BY key) AS keys",
                 ([projection_lock_key(name) for name in names],),
             )
-            checkpoints = read_checkpoints(conn, names, source)
+            # Read under the locks: a switch, which holds them too, is seen whole or not at all.
+            known = postgres_generations.read_all(conn)
+            chosen = {name: _chosen(name, known, generation) for name in names}
+            postgres_generations.use(conn, chosen)
+            consumers = {name: consumer(name, chosen[name]) for name in names}
+            checkpoints = read_checkpoints(conn, list(consumers.values()), source)
             wrote = False
             for name in names:
-                checkpoint = checkpoints[name]
-                fresh = news(batch, checkpoint)
-                if not fresh:
-                    continue
                 kept = None if kept_by_name is None else kept_by_name[name]
-                if kept is not None and kept.position != checkpoint:
-                    kept.forget()  # someone else wrote this projection: trust only the tables
-                position = fresh[-1][0].global_position
-                _MODULES[name].write(conn, fresh, kept)
-                write_checkpoint(conn, name, source, position)
-                if kept is not None:
-                    kept.position = position
-                wrote = True
+                checkpoint = checkpoints[consumers[name]]
+                wrote |= _write(conn, name, chosen[name], source, batch, kept, checkpoint)
             if wrote:  # delivered at commit, to every listening process
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._token))
+
+    def generations(self, projection: str) -> Generations:
+        """The projection's active generation and the one a rebuild is filling, if any."""
+        projection_named(projection)
+        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
+            return postgres_generations.read(conn, projection)
+
+    def begin_generation(self, projection: str) -> int:
+        """The generation a rebuild fills: the unfinished one, or a new empty one beside it."""
+        projection_named(projection)
+        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (projection_lock_key(projection),))
+            known = postgres_generations.read(conn, projection)
+            if known.building is not None:
+                return known.building
+            building = known.active + 1
+            create_generation(conn, self._tables[projection], building)
+            postgres_generations.write(conn, projection, Generations(known.active, building))
+            return building
+
+    def switch(self, projection: str, generation: int, catch_up: CatchUp) -> int:
+        """Bring `generation` up to the live one's head and make it the active one, in one
+        transaction under the projection's lock; returns the generation it replaced."""
+        projection_named(projection)
+        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (projection_lock_key(projection),))
+            base = postgres_generations.base_schema(conn)  # before `use` changes the path
+            known = postgres_generations.read(conn, projection)
+            if known.building != generation:
+                raise InvariantViolated(
+                    f"projection {projection} is not building generation {generation}"
+                    f" (building: {known.building}); start the rebuild again"
+                )
+            row = conn.execute(
+                "SELECT MAX(position) FROM checkpoints"
+                " WHERE consumer = %s OR starts_with(consumer, %s)",
+                (consumer(projection, known.active), f"{consumer(projection, known.active)}@"),
+            ).fetchone()
+            head = int(row[0] or 0) if row else 0
+            reached = read_checkpoint(conn, consumer(projection, generation))
+            if head > reached:
+                postgres_generations.use(conn, {projection: generation})
+                _write(conn, projection, generation, "", catch_up(reached, head), None, reached)
+            if projection == TIMELINE.name:
+                postgres_timeline.continue_numbering(
+                    conn, _schema(base, known.active), _schema(base, generation)
+                )
+            postgres_generations.write(conn, projection, Generations(generation))
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._token))
+            return known.active
+
+    def drop_generation(self, projection: str, generation: int) -> None:
+        """Drop a generation no query or writer uses any more (refused for the active one or
+        the one being built)."""
+        projection_named(projection)
+        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
+            # Waits for every transaction that read the generations (a query that may be about
+            # to read the old tables) to end, and holds new ones back until the drop commits.
+            conn.execute("LOCK TABLE projection_generations IN ACCESS EXCLUSIVE MODE")
+            known = postgres_generations.read(conn, projection)
+            if generation in (known.active, known.building):
+                raise InvariantViolated(
+                    f"generation {generation} of projection {projection} is in use; not dropped"
+                )
+            drop_generation(conn, projection, generation, self._tables[projection].tables)
+
+    @contextmanager
+    def rebuild_lock(self, projection: str) -> Iterator[None]:
+        """Held by the one rebuild of `projection` at a time: a session advisory lock, freed by
+        the server when the holder's connection ends, however it ends."""
+        projection_named(projection)
+        key = projection_lock_key(f"rebuild {projection}")
+        with translated(_LABEL), self._pool.connection() as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            conn.commit()
+            if not (row and row[0]):
+                raise InvariantViolated(
+                    f"another rebuild of projection {projection} is running on this view store;"
+                    " wait for it to finish"
+                )
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                conn.commit()
 
     @contextmanager
     def replaying(self) -> Iterator[None]:
@@ -197,52 +305,100 @@ class PostgresViewStore(ViewStore):
         finally:
             del self._replaying.kept
 
+    @contextmanager
+    def _views(self) -> Iterator[Connection[Any]]:
+        """A read-only transaction on one snapshot whose path leads to every projection's
+        active generation: a switch committed meanwhile is seen whole or not at all."""
+        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
+            conn.execute(READ_ACTIVE)  # one round trip: the snapshot, then the path
+            yield conn
+
     def timeline(self, query: TimelineQuery) -> TimelinePage:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_timeline.page(conn, query)
 
     def timeline_members(self, customer_id: str) -> frozenset[str]:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_timeline.members(conn, customer_id)
 
     def entries_after(
         self, customer_id: str, after_position: int, limit: int
     ) -> list[TimelineEntry]:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_timeline.entries_after(conn, customer_id, after_position, limit)
 
     def timeline_watermark(self) -> int:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_timeline.watermark(conn)
 
     def writers_after(self, after_sequence: int, limit: int) -> list[tuple[int, str, str]]:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_timeline.writers_after(conn, after_sequence, limit)
 
     def entries_applied_after(
         self, customer_id: str, after_sequence: int, limit: int
     ) -> tuple[list[TimelineEntry], int]:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_timeline.entries_applied_after(conn, customer_id, after_sequence, limit)
 
     def case_view(self, case_id: str) -> CaseView | None:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_cases.case_view(conn, case_id, "case_views")
 
     def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_cases.escalated(conn, query)
 
     def follow_ups(self, query: FollowUpQuery) -> list[FollowUp]:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_cases.follow_ups(conn, query)
 
     def customer_risk(self, customer_id: str) -> CustomerRisk:
-        with translated(_LABEL), self._pool.connection() as conn:
+        with self._views() as conn:
             return postgres_risk.customer_risk(conn, customer_id)
 
     def kpis(self, query: KpiQuery) -> KpiReport:
         """Every KPI of the period per group, read from one snapshot of the fact tables."""
-        with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with self._views() as conn:
             return postgres_kpis.read_kpis(conn, query)
+
+
+def _schema(base: str, generation: int) -> str:
+    """The timeline's schema in a generation."""
+    return base if generation == 1 else postgres_generations.schema(base, TIMELINE.name, generation)
+
+
+def _chosen(name: str, known: Mapping[str, Generations], generation: int | None) -> int:
+    """The generation a batch writes: the one asked for, if it is in use, or the active one."""
+    generations = known.get(name, Generations(1))
+    chosen = generation or generations.active
+    if chosen not in (generations.active, generations.building):
+        raise InvariantViolated(
+            f"projection {name} has no generation {chosen} (active {generations.active},"
+            f" building {generations.building}); a switch or a newer rebuild replaced it"
+        )
+    return chosen
+
+
+def _write(
+    conn: Connection[Any],
+    name: str,
+    generation: int,
+    source: str,
+    batch: Batch,
+    kept: Remembered[Any] | None,
+    checkpoint: int,
+) -> bool:
+    """One projection's share of a batch after its `checkpoint` from `source`, in one
+    generation (first on the path), moving that checkpoint; False if nothing was new."""
+    fresh = news(batch, checkpoint)
+    if not fresh:
+        return False
+    if kept is not None and kept.position != checkpoint:
+        kept.forget()  # someone else wrote this projection: trust only the tables
+    position = fresh[-1][0].global_position
+    _MODULES[name].write(conn, fresh, kept)
+    write_checkpoint(conn, consumer(name, generation), source, position)
+    if kept is not None:
+        kept.position = position
+    return True

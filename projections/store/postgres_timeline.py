@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
@@ -161,6 +161,20 @@ def entries_after(
         [customer_id, after_position, max(limit, 0)],
     )
     return [entry_from_row(row) for row in rows]
+
+
+def continue_numbering(conn: Connection[Any], old_schema: str, new_schema: str) -> None:
+    """Number the new generation's next entries after every entry of the old one: a live watch
+    holding an old number then still sees what is written after a switch (entries written just
+    before it may still come twice or, unread yet, be missed: README, Rebuilding views)."""
+    old, new = sql.Identifier(old_schema, "timeline"), sql.Identifier(new_schema, "timeline")
+    conn.execute(
+        sql.SQL(
+            "SELECT setval(pg_get_serial_sequence({new_name}, 'seq'), GREATEST("
+            " (SELECT COALESCE(MAX(seq), 0) FROM {old}), (SELECT COALESCE(MAX(seq), 0) FROM {new}),"
+            " 1))"
+        ).format(new_name=sql.Literal(new.as_string(conn)), old=old, new=new)
+    )
 
 
 def watermark(conn: Connection[Any]) -> int:

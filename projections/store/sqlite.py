@@ -2,8 +2,11 @@
 
 Each batch is written under the database's write lock (BEGIN IMMEDIATE) together with the
 checkpoints of the projections it applies, so a reader never sees views ahead of or behind the
-recorded positions. Each projection's tables carry its schema version: when the code's version
-differs, that projection alone is dropped and rebuilt from event 0 while the others keep serving.
+recorded positions. Each projection's tables exist per generation (sqlite_generations.py): every
+query and every batch resolves the active one inside its transaction, so a blue/green rebuild
+fills the next generation beside the live one and switches both at once. Each projection's
+tables carry its schema version: when the code's version differs, that projection alone is
+dropped and rebuilt from event 0 while the others keep serving.
 While a thread replays history (`replaying`), the views it writes are also kept in memory for its
 next batches, instead of being read back and decoded; durability stays synchronous=FULL, as a
 rebuild's large transactions make the cost of a durable commit negligible.
@@ -15,15 +18,16 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from crm.errors import InvalidInput
+from crm.errors import InvalidInput, InvariantViolated
 from crm.sqlite_connections import ThreadConnections, immediate, translated
 from crm.sqlite_tracking import (
     TRACKING_SCHEMA,
     forget_checkpoints,
+    furthest_checkpoint,
     read_checkpoint,
     write_checkpoint,
 )
@@ -42,8 +46,14 @@ from projections.catalogue import (
 from projections.follow_ups import FollowUp
 from projections.kpi_report import KpiQuery, KpiReport
 from projections.risk import CustomerRisk
-from projections.store import sqlite_cases, sqlite_kpis, sqlite_risk, sqlite_timeline
-from projections.store.port import ViewStore
+from projections.store import (
+    sqlite_cases,
+    sqlite_generations,
+    sqlite_kpis,
+    sqlite_risk,
+    sqlite_timeline,
+)
+from projections.store.port import CatchUp, Generations, ViewStore
 from projections.store.queries import (
     EscalationQuery,
     FollowUpQuery,
@@ -51,6 +61,7 @@ from projections.store.queries import (
     TimelineQuery,
 )
 from projections.store.remembered import Remembered
+from projections.store.sqlite_generations import GENERATIONS_SCHEMA, Renamed
 from projections.timeline import TimelineEntry
 
 LAYOUT_VERSION = 6
@@ -102,38 +113,107 @@ class SqliteViewStore(ViewStore):
         self._connections.close()
         super().close()
 
-    def checkpoint(self, consumer: str, source: str = "") -> int:
-        """The global position of the last event `consumer` applied from `source`, 0 if none."""
+    def checkpoint(self, consumer: str, source: str = "", generation: int | None = None) -> int:
+        """The global position of the last event `consumer` applied from `source`, 0 if none:
+        in its active generation, or in `generation`."""
         projection_named(consumer)
-        with translated(_LABEL):
-            return read_checkpoint(self._connection(), consumer, source)
+        conn = self._connection()
+        with translated(_LABEL), _reading(conn):
+            chosen = generation or sqlite_generations.read(conn, consumer).active
+            return _checkpoint(conn, consumer, chosen, source)
 
     def apply(
-        self, batch: Batch, source: str = "", projections: Sequence[str] = PROJECTION_NAMES
+        self,
+        batch: Batch,
+        source: str = "",
+        projections: Sequence[str] = PROJECTION_NAMES,
+        generation: int | None = None,
     ) -> None:
-        """Write each projection's changes and its new checkpoint, all in one transaction."""
+        """Write each projection's changes and its new checkpoint, all in one transaction, in
+        each projection's active generation (resolved in that transaction) or in `generation`."""
         if not projections:
             raise InvalidInput("projections", "name at least one projection")
         for name in projections:
             projection_named(name)
+        if generation is not None and len(projections) != 1:
+            raise InvalidInput("projections", "a generation is written one projection at a time")
         if not batch:
             return
         conn = self._connection()
         kept_by_name: dict[str, Remembered[Any]] | None = getattr(self._replaying, "kept", None)
         with translated(_LABEL), immediate(conn):
+            generations = sqlite_generations.read_all(conn)
             for name in projections:
-                checkpoint = read_checkpoint(conn, name, source)
-                fresh = news(batch, checkpoint)
-                if not fresh:
-                    continue
+                known = generations.get(name, Generations(1))
+                chosen = generation or known.active
+                if chosen not in (known.active, known.building):
+                    raise InvariantViolated(
+                        f"projection {name} has no generation {chosen} (active {known.active},"
+                        f" building {known.building}); a switch or a newer rebuild replaced it"
+                    )
                 kept = None if kept_by_name is None else kept_by_name[name]
-                if kept is not None and kept.position != checkpoint:
-                    kept.forget()  # someone else wrote this projection: trust only the tables
-                position = fresh[-1][0].global_position
-                _TABLES[name].write(conn, fresh, kept)
-                write_checkpoint(conn, name, source, position)
-                if kept is not None:
-                    kept.position = position
+                _write(conn, generations, name, chosen, source, batch, kept)
+
+    def generations(self, projection: str) -> Generations:
+        """The projection's active generation and the one a rebuild is filling, if any."""
+        projection_named(projection)
+        conn = self._connection()
+        with translated(_LABEL), _reading(conn):
+            return sqlite_generations.read(conn, projection)
+
+    def begin_generation(self, projection: str) -> int:
+        """The generation a rebuild fills: the unfinished one, or a new empty one beside it."""
+        projection_named(projection)
+        conn = self._connection()
+        with translated(_LABEL), immediate(conn):
+            known = sqlite_generations.read(conn, projection)
+            if known.building is not None:
+                return known.building
+            building = known.active + 1
+            _drop(conn, projection, building)  # what a crash between drop and commit left
+            renamed = _renamed(conn, {projection: building})
+            for statement in _TABLES[projection].schema:
+                renamed.execute(statement)
+            sqlite_generations.write(conn, projection, Generations(known.active, building))
+            return building
+
+    def switch(self, projection: str, generation: int, catch_up: CatchUp) -> int:
+        """Bring `generation` up to the live one's head and make it the active one, in one write
+        transaction; returns the generation it replaced."""
+        projection_named(projection)
+        conn = self._connection()
+        with translated(_LABEL), immediate(conn):
+            generations = sqlite_generations.read_all(conn)
+            known = generations.get(projection, Generations(1))
+            if known.building != generation:
+                raise InvariantViolated(
+                    f"projection {projection} is not building generation {generation}"
+                    f" (building: {known.building}); start the rebuild again"
+                )
+            head = furthest_checkpoint(conn, sqlite_generations.consumer(projection, known.active))
+            reached = _checkpoint(conn, projection, generation, "")
+            if head > reached:
+                _write(conn, generations, projection, generation, "", catch_up(reached, head), None)
+            sqlite_generations.write(conn, projection, Generations(generation))
+            return known.active
+
+    def drop_generation(self, projection: str, generation: int) -> None:
+        """Drop a generation no query or writer uses any more (refused for the active one or
+        the one being built)."""
+        projection_named(projection)
+        conn = self._connection()
+        with translated(_LABEL), immediate(conn):
+            known = sqlite_generations.read(conn, projection)
+            if generation in (known.active, known.building):
+                raise InvariantViolated(
+                    f"generation {generation} of projection {projection} is in use; not dropped"
+                )
+            _drop(conn, projection, generation)
+
+    def rebuild_lock(self, projection: str) -> AbstractContextManager[None]:
+        """Held by the one rebuild of `projection` at a time (a lock file beside the store)."""
+        projection_named(projection)
+        return sqlite_generations.rebuild_lock(self._path, projection, _LABEL)
 
     @contextmanager
     def replaying(self) -> Iterator[None]:
@@ -154,71 +234,130 @@ class SqliteViewStore(ViewStore):
             with translated(_LABEL):
                 conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
+    @contextmanager
+    def _views(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction over every projection's active generation: one WAL snapshot, so a
+        switch committed meanwhile is seen whole or not at all."""
+        conn = self._connection()
+        with translated(_LABEL), _reading(conn):
+            yield _renamed(conn, sqlite_generations.read_all(conn))
+
     def timeline(self, query: TimelineQuery) -> TimelinePage:
-        with translated(_LABEL):
-            return sqlite_timeline.page(self._connection(), query)
+        with self._views() as conn:
+            return sqlite_timeline.page(conn, query)
 
     def timeline_members(self, customer_id: str) -> frozenset[str]:
-        with translated(_LABEL):
-            return sqlite_timeline.members(self._connection(), customer_id)
+        with self._views() as conn:
+            return sqlite_timeline.members(conn, customer_id)
 
     def entries_after(
         self, customer_id: str, after_position: int, limit: int
     ) -> list[TimelineEntry]:
-        with translated(_LABEL):
-            return sqlite_timeline.entries_after(
-                self._connection(), customer_id, after_position, limit
-            )
+        with self._views() as conn:
+            return sqlite_timeline.entries_after(conn, customer_id, after_position, limit)
 
     def timeline_watermark(self) -> int:
-        with translated(_LABEL):
-            return sqlite_timeline.watermark(self._connection())
+        with self._views() as conn:
+            return sqlite_timeline.watermark(conn)
 
     def writers_after(self, after_sequence: int, limit: int) -> list[tuple[int, str, str]]:
-        with translated(_LABEL):
-            return sqlite_timeline.writers_after(self._connection(), after_sequence, limit)
+        with self._views() as conn:
+            return sqlite_timeline.writers_after(conn, after_sequence, limit)
 
     def entries_applied_after(
         self, customer_id: str, after_sequence: int, limit: int
     ) -> tuple[list[TimelineEntry], int]:
-        with translated(_LABEL):
-            return sqlite_timeline.entries_applied_after(
-                self._connection(), customer_id, after_sequence, limit
-            )
+        with self._views() as conn:
+            return sqlite_timeline.entries_applied_after(conn, customer_id, after_sequence, limit)
 
     def case_view(self, case_id: str) -> CaseView | None:
-        with translated(_LABEL):
-            return sqlite_cases.case_view(self._connection(), case_id, "case_views")
+        with self._views() as conn:
+            return sqlite_cases.case_view(conn, case_id, "case_views")
 
     def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
-        with translated(_LABEL):
-            return sqlite_cases.escalated(self._connection(), query)
+        with self._views() as conn:
+            return sqlite_cases.escalated(conn, query)
 
     def follow_ups(self, query: FollowUpQuery) -> list[FollowUp]:
-        with translated(_LABEL):
-            return sqlite_cases.follow_ups(self._connection(), query)
+        with self._views() as conn:
+            return sqlite_cases.follow_ups(conn, query)
 
     def customer_risk(self, customer_id: str) -> CustomerRisk:
-        with translated(_LABEL):
-            return sqlite_risk.customer_risk(self._connection(), customer_id)
+        with self._views() as conn:
+            return sqlite_risk.customer_risk(conn, customer_id)
 
     def kpis(self, query: KpiQuery) -> KpiReport:
         """Every KPI of the period per group, read from one snapshot of the fact tables."""
-        conn = self._connection()
-        with translated(_LABEL):
-            conn.execute("BEGIN")  # WAL: every SELECT below sees the same committed state
-            try:
-                return sqlite_kpis.read_kpis(conn, query)
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+        with self._views() as conn:  # WAL: every SELECT of it sees the same committed state
+            return sqlite_kpis.read_kpis(conn, query)
+
+
+@contextmanager
+def _reading(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction (a WAL snapshot) for everything read inside."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _renamed(conn: sqlite3.Connection, generations: dict[str, Any]) -> sqlite3.Connection:
+    """The connection naming each projection's tables in its generation (a `Generations` or a
+    generation number per projection; none given: the first); the view modules take it as a
+    connection, using only `execute` and `executemany`."""
+    active = {
+        name: value.active if isinstance(value, Generations) else int(value)
+        for name, value in generations.items()
+    }
+    tables = {name: tables.names for name, tables in _TABLES.items()}
+    renames = frozenset(sqlite_generations.renames(tables, active).items())
+    return cast(sqlite3.Connection, Renamed(conn, sqlite_generations.renaming(renames)))
+
+
+def _checkpoint(conn: sqlite3.Connection, projection: str, generation: int, source: str) -> int:
+    """A generation's position from `source`."""
+    return read_checkpoint(conn, sqlite_generations.consumer(projection, generation), source)
+
+
+def _write(
+    conn: sqlite3.Connection,
+    generations: dict[str, Generations],
+    projection: str,
+    generation: int,
+    source: str,
+    batch: Batch,
+    kept: Remembered[Any] | None,
+) -> None:
+    """One projection's share of a batch, in one generation, with that generation's checkpoint."""
+    checkpoint = _checkpoint(conn, projection, generation, source)
+    fresh = news(batch, checkpoint)
+    if not fresh:
+        return
+    if kept is not None and kept.position != checkpoint:
+        kept.forget()  # someone else wrote this projection: trust only the tables
+    position = fresh[-1][0].global_position
+    renamed = _renamed(conn, {**generations, projection: generation})
+    _TABLES[projection].write(renamed, fresh, kept)
+    write_checkpoint(conn, sqlite_generations.consumer(projection, generation), source, position)
+    if kept is not None:
+        kept.position = position
+
+
+def _drop(conn: sqlite3.Connection, projection: str, generation: int) -> None:
+    """Drop one generation's tables and checkpoints."""
+    suffix = sqlite_generations.suffix(generation)
+    for table in _TABLES[projection].names:
+        conn.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
+    forget_checkpoints(conn, sqlite_generations.consumer(projection, generation))
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Create what is missing; rebuild a projection whose schema version changed, alone.
 
-    Views are derived data: dropping a projection's tables also drops its checkpoints, and the
-    projector refills it from event 0 of the event store.
+    Views are derived data: dropping a projection's tables (its active generation's) also drops
+    their checkpoints, and the projector refills it from event 0 of the event store.
     """
     layout = conn.execute("PRAGMA user_version").fetchone()[0]
     if layout not in (0, LAYOUT_VERSION):
@@ -227,13 +366,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for name in names:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
     conn.execute(TRACKING_SCHEMA)
+    conn.execute(GENERATIONS_SCHEMA)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS projection_versions"
         " (projection TEXT PRIMARY KEY, version INTEGER NOT NULL)"
     )
     versions = dict(conn.execute("SELECT projection, version FROM projection_versions"))
     for projection in PROJECTIONS:
-        tables = _TABLES[projection.name]
+        known = sqlite_generations.read(conn, projection.name)
         stored = versions.get(projection.name)
         if stored is not None and stored != projection.schema_version:
             log.warning(
@@ -242,11 +382,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 stored,
                 projection.schema_version,
             )
-            for table in tables.names:
-                conn.execute(f"DROP TABLE IF EXISTS {table}")
-            forget_checkpoints(conn, projection.name)
-        for statement in tables.schema:
-            conn.execute(statement)
+            _drop(conn, projection.name, known.active)
+            if known.building is not None:  # filled by the older code: of no use now
+                _drop(conn, projection.name, known.building)
+                known = Generations(known.active)
+                sqlite_generations.write(conn, projection.name, known)
+        renamed = _renamed(conn, {projection.name: known.active})
+        for statement in _TABLES[projection.name].schema:
+            renamed.execute(statement)
         conn.execute(
             "INSERT OR REPLACE INTO projection_versions (projection, version) VALUES (?, ?)",
             (projection.name, projection.schema_version),

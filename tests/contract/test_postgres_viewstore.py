@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -17,9 +18,11 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from projections.catalogue import PROJECTION_NAMES
 from projections.store.port import ViewStore
 from projections.store.postgres import PostgresViewStore
 from tests.contract.viewstore_contract import ViewStoreContract
+from tests.contract.viewstore_stories import week_story
 from tests.postgres_server import PostgresServer
 
 _SCHEMAS = itertools.count(1)
@@ -74,3 +77,51 @@ class TestPostgresViewStore(ViewStoreContract):
                 "UPDATE projection_versions SET version = %s WHERE projection = %s",
                 (version, projection),
             )
+
+
+class TestPostgresViewStoreInALaterGeneration(TestPostgresViewStore):
+    """The whole contract again with every projection served by its second generation (schemas
+    of their own, generation 1's tables dropped): the generation reaches every query and write."""
+
+    def make_store(self) -> ViewStore:
+        store = super().make_store()
+        for name in PROJECTION_NAMES:
+            building = store.begin_generation(name)
+            store.switch(name, building, lambda after, upto: [])
+            store.drop_generation(name, building - 1)
+        return store
+
+
+def test_a_query_that_read_the_old_generation_finishes_on_it_before_the_drop(
+    views_database: str,
+) -> None:
+    """A query that resolved the old generation just before the switch reads its tables whole:
+    dropping them waits until every transaction that read the generations has ended."""
+    url = schema_url(views_database, "views_drop_wait")
+    store = PostgresViewStore(url, pool_size=2)
+    store.apply(week_story().batch)
+    dropped = threading.Event()
+    try:
+        with psycopg.connect(url) as reader:
+            reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            assert reader.execute("SELECT * FROM projection_generations").fetchall() == []
+            building = store.begin_generation("timeline")
+            store.switch("timeline", building, lambda after, upto: [])
+
+            def drop() -> None:
+                store.drop_generation("timeline", building - 1)
+                dropped.set()
+
+            dropping = threading.Thread(target=drop)
+            dropping.start()
+            row = reader.execute("SELECT COUNT(*) FROM timeline").fetchone()
+            finished_first = not dropped.is_set()
+            reader.rollback()
+            dropping.join(30)
+        assert row is not None and row[0] > 0
+        assert finished_first and dropped.is_set()
+        with psycopg.connect(url) as conn:
+            gone = conn.execute("SELECT to_regclass('views_drop_wait.timeline')").fetchone()
+        assert gone == (None,)
+    finally:
+        store.close()

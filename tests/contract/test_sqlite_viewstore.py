@@ -52,6 +52,19 @@ class TestSqliteViewStore(ViewStoreContract):
             )
 
 
+class TestSqliteViewStoreInALaterGeneration(TestSqliteViewStore):
+    """The whole contract again with every projection served by its second generation: the
+    generation's table names reach every query and every write."""
+
+    def make_store(self) -> ViewStore:
+        store = super().make_store()
+        for name in PROJECTION_NAMES:
+            building = store.begin_generation(name)
+            store.switch(name, building, lambda after, upto: [])
+            store.drop_generation(name, building - 1)
+        return store
+
+
 def _filled(path: Path, batch: Batch) -> dict[str, object]:
     """A store at `path` with the batch applied from two sources; its views, then closed."""
     store = SqliteViewStore(path)
@@ -136,3 +149,30 @@ def test_open_view_store_from_a_url(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput) as raised:
             open_view_store(url)
         assert raised.value.field == "read_store_url"
+
+
+def test_a_query_that_read_the_old_generation_finishes_on_it_after_the_switch_and_drop(
+    tmp_path: Path,
+) -> None:
+    """A query's read transaction is one WAL snapshot: one that resolved the old generation
+    just before the switch reads its tables whole, even if they are dropped meanwhile."""
+    path = tmp_path / "views.db"
+    batch = week_story().batch
+    store = SqliteViewStore(path)
+    store.apply(batch)
+    before = _count(path, "timeline")
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT * FROM projection_generations").fetchall() == []
+        building = store.begin_generation("timeline")
+        store.switch("timeline", building, lambda after, upto: [])
+        store.drop_generation("timeline", building - 1)
+
+        entries = reader.execute("SELECT COUNT(*) FROM timeline").fetchone()[0]
+        reader.execute("ROLLBACK")
+        assert entries == before > 0
+        assert "timeline" not in _tables(path)
+    finally:
+        reader.close()
+        store.close()

@@ -9,7 +9,8 @@ expected views are computed by it, never copied into the tests. Its parts:
 - viewstore_timeline_contract.py: timeline order, paging, filters, merges, the watch's reads, and
   merge resolution equal to projections.lineage;
 - viewstore_views_contract.py: case views, the escalation list, customer risk, KPIs, and each
-  projection applied alone.
+  projection applied alone;
+- viewstore_generations_contract.py: generations for blue/green rebuilds, the switch, the lock.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from crm.errors import InvalidInput
 from projections.catalogue import PROJECTION_NAMES
 from projections.store.port import ViewStore
 from services.events import DomainEvent
+from tests.contract.viewstore_generations_contract import GenerationsContract
 from tests.contract.viewstore_harness import all_views, chunks
 from tests.contract.viewstore_stories import WEEK_CASES, WEEK_CUSTOMERS, week_story
 from tests.contract.viewstore_timeline_contract import TimelineContract
@@ -44,7 +46,7 @@ DEADLINE = 10.0
 SOURCES = ("", "crm.case.v1#0", "crm.customer.v1#3")
 
 
-class ViewStoreContract(TimelineContract, TimelinePageContract, ViewsContract):
+class ViewStoreContract(TimelineContract, TimelinePageContract, ViewsContract, GenerationsContract):
     """What every view store adapter must do; subclasses only say how to make and reopen one."""
 
     # --- checkpoints per projection and source ------------------------------------------------

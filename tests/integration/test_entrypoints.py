@@ -15,6 +15,7 @@ import pytest
 from crm.eventstore.sqlite import SqliteEventStore
 from crm.settings import used
 from services.entrypoints import (
+    admin,
     deadline_worker,
     projection_worker,
     rebuild,
@@ -32,6 +33,7 @@ ENTRYPOINTS = {
     "deadline_worker": deadline_worker.USES,
     "what_if": what_if.USES,
     "rebuild": rebuild.USES,
+    "admin": admin.USES,
     "token": token.USES,
 }
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "sla-policy.example.json"

@@ -136,12 +136,16 @@ class FlakyViewStore(SqliteViewStore):
         self.attempts = 0
 
     def apply(
-        self, batch: Batch, source: str = "", projections: Sequence[str] = PROJECTION_NAMES
+        self,
+        batch: Batch,
+        source: str = "",
+        projections: Sequence[str] = PROJECTION_NAMES,
+        generation: int | None = None,
     ) -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise RuntimeError("database is locked")
-        super().apply(batch, source, projections)
+        super().apply(batch, source, projections, generation)
 
 
 def test_a_failing_apply_is_logged_and_retried_not_skipped(
