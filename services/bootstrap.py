@@ -1,8 +1,10 @@
 """Composition root: builds every process from its settings, picking the adapters they name.
 
-The only caller of the store factories. Everything a setting names is opened or read here, at
-start (store URLs, policy and limits files, the listen address), so a wrong value is a
-`StartupError` naming the setting before anything runs; entry points run what this returns.
+With its two halves, services.bootstrap_stores (stores, checkpoints, leases) and
+services.bootstrap_security (credentials, TLS, personal-data and seal keys), the only caller of the
+store factories. Everything a setting names is opened or read here, at start (store URLs, policy
+and limits files, the listen address), so a wrong value is a `StartupError` naming the setting
+before anything runs; entry points run what this returns.
 """
 
 from __future__ import annotations
@@ -19,66 +21,46 @@ import faust
 from crm.command_handling import DEFAULT_EARLIEST, Clock
 from crm.errors import InvalidInput
 from crm.eventcodec import EventCodec
-from crm.eventstore.factory import open_event_store
 from crm.eventstore.port import EventStore
-from crm.lease import FileLease, Lease
+from crm.lease import Lease
 from crm.personal.cipher import PersonalData
-from crm.personal.factory import open_key_store
-from crm.personal.keys import (
-    DEV_MASTER_KEY_FILE,
-    MasterKey,
-    ensure_master_key_file,
-    load_master_key,
-)
-from crm.postgres_connections import POSTGRES_FORM, is_postgres
-from crm.postgres_lease import PostgresLease
-from crm.sealer import Sealer, load_seal_key
+from crm.sealer import Sealer
 from crm.seals import SealKey
-from crm.security_settings import (
-    KEY_STORE_URL,
-    MASTER_KEY_FILE,
-    SEAL_KEY_FILE,
-    TLS_CERT,
-    TLS_CLIENT_CA,
-    TLS_KEY,
-    TOKEN_KEYS,
-)
-from crm.setting import Setting, SettingError, StartupError
+from crm.setting import SettingError, StartupError
 from crm.settings import (
     COMPENSATION_LIMITS_FILE,
-    DATA_DIR,
     DEADLINE_CHECKPOINT_URL,
-    EVENT_STORE_URL,
     HEALTH_LISTEN,
     LISTEN,
     PROJECTION,
-    READ_STORE_URL,
     RELAY_CHECKPOINT_URL,
     SLA_POLICY_FILE,
     Settings,
 )
 from crm.startup import attributed_to
-from crm.tls import check_certificates, check_pair, ensure_self_signed
-from crm.tokens import DEV_KEY_FILE, KeySet, TokenRules, ensure_dev_key, load_key_set
 from crm.urls import (
-    SQLITE_FORM,
-    SQLITE_PREFIX,
-    is_sqlite,
     redacted,
-    require_writable_directory,
-    sqlite_path,
-    unsupported,
 )
 from projections.catalogue import PROJECTION_NAMES, projection_named
 from projections.runner import InProcessProjector
 from projections.store.factory import open_view_store
 from projections.store.port import ViewStore
 from projections.workers.app import WorkerSettings, create_app
-from relay.checkpoint import RelayCheckpoint, RelayCheckpointPort
-from relay.postgres_checkpoint import PostgresRelayCheckpoint
+from relay.checkpoint import RelayCheckpointPort
 from relay.publisher import Relay
-from services.authentication import Authenticator
-from services.caller_limits import Limits
+from services.bootstrap_security import (
+    announce_security,
+    build_personal_data,
+    build_security,
+    load_seal_key_of,
+)
+from services.bootstrap_stores import (
+    lease_beside,
+    open_deadline_checkpoint,
+    open_events,
+    open_relay_checkpoint,
+    open_views,
+)
 from services.case.application import CaseApplication, CustomerStanding
 from services.case.limits import CompensationLimits, load_limits
 from services.customer.application import CustomerApplication
@@ -87,10 +69,7 @@ from services.events import EVENT_TYPES, UPCASTERS
 from services.feedback.application import Analyze, FeedbackApplication
 from services.feedback.sentiment import analyze as analyze_sentiment
 from services.grpc_server import GrpcServer, HealthPortUnavailable, create_server
-from services.server_security import ServerSecurity, TlsFiles
-from services.sla.checkpoint import DeadlineCheckpoint, DeadlineCheckpointPort
 from services.sla.policy import DEFAULT_POLICY, SlaPolicy, load_policy
-from services.sla.postgres_checkpoint import PostgresDeadlineCheckpoint
 from services.sla.process import DeadlineProcess
 
 log = logging.getLogger("crm.bootstrap")
@@ -141,13 +120,13 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
     now = clock or system_clock
     limits = _limits(settings.compensation_limits_file)
     policy = _policy(settings.sla_policy_file)
-    checkpoint = _deadline_checkpoint(settings) if settings.in_process_deadlines else None
-    store = _event_store(settings)
-    view_store = _view_store(settings)
+    checkpoint = open_deadline_checkpoint(settings) if settings.in_process_deadlines else None
+    store = open_events(settings)
+    view_store = open_views(settings)
     try:
         # Only a server of the audit service signs and serves seals; after the stores, so that
         # a wrong store URL creates no key.
-        seal_key = _seal_key(settings) if "audit" in settings.services else None
+        seal_key = load_seal_key_of(settings) if "audit" in settings.services else None
         personal = build_personal_data(settings)
     except StartupError:
         view_store.close()
@@ -185,47 +164,6 @@ def build_system(settings: Settings, clock: Clock | None = None) -> System:
         ),
         personal=personal,
     )
-
-
-def _seal_key(settings: Settings) -> SealKey:
-    """The key seals are signed with (a development one is created on first start)."""
-    try:
-        return load_seal_key(settings.seal_key_file)
-    except (OSError, ValueError) as exc:
-        raise SettingError(SEAL_KEY_FILE, str(exc)) from None
-
-
-def build_personal_data(settings: Settings) -> PersonalData:
-    """The field cipher over the configured key store; with no master key configured, a
-    development one is generated in the data dir on first start (like the token secret)."""
-    with attributed_to(MASTER_KEY_FILE, settings.master_key_file):
-        master = _master_key(settings)
-    with attributed_to(KEY_STORE_URL):
-        _data_dir_writable(settings, settings.key_store_url)
-        try:
-            keys = open_key_store(settings.key_store_url, KEY_STORE_URL.name, master)
-        except ValueError as error:
-            raise SettingError(KEY_STORE_URL, str(error)) from None
-    return PersonalData(keys, digest_key=master.derived("crm command digest v1"))
-
-
-def dev_master_key(settings: Settings) -> Path:
-    """Where the development master key lives when none is configured."""
-    return settings.data_dir / DEV_MASTER_KEY_FILE
-
-
-def _master_key(settings: Settings) -> MasterKey:
-    path = settings.master_key_file
-    if path is None:
-        path = dev_master_key(settings)
-        if not path.exists():
-            with attributed_to(DATA_DIR):
-                ensure_master_key_file(path)
-
-    try:
-        return load_master_key(path)
-    except ValueError as error:
-        raise SettingError(MASTER_KEY_FILE, f"{path}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -309,118 +247,6 @@ async def build_server(settings: Settings) -> Server:
     return Server(system, server)
 
 
-def dev_token_key(settings: Settings) -> Path:
-    """Where the development token secret lives when no key set is configured."""
-    return settings.data_dir / DEV_KEY_FILE
-
-
-def build_security(settings: Settings) -> ServerSecurity:
-    """Credentials, TLS and limits from the settings; development keys and a self-signed
-    certificate are generated in the data dir on first start when none are configured."""
-    tls = _tls(settings)
-    authenticator = None
-    if settings.auth != "off":
-        if settings.token_keys is None:
-            with attributed_to(DATA_DIR):
-                ensure_dev_key(dev_token_key(settings))
-        keys = _key_set(settings.token_keys or dev_token_key(settings))
-        rules = TokenRules(settings.token_audience, settings.token_issuer)
-        authenticator = Authenticator(keys, rules, settings.tls_client_ca is not None)
-    # Said once everything is known to be right, so a wrong setting stays a one-line error.
-    if authenticator is None:
-        log.warning("authentication is off (--auth off): every caller may call every RPC")
-    elif settings.token_keys is None:
-        log.info("development bearer tokens: crm-token --role agent --subject agent-7 --team t1")
-    if tls is None:
-        log.warning("TLS is off (--tls off): calls and tokens cross the network in plaintext")
-    elif settings.tls_cert is None:
-        log.info(
-            "TLS with a self-signed certificate; clients trust %s", dev_certificate(settings)[0]
-        )
-    return ServerSecurity(
-        authenticator,
-        tls,
-        Limits(settings.max_calls_per_caller, settings.max_watches_per_caller),
-        settings.max_request_bytes,
-        settings.reflection_open,
-    )
-
-
-def announce_security(settings: Settings, security: ServerSecurity) -> None:
-    """Log how callers get in, once the server is built (a wrong setting stays one line)."""
-    if security.authenticator is None:
-        log.warning("authentication is off (--auth off): every caller may call every RPC")
-    elif settings.token_keys is None:
-        log.info("development bearer tokens: crm-token --role agent --subject agent-7 --team t1")
-    if security.tls is None:
-        log.warning("TLS is off (--tls off): calls and tokens cross the network in plaintext")
-    elif settings.tls_cert is None:
-        certificate = dev_certificate(settings)[0]
-        log.info("TLS with a self-signed certificate; clients trust %s", certificate)
-    if settings.master_key_file is None:
-        log.info(
-            "personal data sealed under the development master key %s: keep it with the key"
-            " store, and give --master-key-file in production",
-            dev_master_key(settings),
-        )
-
-
-def build_token_signer(settings: Settings) -> tuple[KeySet, TokenRules]:
-    """`crm-token`: the key set the server checks tokens with, which must hold an HS256 secret."""
-    keys_file = settings.token_keys or dev_token_key(settings)
-    if not keys_file.exists():
-        raise SettingError(
-            DATA_DIR,
-            f"no development key {str(keys_file)!r} yet; start crm-server (make run) once with"
-            " this data dir to create it, or give --token-keys",
-        )
-    keys = _key_set(keys_file)
-    if keys.signing_key is None:
-        raise SettingError(TOKEN_KEYS, "holds public keys only; crm-token signs with HS256 secrets")
-    return keys, TokenRules(settings.token_audience, settings.token_issuer)
-
-
-def _key_set(path: Path) -> KeySet:
-    try:
-        return load_key_set(path)
-    except ValueError as error:
-        raise SettingError(TOKEN_KEYS, str(error)) from None
-
-
-def _tls(settings: Settings) -> TlsFiles | None:
-    if not settings.tls:
-        if settings.tls_client_ca is not None:
-            raise SettingError(TLS_CLIENT_CA, "needs TLS; give --tls on, or no client CA")
-        return None
-    if (settings.tls_cert is None) != (settings.tls_key is None):
-        raise SettingError(TLS_KEY, "give --tls-cert and --tls-key together, or neither")
-    cert, key = settings.tls_cert, settings.tls_key
-    if cert is None or key is None:
-        cert, key = dev_certificate(settings)
-        with attributed_to(DATA_DIR):
-            ensure_self_signed(cert, key)
-    with attributed_to(TLS_CERT, cert):
-        chain, private = cert.read_bytes(), key.read_bytes()
-    try:
-        check_pair(chain, private)
-    except ValueError as error:
-        raise SettingError(TLS_CERT, f"{cert}: {error}") from None
-    if settings.tls_client_ca is None:
-        return TlsFiles(chain, private)
-    with attributed_to(TLS_CLIENT_CA, settings.tls_client_ca):
-        client_ca = settings.tls_client_ca.read_bytes()
-    try:
-        check_certificates(client_ca)
-    except ValueError as error:
-        raise SettingError(TLS_CLIENT_CA, f"{settings.tls_client_ca} {error}") from None
-    return TlsFiles(chain, private, client_ca)
-
-
-def dev_certificate(settings: Settings) -> tuple[Path, Path]:
-    """The self-signed certificate and key generated in the data dir, when none is configured."""
-    return settings.data_dir / "tls" / "server.crt", settings.data_dir / "tls" / "server.key"
-
-
 def report_store_health(system: System, server: GrpcServer) -> None:
     """Health turns NOT_SERVING when the event store can no longer write where it was opened."""
     system.store.on_unavailable(server.stop_serving_health)
@@ -442,8 +268,8 @@ class RelayProcess:
 
 
 def build_relay(settings: Settings) -> RelayProcess:
-    store = _event_store(settings)
-    checkpoint = _relay_checkpoint(settings)
+    store = open_events(settings)
+    checkpoint = open_relay_checkpoint(settings)
     relay = Relay(
         store,
         checkpoint,
@@ -453,7 +279,7 @@ def build_relay(settings: Settings) -> RelayProcess:
         namespace=settings.topic_namespace,
         codec=CODEC,
     )
-    lease = _lease(settings.relay_checkpoint_url, RELAY_CHECKPOINT_URL, "crm-relay")
+    lease = lease_beside(settings.relay_checkpoint_url, RELAY_CHECKPOINT_URL, "crm-relay")
     return RelayProcess(relay, store, checkpoint, lease)
 
 
@@ -473,7 +299,7 @@ def build_projection_worker(settings: Settings) -> ProjectionWorker:
                 PROJECTION.name, f"name the projection to run, one of {', '.join(PROJECTION_NAMES)}"
             )
         projection_named(settings.projection)
-    view_store = _view_store(settings)
+    view_store = open_views(settings)
     worker = WorkerSettings(
         bootstrap=settings.kafka_bootstrap,
         projection=settings.projection,
@@ -507,13 +333,13 @@ class DeadlineWorker:
 def build_deadline_worker(settings: Settings, clock: Clock | None = None) -> DeadlineWorker:
     now = clock or system_clock
     policy = _policy(settings.sla_policy_file)
-    checkpoint = _deadline_checkpoint(settings)
-    store = _event_store(settings)
+    checkpoint = open_deadline_checkpoint(settings)
+    store = open_events(settings)
     personal = build_personal_data(settings)
     cases = build_applications(store, now, personal=personal).cases
     process = DeadlineProcess(store, cases, policy, now, CODEC, checkpoint=checkpoint)
     url = settings.deadline_checkpoint_url
-    lease = _lease(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines")
+    lease = lease_beside(url, DEADLINE_CHECKPOINT_URL, "crm-deadlines")
     return DeadlineWorker(process, store, lease, personal)
 
 
@@ -541,11 +367,11 @@ def build_rebuild(
         names = tuple(projection_named(name).name for name in projections)
         if not names:
             raise InvalidInput(PROJECTION.name, "name at least one projection")
-    store = _event_store(settings)
+    store = open_events(settings)
     views: ViewStore | None = None
     try:
         if into is None:
-            target, views = settings.read_store_url, _view_store(settings)
+            target, views = settings.read_store_url, open_views(settings)
         else:
             with attributed_to("--into", into):
                 target, views = str(into), open_view_store(f"sqlite:///{into}")
@@ -569,9 +395,9 @@ def build_blue_green(settings: Settings, projection: str) -> Rebuild:
     rebuild` rebuilds beside itself (projections/bluegreen.py)."""
     with attributed_to("projection", projection):
         name = projection_named(projection).name
-    store = _event_store(settings)
+    store = open_events(settings)
     try:
-        views = _view_store(settings)
+        views = open_views(settings)
     except BaseException:
         store.close()
         raise
@@ -589,68 +415,7 @@ class WhatIf:
 def build_what_if(settings: Settings, candidate_file: Path) -> WhatIf:
     with attributed_to("--policy-file", candidate_file):
         candidate = load_policy(candidate_file.read_text())
-    return WhatIf(_event_store(settings), candidate)
-
-
-def _data_dir_writable(settings: Settings, url: str) -> None:
-    """A store file in a read-only data dir is the data dir's error: that is the setting to fix."""
-    if not url.startswith(SQLITE_PREFIX):
-        return
-    directory = Path(url[len(SQLITE_PREFIX) :]).parent
-    if directory.is_dir() and directory.resolve() == settings.data_dir.resolve():
-        with attributed_to(DATA_DIR):
-            require_writable_directory(settings.data_dir, DATA_DIR.name)
-
-
-def _event_store(settings: Settings) -> EventStore:
-    _data_dir_writable(settings, settings.event_store_url)
-    # The URL as errors show it: a server's URL may carry a password.
-    with attributed_to(EVENT_STORE_URL, redacted(settings.event_store_url)):
-        return open_event_store(settings.event_store_url)
-
-
-def _relay_checkpoint(settings: Settings) -> RelayCheckpointPort:
-    url = settings.relay_checkpoint_url
-    _data_dir_writable(settings, url)  # only an SQLite file's
-    with attributed_to(RELAY_CHECKPOINT_URL, redacted(url)):
-        if is_postgres(url):
-            return PostgresRelayCheckpoint(url, "relay", field=RELAY_CHECKPOINT_URL.name)
-        _require_sqlite(url, RELAY_CHECKPOINT_URL.name)
-        return RelayCheckpoint(sqlite_path(url, RELAY_CHECKPOINT_URL.name), "relay")
-
-
-def _deadline_checkpoint(settings: Settings) -> DeadlineCheckpointPort:
-    url = settings.deadline_checkpoint_url
-    _data_dir_writable(settings, url)  # only an SQLite file's
-    with attributed_to(DEADLINE_CHECKPOINT_URL, redacted(url)):
-        if is_postgres(url):
-            return PostgresDeadlineCheckpoint(url, field=DEADLINE_CHECKPOINT_URL.name)
-        _require_sqlite(url, DEADLINE_CHECKPOINT_URL.name)
-        return DeadlineCheckpoint(sqlite_path(url, DEADLINE_CHECKPOINT_URL.name))
-
-
-def _lease(checkpoint_url: str, setting: Setting[str], name: str) -> Lease:
-    """The lease of the copies sharing a checkpoint: whoever resumes from it must hold it.
-
-    Beside an SQLite checkpoint, a lock on a file next to it (copies on one machine); in a
-    PostgreSQL checkpoint's database, an advisory lock (copies anywhere).
-    """
-    if is_postgres(checkpoint_url):
-        return PostgresLease(checkpoint_url, name)
-    path = sqlite_path(checkpoint_url, setting.name)
-    return FileLease(path.with_name(path.name + ".lease"))
-
-
-def _view_store(settings: Settings) -> ViewStore:
-    _data_dir_writable(settings, settings.read_store_url)
-    with attributed_to(READ_STORE_URL, redacted(settings.read_store_url)):
-        return open_view_store(settings.read_store_url)
-
-
-def _require_sqlite(url: str, field: str) -> None:
-    """A checkpoint URL that is neither PostgreSQL nor SQLite names no adapter."""
-    if not is_sqlite(url):
-        raise unsupported(url, field, f"{SQLITE_FORM}, {POSTGRES_FORM}")
+    return WhatIf(open_events(settings), candidate)
 
 
 def _policy(path: Path | None) -> SlaPolicy:

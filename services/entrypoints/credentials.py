@@ -17,7 +17,7 @@ from crm.settings import DATA_DIR, Settings
 from crm.startup import SettingsParser, exit_on_error
 from crm.tls import LOCAL_NAMES, ensure_self_signed
 from crm.tokens import ensure_dev_key
-from services.bootstrap import dev_certificate, dev_token_key
+from services.bootstrap_security import dev_certificate, dev_token_key
 
 PROG = "crm-credentials"
 USES = (DATA_DIR,)

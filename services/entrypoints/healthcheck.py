@@ -18,7 +18,7 @@ from crm.security_settings import TLS, TLS_CERT
 from crm.settings import DATA_DIR, LISTEN, SERVICES, Settings
 from crm.startup import SettingsParser, exit_on_error
 from crm.tls import certificate_name
-from services.bootstrap import dev_certificate
+from services.bootstrap_security import dev_certificate
 from services.grpc_server import FULL_NAMES
 
 PROG = "crm-healthcheck"

@@ -16,7 +16,7 @@ from crm.security_settings import TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_KEYS
 from crm.settings import DATA_DIR
 from crm.startup import SettingsParser, exit_on_error
 from crm.tokens import issue
-from services.bootstrap import build_token_signer
+from services.bootstrap_security import build_token_signer
 
 PROG = "crm-token"
 USES = (DATA_DIR, TOKEN_KEYS, TOKEN_AUDIENCE, TOKEN_ISSUER)

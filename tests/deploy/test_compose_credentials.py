@@ -13,7 +13,7 @@ from cryptography import x509
 
 from crm.identity import Role
 from crm.tokens import issue, verify
-from services.bootstrap import build_security, build_token_signer
+from services.bootstrap_security import build_security, build_token_signer
 from tests.deploy.manifests import (
     Container,
     compose,

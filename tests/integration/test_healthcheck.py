@@ -13,7 +13,8 @@ import pytest
 
 from bench.server_thread import ServerThread
 from crm.settings import Settings
-from services.bootstrap import build_security, build_system
+from services.bootstrap import build_system
+from services.bootstrap_security import build_security
 from services.entrypoints.healthcheck import target
 from tests.grpc_client import poll
 

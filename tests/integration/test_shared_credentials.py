@@ -11,7 +11,7 @@ from cryptography import x509
 
 from crm.settings import Settings
 from crm.tokens import load_key_set, verify
-from services.bootstrap import build_security
+from services.bootstrap_security import build_security
 from services.entrypoints import credentials, token
 
 

@@ -19,7 +19,8 @@ from crm.settings import Settings
 from crm.tls import CertificateAuthority, KeyPair
 from crm.v1 import common_pb2, customer_events_pb2, customer_service_pb2, customer_service_pb2_grpc
 from crm.vocabulary import Actor, ActorKind
-from services.bootstrap import System, announce_security, build_security, build_system
+from services.bootstrap import System, build_system
+from services.bootstrap_security import announce_security, build_security
 from services.server_security import TlsFiles
 from tests.grpc_client import stamp
 
