@@ -1,17 +1,39 @@
 """The views' wire form (protobuf): one conversion shared by the query API and the audit API's
-as-of views, so a view read live and one folded as of a past point compare field by field."""
+as-of views, so a view read live and one folded as of a past point compare field by field; and
+one reading of a timeline request, so both page a timeline alike."""
 
 from __future__ import annotations
 
-from crm.protocodec import enum_to_proto, timestamp, to_message
+from crm.grpc_convert import optional_instant
+from crm.protocodec import enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import common_pb2, timeline_service_pb2
+from crm.validation import require_id
 from crm.vocabulary import Channel, Direction
 from projections.case_view import CaseView
-from projections.timeline import TimelineEntry
+from projections.store.queries import TimelineQuery
+from projections.timeline import EntryKind, TimelineEntry
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 DIRECTION = common_pb2.Direction.DESCRIPTOR
 KIND = timeline_service_pb2.EntryKind.DESCRIPTOR
+DEFAULT_TIMELINE_PAGE = 50
+
+
+def timeline_query(request: timeline_service_pb2.GetTimelineRequest) -> TimelineQuery:
+    """The query a GetTimelineRequest asks; InvalidInput naming the field it cannot take."""
+    return TimelineQuery(
+        customer_id=require_id("customer_id", request.customer_id),
+        page_size=request.page_size or DEFAULT_TIMELINE_PAGE,
+        page_token=request.page_token,
+        newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
+        channels=frozenset(
+            enum_from_proto(Channel, c, CHANNEL, "channels").value for c in request.channels
+        ),
+        kinds=frozenset(enum_from_proto(EntryKind, k, KIND, "kinds") for k in request.kinds),
+        case_id=request.case_id,
+        since=optional_instant(request, "since"),
+        until=optional_instant(request, "until"),
+    )
 
 
 def case_view_to_proto(view: CaseView) -> timeline_service_pb2.CaseView:

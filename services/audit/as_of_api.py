@@ -15,17 +15,15 @@ from crm.envelope import RecordedEvent
 from crm.errors import HistoryBroken, InvalidInput, NotFound
 from crm.eventcodec import EventCodec
 from crm.eventstore.port import EventStore
-from crm.grpc_convert import optional_instant
 from crm.instants import sortable_instant
-from crm.protocodec import enum_from_proto, instant
+from crm.protocodec import instant
 from crm.v1 import audit_service_pb2, common_pb2, timeline_service_pb2
 from crm.validation import require_id
-from crm.vocabulary import Channel
 from projections.case_view import CaseView
 from projections.messages import case_view_to_proto, entry_to_proto
+from projections.messages import timeline_query as live_timeline_query
 from projections.store.memory_timeline import timeline_page
 from projections.store.queries import TimelineQuery
-from projections.timeline import EntryKind
 from services.audit.as_of import AsOf, customer_as_of, timeline_as_of
 from services.audit.case_checkpoints import KeptView, KeptViews, case_as_of_from
 from services.audit.history import HistoryReader, Subject
@@ -33,7 +31,6 @@ from services.customer.grpc_api import customer_to_proto
 
 CHANNEL = common_pb2.Channel.DESCRIPTOR
 KIND = timeline_service_pb2.EntryKind.DESCRIPTOR
-DEFAULT_TIMELINE_PAGE = 50  # as GetTimeline
 READ_PAGE = 400  # events read at a time: a case as of an early point reads little of a long one
 
 
@@ -187,19 +184,7 @@ def timeline_query(request: timeline_service_pb2.GetTimelineRequest) -> Timeline
     """The query of a GetTimelineRequest, checked as GetTimeline checks it; a refusal names the
     field inside `timeline` (`timeline.page_size: ...`)."""
     try:
-        return TimelineQuery(
-            customer_id=require_id("customer_id", request.customer_id),
-            page_size=request.page_size or DEFAULT_TIMELINE_PAGE,
-            page_token=request.page_token,
-            newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
-            channels=frozenset(
-                enum_from_proto(Channel, c, CHANNEL, "channels").value for c in request.channels
-            ),
-            kinds=frozenset(enum_from_proto(EntryKind, k, KIND, "kinds") for k in request.kinds),
-            case_id=request.case_id,
-            since=optional_instant(request, "since"),
-            until=optional_instant(request, "until"),
-        )
+        return live_timeline_query(request)
     except InvalidInput as refused:
         said = str(refused).removeprefix(f"{refused.field}: ")
         raise InvalidInput(f"timeline.{refused.field}", said) from None

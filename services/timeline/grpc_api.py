@@ -10,17 +10,16 @@ from datetime import UTC, date, datetime, timedelta
 from crm.blocking import BlockingPool
 from crm.command_handling import Clock
 from crm.errors import InvalidInput, NotFound
-from crm.grpc_convert import Context, optional_instant
+from crm.grpc_convert import Context
 from crm.protocodec import duration, enum_from_proto, enum_to_proto, timestamp, to_message
 from crm.v1 import case_events_pb2, common_pb2, timeline_service_pb2, timeline_service_pb2_grpc
 from crm.validation import MAX_POSITION, require_id, require_range
 from crm.vocabulary import Channel
 from projections.follow_ups import FollowUp
 from projections.kpi_report import Durations, KpiGroup, KpiQuery, KpiReport, Ratio
-from projections.messages import case_view_to_proto, entry_to_proto
+from projections.messages import case_view_to_proto, entry_to_proto, timeline_query
 from projections.store.port import ViewStore
-from projections.store.queries import EscalationQuery, FollowUpQuery, TimelineQuery
-from projections.timeline import EntryKind
+from projections.store.queries import EscalationQuery, FollowUpQuery
 from services.case.escalation import EscalationReason
 from services.case.events import Category
 from services.timeline.watermark import SharedWatermark, SharedWriters
@@ -53,19 +52,7 @@ class TimelineServicer(timeline_service_pb2_grpc.TimelineServiceServicer):
     async def GetTimeline(
         self, request: timeline_service_pb2.GetTimelineRequest, context: Context
     ) -> timeline_service_pb2.TimelinePage:
-        query = TimelineQuery(
-            customer_id=require_id("customer_id", request.customer_id),
-            page_size=request.page_size or 50,
-            page_token=request.page_token,
-            newest_first=request.order != timeline_service_pb2.ORDER_OLDEST_FIRST,
-            channels=frozenset(
-                enum_from_proto(Channel, c, CHANNEL, "channels").value for c in request.channels
-            ),
-            kinds=frozenset(enum_from_proto(EntryKind, k, KIND, "kinds") for k in request.kinds),
-            case_id=request.case_id,
-            since=optional_instant(request, "since"),
-            until=optional_instant(request, "until"),
-        )
+        query = timeline_query(request)
         page = await self._io.run(self._views.timeline, query)
         return timeline_service_pb2.TimelinePage(
             entries=[entry_to_proto(e) for e in page.entries],
