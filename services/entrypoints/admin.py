@@ -24,7 +24,7 @@ from crm.startup import SettingsParser, exit_on_error
 from projections.bluegreen import rebuild_beside
 from projections.catalogue import PROJECTION_NAMES
 from services.bootstrap import CODEC, Rebuild, build_blue_green
-from services.entrypoints.rebuild import INTERRUPTED, Progress
+from services.entrypoints.rebuild import INTERRUPTED, Progress, add_progress_interval
 
 PROG = "crm-admin"
 USES = (EVENT_STORE_URL, READ_STORE_URL, LOG_FORMAT)
@@ -44,13 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the replaced generation's tables after the switch, to compare or inspect"
         " (nothing drops them later: drop them by hand)",
     )
-    tool.add_argument(
-        "--progress-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds between progress lines when not on a terminal (default 10)",
-    )
+    add_progress_interval(tool)
     with exit_on_error(PROG):
         settings, args = parser.settings(argv)
         logs.configure(settings.log_format)

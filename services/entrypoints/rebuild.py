@@ -10,6 +10,7 @@ checkpoint: run the same command with --resume to finish it.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -32,6 +33,17 @@ INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
 log = logging.getLogger("crm.rebuild")
 
 
+def add_progress_interval(group: argparse._ArgumentGroup) -> None:
+    """The option of how often a rebuild not on a terminal logs its progress."""
+    group.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when not on a terminal (default 10)",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = SettingsParser(PROG, __doc__, USES)
     tool = parser.add_argument_group("rebuild")
@@ -43,13 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         " projections must then be empty",
     )
     tool.add_argument("--resume", action="store_true", help="finish a rebuild that was interrupted")
-    tool.add_argument(
-        "--progress-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds between progress lines when not on a terminal (default 10)",
-    )
+    add_progress_interval(tool)
     with exit_on_error(PROG):
         settings, args = parser.settings(argv)
         logs.configure(settings.log_format)
