@@ -282,6 +282,18 @@ def test_history_verifies_and_the_export_checks_out_after_the_forget(
     assert not _found_in(path.read_bytes())
 
 
+def test_the_whole_store_verifies_against_a_seal_taken_after_the_forget(
+    forgotten: Forgotten,
+) -> None:
+    system = forgotten.system
+    assert system.sealer is not None
+    while system.sealer.seal_once() is not None:  # the events since the newest seal, if any
+        pass
+    reply = forgotten.client.audit.VerifyStore(audit_service_pb2.VerifyStoreRequest())
+    assert reply.ok, reply
+    assert reply.sealed_events == system.store.last_position() == reply.events_checked
+
+
 def test_no_file_under_the_data_dir_holds_a_personal_value_or_the_deleted_key(
     forgotten: Forgotten,
 ) -> None:
