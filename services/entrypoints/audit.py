@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
 from services.entrypoints import audit_as_of, audit_seals
+from services.entrypoints.audit_output import message_json
 
 PROG = "crm-audit"
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -158,7 +157,7 @@ def run(
     if args.command == "history":
         events = _history(stub, subject, args)
         for event in events:
-            out.write(_json(event) if as_json else _row(event))
+            out.write(message_json(event) if as_json else _row(event))
         return 0
     if args.command == "export":
         request = audit_service_pb2.ExportHistoryRequest(subject=subject)
@@ -171,7 +170,7 @@ def run(
         return 0
     request_verify = audit_service_pb2.VerifyHistoryRequest(subject=subject)
     reply = stub.VerifyHistory(request_verify, timeout=args.timeout)
-    out.write(_json(reply) if as_json else _verdict(reply))
+    out.write(message_json(reply) if as_json else _verdict(reply))
     return 0 if reply.ok else BROKEN
 
 
@@ -212,12 +211,6 @@ def _instant(text: str) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     return stamp
-
-
-def _json(message: Any) -> str:
-    """One JSON object a line, every field present (`ok: false` must not go missing)."""
-    plain = MessageToDict(message, always_print_fields_with_no_presence=True)
-    return json.dumps(plain, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def _when(stamp: Timestamp) -> str:

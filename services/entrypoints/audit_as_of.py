@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, timeline_service_pb2
+from services.entrypoints.audit_output import message_json
 
 COMMAND = "as-of"
 USAGE = 2
@@ -70,7 +71,7 @@ def run_as_of(
             return USAGE
         entries = _timeline(stub, args, point)
         for entry in entries:
-            out.write(_json(entry) if as_json else _entry_row(entry))
+            out.write(message_json(entry) if as_json else _entry_row(entry))
         return 0
     reply: audit_service_pb2.CaseAsOf | audit_service_pb2.CustomerAsOf
     view: Message
@@ -83,7 +84,7 @@ def run_as_of(
         reply = stub.GetCustomerAsOf(asked, timeout=args.timeout)
         title, view = f"customer {args.customer}", reply.customer
     if as_json:
-        out.write(_json(reply))
+        out.write(message_json(reply))
     else:
         out.write(f"{title} as of {_point(point)} (its last event: {reply.last_position})\n")
         out.write(_fields(view))
@@ -117,12 +118,6 @@ def _point(point: audit_service_pb2.AsOf) -> str:
     if point.WhichOneof("point") == "recorded_at":
         return f"recorded time {_when(point.recorded_at)}"
     return f"global position {point.global_position}"
-
-
-def _json(message: Message) -> str:
-    """One JSON object a line, every field present (a zero count must not go missing)."""
-    plain = MessageToDict(message, always_print_fields_with_no_presence=True)
-    return json.dumps(plain, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def _when(stamp: Timestamp) -> str:

@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from google.protobuf.json_format import MessageToDict
-
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc
+from services.entrypoints.audit_output import message_json
 
 BROKEN = 1
 KEY_FILE = "seal-key.pem"
@@ -65,7 +64,7 @@ def run(
     if args.seal:
         request.seal.CopyFrom(read_seal(Path(args.seal)))
     reply = stub.VerifyStore(request, timeout=args.timeout)
-    out.write(_json(reply) if as_json else verdict(reply))
+    out.write(message_json(reply) if as_json else verdict(reply))
     return 0 if reply.ok else BROKEN
 
 
@@ -126,13 +125,6 @@ def _seal_json(seal: audit_service_pb2.Seal) -> str:
     fields = ("position", "count", "head", "previous_position", "sealed_at", "key_id")
     kept = {name: getattr(seal, name) for name in (*fields, "signature")}
     return json.dumps(kept, sort_keys=True) + "\n"
-
-
-def _json(message: Any) -> str:
-    plain = MessageToDict(
-        message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
-    )
-    return json.dumps(plain, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def verdict(reply: audit_service_pb2.VerifyStoreReply) -> str:

@@ -8,13 +8,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from crm.v1 import (
     audit_service_pb2_grpc,
 )
 from services.entrypoints import audit as audit_cli
+from services.entrypoints.audit_output import message_json
 from tests.as_of_story import Story, told
 from tests.integration.test_audit_history import _cli
 from tests.raw_stores import BACKENDS
@@ -28,7 +28,7 @@ def story(
 
 
 def _plain(message: Message) -> object:
-    return json.loads(json.dumps(MessageToDict(message, always_print_fields_with_no_presence=True)))
+    return json.loads(message_json(message))
 
 
 def test_the_cli_prints_json_when_piped_with_an_auditor_s_token(story: Story) -> None:
@@ -37,7 +37,7 @@ def test_the_cli_prints_json_when_piped_with_an_auditor_s_token(story: Story) ->
     assert case.returncode == 0, case.stderr
     reply = json.loads(case.stdout)
     assert reply["case"] == _plain(story.cases[position])
-    assert int(reply["lastPosition"]) == story.cases[position].last_position
+    assert int(reply["last_position"]) == story.cases[position].last_position
     merged_at = max(p for p, c in story.customers.items() if c.duplicates)
     customer = _cli(target, "as-of", "--customer", story.survivor, "--position", str(merged_at))
     assert customer.returncode == 0, customer.stderr

@@ -569,7 +569,7 @@ def test_the_cli_lists_exports_and_verifies_a_history(story: Story, tmp_path: Pa
     listed = _cli(target, "history", "--customer", story.survivor, "--page-size", "4")
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [row["eventId"] for row in rows] == [e.event_id for e in history]
+    assert [row["event_id"] for row in rows] == [e.event_id for e in history]
     exported = _cli(target, "export", "--customer", story.survivor, "-o", str(tmp_path / "x.jsonl"))
     assert exported.returncode == 0, exported.stderr
     assert _outside_check(tmp_path / "x.jsonl").returncode == 0
