@@ -59,23 +59,26 @@ def _pass(store: EventStore, seals: _Seals, target: Seal | None, batch: int) -> 
     seal = seals.next()
     streams: dict[str, tuple[int, str]] = {}
     found: list[str] = []  # the sealed entries the events make, each without its leading "["
-    count, head, after, checked, sealed = 0, GENESIS_HASH, 0, 0, 0
+    count, head, after, checked = 0, GENESIS_HASH, 0, 0
     loads, exact, sha256 = json.loads, stored_content_hash, _sha256
     string, ascii_string = encode_basestring, encode_basestring_ascii
+    start, add = (0, GENESIS_HASH), found.append
+    seal_at = seal.position if seal else 0
     while True:
         rows = store.read_chain(after, batch)
         for position, stream, revision, event_id, type_, data, meta, at, prev, content in rows:
-            if (revision, prev) != streams.get(stream, (0, GENESIS_HASH)):
+            if (revision, prev) != streams.get(stream, start):
                 raise _GiveUp
             # crm.envelope.content_hash_of_text written out (a test holds them equal): prev is
             # a content hash just recomputed (or the genesis hash), so hex, needing no escaping.
+            quoted = string(stream)
             spliced = (
                 meta[:12] == CANONICAL_START  # written canonically: hashed as stored, no parse
                 and sha256(
                     f'{{"data":"{sha256(data).hexdigest()}","event_id":{string(event_id)},'
                     f'"metadata":{meta},"previous_hash":"{prev}",'
                     f'"recorded_at":{string(at)},"revision":{revision},'
-                    f'"stream":{string(stream)},"type":{string(type_)}}}'.encode()
+                    f'"stream":{quoted},"type":{string(type_)}}}'.encode()
                 ).hexdigest()
                 == content
             )
@@ -86,34 +89,34 @@ def _pass(store: EventStore, seals: _Seals, target: Seal | None, batch: int) -> 
             ):
                 raise _GiveUp
             streams[stream] = (revision + 1, content)
-            checked += 1
             if position > sealed_up_to:
                 continue
-            if seal is None or position > seal.position:
+            if position > seal_at:
                 raise _GiveUp  # no event where the seal ends: removed, or moved
-            sealed += 1
             # crm.seals.link written out (a test holds them equal): the content hash was just
             # recomputed and the head is one too, so both are hex and need no JSON escaping.
-            tail = f'{position},{string(stream)},{revision},"{content}"]'
+            tail = f'{position},{quoted},{revision},"{content}"]'
             head = sha256(f'["{head}",{tail}'.encode()).hexdigest()
             # encode_entries writes the same array, in ASCII (json.dumps' default).
             if not tail.isascii():
                 tail = f'{position},{ascii_string(stream)},{revision},"{content}"]'
-            found.append(tail)
-            if position == seal.position:
+            add(tail)
+            if position == seal_at and seal is not None:
                 count += len(found)
                 if count != seal.count or head != seal.head:
                     raise _GiveUp
                 if store.seal_entries_bytes(position) != f"[[{',['.join(found)}]".encode():
                     raise _GiveUp
-                found = []
+                found.clear()
                 seal = seals.next()
+                seal_at = seal.position if seal else 0
+        checked += len(rows)
         if len(rows) < batch:
             break
         after = rows[-1][0]
     if seal is not None or seals.last != target:
         raise _GiveUp
-    return Clean(checked, len(streams), sealed)
+    return Clean(checked, len(streams), count)  # every sealed event is counted in a seal
 
 
 class _Seals:

@@ -1,9 +1,12 @@
 """Verification of the whole store against a seal: every stream's chain and the global order.
 
-One pass over the global order, in batches of undecoded rows (EventStore.read_chain), checks for
-each event: its place in its stream (revision), its link to the previous event of the stream, its
-content hash, and, up to the seal, that it is the event the seal's entries name at its global
-position.
+An untouched store is proven by the quick pass (services.audit.store_quick); only when that finds
+something that does not hold does the exact walk below run, from the start, to name it.
+
+The exact walk: one pass over the global order, in batches of undecoded rows
+(EventStore.read_chain), checks for each event: its place in its stream (revision), its link to
+the previous event of the stream, its content hash, and, up to the seal, that it is the event the
+seal's entries name at its global position.
 
 The seal's entries are used only once they are proven, seal by seal: its signature, its
 continuity with the seal before it and its entries chaining to its signed head (crm.seals). Events
