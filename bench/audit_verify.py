@@ -4,6 +4,8 @@ same rows back undecoded (read_chain) and decoded (read_all), in one run on one 
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from services.case.events import CaseNoteAdded
 
 PER_APPEND = 20  # events per append: the history is written fast, read the same either way
 STREAMS = 500
+REPEATS = 3
 
 
 def fill(store: SqliteEventStore, count: int) -> None:
@@ -41,9 +44,12 @@ def fill(store: SqliteEventStore, count: int) -> None:
 
 
 def measure_verify(count: int) -> dict[str, float]:
-    """Events per second: verify against a seal, and the two ways of reading them back."""
+    """Events per second: verify against a seal, and the two ways of reading them back; then
+    verify again once the metadata is rewritten as stores wrote it before it was canonical.
+    Each is the best of REPEATS runs, interleaved, as other work shares the machine."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteEventStore(Path(tmp) / "events.db")
+        path = Path(tmp) / "events.db"
+        store = SqliteEventStore(path)
         try:
             fill(store, count)
             key = SealKey.generate()
@@ -51,13 +57,44 @@ def measure_verify(count: int) -> dict[str, float]:
             while sealer.seal_once() is not None:
                 pass
             total = store.last_position()
-            undecoded = rate(total, lambda: _read_chain(store))
-            decoded = rate(total, lambda: _read_all(store))
             verifier = StoreVerifier(store, key.public)
-            verified = rate(total, lambda: _checked(verifier, total))
+            found: dict[str, float] = {"read_chain": 0.0, "read_all": 0.0, "verify": 0.0}
+            for _ in range(REPEATS):
+                found["read_chain"] = max(
+                    found["read_chain"], rate(total, lambda: _read_chain(store))
+                )
+                found["read_all"] = max(found["read_all"], rate(total, lambda: _read_all(store)))
+                found["verify"] = max(
+                    found["verify"], rate(total, lambda: _checked(verifier, total))
+                )
+            _older_metadata(path)
+            found["verify_older"] = max(
+                rate(total, lambda: _checked(verifier, total)) for _ in range(REPEATS)
+            )
         finally:
             store.close()
-    return {"events": total, "read_chain": undecoded, "read_all": decoded, "verify": verified}
+    return {"events": total, **found}
+
+
+def _older_metadata(path: Path) -> None:
+    """Rewrite every event's metadata as json.dumps wrote it before (spaces, insertion order):
+    the same content, which verification must decode to rehash."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        rows = conn.execute("SELECT global_position, metadata FROM events").fetchall()
+        conn.execute("BEGIN")
+        conn.executemany(
+            "UPDATE events SET metadata = ? WHERE global_position = ?",
+            [(json.dumps(_insertion_order(json.loads(text))), p) for p, text in rows],
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _insertion_order(metadata: dict[str, str]) -> dict[str, str]:
+    """The keys in the order EventMetadata.to_dict gives them."""
+    return EventMetadata.from_dict(metadata).to_dict()
 
 
 def _checked(verifier: StoreVerifier, total: int) -> None:

@@ -228,6 +228,14 @@ def audit_rows(plan: Plan) -> list[Row]:
             a["verify"] / a["read_chain"],
             "read_chain",
         ),
+        Row(
+            "audit",
+            "verify again, metadata rewritten as stored before it was canonical",
+            a["verify_older"],
+            "/s",
+            a["verify_older"] / a["read_chain"],
+            "read_chain",
+        ),
     ]
 
 

@@ -122,6 +122,12 @@ def canonical_json(value: Any) -> bytes:
     return _CANONICAL.encode(value).encode()
 
 
+def metadata_json(metadata: EventMetadata) -> str:
+    """The metadata as stores keep it: the canonical JSON of its dict, byte for byte what the
+    content hash covers, so a verifier can hash the stored text without parsing it."""
+    return _CANONICAL.encode(metadata.to_dict())
+
+
 def chain_hash(
     previous_hash: str,
     stream: str,
@@ -130,14 +136,14 @@ def chain_hash(
     recorded_at: datetime,
 ) -> str:
     """The content hash of an event, linked to the previous event of its stream."""
-    return stored_content_hash(
+    return content_hash_of_text(
         previous_hash,
         stream,
         revision,
         event.event_id,
         event.type,
         event.data,
-        event.metadata.to_dict(),
+        metadata_json(event.metadata),
         recorded_at.isoformat(),
     )
 
@@ -154,30 +160,45 @@ def stored_content_hash(
 ) -> str:
     """The content hash from an event's stored parts (metadata as its dict, recorded_at as its
     ISO text): the one rule `chain_hash` applies, usable on raw rows without decoding them."""
+    return content_hash_of_text(
+        previous_hash,
+        stream,
+        revision,
+        event_id,
+        type_,
+        data,
+        _CANONICAL.encode(metadata),
+        recorded_at,
+    )
+
+
+def content_hash_of_text(
+    previous_hash: str,
+    stream: str,
+    revision: int,
+    event_id: str,
+    type_: str,
+    data: bytes,
+    metadata_text: str,
+    recorded_at: str,
+) -> str:
+    """The content hash with the metadata given as its canonical JSON text, spliced in as is.
+
+    For metadata text that is not canonical the result is simply a different hash: a verifier
+    that finds no match this way must still decode the text (stored_content_hash) before it
+    calls the event altered. A match, on the other hand, proves the text is the canonical one
+    that was hashed: every other part is a JSON string (which ends at its first unescaped quote)
+    or a number, so the spliced bytes cannot equal the recorded ones with the metadata's extent
+    shifted (tests/unit/test_envelope_fast.py)."""
     # canonical_json of {"data", "event_id", "metadata", "previous_hash", "recorded_at",
     # "revision", "stream", "type"}, written out in its sorted key order: the same bytes without
     # building and sorting the outer object (verifying the whole store does this per event; a
     # unit test holds it equal to canonical_json of the object).
-    text = "".join(
-        (
-            '{"data":"',
-            hashlib.sha256(data).hexdigest(),
-            '","event_id":',
-            _string(event_id),
-            ',"metadata":',
-            _CANONICAL.encode(metadata),
-            ',"previous_hash":',
-            _string(previous_hash),
-            ',"recorded_at":',
-            _string(recorded_at),
-            ',"revision":',
-            int.__repr__(revision),
-            ',"stream":',
-            _string(stream),
-            ',"type":',
-            _string(type_),
-            "}",
-        )
+    text = (
+        f'{{"data":"{hashlib.sha256(data).hexdigest()}","event_id":{_string(event_id)},'
+        f'"metadata":{metadata_text},"previous_hash":{_string(previous_hash)},'
+        f'"recorded_at":{_string(recorded_at)},"revision":{int.__repr__(revision)},'
+        f'"stream":{_string(stream)},"type":{_string(type_)}}}'
     )
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -117,10 +117,11 @@ def chain_head(entries: Iterable[SealEntry], head: str = GENESIS_HASH) -> str:
     return head
 
 
-def encode_entries(entries: Sequence[SealEntry]) -> bytes:
-    """Entries as stored beside their seal: a JSON array of arrays, compact."""
-    rows = [[e.global_position, e.stream, e.revision, e.content_hash] for e in entries]
-    return json.dumps(rows, separators=(",", ":")).encode()
+def encode_entries(entries: Sequence[tuple[int, str, int, str]]) -> bytes:
+    """Entries as stored beside their seal: a JSON array of arrays, compact. Any 4-tuples
+    (position, stream, revision, content hash) will do, so a verifier can encode what it found
+    and compare bytes."""
+    return json.dumps(list(entries), separators=(",", ":")).encode()
 
 
 def decode_entries(stored: bytes) -> list[SealEntry]:

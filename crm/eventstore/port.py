@@ -15,7 +15,6 @@ Besides the events, a store keeps two things of its own:
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,14 +22,15 @@ from enum import Enum
 from pathlib import Path
 
 from crm.doorbell import Doorbell, ring_across_processes
-from crm.envelope import NewEvent, RecordedEvent
+from crm.envelope import NewEvent, RecordedEvent, metadata_json
 from crm.notify import ChangeSignal
-from crm.seals import Seal, SealEntry
+from crm.seals import Seal, SealEntry, encode_entries
 
 ChainRow = tuple[int, str, int, str, str, bytes, str, str, str, str]
 """An event as stored, undecoded, for verifying at speed: global position, stream, revision,
-event id, type, data, metadata (the stored JSON text), recorded_at (ISO 8601 text, as hashed),
-previous hash, content hash."""
+event id, type, data, metadata (the stored JSON text: canonical, as hashed, in rows written since
+verification splices it; older rows may differ in spacing and key order), recorded_at (ISO 8601
+text, as hashed), previous hash, content hash."""
 
 
 class StreamState(Enum):
@@ -160,6 +160,14 @@ class EventStore(ABC):
         before it), in global order; an empty list when no seal is kept there. IntegrityError
         when they were kept but no longer decode."""
 
+    def seal_entries_bytes(self, position: int) -> bytes | None:
+        """The entries kept with the seal at `position` in their stored form (encode_entries),
+        for a verifier to compare with what it expects without decoding them; None when no seal
+        is kept there. Adapters that keep the bytes override it; this fallback re-encodes the
+        decoded entries (IntegrityError when they no longer decode)."""
+        entries = self.seal_entries(position)
+        return encode_entries(entries) if entries else None
+
     def read_chain(self, after: int = 0, limit: int = 1000) -> list[ChainRow]:
         """What `read_all` returns, undecoded: the stored bytes a verifier rehashes. Adapters
         that keep rows override it to skip decoding; this fallback re-encodes decoded events."""
@@ -171,7 +179,7 @@ class EventStore(ABC):
                 e.event_id,
                 e.type,
                 e.data,
-                json.dumps(e.metadata.to_dict()),
+                metadata_json(e.metadata),
                 e.recorded_at.isoformat(),
                 e.previous_hash,
                 e.content_hash,

@@ -19,7 +19,6 @@ transaction also sends a NOTIFY that wakes followers in every process (postgres_
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -36,6 +35,7 @@ from crm.envelope import (
     RecordedEvent,
     StoredAt,
     chain_hash,
+    metadata_json,
     stored_metadata,
 )
 from crm.errors import ConcurrencyConflict, IntegrityError, InvalidInput, OperationalError
@@ -286,6 +286,11 @@ class PostgresEventStore(EventStore):
         with self._connection() as conn:
             return postgres_seals.entries(conn, position)
 
+    def seal_entries_bytes(self, position: int) -> bytes | None:
+        """The entries kept with the seal at `position`, as stored."""
+        with self._connection() as conn:
+            return postgres_seals.entries_bytes(conn, position)
+
     def read_chain(self, after: int = 0, limit: int = 1000) -> list[ChainRow]:
         """The rows as stored, for verifying at speed."""
         with self._connection() as conn:
@@ -386,7 +391,7 @@ def _write(
                 event.event_id,
                 event.type,
                 event.data,
-                json.dumps(event.metadata.to_dict()),
+                metadata_json(event.metadata),
                 event.metadata.customer_id,
                 recorded_at,
                 previous_hash,

@@ -11,7 +11,6 @@ Layout versions (`PRAGMA user_version`): 0 is the events table alone; 1 adds the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from crm.envelope import (
     RecordedEvent,
     StoredAt,
     chain_hash,
+    metadata_json,
     stored_metadata,
 )
 from crm.errors import (
@@ -258,7 +258,7 @@ class SqliteEventStore(EventStore):
                     event.event_id,
                     event.type,
                     event.data,
-                    json.dumps(event.metadata.to_dict()),
+                    metadata_json(event.metadata),
                     event.metadata.customer_id,
                     recorded_at.isoformat(),
                     previous_hash,
@@ -357,6 +357,11 @@ class SqliteEventStore(EventStore):
         """The entries kept with the seal at `position`."""
         with _translated():
             return sqlite_seals.entries(self._connection(), position)
+
+    def seal_entries_bytes(self, position: int) -> bytes | None:
+        """The entries kept with the seal at `position`, as stored."""
+        with _translated():
+            return sqlite_seals.entries_bytes(self._connection(), position)
 
     def read_chain(self, after: int = 0, limit: int = 1000) -> list[ChainRow]:
         """The rows as stored: no decoding, for verifying at speed."""

@@ -71,11 +71,16 @@ def latest(conn: sqlite3.Connection) -> Seal | None:
     return None if row is None else Seal(*row)
 
 
-def entries(conn: sqlite3.Connection, position: int) -> list[SealEntry]:
+def entries_bytes(conn: sqlite3.Connection, position: int) -> bytes | None:
     row = conn.execute("SELECT entries FROM seals WHERE position = ?", (position,)).fetchone()
-    if row is None:
+    return None if row is None else bytes(row[0])
+
+
+def entries(conn: sqlite3.Connection, position: int) -> list[SealEntry]:
+    stored = entries_bytes(conn, position)
+    if stored is None:
         return []
     try:
-        return decode_entries(bytes(row[0]))
+        return decode_entries(stored)
     except ValueError as exc:
         raise IntegrityError(f"seal at {position}: {exc}") from None
