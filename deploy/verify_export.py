@@ -2,12 +2,19 @@
 
 Exit 0: every line's hash recomputes and every stream's chain is whole from its first event.
 Exit 1: the first problem found, named by line, stream, revision and global position.
+
+With `--seal seal-N.json` (a seal `crm-audit seals --save` kept; FILE from `crm-audit export
+--all`), also recompute the global chain over the lines in order and check that the lines up to
+the seal's position are exactly its `count` events, the last at its position, chaining to its
+`head`. A seal covers every event from global position 1, so only a whole-store export can match
+it. The seal's signature is checked by verify_seal.py.
 """
 
 import base64
 import hashlib
 import json
 import sys
+from typing import Any
 
 HASHED = ("previous_hash", "stream", "revision", "event_id", "type", "metadata", "recorded_at")
 
@@ -16,9 +23,10 @@ def canonical(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def verify(lines: list[str]) -> str | None:
+def verify(lines: list[str], seal: dict[str, Any] | None = None) -> str | None:
     heads: dict[str, tuple[int, str]] = {}  # stream -> (last revision, its content hash)
-    last_position = 0
+    last_position, count, chain = 0, 0, "0" * 64  # count and chain: the global order's so far
+    matched = False  # whether the lines up to the seal's position matched it
     for number, text in enumerate(lines, start=1):
         try:
             e = json.loads(text)
@@ -39,11 +47,57 @@ def verify(lines: list[str]) -> str | None:
         if e["global_position"] <= last_position:
             return f"{where}: not after global position {last_position} (lines out of order)"
         heads[e["stream"]], last_position = (e["revision"], e["content_hash"]), e["global_position"]
+        if seal is None or matched:
+            continue  # after the seal: vouched for by the streams' chains only
+        if last_position > seal["position"]:
+            return f"{where}: past the seal's position {seal['position']}, no line there (position)"
+        link = [chain, last_position, e["stream"], e["revision"], e["content_hash"]]
+        count, chain = count + 1, hashlib.sha256(canonical(link)).hexdigest()
+        if count > seal["count"]:
+            return f"{where}: more than the seal's {seal['count']} events up to here (count)"
+        if last_position == seal["position"]:
+            if count != seal["count"]:
+                return f"{where}: {count} events up to the seal, it has {seal['count']} (count)"
+            if chain != seal["head"]:
+                return f"{where}: the global chain up to here is not the seal's head (head)"
+            matched = True
+    if seal is not None and not matched:
+        return f"the export ends at global position {last_position}, before the seal (position)"
     return None
 
 
+def main() -> None:
+    args, seal = sys.argv[1:], None
+    if len(args) == 3 and args[1] == "--seal":
+        with open(args.pop(), encoding="utf-8") as kept:
+            seal = json.load(kept)
+        args.pop()
+    if len(args) != 1 or not (seal is None or _is_seal(seal)):
+        sys.exit("usage: verify_export.py FILE [--seal seal-N.json (crm-audit seals --save)]")
+    with open(args[0], encoding="utf-8") as export:
+        problem = verify([line for line in export.read().split("\n") if line], seal)
+    if problem and problem.endswith(("(count)", "(position)", "(head)")):
+        problem += ": something up to the seal was altered, inserted, removed or reordered"
+        problem += " (or FILE is not a whole-store export: crm-audit export --all)"
+    if problem:
+        print(problem)
+        sys.exit(1)
+    print("ok: every line verifies", end="")
+    if seal is not None:
+        print(
+            f"; the {seal['count']} events up to {seal['position']} chain to the seal's head",
+            end="",
+        )
+    print()
+
+
+def _is_seal(seal: object) -> bool:
+    """A kept seal's checked fields, of the right kinds (the signature is verify_seal.py's)."""
+    if not isinstance(seal, dict):
+        return False
+    numbers = [seal.get("position"), seal.get("count")]
+    return all(type(n) is int and n > 0 for n in numbers) and isinstance(seal.get("head"), str)
+
+
 if __name__ == "__main__":
-    with open(sys.argv[1], encoding="utf-8") as export:
-        problem = verify([line for line in export.read().split("\n") if line])
-    print(problem or "ok: every line verifies")
-    sys.exit(1 if problem else 0)
+    main()

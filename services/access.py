@@ -109,6 +109,7 @@ ACCESS: dict[str, frozenset[Role]] = {
             "GetTimelineAsOf": OVERSIGHT,
             "ListSeals": frozenset({AUDITOR, ADMIN}),
             "VerifyStore": frozenset({AUDITOR, ADMIN}),
+            "ExportStore": frozenset({AUDITOR, ADMIN}),
         },
     ),
 }

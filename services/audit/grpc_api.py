@@ -23,6 +23,7 @@ from services.audit.export import export_line
 from services.audit.history import HistoryReader, Subject
 from services.audit.query import DEFAULT_PAGE_SIZE, HistoryQuery, page_of
 from services.audit.seals import SealsApi
+from services.audit.store_export import StoreExport
 from services.audit.verify import Break, Verification, verify_streams
 from services.events import EVENT_TYPES, UPCASTERS
 
@@ -49,6 +50,7 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         self._history = HistoryReader(store, views, CODEC)
         self._io = io
         self._seals = SealsApi(store, seal_key, io)
+        self._export = StoreExport(store, io)
         # A customer as of a point shows their personal fields opened (or the placeholder once
         # forgotten), as GetCustomer does; history, export and verification keep the stored form.
         as_of_codec = (
@@ -121,6 +123,13 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         self, request: audit_service_pb2.VerifyStoreRequest, context: Context
     ) -> audit_service_pb2.VerifyStoreReply:
         return await self._seals.verify_store(request)
+
+    async def ExportStore(
+        self, request: audit_service_pb2.ExportStoreRequest, context: Context
+    ) -> AsyncIterator[audit_service_pb2.ExportLine]:
+        up_to = await self._export.end(request)  # refused before the first line, not midway
+        async for line in self._export.lines(up_to, description):
+            yield line
 
 
 def subject(

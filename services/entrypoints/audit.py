@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.v1 import audit_service_pb2, audit_service_pb2_grpc, common_pb2
-from services.entrypoints import audit_as_of, audit_seals
+from services.entrypoints import audit_as_of, audit_seals, audit_store_export
 from services.entrypoints.audit_output import message_json
 
 PROG = "crm-audit"
@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
         subject.add_argument("--case", help="a case id")
         if command is verify:
             audit_seals.add_subject(subject)
+        if command is export:
+            audit_store_export.add_arguments(export, subject)
     audit_seals.add_commands(commands, verify)
     history.add_argument("--since", type=_instant, help="ISO 8601, inclusive (UTC if no offset)")
     history.add_argument("--until", type=_instant, help="ISO 8601, exclusive")
@@ -67,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     arguments = parser()
     args = arguments.parse_args(argv)
-    if problem := audit_seals.misuse(args):
+    if problem := audit_seals.misuse(args) or audit_store_export.misuse(args):
         arguments.error(problem)  # exit status 2, with the usage
     try:
         with _channel(args) as channel:
@@ -149,6 +151,8 @@ def run(
         return audit_as_of.run_as_of(stub, args, out, as_json=as_json)
     if audit_seals.wanted(args):
         return audit_seals.run(stub, args, out, as_json=as_json)
+    if audit_store_export.wanted(args):
+        return audit_store_export.run(stub, args, out)
     subject = (
         audit_service_pb2.AuditSubject(case_id=args.case)
         if args.case is not None
