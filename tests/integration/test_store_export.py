@@ -343,3 +343,12 @@ def test_the_export_streams_in_batches_and_stops_at_its_end(story: Story) -> Non
         assert asyncio.run(collect(7)) == list(range(1, 8))
     finally:
         io.shutdown()
+
+
+def test_a_row_that_no_longer_decodes_stops_the_export_with_data_loss(story: Story) -> None:
+    with sqlite3.connect(story.data_dir / "events.db") as raw:
+        raw.execute("UPDATE events SET metadata = '{not json' WHERE global_position = 3")
+    stopped = story.cli("export", "--all", "-o", str(story.data_dir / "broken.jsonl"))
+    assert stopped.returncode == 2
+    assert "DATA_LOSS" in stopped.stderr and "INTERNAL" not in stopped.stderr, stopped.stderr
+    assert "revision 1 (global position 3): its stored metadata no longer decodes" in stopped.stderr
