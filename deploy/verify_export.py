@@ -34,6 +34,8 @@ def verify(lines: list[str], seal: dict[str, Any] | None = None) -> str | None:
             content = {key: e[key] for key in HASHED}
             where = f"line {number}: {e['stream']} revision {e['revision']}"
             where += f" (global position {e['global_position']})"
+            if not (type(e["global_position"]) is type(e["revision"]) is int):
+                raise TypeError("global_position and revision must be integers")
         except (ValueError, KeyError, TypeError) as exc:
             return f"line {number}: not an export line ({type(exc).__name__}: {exc})"
         content["data"] = hashlib.sha256(data).hexdigest()
@@ -68,14 +70,17 @@ def verify(lines: list[str], seal: dict[str, Any] | None = None) -> str | None:
 
 def main() -> None:
     args, seal = sys.argv[1:], None
-    if len(args) == 3 and args[1] == "--seal":
-        with open(args.pop(), encoding="utf-8") as kept:
-            seal = json.load(kept)
-        args.pop()
-    if len(args) != 1 or not (seal is None or _is_seal(seal)):
-        sys.exit("usage: verify_export.py FILE [--seal seal-N.json (crm-audit seals --save)]")
-    with open(args[0], encoding="utf-8") as export:
-        problem = verify([line for line in export.read().split("\n") if line], seal)
+    try:
+        if len(args) == 3 and args[1] == "--seal":
+            with open(args.pop(), encoding="utf-8") as kept:
+                seal = json.load(kept)
+            args.pop()
+        if len(args) != 1 or not (seal is None or _is_seal(seal)):
+            sys.exit("usage: verify_export.py FILE [--seal seal-N.json (crm-audit seals --save)]")
+        with open(args[0], encoding="utf-8") as export:
+            problem = verify([line for line in export.read().split("\n") if line], seal)
+    except (OSError, ValueError) as exc:  # a file missing, or a seal that is not JSON
+        sys.exit(f"cannot check: {type(exc).__name__}: {exc}")
     if problem and problem.endswith(("(count)", "(position)", "(head)")):
         problem += ": something up to the seal was altered, inserted, removed or reordered"
         problem += " (or FILE is not a whole-store export: crm-audit export --all)"

@@ -320,6 +320,12 @@ def test_export_refuses_bad_input_precisely(story: Story) -> None:
     (story.data_dir / "bad-seal.json").write_text('{"position": "8"}')
     usage = _outside(story.export("store.jsonl"), story.data_dir / "bad-seal.json")
     assert usage.returncode == 1 and "usage" in usage.stderr
+    lines = _read(story.data_dir / "store.jsonl")
+    lines[0]["global_position"] = "1"
+    odd = _outside(_write(story.data_dir / "odd.jsonl", lines), story.kept)
+    assert odd.returncode == 1 and "line 1: not an export line (TypeError" in odd.stdout
+    missing = _outside(story.data_dir / "store.jsonl", story.data_dir / "none.json")
+    assert missing.returncode == 1 and "cannot check: FileNotFoundError" in missing.stderr
 
 
 def test_only_auditors_and_admins_may_export_the_store(story: Story) -> None:
