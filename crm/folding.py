@@ -196,7 +196,7 @@ class StateLoader(Generic[S, E]):
         if personal is None:
             return False
         if cached.customer_id:
-            personal.is_forgotten(cached.customer_id)  # looks again every few seconds
+            personal.is_forgotten(cached.customer_id)  # another process may have forgotten them
         return cached.generation != personal.generation
 
     def _fold_from(self, stream: str, start: Folded[S], generation: int) -> tuple[S, int] | None:

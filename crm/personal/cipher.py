@@ -6,9 +6,10 @@ moved to another field nor read with another customer's key. Being a string, it 
 through the stored JSON, the protobuf envelope on Kafka and the export. Opening a value whose key
 is gone gives `PLACEHOLDER`.
 
-Unwrapped keys are cached for `KEY_CACHE_SECONDS`: a forget in this process takes effect at once
+Unwrapped keys are cached for `KEY_CACHE_SECONDS`. A forget in this process takes effect at once
 (the cache entry goes and `generation` moves on, so state caches drop what they hold); another
-process notices within that time, when its cached entry expires.
+process learns of it at its next load or read of that customer, which asks the key store whether
+the customer was forgotten (`is_forgotten`, one indexed lookup) before it trusts anything cached.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class PersonalData:
         self._lock = threading.Lock()
         self._cached: dict[str, tuple[bytes, float]] = {}
         self._forgotten: set[str] = set()
-        self._checked: dict[str, float] = {}
         self._generation = 0
 
     @property
@@ -151,20 +151,15 @@ class PersonalData:
         )
 
     def is_forgotten(self, customer_id: str) -> bool:
-        """Whether the customer is known to be forgotten, looked up again every few seconds:
-        what a state cache asks before it trusts a state folded while the key was there."""
-        now = self._monotonic()
+        """Whether the customer was forgotten, by this process or another: what a load or read
+        asks before it trusts a state folded, or a key cached, while the key was there. The key
+        store is asked every time until the answer is yes (then it is kept)."""
         with self._lock:
             if customer_id in self._forgotten:
                 return True
-            checked = self._checked.get(customer_id)
-        if checked is not None and now - checked < self._cache_seconds:
-            return False
         if self.keys.is_forgotten(customer_id):
             self._learn_forgotten(customer_id)
             return True
-        with self._lock:
-            self._checked[customer_id] = now
         return False
 
     def _key_for(self, customer_id: str) -> bytes:

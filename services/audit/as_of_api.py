@@ -87,6 +87,8 @@ class AsOfReader:
     def customer(self, customer_id: str, point: AsOf) -> audit_service_pb2.CustomerAsOf:
         self._check(point)
         stream = self._store.read_stream(f"customer-{customer_id}")
+        if self._codec.personal is not None:  # a forget by another process, before a cached key
+            self._codec.personal.is_forgotten(customer_id)
         found = customer_as_of(stream, point, self._codec)
         if found is None:
             raise NotFound(f"customer {customer_id} was not registered yet at {_said(point)}")

@@ -89,18 +89,26 @@ def test_a_forgotten_customer_reads_as_the_placeholder_and_takes_no_new_values(
         cipher.seal("c-1", "T|name", "new")
 
 
-def test_another_process_sees_a_forget_once_its_cached_key_expires(keys: KeyStore) -> None:
+def test_another_process_sees_a_forget_at_its_next_question_or_once_its_key_expires(
+    keys: KeyStore,
+) -> None:
     now = [0.0]
     writer, reader = (
         PersonalData(keys, digest_key=DIGEST_KEY),
         PersonalData(keys, digest_key=DIGEST_KEY, monotonic=lambda: now[0]),
     )
     sealed = writer.seal("c-1", "T|name", NAME)
-    assert reader.open("T|name", sealed) == NAME
+    assert reader.open("T|name", sealed) == NAME and not reader.is_forgotten("c-1")
+    generation = reader.generation
     writer.forget("c-1")
-    now[0] += 60.0  # past the reader's key cache
+    assert reader.is_forgotten("c-1")  # asked at once, no waiting for the key cache
+    assert reader.generation == generation + 1  # so its state caches drop what they hold
     assert reader.open("T|name", sealed) == PLACEHOLDER
-    assert reader.is_forgotten("c-1")
+    other = writer.seal("c-2", "T|name", NAME)
+    assert reader.open("T|name", other) == NAME
+    writer.forget("c-2")
+    now[0] += 60.0  # past the key cache: opening alone finds the key gone
+    assert reader.open("T|name", other) == PLACEHOLDER
 
 
 def test_a_missing_key_of_a_customer_never_forgotten_is_an_integrity_error(
