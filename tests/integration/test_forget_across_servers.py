@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.server_thread import ServerThread
 from crm.personal.cipher import PLACEHOLDER
 from crm.settings import Settings
-from crm.v1 import case_service_pb2, common_pb2, customer_service_pb2
+from crm.v1 import case_events_pb2, case_service_pb2, common_pb2, customer_service_pb2
 from services.bootstrap import build_system
 from tests.grpc_client import Client
 from tests.integration.test_forget_customer import _get, _register
@@ -33,7 +33,7 @@ def test_a_forget_through_one_server_reads_as_the_placeholder_on_the_other_at_on
                 context=here.context(),
                 customer_id=customer,
                 channel=common_pb2.CHANNEL_CHAT,
-                category=1,
+                category=case_events_pb2.CATEGORY_BILLING_PAYMENT,
                 priority=common_pb2.PRIORITY_NORMAL,
                 subject=SUBJECT,
                 description="asked twice already",
