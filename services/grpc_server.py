@@ -157,7 +157,7 @@ class GrpcServer:
         self._system = system
         self._loop = asyncio.get_running_loop()
         self._store_health = StoreHealth.of_stores(
-            health, self.served, io, system.store, system.view_store
+            health, self.served, system.store, system.view_store
         )
         self._probing: asyncio.Task[None] | None = None
 
@@ -191,6 +191,7 @@ class GrpcServer:
         """
         if self._probing is not None:
             self._probing.cancel()
+        self._store_health.close()
         await self._health.enter_graceful_shutdown()
         self._system.stopping.set()
         self._system.view_store.notify_changed()  # wakes every watch, which then sees the flag

@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer  # health.aio
 
-from crm.blocking import BlockingPool
 from crm.eventstore.port import EventStore
 from projections.store.port import ViewStore
 
 log = logging.getLogger("crm.health")
 
 PROBE_EVERY_SECONDS = 2.0
-PROBE_TIMEOUT_SECONDS = 5.0
+PROBE_TIMEOUT_SECONDS = 30.0  # a store that takes longer to answer one read is not serving
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -44,6 +44,7 @@ class StoreHealth:
         served: Sequence[str],
         probe: Callable[[], Awaitable[None]],
         every: float = PROBE_EVERY_SECONDS,
+        close: Callable[[], None] = lambda: None,
     ) -> None:
         self._health = health
         self._served = tuple(served)
@@ -51,20 +52,33 @@ class StoreHealth:
         self._every = every
         self._reachable = True
         self.lost_for_good = False
+        self._closing = close
+
+    def close(self) -> None:
+        """Release the probe's thread; the server calls it once it stopped probing."""
+        self._closing()
 
     @classmethod
     def of_stores(
         cls,
         health: AsyncHealthServicer,
         served: Sequence[str],
-        io: BlockingPool,
         store: EventStore,
         views: ViewStore,
     ) -> StoreHealth:
-        async def probe() -> None:
-            await asyncio.wait_for(io.run(reach_stores, store, views), PROBE_TIMEOUT_SECONDS)
+        """Probes on a thread of their own: on the servicers' pool a probe would queue behind
+        the calls of a busy server and time out, reporting a working store as unreachable."""
+        prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-health")
 
-        return cls(health, served, probe)
+        async def probe() -> None:
+            loop = asyncio.get_running_loop()
+            reached = loop.run_in_executor(prober, reach_stores, store, views)
+            await asyncio.wait_for(reached, PROBE_TIMEOUT_SECONDS)
+
+        def close() -> None:
+            prober.shutdown(wait=False, cancel_futures=True)
+
+        return cls(health, served, probe, PROBE_EVERY_SECONDS, close)
 
     async def run(self) -> None:
         """Probe until cancelled."""
@@ -78,7 +92,8 @@ class StoreHealth:
             await self._probe()
         except Exception as error:  # whatever a store raises, it did not answer
             if self._reachable:
-                log.warning("stores unreachable, reporting NOT_SERVING: %s", error)
+                said = str(error) or type(error).__name__  # a timeout says nothing itself
+                log.warning("stores unreachable, reporting NOT_SERVING: %s", said)
                 await self._report(NOT_SERVING)
             self._reachable = False
             return

@@ -4,6 +4,7 @@ and SERVING again once the database is back, while the server as a whole stays S
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from bench.server_thread import ServerThread
 from crm.errors import OperationalError
 from crm.settings import Settings
+from services import store_health
 from services.bootstrap import build_system
 from services.store_health import StoreHealth
 from tests.grpc_client import poll
@@ -67,6 +69,38 @@ def test_each_probe_reports_the_stores_state_and_a_store_lost_for_good_stays_los
         assert await _status(health, "crm.v1.CaseService") == NOT_SERVING
 
     asyncio.run(story())
+
+
+def test_a_busy_server_stays_serving_while_its_store_threads_are_all_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A probe queued behind the calls would time out (here after 1 s) and say NOT_SERVING.
+    monkeypatch.setattr(store_health, "PROBE_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(store_health, "PROBE_EVERY_SECONDS", 0.2)
+    system = build_system(
+        Settings.defaults(data_dir=tmp_path, in_process_projector=False, in_process_deadlines=False)
+    )
+    server = ServerThread(system, services=("case",), store_threads=2)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    try:
+        busy = [
+            asyncio.run_coroutine_threadsafe(server.server._io.run(time.sleep, 4.0), server.loop)
+            for _ in range(2)
+        ]
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            reply = health.Check(
+                health_pb2.HealthCheckRequest(service="crm.v1.CaseService"), timeout=10
+            )
+            assert reply.status == SERVING
+            time.sleep(0.2)
+        for call in busy:
+            call.result(timeout=10)
+    finally:
+        channel.close()
+        server.stop()
+        system.close()
 
 
 @pytest.fixture
