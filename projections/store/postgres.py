@@ -28,7 +28,6 @@ from psycopg_pool import ConnectionPool
 from crm.errors import InvalidInput, InvariantViolated
 from crm.postgres_connections import open_pool, translated
 from crm.postgres_tracking import read_checkpoint, read_checkpoints, write_checkpoint
-from projections.case_view import CaseView
 from projections.catalogue import (
     CASE_VIEWS,
     CUSTOMER_RISK,
@@ -41,9 +40,6 @@ from projections.catalogue import (
     news,
     projection_named,
 )
-from projections.follow_ups import FollowUp
-from projections.kpi_report import KpiQuery, KpiReport
-from projections.risk import CustomerRisk
 from projections.store import (
     postgres_cases,
     postgres_generations,
@@ -51,7 +47,7 @@ from projections.store import (
     postgres_risk,
     postgres_timeline,
 )
-from projections.store.port import CatchUp, Generations, ViewStore
+from projections.store.port import CatchUp, Generations
 from projections.store.postgres_generations import READ_ACTIVE, consumer
 from projections.store.postgres_listen import CHANNEL, ChangeListener
 from projections.store.postgres_schema import (
@@ -62,14 +58,8 @@ from projections.store.postgres_schema import (
     drop_generation,
     migrate,
 )
-from projections.store.queries import (
-    EscalationQuery,
-    FollowUpQuery,
-    TimelinePage,
-    TimelineQuery,
-)
 from projections.store.remembered import Remembered
-from projections.timeline import TimelineEntry
+from projections.store.sql_reads import SqlViewStore
 
 _LABEL = "postgresql view store"
 POOL_SIZE = 16
@@ -108,8 +98,12 @@ def projection_lock_key(projection: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresViewStore(ViewStore):
+class PostgresViewStore(SqlViewStore[Connection[Any]]):
     """View store in one PostgreSQL database, through a pool of connections."""
+
+    _timeline = postgres_timeline
+    _cases = postgres_cases
+    _risk = postgres_risk
 
     def __init__(
         self,
@@ -312,55 +306,6 @@ class PostgresViewStore(ViewStore):
         with translated(_LABEL), self._pool.connection() as conn, conn.transaction():
             conn.execute(READ_ACTIVE)  # one round trip: the snapshot, then the path
             yield conn
-
-    def timeline(self, query: TimelineQuery) -> TimelinePage:
-        with self._views() as conn:
-            return postgres_timeline.page(conn, query)
-
-    def timeline_members(self, customer_id: str) -> frozenset[str]:
-        with self._views() as conn:
-            return postgres_timeline.members(conn, customer_id)
-
-    def entries_after(
-        self, customer_id: str, after_position: int, limit: int
-    ) -> list[TimelineEntry]:
-        with self._views() as conn:
-            return postgres_timeline.entries_after(conn, customer_id, after_position, limit)
-
-    def timeline_watermark(self) -> int:
-        with self._views() as conn:
-            return postgres_timeline.watermark(conn)
-
-    def writers_after(self, after_sequence: int, limit: int) -> list[tuple[int, str, str]]:
-        with self._views() as conn:
-            return postgres_timeline.writers_after(conn, after_sequence, limit)
-
-    def entries_applied_after(
-        self, customer_id: str, after_sequence: int, limit: int
-    ) -> tuple[list[TimelineEntry], int]:
-        with self._views() as conn:
-            return postgres_timeline.entries_applied_after(conn, customer_id, after_sequence, limit)
-
-    def case_view(self, case_id: str) -> CaseView | None:
-        with self._views() as conn:
-            return postgres_cases.case_view(conn, case_id, "case_views")
-
-    def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
-        with self._views() as conn:
-            return postgres_cases.escalated(conn, query)
-
-    def follow_ups(self, query: FollowUpQuery) -> list[FollowUp]:
-        with self._views() as conn:
-            return postgres_cases.follow_ups(conn, query)
-
-    def customer_risk(self, customer_id: str) -> CustomerRisk:
-        with self._views() as conn:
-            return postgres_risk.customer_risk(conn, customer_id)
-
-    def kpis(self, query: KpiQuery) -> KpiReport:
-        """Every KPI of the period per group, read from one snapshot of the fact tables."""
-        with self._views() as conn:
-            return postgres_kpis.read_kpis(conn, query)
 
 
 def _schema(base: str, generation: int) -> str:

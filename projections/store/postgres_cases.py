@@ -7,7 +7,6 @@ The same rows and queries as projections/store/sqlite_cases.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
@@ -15,12 +14,13 @@ from psycopg import Connection
 from crm.instants import sortable_instant
 from projections.case_view import CaseView, case_view_changes
 from projections.catalogue import Batch
-from projections.follow_ups import FollowUp, NegativeFeedback, follow_up, negative_feedback
+from projections.follow_ups import negative_feedback
+from projections.store import case_reads
 from projections.store.postgres_schema import Migration
-from projections.store.queries import EscalationQuery, FollowUpQuery
+from projections.store.postgres_timeline import DIALECT
+from projections.store.queries import EscalationQuery
 from projections.store.remembered import Remembered
 from projections.store.rows import decode_view, encode_view
-from services.feedback.domain import Negativity
 
 TABLES = ("case_views", "case_feedback")
 # The whole view as JSON, plus the columns lists filter and order by.
@@ -108,8 +108,7 @@ def loader(
 
 def case_view(conn: Connection[Any], case_id: str, table: str) -> CaseView | None:
     """A stored view from `table` (the case views projection's, or the KPI facts' own copy)."""
-    found = conn.execute(f"SELECT view FROM {table} WHERE case_id = %s", (case_id,)).fetchone()
-    return None if found is None else decode_view(found[0])
+    return case_reads.case_view(DIALECT, conn, case_id, table)
 
 
 def escalated(conn: Connection[Any], query: EscalationQuery) -> list[CaseView]:
@@ -136,42 +135,6 @@ def escalated(conn: Connection[Any], query: EscalationQuery) -> list[CaseView]:
     )
     rows = conn.execute(sql, [*params, query.limit]).fetchall()
     return [decode_view(row[0]) for row in rows]
-
-
-def follow_ups(conn: Connection[Any], query: FollowUpQuery) -> list[FollowUp]:
-    """The follow-up list, most recent feedback first: projections.follow_ups' rule in SQL to
-    pick and order the cases (the conformance suite proves the two equal), then the rule itself."""
-    conditions = ["v.status IN ('resolved', 'closed')"]
-    params: list[Any] = []
-    if query.team:
-        conditions.append("v.team = %s")
-        params.append(query.team)
-    sql = (
-        "SELECT v.case_id, v.view, MAX(f.occurred_utc) AS since FROM case_views v"
-        " JOIN case_feedback f ON f.case_id = v.case_id"
-        " AND f.global_position > v.settled_position"
-        f" WHERE {' AND '.join(conditions)} GROUP BY v.case_id"
-        " ORDER BY since DESC, v.case_id LIMIT %s"
-    )
-    listed = []
-    for case_id, text, _since in conn.execute(sql, [*params, query.limit]).fetchall():
-        found = follow_up(decode_view(text), case_feedback(conn, case_id))
-        if found is not None:
-            listed.append(found)
-    return listed
-
-
-def case_feedback(conn: Connection[Any], case_id: str) -> list[NegativeFeedback]:
-    """The negative feedback linked to a case, in global order."""
-    rows = conn.execute(
-        "SELECT feedback_id, negativity, occurred_at, global_position FROM case_feedback"
-        " WHERE case_id = %s ORDER BY global_position",
-        (case_id,),
-    ).fetchall()
-    return [
-        NegativeFeedback(feedback_id, Negativity(negative), datetime.fromisoformat(at), position)
-        for feedback_id, negative, at, position in rows
-    ]
 
 
 def _row(view: CaseView) -> tuple[Any, ...]:

@@ -10,22 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import fields
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from psycopg import Connection
 
 from projections.case_view import CaseView
 from projections.catalogue import Batch
-from projections.kpi_report import KpiQuery, KpiReport
-from projections.kpi_tally import build_report
 from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, kpi_changes
-from projections.store import postgres_timeline
 from projections.store.postgres_cases import loader
 from projections.store.postgres_schema import Migration
 from projections.store.remembered import Remembered
 from projections.store.rows import encode_view
-
-T = TypeVar("T")
 
 TABLES = ("kpi_contacts", "kpi_surveys", "kpi_purchases", "kpi_cases", "kpi_case_views")
 MIGRATIONS = (
@@ -139,83 +134,3 @@ def _insert(
             f" VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT ({names[0]}) {conflict}",
             [values(row) for row in rows],
         )
-
-
-def read_kpis(conn: Connection[Any], query: KpiQuery) -> KpiReport:
-    """Fetch the facts the period can touch and let the shared pure code add them up; the caller
-    holds one snapshot for every SELECT. The SQL only narrows; build_report applies every rule."""
-    since, until = query.since.isoformat(), query.until.isoformat()
-    contacts = _select(
-        conn,
-        ContactFact,
-        "kpi_contacts",
-        *_filtered("day >= %s AND day < %s", [since, until], query),
-    )
-    surveys = [
-        (_fact(SurveyFact, row[:-2]), str(row[-2]), str(row[-1]))
-        for row in conn.execute(
-            f"SELECT {_columns(SurveyFact, 's.')}, COALESCE(c.team, ''), COALESCE(c.category, '')"
-            " FROM kpi_surveys s LEFT JOIN kpi_cases c ON c.case_id = s.case_id AND s.case_id != ''"
-            " WHERE s.day >= %s AND s.day < %s",
-            (since, until),
-        )
-    ]
-    # Cases dated in the period one way or another, or possibly open at some day's end in it.
-    touched = " OR ".join(
-        f"({column} >= %s AND {column} < %s)"
-        for column in ("opened_day", "resolved_day", "first_resolved_day", "sla_decided_day")
-    )
-    cases = _select(
-        conn,
-        CaseFact,
-        "kpi_cases",
-        *_filtered(
-            f"({touched} OR (opened_utc < %s AND (done_utc IS NULL OR done_utc >= %s)))",
-            [since, until] * 4 + [until, since],
-            query,
-        ),
-    )
-    purchases = _select(
-        conn,
-        PurchaseFact,
-        "kpi_purchases",
-        "day >= %s AND day < %s",
-        [query.previous_since.isoformat(), until],
-    )
-    merges = postgres_timeline.merged_into(conn)
-    return build_report(
-        query,
-        contacts=contacts,
-        surveys=surveys,
-        cases=cases,
-        purchases=purchases,
-        merges=merges,
-    )
-
-
-def _filtered(condition: str, params: list[Any], query: KpiQuery) -> tuple[str, list[Any]]:
-    """Add the query's channel, team and category filters to a condition on a fact table."""
-    for column, wanted in (
-        ("channel", query.channel),
-        ("team", query.team),
-        ("category", query.category),
-    ):
-        if wanted:
-            condition += f" AND {column} = %s"
-            params = [*params, wanted]
-    return condition, params
-
-
-def _columns(cls: type[Any], prefix: str = "") -> str:
-    return ", ".join(prefix + f.name for f in fields(cls))
-
-
-def _select(
-    conn: Connection[Any], cls: type[T], table: str, condition: str, params: list[Any]
-) -> list[T]:
-    sql = f"SELECT {_columns(cls)} FROM {table} WHERE {condition}"
-    return [_fact(cls, row) for row in conn.execute(sql, params)]
-
-
-def _fact(cls: type[T], row: Any) -> T:
-    return cls(*row)

@@ -15,8 +15,8 @@ from psycopg import Connection, sql
 
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
+from projections.store.dialect import Dialect
 from projections.store.postgres_schema import Migration
-from projections.store.queries import PageCursor, TimelinePage, TimelineQuery, encode_page_token
 from projections.store.rows import ENTRY_COLUMNS, entry_from_row, entry_row
 from projections.timeline import TimelineEntry, timeline_changes
 
@@ -75,6 +75,14 @@ MEMBERS = """
 drops rows already seen, so even a cycle of links terminates. Its parameter is the customer id."""
 
 
+def _any_of(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+    return f"{column} = ANY(?::text[])", [list(values)]
+
+
+DIALECT = Dialect(param="%s", members=MEMBERS, merged="active", any_of=_any_of)
+"""PostgreSQL's share of the queries both view stores run alike (timeline_reads.py, ...)."""
+
+
 def write(conn: Connection[Any], news: Batch, kept: None = None) -> None:
     """Insert the batch's entries once each, and keep the newest fact of each merge link (it
     reads nothing back, so it keeps nothing in a rebuild)."""
@@ -97,70 +105,6 @@ def write(conn: Connection[Any], news: Batch, kept: None = None) -> None:
                 for link in changes.merge_links.values()
             ],
         )
-
-
-def members(conn: Connection[Any], customer_id: str) -> frozenset[str]:
-    """The customer and every profile merged into it now."""
-    rows = conn.execute(f"{MEMBERS} SELECT id FROM members", (customer_id,)).fetchall()
-    return frozenset(str(row[0]) for row in rows)
-
-
-def merged_into(conn: Connection[Any]) -> dict[str, str]:
-    """Every profile merged now -> its survivor (for the KPI report's retention)."""
-    rows = conn.execute("SELECT duplicate_id, survivor_id FROM customer_merges WHERE active")
-    return {str(duplicate): str(survivor) for duplicate, survivor in rows}
-
-
-def page(conn: Connection[Any], query: TimelineQuery) -> TimelinePage:
-    """One page of the timeline in the order things happened (occurred_utc, ties by global
-    position), paged by keyset: the token carries the last (instant, position) handed out."""
-    conditions: list[str] = []
-    params: list[Any] = [query.customer_id]
-    after = query.after
-    if after is not None:
-        beyond = "<" if query.newest_first else ">"
-        conditions.append(f"(occurred_utc, global_position) {beyond} (%s, %s)")
-        params.extend((after.occurred_utc, after.position))
-    for column, values in (("channel", query.channels), ("kind", query.kinds)):
-        if values:
-            conditions.append(f"{column} = ANY(%s::text[])")
-            params.append(sorted(values))
-    if query.case_id:
-        conditions.append("case_id = %s")
-        params.append(query.case_id)
-    if query.since is not None:
-        conditions.append("occurred_utc >= %s")
-        params.append(sortable_instant(query.since))
-    if query.until is not None:
-        conditions.append("occurred_utc < %s")
-        params.append(sortable_instant(query.until))
-    order = "DESC" if query.newest_first else "ASC"
-    params.append(query.page_size + 1)
-    rows = _entries(
-        conn,
-        " ".join(f"AND {condition}" for condition in conditions),
-        f"ORDER BY occurred_utc {order}, global_position {order} LIMIT %s",
-        params,
-    )
-    entries = [entry_from_row(row) for row in rows[: query.page_size]]
-    if len(rows) <= query.page_size:
-        return TimelinePage(entries)
-    last = entries[-1]
-    cursor = PageCursor(sortable_instant(last.occurred_at), last.global_position)
-    return TimelinePage(entries, encode_page_token(cursor))
-
-
-def entries_after(
-    conn: Connection[Any], customer_id: str, after_position: int, limit: int
-) -> list[TimelineEntry]:
-    """Entries of the customer and its merged profiles after a global position, oldest first."""
-    rows = _entries(
-        conn,
-        "AND global_position > %s",
-        "ORDER BY global_position ASC LIMIT %s",
-        [customer_id, after_position, max(limit, 0)],
-    )
-    return [entry_from_row(row) for row in rows]
 
 
 def continue_numbering(conn: Connection[Any], old_schema: str, new_schema: str) -> None:
@@ -206,13 +150,3 @@ def entries_applied_after(
     rows = conn.execute(sql, (customer_id, after_sequence, max(limit, 0))).fetchall()
     last = int(rows[-1][0]) if rows else after_sequence
     return [entry_from_row(row[1:]) for row in rows], last
-
-
-def _entries(
-    conn: Connection[Any], conditions: str, order: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    sql = (
-        f"{MEMBERS} SELECT {ENTRY_COLUMNS} FROM timeline"
-        f" WHERE customer_id IN (SELECT id FROM members) {conditions} {order}"
-    )
-    return conn.execute(sql, params).fetchall()

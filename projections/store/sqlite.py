@@ -31,7 +31,6 @@ from crm.sqlite_tracking import (
     read_checkpoint,
     write_checkpoint,
 )
-from projections.case_view import CaseView
 from projections.catalogue import (
     CASE_VIEWS,
     CUSTOMER_RISK,
@@ -43,9 +42,6 @@ from projections.catalogue import (
     news,
     projection_named,
 )
-from projections.follow_ups import FollowUp
-from projections.kpi_report import KpiQuery, KpiReport
-from projections.risk import CustomerRisk
 from projections.store import (
     sqlite_cases,
     sqlite_generations,
@@ -53,16 +49,10 @@ from projections.store import (
     sqlite_risk,
     sqlite_timeline,
 )
-from projections.store.port import CatchUp, Generations, ViewStore
-from projections.store.queries import (
-    EscalationQuery,
-    FollowUpQuery,
-    TimelinePage,
-    TimelineQuery,
-)
+from projections.store.port import CatchUp, Generations
 from projections.store.remembered import Remembered
+from projections.store.sql_reads import SqlViewStore
 from projections.store.sqlite_generations import GENERATIONS_SCHEMA, Renamed
-from projections.timeline import TimelineEntry
 
 LAYOUT_VERSION = 6
 """The file's layout (user_version): 6 keeps a schema version per projection. A file of an older
@@ -90,8 +80,12 @@ _TABLES = {
 }
 
 
-class SqliteViewStore(ViewStore):
+class SqliteViewStore(SqlViewStore[sqlite3.Connection]):
     """View store in one SQLite file; one connection per thread, as gRPC serves from a pool."""
+
+    _timeline = sqlite_timeline
+    _cases = sqlite_cases
+    _risk = sqlite_risk
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -241,55 +235,6 @@ class SqliteViewStore(ViewStore):
         conn = self._connection()
         with translated(_LABEL), _reading(conn):
             yield _renamed(conn, sqlite_generations.read_all(conn))
-
-    def timeline(self, query: TimelineQuery) -> TimelinePage:
-        with self._views() as conn:
-            return sqlite_timeline.page(conn, query)
-
-    def timeline_members(self, customer_id: str) -> frozenset[str]:
-        with self._views() as conn:
-            return sqlite_timeline.members(conn, customer_id)
-
-    def entries_after(
-        self, customer_id: str, after_position: int, limit: int
-    ) -> list[TimelineEntry]:
-        with self._views() as conn:
-            return sqlite_timeline.entries_after(conn, customer_id, after_position, limit)
-
-    def timeline_watermark(self) -> int:
-        with self._views() as conn:
-            return sqlite_timeline.watermark(conn)
-
-    def writers_after(self, after_sequence: int, limit: int) -> list[tuple[int, str, str]]:
-        with self._views() as conn:
-            return sqlite_timeline.writers_after(conn, after_sequence, limit)
-
-    def entries_applied_after(
-        self, customer_id: str, after_sequence: int, limit: int
-    ) -> tuple[list[TimelineEntry], int]:
-        with self._views() as conn:
-            return sqlite_timeline.entries_applied_after(conn, customer_id, after_sequence, limit)
-
-    def case_view(self, case_id: str) -> CaseView | None:
-        with self._views() as conn:
-            return sqlite_cases.case_view(conn, case_id, "case_views")
-
-    def escalated_cases(self, query: EscalationQuery) -> list[CaseView]:
-        with self._views() as conn:
-            return sqlite_cases.escalated(conn, query)
-
-    def follow_ups(self, query: FollowUpQuery) -> list[FollowUp]:
-        with self._views() as conn:
-            return sqlite_cases.follow_ups(conn, query)
-
-    def customer_risk(self, customer_id: str) -> CustomerRisk:
-        with self._views() as conn:
-            return sqlite_risk.customer_risk(conn, customer_id)
-
-    def kpis(self, query: KpiQuery) -> KpiReport:
-        """Every KPI of the period per group, read from one snapshot of the fact tables."""
-        with self._views() as conn:  # WAL: every SELECT of it sees the same committed state
-            return sqlite_kpis.read_kpis(conn, query)
 
 
 @contextmanager

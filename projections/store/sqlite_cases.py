@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from crm.instants import sortable_instant
 from projections.case_view import CaseView, case_view_changes
 from projections.catalogue import Batch
-from projections.follow_ups import FollowUp, NegativeFeedback, follow_up, negative_feedback
-from projections.store.queries import EscalationQuery, FollowUpQuery
+from projections.follow_ups import negative_feedback
+from projections.store import case_reads
+from projections.store.queries import EscalationQuery
 from projections.store.remembered import Remembered
 from projections.store.rows import decode_view, encode_view
-from services.feedback.domain import Negativity
+from projections.store.sqlite_timeline import DIALECT
 
 TABLES = ("case_views", "case_feedback")
 # The whole view as JSON, plus the columns lists filter and order by.
@@ -92,8 +92,7 @@ def loader(
 
 def case_view(conn: sqlite3.Connection, case_id: str, table: str) -> CaseView | None:
     """A stored view from `table` (the case views projection's, or the KPI facts' own copy)."""
-    found = conn.execute(f"SELECT view FROM {table} WHERE case_id = ?", (case_id,)).fetchone()
-    return None if found is None else decode_view(found[0])
+    return case_reads.case_view(DIALECT, conn, case_id, table)
 
 
 def escalated(conn: sqlite3.Connection, query: EscalationQuery) -> list[CaseView]:
@@ -119,42 +118,6 @@ def escalated(conn: sqlite3.Connection, query: EscalationQuery) -> list[CaseView
     )
     rows = conn.execute(sql, [*params, query.limit]).fetchall()
     return [decode_view(row[0]) for row in rows]
-
-
-def follow_ups(conn: sqlite3.Connection, query: FollowUpQuery) -> list[FollowUp]:
-    """The follow-up list, most recent feedback first: projections.follow_ups' rule in SQL to
-    pick and order the cases (the conformance suite proves the two equal), then the rule itself."""
-    conditions = ["v.status IN ('resolved', 'closed')"]
-    params: list[Any] = []
-    if query.team:
-        conditions.append("v.team = ?")
-        params.append(query.team)
-    sql = (
-        "SELECT v.case_id, v.view, MAX(f.occurred_utc) AS since FROM case_views v"
-        " JOIN case_feedback f ON f.case_id = v.case_id"
-        " AND f.global_position > v.settled_position"
-        f" WHERE {' AND '.join(conditions)} GROUP BY v.case_id"
-        " ORDER BY since DESC, v.case_id LIMIT ?"
-    )
-    listed = []
-    for case_id, text, _since in conn.execute(sql, [*params, query.limit]).fetchall():
-        found = follow_up(decode_view(text), case_feedback(conn, case_id))
-        if found is not None:
-            listed.append(found)
-    return listed
-
-
-def case_feedback(conn: sqlite3.Connection, case_id: str) -> list[NegativeFeedback]:
-    """The negative feedback linked to a case, in global order."""
-    rows = conn.execute(
-        "SELECT feedback_id, negativity, occurred_at, global_position FROM case_feedback"
-        " WHERE case_id = ? ORDER BY global_position",
-        (case_id,),
-    ).fetchall()
-    return [
-        NegativeFeedback(feedback_id, Negativity(negative), datetime.fromisoformat(at), position)
-        for feedback_id, negative, at, position in rows
-    ]
 
 
 def _row(view: CaseView) -> tuple[Any, ...]:

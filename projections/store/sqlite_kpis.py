@@ -11,19 +11,14 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import fields
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from projections.case_view import CaseView
 from projections.catalogue import Batch
-from projections.kpi_report import KpiQuery, KpiReport
-from projections.kpi_tally import build_report
 from projections.kpis import CaseFact, ContactFact, PurchaseFact, SurveyFact, kpi_changes
-from projections.store import sqlite_timeline
 from projections.store.remembered import Remembered
 from projections.store.rows import encode_view
 from projections.store.sqlite_cases import loader
-
-T = TypeVar("T")
 
 TABLES = ("kpi_contacts", "kpi_surveys", "kpi_purchases", "kpi_cases", "kpi_case_views")
 SCHEMA = (
@@ -124,87 +119,3 @@ def _insert(
         f" VALUES ({', '.join('?' * len(names))})",
         [values(row) for row in rows],
     )
-
-
-def read_kpis(conn: sqlite3.Connection, query: KpiQuery) -> KpiReport:
-    """Fetch the facts the period can touch and let the shared pure code add them up.
-
-    The SQL only narrows by day (and cheap filters); build_report applies every rule itself.
-    """
-    since, until = query.since.isoformat(), query.until.isoformat()
-    contacts = _select(
-        conn, ContactFact, "kpi_contacts", *_filtered("day >= ? AND day < ?", [since, until], query)
-    )
-    surveys = [
-        (_fact(SurveyFact, row[:-2]), str(row[-2]), str(row[-1]))
-        for row in conn.execute(
-            f"SELECT {_columns(SurveyFact, 's.')}, COALESCE(c.team, ''), COALESCE(c.category, '')"
-            " FROM kpi_surveys s LEFT JOIN kpi_cases c ON c.case_id = s.case_id AND s.case_id != ''"
-            " WHERE s.day >= ? AND s.day < ?",
-            (since, until),
-        )
-    ]
-    # Cases dated in the period one way or another, or possibly open at some day's end in it.
-    touched = " OR ".join(
-        f"({column} >= ? AND {column} < ?)"
-        for column in ("opened_day", "resolved_day", "first_resolved_day", "sla_decided_day")
-    )
-    cases = _select(
-        conn,
-        CaseFact,
-        "kpi_cases",
-        *_filtered(
-            f"({touched} OR (opened_utc < ? AND (done_utc IS NULL OR done_utc >= ?)))",
-            [since, until] * 4 + [until, since],
-            query,
-        ),
-    )
-    purchases = _select(
-        conn,
-        PurchaseFact,
-        "kpi_purchases",
-        "day >= ? AND day < ?",
-        [query.previous_since.isoformat(), until],
-    )
-    merges = sqlite_timeline.merged_into(conn)
-    return build_report(
-        query,
-        contacts=contacts,
-        surveys=surveys,
-        cases=cases,
-        purchases=purchases,
-        merges=merges,
-    )
-
-
-def _filtered(condition: str, params: list[Any], query: KpiQuery) -> tuple[str, list[Any]]:
-    """Add the query's channel, team and category filters to a condition on a fact table."""
-    for column, wanted in (
-        ("channel", query.channel),
-        ("team", query.team),
-        ("category", query.category),
-    ):
-        if wanted:
-            condition += f" AND {column} = ?"
-            params = [*params, wanted]
-    return condition, params
-
-
-def _columns(cls: type[Any], prefix: str = "") -> str:
-    return ", ".join(prefix + f.name for f in fields(cls))
-
-
-def _select(
-    conn: sqlite3.Connection, cls: type[T], table: str, condition: str, params: list[Any]
-) -> list[T]:
-    sql = f"SELECT {_columns(cls)} FROM {table} WHERE {condition}"
-    return [_fact(cls, row) for row in conn.execute(sql, params)]
-
-
-def _fact(cls: type[T], row: tuple[Any, ...]) -> T:
-    """A fact from its row; SQLite keeps booleans as 0/1, turned back into bools here."""
-    values = [
-        bool(value) if f.type == "bool" else value
-        for f, value in zip(fields(cls), row, strict=True)  # type: ignore[arg-type]
-    ]
-    return cls(*values)

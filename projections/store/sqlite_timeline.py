@@ -12,7 +12,7 @@ from typing import Any
 
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
-from projections.store.queries import PageCursor, TimelinePage, TimelineQuery, encode_page_token
+from projections.store.dialect import Dialect
 from projections.store.rows import ENTRY_COLUMNS, entry_from_row, entry_row
 from projections.timeline import TimelineEntry, timeline_changes
 
@@ -64,6 +64,14 @@ MEMBERS = """
 not UNION ALL, drops rows already seen, so even a cycle of links terminates."""
 
 
+def _any_of(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+    return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+
+DIALECT = Dialect(param="?", members=MEMBERS, merged="active = 1", any_of=_any_of)
+"""SQLite's share of the queries both view stores run alike (timeline_reads.py, ...)."""
+
+
 def write(conn: sqlite3.Connection, news: Batch, kept: None = None) -> None:
     """Insert the batch's entries once each, and keep the newest fact of each merge link (it
     reads nothing back, so it keeps nothing in a rebuild)."""
@@ -84,68 +92,6 @@ def write(conn: sqlite3.Connection, news: Batch, kept: None = None) -> None:
             for link in changes.merge_links.values()
         ],
     )
-
-
-def members(conn: sqlite3.Connection, customer_id: str) -> frozenset[str]:
-    rows = conn.execute(f"{MEMBERS} SELECT id FROM members", (customer_id,)).fetchall()
-    return frozenset(str(row[0]) for row in rows)
-
-
-def merged_into(conn: sqlite3.Connection) -> dict[str, str]:
-    """Every profile merged now -> its survivor (for the KPI report's retention)."""
-    rows = conn.execute("SELECT duplicate_id, survivor_id FROM customer_merges WHERE active = 1")
-    return {str(duplicate): str(survivor) for duplicate, survivor in rows}
-
-
-def page(conn: sqlite3.Connection, query: TimelineQuery) -> TimelinePage:
-    """One page of the timeline in the order things happened (occurred_utc, ties by global
-    position), paged by keyset: the token carries the last (instant, position) handed out."""
-    conditions: list[str] = []
-    params: list[Any] = [query.customer_id]
-    after = query.after
-    if after is not None:
-        beyond = "<" if query.newest_first else ">"
-        conditions.append(f"(occurred_utc, global_position) {beyond} (?, ?)")
-        params.extend((after.occurred_utc, after.position))
-    for column, values in (("channel", query.channels), ("kind", query.kinds)):
-        if values:
-            conditions.append(f"{column} IN ({', '.join('?' * len(values))})")
-            params.extend(sorted(values))
-    if query.case_id:
-        conditions.append("case_id = ?")
-        params.append(query.case_id)
-    if query.since is not None:
-        conditions.append("occurred_utc >= ?")
-        params.append(sortable_instant(query.since))
-    if query.until is not None:
-        conditions.append("occurred_utc < ?")
-        params.append(sortable_instant(query.until))
-    order = "DESC" if query.newest_first else "ASC"
-    params.append(query.page_size + 1)
-    rows = _entries(
-        conn,
-        " ".join(f"AND {condition}" for condition in conditions),
-        f"ORDER BY occurred_utc {order}, global_position {order} LIMIT ?",
-        params,
-    )
-    entries = [entry_from_row(row) for row in rows[: query.page_size]]
-    if len(rows) <= query.page_size:
-        return TimelinePage(entries)
-    last = entries[-1]
-    cursor = PageCursor(sortable_instant(last.occurred_at), last.global_position)
-    return TimelinePage(entries, encode_page_token(cursor))
-
-
-def entries_after(
-    conn: sqlite3.Connection, customer_id: str, after_position: int, limit: int
-) -> list[TimelineEntry]:
-    rows = _entries(
-        conn,
-        "AND global_position > ?",
-        "ORDER BY global_position ASC LIMIT ?",
-        [customer_id, after_position, max(limit, 0)],
-    )
-    return [entry_from_row(row) for row in rows]
 
 
 def watermark(conn: sqlite3.Connection) -> int:
@@ -174,13 +120,3 @@ def entries_applied_after(
     rows = conn.execute(sql, [customer_id, after_sequence, limit]).fetchall()
     last = int(rows[-1][0]) if rows else after_sequence
     return [entry_from_row(row[1:]) for row in rows], last
-
-
-def _entries(
-    conn: sqlite3.Connection, conditions: str, order: str, params: Sequence[Any]
-) -> list[tuple[Any, ...]]:
-    sql = (
-        f"{MEMBERS} SELECT {ENTRY_COLUMNS} FROM timeline"
-        f" WHERE customer_id IN (SELECT id FROM members) {conditions} {order}"
-    )
-    return conn.execute(sql, params).fetchall()
