@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from crm.instants import sortable_instant
 from projections.case_view import CaseView
 from projections.follow_ups import FollowUp, NegativeFeedback, follow_up
 from projections.store.dialect import Connection, Dialect
-from projections.store.queries import FollowUpQuery
+from projections.store.queries import EscalationQuery, FollowUpQuery
 from projections.store.rows import decode_view
 from services.feedback.domain import Negativity
 
@@ -22,6 +23,27 @@ def case_view(dialect: Dialect, conn: Connection, case_id: str, table: str) -> C
     """A stored view from `table` (the case views projection's, or the KPI facts' own copy)."""
     found = dialect.row(conn, f"SELECT view FROM {table} WHERE case_id = ?", (case_id,))
     return None if found is None else decode_view(found[0])
+
+
+def escalated(
+    dialect: Dialect, conn: Connection, query: EscalationQuery, *, has_reason: str, urgency: str
+) -> list[CaseView]:
+    """Escalated cases in the `urgency` order; `has_reason`: the dialect's condition (JSON
+    functions differ) that one of a case's escalation reasons is the parameter."""
+    conditions = ["escalation_level >= ?"]
+    params: list[Any] = [query.min_level]
+    if query.team:
+        conditions.append("team = ?")
+        params.append(query.team)
+    if query.reason:
+        conditions.append(has_reason)
+        params.append(query.reason)
+    if query.escalated_before is not None:
+        conditions.append("escalated_since <= ?")
+        params.append(sortable_instant(query.escalated_before))
+    sql = f"SELECT view FROM case_views WHERE {' AND '.join(conditions)} ORDER BY {urgency} LIMIT ?"
+    rows = dialect.rows(conn, sql, [*params, query.limit])
+    return [decode_view(row[0]) for row in rows]
 
 
 def follow_ups(dialect: Dialect, conn: Connection, query: FollowUpQuery) -> list[FollowUp]:

@@ -20,7 +20,7 @@ from projections.store.postgres_schema import Migration
 from projections.store.postgres_timeline import DIALECT
 from projections.store.queries import EscalationQuery
 from projections.store.remembered import Remembered
-from projections.store.rows import decode_view, encode_view
+from projections.store.rows import case_row
 
 TABLES = ("case_views", "case_feedback")
 # The whole view as JSON, plus the columns lists filter and order by.
@@ -75,7 +75,7 @@ def write(conn: Connection[Any], news: Batch, kept: Remembered[CaseView] | None)
             " team = EXCLUDED.team, escalation_level = EXCLUDED.escalation_level,"
             " escalated_since = EXCLUDED.escalated_since, next_due_utc = EXCLUDED.next_due_utc,"
             " settled_position = EXCLUDED.settled_position, view = EXCLUDED.view",
-            [_row(view) for view in views.values()],
+            [case_row(view) for view in views.values()],
         )
         cursor.executemany(
             "INSERT INTO case_feedback (feedback_id, case_id, negativity, occurred_at,"
@@ -111,42 +111,18 @@ def case_view(conn: Connection[Any], case_id: str, table: str) -> CaseView | Non
     return case_reads.case_view(DIALECT, conn, case_id, table)
 
 
+_HAS_REASON = (
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(view::jsonb -> 'escalation_reasons') r"
+    " WHERE r ->> 'reason' = ?)"
+)
+"""An escalated case one of whose reasons is the parameter (marked `?`)."""
+# NULLS placed as SQLite places them: a case without a due date after those with one.
+_URGENCY = (
+    "escalation_level DESC, next_due_utc ASC NULLS LAST, escalated_since ASC NULLS FIRST, case_id"
+)
+"""Most urgent first: highest level, nearest SLA due, longest escalated."""
+
+
 def escalated(conn: Connection[Any], query: EscalationQuery) -> list[CaseView]:
     """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
-    conditions = ["escalation_level >= %s"]
-    params: list[Any] = [query.min_level]
-    if query.team:
-        conditions.append("team = %s")
-        params.append(query.team)
-    if query.reason:
-        conditions.append(
-            "EXISTS (SELECT 1 FROM jsonb_array_elements(view::jsonb -> 'escalation_reasons') r"
-            " WHERE r ->> 'reason' = %s)"
-        )
-        params.append(query.reason)
-    if query.escalated_before is not None:
-        conditions.append("escalated_since <= %s")
-        params.append(sortable_instant(query.escalated_before))
-    # NULLS placed as SQLite places them: a case without a due date after those with one.
-    sql = (
-        f"SELECT view FROM case_views WHERE {' AND '.join(conditions)}"
-        " ORDER BY escalation_level DESC, next_due_utc ASC NULLS LAST,"
-        " escalated_since ASC NULLS FIRST, case_id LIMIT %s"
-    )
-    rows = conn.execute(sql, [*params, query.limit]).fetchall()
-    return [decode_view(row[0]) for row in rows]
-
-
-def _row(view: CaseView) -> tuple[Any, ...]:
-    next_due = view.next_due_at
-    return (
-        view.case_id,
-        view.customer_id,
-        view.status.value,
-        view.team,
-        view.escalation_level,
-        None if view.escalated_since is None else sortable_instant(view.escalated_since),
-        None if next_due is None else sortable_instant(next_due),
-        view.settled_position,
-        encode_view(view),
-    )
+    return case_reads.escalated(DIALECT, conn, query, has_reason=_HAS_REASON, urgency=_URGENCY)

@@ -6,7 +6,6 @@ The same rows and queries as projections/store/sqlite_risk.py.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
@@ -14,8 +13,9 @@ from psycopg import Connection
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
 from projections.risk import CaseEscalation, CustomerRisk, risk_changes
+from projections.store import risk_reads
 from projections.store.postgres_schema import Migration
-from projections.store.postgres_timeline import MEMBERS
+from projections.store.postgres_timeline import DIALECT
 from projections.store.remembered import Remembered
 
 TABLES = ("risk_cases", "risk_feedback")
@@ -55,7 +55,7 @@ def write(conn: Connection[Any], news: Batch, kept: Remembered[CaseEscalation] |
     a rebuild."""
 
     def read(case_id: str) -> CaseEscalation | None:
-        return _escalation(conn, case_id)
+        return risk_reads.escalation(DIALECT, conn, case_id)
 
     changes = risk_changes(news, read if kept is None else kept.loader(read))
     if kept is not None:
@@ -92,37 +92,6 @@ def write(conn: Connection[Any], news: Batch, kept: Remembered[CaseEscalation] |
 def customer_risk(conn: Connection[Any], customer_id: str) -> CustomerRisk:
     """At risk while a case is escalated or the latest feedback is negative; profiles merged
     into the customer count, as their histories show on its timeline."""
-    cases = conn.execute(
-        f"{MEMBERS} SELECT case_id, level FROM risk_cases"
-        " WHERE customer_id IN (SELECT id FROM members) AND level > 0"
-        " ORDER BY level DESC, escalated_since ASC NULLS FIRST, case_id",
-        (customer_id,),
-    ).fetchall()
-    latest = conn.execute(
-        f"{MEMBERS} SELECT reason FROM risk_feedback"
-        " WHERE customer_id IN (SELECT id FROM members)"
-        " ORDER BY global_position DESC LIMIT 1",
-        (customer_id,),
-    ).fetchone()
-    return CustomerRisk(
-        customer_id,
-        tuple((str(case_id), int(level)) for case_id, level in cases),
-        "" if latest is None else str(latest[0]),
-    )
-
-
-def _escalation(conn: Connection[Any], case_id: str) -> CaseEscalation | None:
-    row = conn.execute(
-        "SELECT customer_id, level, since, position FROM risk_cases WHERE case_id = %s",
-        (case_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    customer_id, level, since, position = row
-    return CaseEscalation(
-        case_id,
-        customer_id,
-        int(level),
-        None if since is None else datetime.fromisoformat(since),
-        int(position),
+    return risk_reads.customer_risk(
+        DIALECT, conn, customer_id, longest_escalated="escalated_since ASC NULLS FIRST"
     )

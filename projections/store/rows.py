@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from crm.eventcodec import from_plain, to_plain
+from crm.instants import sortable_instant
 from projections.case_view import CaseView
 from projections.timeline import EntryKind, TimelineEntry
 
@@ -67,3 +68,19 @@ def decode_view(text: str) -> CaseView:
     """The case view `encode_view` wrote."""
     view: CaseView = from_plain(CaseView, json.loads(text))
     return view
+
+
+def case_row(view: CaseView) -> tuple[Any, ...]:
+    """A `case_views` row: the columns lists filter and order by, then the view as JSON."""
+    next_due = view.next_due_at
+    return (
+        view.case_id,
+        view.customer_id,
+        view.status.value,
+        view.team,
+        view.escalation_level,
+        None if view.escalated_since is None else sortable_instant(view.escalated_since),
+        None if next_due is None else sortable_instant(next_due),
+        view.settled_position,
+        encode_view(view),
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any
 
 from crm.instants import sortable_instant
 from projections.case_view import CaseView, case_view_changes
@@ -14,7 +13,7 @@ from projections.follow_ups import negative_feedback
 from projections.store import case_reads
 from projections.store.queries import EscalationQuery
 from projections.store.remembered import Remembered
-from projections.store.rows import decode_view, encode_view
+from projections.store.rows import case_row
 from projections.store.sqlite_timeline import DIALECT
 
 TABLES = ("case_views", "case_feedback")
@@ -60,7 +59,7 @@ def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseView] | No
         "INSERT OR REPLACE INTO case_views (case_id, customer_id, status, team,"
         " escalation_level, escalated_since, next_due_utc, settled_position, view)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_row(view) for view in views.values()],
+        [case_row(view) for view in views.values()],
     )
     conn.executemany(
         "INSERT INTO case_feedback (feedback_id, case_id, negativity, occurred_at, occurred_utc,"
@@ -95,41 +94,15 @@ def case_view(conn: sqlite3.Connection, case_id: str, table: str) -> CaseView | 
     return case_reads.case_view(DIALECT, conn, case_id, table)
 
 
+_HAS_REASON = (
+    "EXISTS (SELECT 1 FROM json_each(view, '$.escalation_reasons')"
+    " WHERE json_extract(value, '$.reason') = ?)"
+)
+"""An escalated case one of whose reasons is the parameter (marked `?`)."""
+_URGENCY = "escalation_level DESC, next_due_utc IS NULL, next_due_utc, escalated_since, case_id"
+"""Most urgent first: highest level, nearest SLA due, longest escalated."""
+
+
 def escalated(conn: sqlite3.Connection, query: EscalationQuery) -> list[CaseView]:
     """Escalated cases, most urgent first: highest level, nearest SLA due, longest escalated."""
-    conditions = ["escalation_level >= ?"]
-    params: list[Any] = [query.min_level]
-    if query.team:
-        conditions.append("team = ?")
-        params.append(query.team)
-    if query.reason:
-        conditions.append(
-            "EXISTS (SELECT 1 FROM json_each(view, '$.escalation_reasons')"
-            " WHERE json_extract(value, '$.reason') = ?)"
-        )
-        params.append(query.reason)
-    if query.escalated_before is not None:
-        conditions.append("escalated_since <= ?")
-        params.append(sortable_instant(query.escalated_before))
-    sql = (
-        f"SELECT view FROM case_views WHERE {' AND '.join(conditions)}"
-        " ORDER BY escalation_level DESC, next_due_utc IS NULL, next_due_utc,"
-        " escalated_since, case_id LIMIT ?"
-    )
-    rows = conn.execute(sql, [*params, query.limit]).fetchall()
-    return [decode_view(row[0]) for row in rows]
-
-
-def _row(view: CaseView) -> tuple[Any, ...]:
-    next_due = view.next_due_at
-    return (
-        view.case_id,
-        view.customer_id,
-        view.status.value,
-        view.team,
-        view.escalation_level,
-        None if view.escalated_since is None else sortable_instant(view.escalated_since),
-        None if next_due is None else sortable_instant(next_due),
-        view.settled_position,
-        encode_view(view),
-    )
+    return case_reads.escalated(DIALECT, conn, query, has_reason=_HAS_REASON, urgency=_URGENCY)

@@ -4,13 +4,13 @@ each piece of feedback's signal, read together for a customer and the profiles m
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 from crm.instants import sortable_instant
 from projections.catalogue import Batch
 from projections.risk import CaseEscalation, CustomerRisk, risk_changes
+from projections.store import risk_reads
 from projections.store.remembered import Remembered
-from projections.store.sqlite_timeline import MEMBERS
+from projections.store.sqlite_timeline import DIALECT
 
 TABLES = ("risk_cases", "risk_feedback")
 SCHEMA = (
@@ -44,7 +44,7 @@ def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseEscalation
     a rebuild."""
 
     def read(case_id: str) -> CaseEscalation | None:
-        return _escalation(conn, case_id)
+        return risk_reads.escalation(DIALECT, conn, case_id)
 
     changes = risk_changes(news, read if kept is None else kept.loader(read))
     if kept is not None:
@@ -75,36 +75,4 @@ def write(conn: sqlite3.Connection, news: Batch, kept: Remembered[CaseEscalation
 def customer_risk(conn: sqlite3.Connection, customer_id: str) -> CustomerRisk:
     """At risk while a case is escalated or the latest feedback is negative; profiles merged
     into the customer count, as their histories show on its timeline."""
-    cases = conn.execute(
-        f"{MEMBERS} SELECT case_id, level FROM risk_cases"
-        " WHERE customer_id IN (SELECT id FROM members) AND level > 0"
-        " ORDER BY level DESC, escalated_since, case_id",
-        (customer_id,),
-    ).fetchall()
-    latest = conn.execute(
-        f"{MEMBERS} SELECT reason FROM risk_feedback"
-        " WHERE customer_id IN (SELECT id FROM members)"
-        " ORDER BY global_position DESC LIMIT 1",
-        (customer_id,),
-    ).fetchone()
-    return CustomerRisk(
-        customer_id,
-        tuple((str(case_id), int(level)) for case_id, level in cases),
-        "" if latest is None else str(latest[0]),
-    )
-
-
-def _escalation(conn: sqlite3.Connection, case_id: str) -> CaseEscalation | None:
-    row = conn.execute(
-        "SELECT customer_id, level, since, position FROM risk_cases WHERE case_id = ?", (case_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    customer_id, level, since, position = row
-    return CaseEscalation(
-        case_id,
-        customer_id,
-        int(level),
-        None if since is None else datetime.fromisoformat(since),
-        int(position),
-    )
+    return risk_reads.customer_risk(DIALECT, conn, customer_id, longest_escalated="escalated_since")
