@@ -1,7 +1,8 @@
 """The case views projection's tables in the PostgreSQL view store: one view per case, the list of
 escalated cases supervisors work from, and negative feedback by case for their follow-up list.
 
-The same rows and queries as projections/store/sqlite_cases.py.
+The same rows as projections/store/sqlite_cases.py; the reads are case_reads.py's, given
+PostgreSQL's JSON functions and NULL ordering here.
 """
 
 from __future__ import annotations

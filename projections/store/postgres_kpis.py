@@ -1,8 +1,8 @@
-"""The KPI facts projection's tables in the PostgreSQL view store, read for the KPI report.
+"""The KPI facts projection's tables in the PostgreSQL view store (read by kpi_reads.py).
 
-The same rows and queries as projections/store/sqlite_kpis.py: single-event facts inserted once
-by their id, a case's row replaced as its view changes, and the projection's own copy of each
-case's view. Flags are BOOLEAN columns here, so rows come back as the facts' own types.
+The same rows as projections/store/sqlite_kpis.py: single-event facts inserted once by their
+id, a case's row replaced as its view changes, and the projection's own copy of each case's
+view. Flags are BOOLEAN columns here, so rows come back as the facts' own types.
 """
 
 from __future__ import annotations

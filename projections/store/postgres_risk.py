@@ -1,7 +1,8 @@
 """The customer risk projection's tables in the PostgreSQL view store: each case's escalation and
 each piece of feedback's signal, read together for a customer and the profiles merged into it.
 
-The same rows and queries as projections/store/sqlite_risk.py.
+The same rows as projections/store/sqlite_risk.py; the reads are risk_reads.py's, given
+PostgreSQL's NULL ordering here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The case views projection's tables in the SQLite view store: one view per case, the list of
-escalated cases supervisors work from, and negative feedback by case for their follow-up list."""
+escalated cases supervisors work from, and negative feedback by case for their follow-up list.
+
+The reads are case_reads.py's; this module gives them SQLite's JSON and NULL ordering.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The KPI facts projection's tables in the SQLite view store, read for the KPI report.
+"""The KPI facts projection's tables in the SQLite view store (read by kpi_reads.py).
 
 Fact rows of single events are keyed by event or feedback id and inserted once, so redelivery never
 doubles them; a case's row is replaced as its view changes. The projection keeps its own copy of

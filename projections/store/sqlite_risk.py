@@ -1,5 +1,8 @@
 """The customer risk projection's tables in the SQLite view store: each case's escalation and
-each piece of feedback's signal, read together for a customer and the profiles merged into it."""
+each piece of feedback's signal, read together for a customer and the profiles merged into it.
+
+The reads are risk_reads.py's; this module gives them SQLite's NULL ordering.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 Merged customers are resolved when the timeline is read (`MEMBERS`), so undoing a merge separates
 the histories again and the order in which different customers' events arrive never matters.
+The reads both view stores share are timeline_reads.py's; the watch's reads by rowid are here.
 """
 
 from __future__ import annotations
