@@ -1,10 +1,10 @@
 """The timeline projection's tables in the PostgreSQL view store: entries and merge links.
 
 The same rows as projections/store/sqlite_timeline.py (the reads both share are
-timeline_reads.py's). Entries are numbered in the
-order they are written by an identity column (`seq`, SQLite's rowid there); writers of the
-timeline hold its lock until they commit (projections/store/postgres.py), so the numbers also
-become visible in that order and a watch that reads "after seq N" never skips one.
+timeline_reads.py's). Entries are numbered in the order they are written by an identity column
+(`seq`, SQLite's rowid there); writers of the timeline hold its lock until they commit
+(projections/store/postgres.py), so the numbers also become visible in that order and a watch
+that reads "after seq N" never skips one.
 """
 
 from __future__ import annotations
