@@ -40,13 +40,15 @@ def problem(seal: dict[str, object], key: object) -> str | None:
 
 
 def main() -> None:
+    if len(sys.argv) != 3:
+        sys.exit("usage: python verify_seal.py SEAL.json KEY.pem (as crm-audit seals --save wrote)")
     try:
         with open(sys.argv[1], encoding="utf-8") as file:
             seal = json.load(file)
         with open(sys.argv[2], "rb") as file:
             key = load_pem_public_key(file.read())
         found = problem(seal, key)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         found = f"cannot check: {type(exc).__name__}: {exc}"
     if found:
         sys.exit(found)

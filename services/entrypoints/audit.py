@@ -27,6 +27,9 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 USAGE, BROKEN = 2, 1
 
 
+JSON = "JSON lines even on a terminal"
+
+
 def parser() -> argparse.ArgumentParser:
     """Subcommands, each naming its subject with --customer or --case."""
     parsed = argparse.ArgumentParser(prog=PROG, description=__doc__)
@@ -39,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
         "--trust",
         help="the PEM certificate to trust (TLS), e.g. var/tls/server.crt; none: plaintext",
     )
-    parsed.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    parsed.add_argument("--json", action="store_true", help=JSON)
     commands = parsed.add_subparsers(dest="command", required=True)
     history = commands.add_parser("history", help="the recorded events, in global order")
     export = commands.add_parser("export", help="JSON lines to check with verify_export.py")
@@ -63,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--page-size", type=int, default=500, help="events per call (<= 500)")
     export.add_argument("--output", "-o", help="a file to write (default: standard output)")
     audit_as_of.add_parser(commands, _instant)
+    for command in commands.choices.values():  # `crm-audit history --json` reads as well
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON)
     return parsed
 
 

@@ -240,3 +240,23 @@ def test_list_seals_refuses_a_limit_out_of_range(served: Served) -> None:
         served.client.audit.ListSeals(audit_service_pb2.ListSealsRequest(limit=5000))
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "limit" in (refused.value.details() or "")
+
+
+def test_json_may_follow_the_subcommand_and_the_outside_check_says_how_to_call_it(
+    served: Served,
+) -> None:
+    before = audit.parser().parse_args(["--json", "seals"])
+    after = audit.parser().parse_args(["seals", "--json"])
+    plain = audit.parser().parse_args(["seals"])
+    assert (before.json, after.json, plain.json) == (True, True, False)
+    listed = served.cli("seals", "--json")
+    assert listed.returncode == 0, listed.stderr
+    called = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "verify_seal.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert called.returncode == 1
+    assert called.stderr.startswith("usage: python verify_seal.py SEAL.json KEY.pem")
