@@ -13,8 +13,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bench.credentials import ClientAccess
 from crm.v1 import (
     audit_service_pb2_grpc,
+    case_events_pb2,
+    case_service_pb2,
     case_service_pb2_grpc,
     common_pb2,
+    customer_events_pb2,
+    customer_service_pb2,
     customer_service_pb2_grpc,
     feedback_service_pb2_grpc,
     timeline_service_pb2,
@@ -65,6 +69,27 @@ class Client:
     def supervisor_context(self, request_id: str = "") -> common_pb2.CommandContext:
         """A context for what only supervisors may do: merges, approvals, de-escalation."""
         return self.context(request_id, "supervisor-1", common_pb2.ACTOR_KIND_SUPERVISOR)
+
+    def customer_with_a_case(self, name: str) -> str:
+        """Register a customer and open one case for them; the case id (history to audit)."""
+        customer = self.customers.RegisterCustomer(
+            customer_service_pb2.RegisterCustomerRequest(
+                context=self.context(),
+                name=name,
+                language="ja",
+                segment=customer_events_pb2.SEGMENT_B2C,
+            )
+        ).aggregate_id
+        return self.cases.OpenCase(
+            case_service_pb2.OpenCaseRequest(
+                context=self.context(),
+                customer_id=customer,
+                channel=common_pb2.CHANNEL_EMAIL,
+                category=case_events_pb2.CATEGORY_RETURNS_CANCELLATION,
+                priority=common_pb2.PRIORITY_NORMAL,
+                subject="Return",
+            )
+        ).aggregate_id
 
     def whole_timeline(
         self, customer_id: str, kinds: tuple[timeline_service_pb2.EntryKind.ValueType, ...] = ()

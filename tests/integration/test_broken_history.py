@@ -17,36 +17,11 @@ import pytest
 
 from bench.server_thread import ServerThread
 from crm.v1 import (
-    case_events_pb2,
     case_service_pb2,
-    common_pb2,
-    customer_events_pb2,
-    customer_service_pb2,
 )
 from services.bootstrap import System, build_system
 from tests.grpc_client import Client
 from tests.raw_stores import BACKENDS, Backend, backend_for
-
-
-def _open_case(client: Client) -> str:
-    customer = client.customers.RegisterCustomer(
-        customer_service_pb2.RegisterCustomerRequest(
-            context=client.context(),
-            name="Ren",
-            language="ja",
-            segment=customer_events_pb2.SEGMENT_B2C,
-        )
-    ).aggregate_id
-    return client.cases.OpenCase(
-        case_service_pb2.OpenCaseRequest(
-            context=client.context(),
-            customer_id=customer,
-            channel=common_pb2.CHANNEL_EMAIL,
-            category=case_events_pb2.CATEGORY_RETURNS_CANCELLATION,
-            priority=common_pb2.PRIORITY_NORMAL,
-            subject="Return",
-        )
-    ).aggregate_id
 
 
 def _note(client: Client, case_id: str) -> case_service_pb2.AddNoteRequest:
@@ -86,8 +61,8 @@ def test_a_command_on_an_altered_stream_is_refused_with_data_loss(
 ) -> None:
     first = _serve(backend, "first")
     client = first.client
-    case_id = _open_case(client)
-    other_case = _open_case(client)
+    case_id = client.customer_with_a_case("Ren")
+    other_case = client.customer_with_a_case("Ren")
     client.cases.AddNote(_note(client, case_id))
     client.cases.AddNote(_note(client, case_id))
     first.stop()

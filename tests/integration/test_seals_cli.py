@@ -24,11 +24,6 @@ from crm.settings import Settings
 from crm.v1 import (
     audit_service_pb2,
     audit_service_pb2_grpc,
-    case_events_pb2,
-    case_service_pb2,
-    common_pb2,
-    customer_events_pb2,
-    customer_service_pb2,
 )
 from services.bootstrap import System, build_system
 from services.entrypoints import audit
@@ -82,34 +77,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
     client = Client(server.access, prefix="seals")
     token = tmp_path / "auditor.token"
     token.write_text(server.access.token(Role.AUDITOR, "auditor-1"))
-    cases = [_open_case(client) for _ in range(3)]
+    cases = [client.customer_with_a_case("Mei") for _ in range(3)]
     try:
         yield Served(system, server, client, tmp_path, token, cases)
     finally:
         client.close()
         server.stop(1)
         system.close()
-
-
-def _open_case(client: Client) -> str:
-    customer = client.customers.RegisterCustomer(
-        customer_service_pb2.RegisterCustomerRequest(
-            context=client.context(),
-            name="Mei",
-            language="ja",
-            segment=customer_events_pb2.SEGMENT_B2C,
-        )
-    ).aggregate_id
-    return client.cases.OpenCase(
-        case_service_pb2.OpenCaseRequest(
-            context=client.context(),
-            customer_id=customer,
-            channel=common_pb2.CHANNEL_EMAIL,
-            category=case_events_pb2.CATEGORY_RETURNS_CANCELLATION,
-            priority=common_pb2.PRIORITY_NORMAL,
-            subject="Return",
-        )
-    ).aggregate_id
 
 
 def test_seals_are_listed_kept_and_verify_offline(served: Served, tmp_path: Path) -> None:

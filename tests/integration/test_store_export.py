@@ -31,11 +31,7 @@ from crm.seals import Seal
 from crm.settings import Settings
 from crm.v1 import (
     audit_service_pb2,
-    case_events_pb2,
     case_service_pb2,
-    common_pb2,
-    customer_events_pb2,
-    customer_service_pb2,
 )
 from services.audit.grpc_api import description
 from services.audit.store_export import StoreExport
@@ -90,10 +86,10 @@ def story(tmp_path: Path) -> Iterator[Story]:
     token = tmp_path / "auditor.token"
     token.write_text(server.access.token(Role.AUDITOR, "auditor-1"))
     try:
-        cases = [_open_case(client)]
+        cases = [client.customer_with_a_case("Ines")]
         _note(client, cases[0])
         _note(client, cases[0])
-        cases += [_open_case(client), _open_case(client)]
+        cases += [client.customer_with_a_case("Ines"), client.customer_with_a_case("Ines")]
         assert system.sealer is not None
         seal = system.sealer.seal_once()
         assert seal is not None and (seal.position, seal.count) == (8, 8)
@@ -108,27 +104,6 @@ def story(tmp_path: Path) -> Iterator[Story]:
         client.close()
         server.stop(1)
         system.close()
-
-
-def _open_case(client: Client) -> str:
-    customer = client.customers.RegisterCustomer(
-        customer_service_pb2.RegisterCustomerRequest(
-            context=client.context(),
-            name="Ines",
-            language="pt",
-            segment=customer_events_pb2.SEGMENT_B2C,
-        )
-    ).aggregate_id
-    return client.cases.OpenCase(
-        case_service_pb2.OpenCaseRequest(
-            context=client.context(),
-            customer_id=customer,
-            channel=common_pb2.CHANNEL_EMAIL,
-            category=case_events_pb2.CATEGORY_RETURNS_CANCELLATION,
-            priority=common_pb2.PRIORITY_NORMAL,
-            subject="Return",
-        )
-    ).aggregate_id
 
 
 def _note(client: Client, case_id: str) -> None:
